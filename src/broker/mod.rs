@@ -1,0 +1,98 @@
+//! The broker handle: virtual hosts, users and their permissions, and connection ids. Everything a client can
+//! change goes through here and `VHost`, so the AMQP methods and the management API share one implementation.
+
+pub mod exchange;
+pub mod message;
+pub mod queue_args;
+pub mod vhost;
+
+use crate::config::Config;
+use crate::connection::ConnShared;
+use dashmap::DashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+pub use vhost::VHost;
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+    pub tags: Vec<String>,
+    /// Vhosts this user may open.
+    pub vhosts: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Broker {
+    pub config: Arc<Config>,
+    vhosts: DashMap<String, Arc<VHost>>,
+    users: DashMap<String, User>,
+    next_connection: AtomicU64,
+    connections: DashMap<u64, Arc<ConnShared>>,
+}
+
+impl Broker {
+    pub fn new(config: Config) -> Arc<Broker> {
+        let b = Broker {
+            vhosts: DashMap::new(),
+            users: DashMap::new(),
+            next_connection: AtomicU64::new(1),
+            connections: DashMap::new(),
+            config: Arc::new(config),
+        };
+        let vhost = b.config.default_vhost.clone();
+        b.add_vhost(&vhost);
+        let user = User {
+            name: b.config.default_user.clone(),
+            password: b.config.default_pass.clone(),
+            tags: vec!["administrator".to_string()],
+            vhosts: vec![vhost],
+        };
+        b.users.insert(user.name.clone(), user);
+        Arc::new(b)
+    }
+
+    pub fn add_vhost(&self, name: &str) -> Arc<VHost> {
+        self.vhosts.entry(name.to_string()).or_insert_with(|| Arc::new(VHost::new(name))).clone()
+    }
+
+    pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
+        self.vhosts.get(name).map(|v| v.clone())
+    }
+
+    pub fn user(&self, name: &str) -> Option<User> {
+        self.users.get(name).map(|u| u.clone())
+    }
+
+    pub fn add_user(&self, user: User) {
+        self.users.insert(user.name.clone(), user);
+    }
+
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Check a user's password; `None` when the login is refused.
+    pub fn authenticate(&self, username: &str, password: &str) -> Option<User> {
+        self.user(username).filter(|u| u.password == password)
+    }
+
+    pub fn register_connection(&self, c: Arc<ConnShared>) {
+        self.connections.insert(c.id, c);
+    }
+
+    pub fn unregister_connection(&self, id: u64) {
+        self.connections.remove(&id);
+    }
+
+    pub fn connections(&self) -> Vec<Arc<ConnShared>> {
+        self.connections.iter().map(|c| c.value().clone()).collect()
+    }
+
+    /// Close every client connection with 320 CONNECTION_FORCED.
+    pub fn close_all_connections(&self, reason: &str) {
+        for c in self.connections() {
+            c.force_close(reason);
+        }
+    }
+}

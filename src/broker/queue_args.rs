@@ -1,0 +1,167 @@
+//! Queue x-arguments: which ones take part in equivalence checks, and their validation on declare with
+//! RabbitMQ's 406 texts.
+
+use crate::error::{AmqpError, AmqpResult};
+use crate::protocol::fields;
+use amq_protocol::types::{AMQPValue, FieldTable};
+
+/// The arguments RabbitMQ compares when a classic queue is redeclared; any other argument is ignored.
+pub const EQUIVALENCE_KEYS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-version",
+    "x-single-active-consumer",
+    "x-queue-type",
+    "x-queue-master-locator",
+];
+
+const MAX_EXPIRY: i64 = 315_360_000_000;
+
+fn invalid(key: &str, queue: &str, vhost: &str, why: String) -> AmqpError {
+    AmqpError::precondition_failed(format!("invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': {why}"))
+}
+
+fn expect_int(key: &str, queue: &str, vhost: &str, v: &AMQPValue) -> AmqpResult<i64> {
+    fields::as_int(v).ok_or_else(|| {
+        invalid(key, queue, vhost, format!("\"expected integer, got {}\"", fields::type_name(v)))
+    })
+}
+
+/// Validate the arguments of a new queue.
+pub fn validate(queue: &str, vhost: &str, args: &FieldTable) -> AmqpResult<()> {
+    let qtype = fields::get(args, "x-queue-type").and_then(fields::as_str).map(|s| s.into_owned());
+    let qtype = qtype.as_deref().unwrap_or("classic");
+    let type_name = match qtype {
+        "classic" => "rabbit_classic_queue",
+        "quorum" => "rabbit_quorum_queue",
+        "stream" => "rabbit_stream_queue",
+        other => {
+            return Err(AmqpError::precondition_failed(format!("unsupported queue type '{other}'")));
+        }
+    };
+    for (k, v) in args.inner() {
+        let key = k.as_str();
+        match key {
+            "x-message-ttl" => {
+                let n = expect_int(key, queue, vhost, v)?;
+                if n < 0 {
+                    return Err(invalid(key, queue, vhost, format!("{{value_negative,{n}}}")));
+                }
+                if n > MAX_EXPIRY {
+                    return Err(invalid(key, queue, vhost, format!("{{value_too_large,{n}}}")));
+                }
+            }
+            "x-expires" => {
+                let n = expect_int(key, queue, vhost, v)?;
+                if n < 0 {
+                    return Err(invalid(key, queue, vhost, format!("{{value_negative,{n}}}")));
+                }
+                if n == 0 {
+                    return Err(invalid(key, queue, vhost, "{value_zero,0}".to_string()));
+                }
+                if n > MAX_EXPIRY {
+                    return Err(invalid(key, queue, vhost, format!("{{value_too_large,{n}}}")));
+                }
+            }
+            "x-max-length" | "x-max-length-bytes" => {
+                let n = expect_int(key, queue, vhost, v)?;
+                if n < 0 {
+                    return Err(invalid(key, queue, vhost, format!("{{value_negative,{n}}}")));
+                }
+            }
+            "x-max-priority" => {
+                let n = expect_int(key, queue, vhost, v)?;
+                if n < 0 {
+                    return Err(invalid(key, queue, vhost, format!("{{value_negative,{n}}}")));
+                }
+                if n > 255 {
+                    return Err(invalid(key, queue, vhost, format!("{{max_value_exceeded,{n}}}")));
+                }
+            }
+            "x-overflow" => {
+                let ok = fields::as_str(v)
+                    .is_some_and(|s| matches!(s.as_ref(), "drop-head" | "reject-publish" | "reject-publish-dlx"));
+                if !ok {
+                    return Err(invalid(key, queue, vhost, "invalid_overflow".to_string()));
+                }
+            }
+            "x-queue-mode" => match fields::as_str(v) {
+                Some(s) if s == "default" || s == "lazy" => {}
+                _ => {
+                    return Err(invalid(key, queue, vhost, format!("unsupported queue mode '{}'", fields::display(v))));
+                }
+            },
+            "x-queue-version" => match fields::as_int(v) {
+                Some(1) | Some(2) => {}
+                _ => {
+                    return Err(invalid(
+                        key,
+                        queue,
+                        vhost,
+                        format!("unsupported queue version '{}'", fields::display(v)),
+                    ));
+                }
+            },
+            "x-dead-letter-exchange" => {
+                if fields::as_str(v).is_none() {
+                    return Err(AmqpError::precondition_failed(format!(
+                        "invalid type '{}' for arg '{key}' in queue '{queue}' in vhost '{vhost}'",
+                        fields::type_name(v)
+                    )));
+                }
+            }
+            "x-dead-letter-routing-key" => {
+                if fields::get(args, "x-dead-letter-exchange").is_none() {
+                    return Err(invalid(key, queue, vhost, "routing_key_but_no_dlx_defined".to_string()));
+                }
+            }
+            "x-single-active-consumer" => {
+                if fields::as_bool(v).is_none() {
+                    return Err(invalid(
+                        key,
+                        queue,
+                        vhost,
+                        format!("{{unacceptable_type,{}}}", fields::type_name(v)),
+                    ));
+                }
+            }
+            "x-delivery-limit" | "x-max-age" if qtype == "classic" => {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type {type_name}"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(k: &str, v: AMQPValue) -> FieldTable {
+        let mut t = FieldTable::default();
+        t.insert(k.into(), v);
+        t
+    }
+
+    #[test]
+    fn texts() {
+        let e = validate("Q", "/", &args("x-message-ttl", AMQPValue::LongString("x".into()))).unwrap_err();
+        assert_eq!(e.text, "invalid arg 'x-message-ttl' for queue 'Q' in vhost '/': \"expected integer, got longstr\"");
+        let e = validate("Q", "/", &args("x-expires", AMQPValue::LongInt(0))).unwrap_err();
+        assert_eq!(e.text, "invalid arg 'x-expires' for queue 'Q' in vhost '/': {value_zero,0}");
+        let e = validate("Q", "/", &args("x-max-priority", AMQPValue::LongInt(256))).unwrap_err();
+        assert_eq!(e.text, "invalid arg 'x-max-priority' for queue 'Q' in vhost '/': {max_value_exceeded,256}");
+        assert!(validate("Q", "/", &args("x-message-ttl", AMQPValue::LongInt(0))).is_ok());
+        assert!(validate("Q", "/", &args("foo", AMQPValue::LongInt(0))).is_ok());
+    }
+}

@@ -1,0 +1,279 @@
+//! The part of a channel that other tasks touch: delivery tags and unacknowledged deliveries (queues register
+//! them when they dispatch from any task), prefetch limits, and the consumer registry (a queue deletion elsewhere
+//! cancels consumers here). Everything else about a channel is owned by its connection task.
+
+use crate::connection::ConnShared;
+use crate::error::{AmqpError, AmqpResult};
+use crate::protocol;
+use crate::queue::{Consumer, Queue, QueuedMessage};
+use amq_protocol::protocol::{basic, AMQPClass};
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A delivery waiting for basic.ack / nack / reject.
+#[derive(Debug)]
+pub struct Unacked {
+    pub tag: u64,
+    pub queue: Arc<Queue>,
+    pub msg: QueuedMessage,
+    pub consumer: Option<Arc<Consumer>>,
+}
+
+/// Delivery tags form a contiguous window starting at `base`; acknowledged and no-ack tags leave `None` holes
+/// that are trimmed from the front, so the common in-order ack is O(1).
+#[derive(Debug)]
+struct Deliveries {
+    next_tag: u64,
+    base: u64,
+    window: VecDeque<Option<Unacked>>,
+    unacked: u32,
+    global_prefetch: u32,
+}
+
+impl Deliveries {
+    fn push(&mut self, entry: Option<Unacked>) -> u64 {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        if entry.is_none() && self.window.is_empty() {
+            self.base = self.next_tag;
+        } else {
+            if entry.is_some() {
+                self.unacked += 1;
+            }
+            self.window.push_back(entry);
+        }
+        tag
+    }
+
+    fn trim(&mut self) {
+        while let Some(None) = self.window.front() {
+            self.window.pop_front();
+            self.base += 1;
+        }
+        if self.window.is_empty() {
+            self.base = self.next_tag;
+        }
+    }
+
+    fn settle(&mut self, u: &Unacked) {
+        self.unacked -= 1;
+        if let Some(c) = &u.consumer {
+            c.unacked.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ChannelShared {
+    pub id: u16,
+    pub conn: Arc<ConnShared>,
+    deliveries: Mutex<Deliveries>,
+    consumers: Mutex<HashMap<Arc<str>, Arc<Consumer>>>,
+    /// Set when the channel starts closing: no further deliveries are made to it.
+    closed: AtomicBool,
+}
+
+impl ChannelShared {
+    pub fn new(id: u16, conn: Arc<ConnShared>) -> ChannelShared {
+        ChannelShared {
+            id,
+            conn,
+            deliveries: Mutex::new(Deliveries {
+                next_tag: 1,
+                base: 1,
+                window: VecDeque::new(),
+                unacked: 0,
+                global_prefetch: 0,
+            }),
+            consumers: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    pub fn mark_closed(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    pub fn set_global_prefetch(&self, n: u32) {
+        self.deliveries.lock().global_prefetch = n;
+    }
+
+    /// Deliver `qm` from `queue` to `consumer` if the consumer and channel have capacity. Called under the
+    /// queue's lock; the delivery is encoded under the channel's lock so tags go out in order.
+    pub fn deliver(&self, consumer: &Arc<Consumer>, queue: &Arc<Queue>, qm: &QueuedMessage) -> bool {
+        if self.is_closed() {
+            return false;
+        }
+        let out = &self.conn.outbound;
+        if out.congested() {
+            out.add_waiter(queue);
+            // The writer may have drained between the check and the registration.
+            if out.congested() {
+                return false;
+            }
+        }
+        let mut d = self.deliveries.lock();
+        if !consumer.no_ack {
+            if consumer.prefetch != 0 && consumer.unacked.load(Ordering::Relaxed) >= consumer.prefetch {
+                return false;
+            }
+            if d.global_prefetch != 0 && d.unacked >= d.global_prefetch {
+                return false;
+            }
+        }
+        let tag = if consumer.no_ack {
+            d.push(None)
+        } else {
+            consumer.unacked.fetch_add(1, Ordering::Relaxed);
+            {
+                let tag = d.next_tag;
+                d.push(Some(Unacked { tag, queue: queue.clone(), msg: qm.clone(), consumer: Some(consumer.clone()) }))
+            }
+        };
+        let frame_max = self.conn.frame_max();
+        let m = &qm.msg;
+        out.send(|buf| {
+            protocol::write_deliver(buf, self.id, &consumer.tag, tag, qm.redelivered, &m.exchange, &m.routing_key);
+            protocol::write_content(buf, self.id, &m.header, &m.body, frame_max);
+        });
+        true
+    }
+
+    /// Answer basic.get with get-ok and the message.
+    pub fn deliver_get(&self, queue: &Arc<Queue>, qm: QueuedMessage, no_ack: bool, remaining: u32) {
+        let mut d = self.deliveries.lock();
+        let msg = qm.msg.clone();
+        let redelivered = qm.redelivered;
+        let tag = if no_ack {
+            d.push(None)
+        } else {
+            let tag = d.next_tag;
+            d.push(Some(Unacked { tag, queue: queue.clone(), msg: qm, consumer: None }))
+        };
+        let frame_max = self.conn.frame_max();
+        self.conn.outbound.send(|buf| {
+            protocol::write_get_ok(buf, self.id, tag, redelivered, &msg.exchange, &msg.routing_key, remaining);
+            protocol::write_content(buf, self.id, &msg.header, &msg.body, frame_max);
+        });
+    }
+
+    /// Take the deliveries a basic.ack / nack / reject names, with RabbitMQ's rules: tag 0 with multiple means
+    /// all outstanding; an unknown tag is a 406 and settles nothing.
+    pub fn take(&self, tag: u64, multiple: bool) -> AmqpResult<Vec<Unacked>> {
+        let mut d = self.deliveries.lock();
+        let mut out = Vec::new();
+        if multiple && tag == 0 {
+            let window = std::mem::take(&mut d.window);
+            for u in window.into_iter().flatten() {
+                d.settle(&u);
+                out.push(u);
+            }
+            d.trim();
+            return Ok(out);
+        }
+        let unknown = || AmqpError::precondition_failed(format!("unknown delivery tag {tag}"));
+        if tag < d.base || tag >= d.next_tag {
+            return Err(unknown());
+        }
+        let idx = (tag - d.base) as usize;
+        if d.window.get(idx).is_none_or(|e| e.is_none()) {
+            return Err(unknown());
+        }
+        let range = if multiple { 0..=idx } else { idx..=idx };
+        for i in range {
+            if let Some(u) = d.window[i].take() {
+                d.settle(&u);
+                out.push(u);
+            }
+        }
+        d.trim();
+        Ok(out)
+    }
+
+    /// Put deliveries back as outstanding (a rolled-back transaction's acks), at their own tags.
+    pub fn restore(&self, entries: Vec<Unacked>) {
+        let mut d = self.deliveries.lock();
+        for u in entries {
+            if u.tag >= d.next_tag {
+                continue;
+            }
+            while u.tag < d.base {
+                d.window.push_front(None);
+                d.base -= 1;
+            }
+            let idx = (u.tag - d.base) as usize;
+            while d.window.len() <= idx {
+                d.window.push_back(None);
+            }
+            if d.window[idx].is_none() {
+                d.unacked += 1;
+                if let Some(c) = &u.consumer {
+                    c.unacked.fetch_add(1, Ordering::Relaxed);
+                }
+                d.window[idx] = Some(u);
+            }
+        }
+    }
+
+    /// Take every outstanding delivery (recover, channel close).
+    pub fn take_all(&self) -> Vec<Unacked> {
+        self.take(0, true).unwrap_or_default()
+    }
+
+    pub fn add_consumer(&self, c: Arc<Consumer>) {
+        self.consumers.lock().insert(c.tag.clone(), c);
+    }
+
+    pub fn has_consumer(&self, tag: &str) -> bool {
+        self.consumers.lock().contains_key(tag)
+    }
+
+    pub fn remove_consumer(&self, tag: &str) -> Option<Arc<Consumer>> {
+        self.consumers.lock().remove(tag)
+    }
+
+    pub fn take_consumers(&self) -> Vec<Arc<Consumer>> {
+        self.consumers.lock().drain().map(|(_, c)| c).collect()
+    }
+
+    /// Queues this channel consumes from (to re-dispatch when channel-wide capacity frees up).
+    pub fn consumed_queues(&self) -> Vec<Arc<Queue>> {
+        let mut qs: Vec<Arc<Queue>> = Vec::new();
+        for c in self.consumers.lock().values() {
+            if !qs.iter().any(|q| Arc::ptr_eq(q, &c.queue)) {
+                qs.push(c.queue.clone());
+            }
+        }
+        qs
+    }
+
+    /// The queue this consumer was on is gone: forget the consumer and tell the client if it asked to know.
+    pub fn server_cancel(&self, c: &Arc<Consumer>) {
+        let removed = {
+            let mut m = self.consumers.lock();
+            match m.get(&c.tag) {
+                Some(x) if Arc::ptr_eq(x, c) => m.remove(&c.tag).is_some(),
+                _ => false,
+            }
+        };
+        if removed && self.conn.cancel_notify() && !self.is_closed() {
+            let tag = c.tag.to_string();
+            self.conn.outbound.send(|buf| {
+                protocol::write_method(
+                    buf,
+                    self.id,
+                    AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+                        consumer_tag: tag.as_str().into(),
+                        nowait: true,
+                    })),
+                )
+            });
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Configuration: every key has a default, so the broker runs with no file at all. A TOML file (`--config`)
+//! overrides the defaults; environment variables and command-line flags override the file.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on for AMQP.
+    pub bind: String,
+    /// AMQP port; 0 picks a free port.
+    pub port: u16,
+    /// Where durable state lives.
+    pub data_dir: PathBuf,
+    /// Keep everything in memory and write nothing to disk.
+    pub ephemeral: bool,
+    /// tracing filter, e.g. "info" or "warren=debug".
+    pub log_level: String,
+    pub default_user: String,
+    pub default_pass: String,
+    pub default_vhost: String,
+    /// Users that may only connect from a loopback address (RabbitMQ's loopback_users).
+    pub loopback_users: Vec<String>,
+    /// Highest channel count offered in connection.tune.
+    pub channel_max: u16,
+    /// Largest frame offered in connection.tune, in bytes.
+    pub frame_max: u32,
+    /// Heartbeat interval offered in connection.tune, in seconds (0 disables).
+    pub heartbeat: u16,
+    /// Time allowed from TCP accept to connection.open, in milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// Largest message body accepted, in bytes (RabbitMQ's max_message_size).
+    pub max_message_size: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: "0.0.0.0".to_string(),
+            port: 5672,
+            data_dir: PathBuf::from("./warren-data"),
+            ephemeral: false,
+            log_level: "info".to_string(),
+            default_user: "guest".to_string(),
+            default_pass: "guest".to_string(),
+            default_vhost: "/".to_string(),
+            loopback_users: vec!["guest".to_string()],
+            channel_max: 2047,
+            frame_max: 131_072,
+            heartbeat: 60,
+            handshake_timeout_ms: 10_000,
+            max_message_size: 134_217_728,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })
+    }
+
+    /// Apply RabbitMQ's environment variables and Warren's own (WARREN_* wins).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        let pick = |names: &[&str]| names.iter().rev().find_map(|n| get(n).filter(|v| !v.is_empty()));
+        if let Some(u) = pick(&["RABBITMQ_DEFAULT_USER", "WARREN_DEFAULT_USER"]) {
+            self.default_user = u;
+        }
+        if let Some(p) = pick(&["RABBITMQ_DEFAULT_PASS", "WARREN_DEFAULT_PASS"]) {
+            self.default_pass = p;
+        }
+        if let Some(v) = pick(&["RABBITMQ_DEFAULT_VHOST", "WARREN_DEFAULT_VHOST"]) {
+            self.default_vhost = v;
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.frame_max < crate::protocol::FRAME_MIN_SIZE {
+            return Err(ConfigError::Invalid(format!("frame_max must be at least {}", crate::protocol::FRAME_MIN_SIZE)));
+        }
+        if self.channel_max == 0 {
+            return Err(ConfigError::Invalid("channel_max must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults() {
+        let c: Config = toml::from_str("port = 5999\nheartbeat = 10").unwrap();
+        assert_eq!(c.port, 5999);
+        assert_eq!(c.heartbeat, 10);
+        assert_eq!(c.frame_max, 131_072);
+        assert!(toml::from_str::<Config>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn env_overrides() {
+        let mut c = Config::default();
+        c.apply_env(|k| match k {
+            "RABBITMQ_DEFAULT_USER" => Some("alice".into()),
+            "WARREN_DEFAULT_PASS" => Some("pw".into()),
+            _ => None,
+        });
+        assert_eq!(c.default_user, "alice");
+        assert_eq!(c.default_pass, "pw");
+        assert_eq!(c.default_vhost, "/");
+    }
+}

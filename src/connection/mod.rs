@@ -1,0 +1,580 @@
+//! One task per client connection. It reads the socket into a growing buffer, cuts complete frames (a frame
+//! split across reads simply waits for more bytes), and drives the connection state machine: protocol header,
+//! start/start-ok, tune/tune-ok, open, then channel traffic, and close in either direction. Replies and
+//! deliveries are written through `Outbound` by a separate writer task, so this task never blocks on a slow
+//! socket write. Channel errors close the channel; connection errors close the connection, each with
+//! RabbitMQ's reply code and text.
+
+pub mod handshake;
+pub mod outbound;
+
+use crate::broker::{Broker, User, VHost};
+use crate::channel::methods::{Ctx, Settle};
+use crate::channel::{Channel, ChannelShared, ChannelState};
+use crate::error::AmqpError;
+use crate::protocol::{self, split_frame, RawFrame};
+use crate::queue::Queue;
+use amq_protocol::protocol::{access, basic, channel, connection, AMQPClass};
+use bytes::BytesMut;
+use parking_lot::Mutex;
+pub use outbound::Outbound;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// What other tasks may see of a connection.
+#[derive(Debug)]
+pub struct ConnShared {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub outbound: Arc<Outbound>,
+    frame_max: AtomicU32,
+    cancel_notify: AtomicBool,
+    /// Set with a reason to make the connection close itself with 320 CONNECTION_FORCED.
+    kill: Notify,
+    kill_reason: Mutex<Option<String>>,
+}
+
+impl ConnShared {
+    pub fn frame_max(&self) -> u32 {
+        self.frame_max.load(Ordering::Relaxed)
+    }
+
+    pub fn cancel_notify(&self) -> bool {
+        self.cancel_notify.load(Ordering::Relaxed)
+    }
+
+    /// Close this connection from the broker side with 320 CONNECTION_FORCED and `reason`.
+    pub fn force_close(&self, reason: &str) {
+        *self.kill_reason.lock() = Some(reason.to_string());
+        self.kill.notify_one();
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    AwaitStartOk,
+    AwaitTuneOk,
+    AwaitOpen,
+    Running,
+    /// The broker sent connection.close and waits for close-ok.
+    Closing,
+    Done,
+}
+
+pub struct Connection {
+    broker: Arc<Broker>,
+    shared: Arc<ConnShared>,
+    state: State,
+    user: Option<User>,
+    vhost: Option<Arc<VHost>>,
+    channels: HashMap<u16, Channel>,
+    channel_max: u16,
+    heartbeat: u16,
+    auth_failure_close: bool,
+    exclusive_queues: Vec<Arc<Queue>>,
+    confirm_dirty: Vec<u16>,
+    closing_deadline: Option<Instant>,
+}
+
+/// Serve one accepted TCP connection until it closes.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
+    let _ = stream.set_nodelay(true);
+    let (rd, wr) = stream.into_split();
+    let outbound = Arc::new(Outbound::new());
+    let id = broker.next_connection_id();
+    let shared = Arc::new(ConnShared {
+        id,
+        peer,
+        outbound: outbound.clone(),
+        frame_max: AtomicU32::new(broker.config.frame_max),
+        cancel_notify: AtomicBool::new(false),
+        kill: Notify::new(),
+        kill_reason: Mutex::new(None),
+    });
+    broker.register_connection(shared.clone());
+    let writer = tokio::spawn(outbound::run_writer(wr, outbound.clone()));
+    let mut conn = Connection {
+        channel_max: broker.config.channel_max,
+        heartbeat: broker.config.heartbeat,
+        broker: broker.clone(),
+        shared: shared.clone(),
+        state: State::AwaitStartOk,
+        user: None,
+        vhost: None,
+        channels: HashMap::new(),
+        auth_failure_close: false,
+        exclusive_queues: Vec::new(),
+        confirm_dirty: Vec::new(),
+        closing_deadline: None,
+    };
+    let span = tracing::info_span!("connection", conn = id, peer = %peer);
+    let _enter = span.enter();
+    drop(_enter);
+    {
+        use tracing::Instrument;
+        conn.run(rd).instrument(span).await;
+    }
+    conn.cleanup();
+    broker.unregister_connection(id);
+    outbound.close();
+    let _ = writer.await;
+}
+
+/// The outcome of handling input: keep going, or stop reading (the writer flushes and closes the socket).
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl Connection {
+    async fn run(&mut self, mut rd: OwnedReadHalf) {
+        let handshake_deadline = Instant::now() + Duration::from_millis(self.broker.config.handshake_timeout_ms);
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        // Protocol header.
+        while buf.len() < 8 {
+            match tokio::time::timeout_at(handshake_deadline, rd.read_buf(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    tracing::info!("handshake timeout before protocol header");
+                    return;
+                }
+            }
+        }
+        let header = buf.split_to(8);
+        if !handshake::header_ok(&header) {
+            tracing::info!(header = ?&header[..], "bad protocol header");
+            self.shared.outbound.send(|b| b.extend_from_slice(protocol::PROTOCOL_HEADER));
+            return;
+        }
+        self.shared.outbound.send(|b| protocol::write_method(b, 0, handshake::start_method()));
+        tracing::debug!("sent connection.start");
+        loop {
+            let deadline = match self.state {
+                State::AwaitStartOk | State::AwaitTuneOk | State::AwaitOpen => Some(handshake_deadline),
+                State::Closing => self.closing_deadline,
+                State::Running if self.heartbeat > 0 => {
+                    Some(Instant::now() + Duration::from_secs(self.heartbeat as u64 * 2))
+                }
+                _ => None,
+            };
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(64 * 1024);
+            }
+            let read = async {
+                match deadline {
+                    Some(d) => tokio::time::timeout_at(d, rd.read_buf(&mut buf)).await.ok(),
+                    None => Some(rd.read_buf(&mut buf).await),
+                }
+            };
+            let n = tokio::select! {
+                r = read => match r {
+                    Some(Ok(0)) | Some(Err(_)) => return,
+                    Some(Ok(n)) => n,
+                    None => {
+                        match self.state {
+                            State::Running => tracing::info!(heartbeat = self.heartbeat, "missed heartbeats from client, closing"),
+                            State::Closing => tracing::debug!("no close-ok in time"),
+                            _ => tracing::info!("handshake timeout"),
+                        }
+                        return;
+                    }
+                },
+                _ = self.shared.kill.notified() => {
+                    let reason = self.shared.kill_reason.lock().take().unwrap_or_default();
+                    self.close_connection(AmqpError::new(crate::error::ReplyCode::ConnectionForced, reason));
+                    continue;
+                }
+            };
+            let _ = n;
+            loop {
+                let max_payload = self.shared.frame_max().saturating_sub(protocol::FRAME_OVERHEAD as u32);
+                let frame = match split_frame(&mut buf, max_payload) {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => {
+                        if self.state == State::Running || self.state == State::Closing {
+                            self.close_connection(AmqpError::frame_error(e.explanation()));
+                        }
+                        // The rest of the stream cannot be framed any more.
+                        self.flush_confirms();
+                        if self.state != State::Closing {
+                            return;
+                        }
+                        buf.clear();
+                        break;
+                    }
+                };
+                if let Flow::Stop = self.handle_frame(frame) {
+                    self.flush_confirms();
+                    return;
+                }
+            }
+            self.flush_confirms();
+            if self.state == State::Done {
+                return;
+            }
+        }
+    }
+
+    fn flush_confirms(&mut self) {
+        for id in self.confirm_dirty.drain(..) {
+            if let Some(ch) = self.channels.get_mut(&id) {
+                ch.flush_confirms();
+            }
+        }
+    }
+
+    fn handle_frame(&mut self, f: RawFrame) -> Flow {
+        match self.state {
+            State::AwaitStartOk | State::AwaitTuneOk | State::AwaitOpen => self.handshake_frame(f),
+            State::Closing => {
+                // Only close / close-ok matter now.
+                if f.kind == protocol::FRAME_METHOD && f.channel == 0 {
+                    if let Ok((_, AMQPClass::Connection(m))) = amq_protocol::protocol::parse_class(&f.payload[..]) {
+                        match m {
+                            connection::AMQPMethod::CloseOk(_) => {
+                                self.state = State::Done;
+                                return Flow::Stop;
+                            }
+                            connection::AMQPMethod::Close(_) => {
+                                self.send_method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})));
+                                self.state = State::Done;
+                                return Flow::Stop;
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Flow::Continue
+            }
+            State::Running => match self.running_frame(f) {
+                Ok(()) => {
+                    if self.state == State::Done {
+                        Flow::Stop
+                    } else {
+                        Flow::Continue
+                    }
+                }
+                Err(e) => {
+                    self.close_connection(e);
+                    Flow::Continue
+                }
+            },
+            State::Done => Flow::Stop,
+        }
+    }
+
+    fn send_method(&self, channel: u16, m: AMQPClass) {
+        self.shared.outbound.send(|b| protocol::write_method(b, channel, m));
+    }
+
+    /// Close the connection from the broker side with a hard error.
+    fn close_connection(&mut self, e: AmqpError) {
+        if matches!(self.state, State::Closing | State::Done) {
+            return;
+        }
+        tracing::warn!(code = e.code.code(), text = %e.reply_text(), class = e.class_id, method = e.method_id, "closing connection");
+        self.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+                reply_code: e.code.code(),
+                reply_text: e.reply_text().as_str().into(),
+                class_id: e.class_id,
+                method_id: e.method_id,
+            })),
+        );
+        self.cleanup();
+        self.state = State::Closing;
+        let wait = if self.heartbeat > 0 { (self.heartbeat as u64).min(30) } else { 30 };
+        self.closing_deadline = Some(Instant::now() + Duration::from_secs(wait));
+    }
+
+    /// Close one channel from the broker side with a soft error.
+    fn close_channel(&mut self, id: u16, e: AmqpError) {
+        tracing::info!(channel = id, code = e.code.code(), text = %e.reply_text(), "closing channel");
+        let vhost = self.vhost.clone();
+        if let Some(ch) = self.channels.get_mut(&id) {
+            if let Some(v) = &vhost {
+                Self::cleanup_channel(ch, v);
+            }
+            ch.state = ChannelState::Closing;
+        }
+        self.send_method(
+            id,
+            AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+                reply_code: e.code.code(),
+                reply_text: e.reply_text().as_str().into(),
+                class_id: e.class_id,
+                method_id: e.method_id,
+            })),
+        );
+    }
+
+    /// Release what a channel holds: its consumers (auto-deleting queues that lose their last one) and its
+    /// unacknowledged messages, which go back to their queues.
+    fn cleanup_channel(ch: &mut Channel, vhost: &Arc<VHost>) {
+        ch.shared.mark_closed();
+        for c in ch.shared.take_consumers() {
+            if c.queue.remove_consumer(&c) {
+                vhost.remove_queue(&c.queue);
+            }
+        }
+        let entries = ch.shared.take_all();
+        ch.settle(entries, Settle::Requeue);
+        ch.publish = None;
+        ch.tx = None;
+    }
+
+    /// Everything a finished connection must give back.
+    fn cleanup(&mut self) {
+        let Some(vhost) = self.vhost.clone() else { return };
+        for (_, mut ch) in self.channels.drain() {
+            Self::cleanup_channel(&mut ch, &vhost);
+        }
+        for q in std::mem::take(&mut self.exclusive_queues) {
+            vhost.remove_queue(&q);
+        }
+    }
+
+    fn running_frame(&mut self, f: RawFrame) -> Result<(), AmqpError> {
+        match f.kind {
+            protocol::FRAME_METHOD => {
+                // amq-protocol drops basic.qos prefetch_size, which RabbitMQ refuses when non-zero.
+                if f.payload.len() >= 8 && f.payload[..4] == [0, 60, 0, 10] {
+                    let size = u32::from_be_bytes([f.payload[4], f.payload[5], f.payload[6], f.payload[7]]);
+                    if size != 0 && f.channel != 0 && self.channels.contains_key(&f.channel) {
+                        return Err(AmqpError::not_implemented(format!("prefetch_size!=0 ({size})")).on(60, 10));
+                    }
+                }
+                let method = parse_method(&f.payload)?;
+                if f.channel == 0 {
+                    self.connection_method(method)
+                } else {
+                    self.channel_method(f.channel, method)
+                }
+            }
+            protocol::FRAME_HEADER | protocol::FRAME_BODY => self.channel_content(f),
+            protocol::FRAME_HEARTBEAT => {
+                if f.channel != 0 {
+                    return Err(AmqpError::unexpected_frame(format!(
+                        "type 8, all octets = {}",
+                        protocol::erlang_binary(&f.payload)
+                    )));
+                }
+                Ok(())
+            }
+            kind => Err(AmqpError::frame_error(format!(
+                "type {kind}, all octets = {}: unknown_frame",
+                protocol::erlang_binary(&f.payload)
+            ))),
+        }
+    }
+
+    fn connection_method(&mut self, m: AMQPClass) -> Result<(), AmqpError> {
+        let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
+        match m {
+            AMQPClass::Connection(connection::AMQPMethod::Close(c)) => {
+                tracing::debug!(code = c.reply_code, text = %c.reply_text, "client closed connection");
+                self.cleanup();
+                self.send_method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})));
+                self.state = State::Done;
+                Ok(())
+            }
+            AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => {
+                self.send_method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(connection::UpdateSecretOk {})),
+                );
+                Ok(())
+            }
+            AMQPClass::Connection(connection::AMQPMethod::Blocked(_))
+            | AMQPClass::Connection(connection::AMQPMethod::Unblocked(_)) => Ok(()),
+            _ => Err(AmqpError::channel_error("unexpected method in connection state running").on(class_id, method_id)),
+        }
+    }
+
+    fn channel_method(&mut self, id: u16, m: AMQPClass) -> Result<(), AmqpError> {
+        let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
+        let Some(ch) = self.channels.get_mut(&id) else {
+            if let AMQPClass::Channel(channel::AMQPMethod::Open(_)) = m {
+                return self.open_channel(id);
+            }
+            return Err(AmqpError::channel_error("expected 'channel.open'").on(class_id, method_id));
+        };
+        if ch.state == ChannelState::Closing {
+            match m {
+                AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
+                    self.channels.remove(&id);
+                }
+                AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
+                    self.send_method(id, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        if let Some(p) = &ch.publish {
+            let text = if p.header.is_none() {
+                "expected content header for class 60, got non content header frame instead"
+            } else {
+                "expected content body, got non content body frame instead"
+            };
+            return Err(AmqpError::unexpected_frame(text).on(class_id, method_id));
+        }
+        let result = self.dispatch_channel_method(id, m);
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = e.on(class_id, method_id);
+                if e.is_hard() {
+                    Err(e)
+                } else {
+                    self.close_channel(id, e);
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    fn open_channel(&mut self, id: u16) -> Result<(), AmqpError> {
+        if self.channels.len() >= self.channel_max as usize {
+            return Err(AmqpError::not_allowed(format!(
+                "number of channels opened ({}) has reached the negotiated channel_max ({})",
+                self.channels.len(),
+                self.channel_max
+            )));
+        }
+        let shared = Arc::new(ChannelShared::new(id, self.shared.clone()));
+        self.channels.insert(id, Channel::new(shared));
+        self.send_method(
+            id,
+            AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
+        );
+        tracing::debug!(channel = id, "channel opened");
+        Ok(())
+    }
+
+    fn dispatch_channel_method(&mut self, id: u16, m: AMQPClass) -> Result<(), AmqpError> {
+        let Some(vhost) = self.vhost.clone() else {
+            return Err(AmqpError::internal_error("no vhost"));
+        };
+        let user = self.user.as_ref().map(|u| u.name.clone()).unwrap_or_default();
+        let Some(ch) = self.channels.get_mut(&id) else { return Ok(()) };
+        let mut ctx = Ctx {
+            broker: &self.broker,
+            vhost: &vhost,
+            conn: &self.shared,
+            user: &user,
+            exclusive_queues: &mut self.exclusive_queues,
+        };
+        match m {
+            AMQPClass::Channel(channel::AMQPMethod::Open(_)) => Err(AmqpError::channel_error("second 'channel.open' seen")),
+            AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
+                Self::cleanup_channel(ch, &vhost);
+                self.channels.remove(&id);
+                self.send_method(id, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
+                Ok(())
+            }
+            AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => Ok(()),
+            AMQPClass::Channel(channel::AMQPMethod::Flow(f)) => {
+                if !f.active {
+                    return Err(AmqpError::not_implemented("active=false"));
+                }
+                self.send_method(id, AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk { active: true })));
+                Ok(())
+            }
+            AMQPClass::Access(access::AMQPMethod::Request(_)) => {
+                self.send_method(id, AMQPClass::Access(access::AMQPMethod::RequestOk(access::RequestOk {})));
+                Ok(())
+            }
+            AMQPClass::Exchange(m) => ch.exchange_method(&mut ctx, m),
+            AMQPClass::Queue(m) => ch.queue_method(&mut ctx, m),
+            AMQPClass::Basic(m) => {
+                let is_publish = matches!(m, basic::AMQPMethod::Publish(_));
+                let r = ch.basic_method(&mut ctx, m);
+                if is_publish && ch.confirm {
+                    self.confirm_dirty.push(id);
+                }
+                r
+            }
+            AMQPClass::Confirm(m) => ch.confirm_method(&mut ctx, m),
+            AMQPClass::Tx(m) => ch.tx_method(&mut ctx, m),
+            _ => Err(AmqpError::command_invalid("unimplemented method")),
+        }
+    }
+
+    fn channel_content(&mut self, f: RawFrame) -> Result<(), AmqpError> {
+        let Some(vhost) = self.vhost.clone() else {
+            return Err(AmqpError::internal_error("no vhost"));
+        };
+        let user = self.user.as_ref().map(|u| u.name.clone()).unwrap_or_default();
+        let id = f.channel;
+        let Some(ch) = self.channels.get_mut(&id) else {
+            return Err(AmqpError::channel_error("expected 'channel.open'"));
+        };
+        if ch.state == ChannelState::Closing {
+            return Ok(());
+        }
+        let mut ctx = Ctx {
+            broker: &self.broker,
+            vhost: &vhost,
+            conn: &self.shared,
+            user: &user,
+            exclusive_queues: &mut self.exclusive_queues,
+        };
+        let complete = if f.kind == protocol::FRAME_HEADER {
+            if ch.publish.as_ref().is_some_and(|p| p.header.is_some()) {
+                return Err(AmqpError::unexpected_frame("expected content body, got non content body frame instead").on(60, 40));
+            }
+            ch.content_header(&ctx, f.payload)
+        } else {
+            ch.content_body(f.payload)
+        };
+        let result = match complete {
+            Ok(true) => ch.finish_publish(&mut ctx),
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if ch.confirm {
+            self.confirm_dirty.push(id);
+        }
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = e.on(60, 40);
+                if e.is_hard() {
+                    Err(e)
+                } else {
+                    self.close_channel(id, e);
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// Decode a method frame payload with amq-protocol.
+fn parse_method(payload: &[u8]) -> Result<AMQPClass, AmqpError> {
+    match amq_protocol::protocol::parse_class(payload) {
+        Ok((_, m)) => Ok(m),
+        Err(_) => {
+            let class_id = payload.get(0..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            let method_id = payload.get(2..4).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            if handshake::known_method(class_id, method_id) {
+                Err(AmqpError::syntax_error(format!("cannot decode arguments of method {class_id}.{method_id}"))
+                    .on(class_id, method_id))
+            } else {
+                Err(AmqpError::command_invalid(format!("unknown method {class_id}.{method_id}")).on(class_id, method_id))
+            }
+        }
+    }
+}

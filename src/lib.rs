@@ -1,0 +1,33 @@
+//! Warren: an AMQP 0-9-1 message broker that behaves like RabbitMQ on the wire.
+//!
+//! # Layout
+//! - `server`: the listener and the embedding API (`Server::start`).
+//! - `connection`: one task per client connection (handshake, frames, heartbeats) and its writer (`outbound`).
+//! - `channel`: channel state (content assembly, confirms, transactions) and the channel-level methods;
+//!   `ChannelShared` holds delivery tags and unacknowledged messages that queues touch from other tasks.
+//! - `broker`: the broker handle, vhosts, exchanges (one file per type) and bindings.
+//! - `queue`: queue state and dispatch to consumers.
+//! - `protocol`: pure framing and encoding; amq-protocol is the codec of record.
+//! - `config`, `error`: settings with defaults, and typed protocol errors.
+//!
+//! # The life of a message
+//! The publisher's connection task cuts frames from its read buffer and its channel assembles basic.publish,
+//! the content header (kept as raw bytes) and the body (shared `Bytes`) into a `Message`. The vhost routes it
+//! through the exchange's bindings, exchange-to-exchange bindings and alternate exchanges to a set of queues.
+//! Each queue appends it and, if a consumer has prefetch room, encodes basic.deliver plus the unchanged header
+//! and body straight into the consumer connection's outbound buffer, registering the delivery as unacked on the
+//! consumer's channel. That connection's writer task flushes the buffer in one write. basic.ack settles the
+//! delivery and lets the queue dispatch again; nack/reject with requeue, recover, or a closing channel put the
+//! message back at its original position marked redelivered.
+
+pub mod broker;
+pub mod channel;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod protocol;
+pub mod queue;
+pub mod server;
+
+pub use config::Config;
+pub use server::Server;

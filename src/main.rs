@@ -1,0 +1,116 @@
+//! The `warren` binary: parse flags, set up logging, run the server until SIGINT/SIGTERM.
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use warren::Config;
+
+#[derive(Parser, Debug)]
+#[command(name = "warren", version, about = "An AMQP 0-9-1 message broker compatible with RabbitMQ")]
+struct Cli {
+    /// Address to listen on.
+    #[arg(long)]
+    bind: Option<String>,
+    /// AMQP port (0 picks a free port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Directory for durable state.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Keep everything in memory; write nothing to disk.
+    #[arg(long)]
+    ephemeral: bool,
+    /// TOML config file.
+    #[arg(long, env = "WARREN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log level or tracing filter (e.g. info, debug, warren=trace).
+    #[arg(long, env = "WARREN_LOG_LEVEL")]
+    log_level: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = match &cli.config {
+        Some(path) => match Config::from_file(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("warren: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    config.apply_env(|k| std::env::var(k).ok());
+    if let Some(b) = cli.bind {
+        config.bind = b;
+    }
+    if let Some(p) = cli.port {
+        config.port = p;
+    }
+    if let Some(d) = cli.data_dir {
+        config.data_dir = d;
+    }
+    if cli.ephemeral {
+        config.ephemeral = true;
+    }
+    if let Some(l) = cli.log_level {
+        config.log_level = l;
+    }
+    if let Err(e) = config.validate() {
+        eprintln!("warren: {e}");
+        return ExitCode::from(2);
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("warren: cannot start runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let server = match warren::Server::start(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen");
+                return ExitCode::from(1);
+            }
+        };
+        // A machine-readable line for harnesses that start Warren on port 0.
+        println!("LISTENING port={}", server.port());
+        tracing::info!("Server startup complete; 0 plugins started.");
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        server.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,157 @@
+//! Field-table helpers: RabbitMQ's names for value types, the value formatting used in its error texts, and
+//! the comparisons it applies (integer types compare as one class for equivalence checks; headers-exchange
+//! matching compares by value as Erlang's `==` does).
+
+use amq_protocol::types::{AMQPValue, FieldTable};
+
+/// RabbitMQ's name for a field value's type, as it appears in 406 texts.
+pub fn type_name(v: &AMQPValue) -> &'static str {
+    match v {
+        AMQPValue::Boolean(_) => "bool",
+        AMQPValue::ShortShortInt(_) => "byte",
+        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
+        AMQPValue::ShortInt(_) => "short",
+        AMQPValue::ShortUInt(_) => "unsignedshort",
+        AMQPValue::LongInt(_) => "signedint",
+        AMQPValue::LongUInt(_) => "unsignedint",
+        AMQPValue::LongLongInt(_) => "long",
+        AMQPValue::Float(_) => "float",
+        AMQPValue::Double(_) => "double",
+        AMQPValue::DecimalValue(_) => "decimal",
+        AMQPValue::ShortString(_) | AMQPValue::LongString(_) => "longstr",
+        AMQPValue::FieldArray(_) => "array",
+        AMQPValue::Timestamp(_) => "timestamp",
+        AMQPValue::FieldTable(_) => "table",
+        AMQPValue::ByteArray(_) => "binary",
+        AMQPValue::Void => "void",
+    }
+}
+
+/// The integer value of any integer-typed field.
+pub fn as_int(v: &AMQPValue) -> Option<i64> {
+    Some(match v {
+        AMQPValue::ShortShortInt(n) => *n as i64,
+        AMQPValue::ShortShortUInt(n) => *n as i64,
+        AMQPValue::ShortInt(n) => *n as i64,
+        AMQPValue::ShortUInt(n) => *n as i64,
+        AMQPValue::LongInt(n) => *n as i64,
+        AMQPValue::LongUInt(n) => *n as i64,
+        AMQPValue::LongLongInt(n) => *n,
+        _ => return None,
+    })
+}
+
+pub fn as_str(v: &AMQPValue) -> Option<std::borrow::Cow<'_, str>> {
+    match v {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes())),
+        AMQPValue::ShortString(s) => Some(std::borrow::Cow::Borrowed(s.as_str())),
+        _ => None,
+    }
+}
+
+pub fn as_bool(v: &AMQPValue) -> Option<bool> {
+    match v {
+        AMQPValue::Boolean(b) => Some(*b),
+        _ => None,
+    }
+}
+
+/// A value as RabbitMQ prints it inside quotes in error texts.
+pub fn display(v: &AMQPValue) -> String {
+    if let Some(n) = as_int(v) {
+        return n.to_string();
+    }
+    match v {
+        AMQPValue::Boolean(b) => b.to_string(),
+        AMQPValue::LongString(_) | AMQPValue::ShortString(_) => as_str(v).unwrap_or_default().into_owned(),
+        AMQPValue::Float(f) => f.to_string(),
+        AMQPValue::Double(f) => f.to_string(),
+        AMQPValue::Timestamp(t) => t.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Type class used by equivalence checks: all integer widths are one class.
+fn class(v: &AMQPValue) -> &'static str {
+    if as_int(v).is_some() {
+        "int"
+    } else {
+        type_name(v)
+    }
+}
+
+/// Equality for argument equivalence: same type class and same value.
+pub fn equivalent(a: &AMQPValue, b: &AMQPValue) -> bool {
+    if class(a) != class(b) {
+        return false;
+    }
+    match (as_int(a), as_int(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => match (as_str(a), as_str(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        },
+    }
+}
+
+fn as_number(v: &AMQPValue) -> Option<f64> {
+    if let Some(n) = as_int(v) {
+        return Some(n as f64);
+    }
+    match v {
+        AMQPValue::Float(f) => Some(*f as f64),
+        AMQPValue::Double(f) => Some(*f),
+        _ => None,
+    }
+}
+
+/// Erlang `==` on decoded header values: numbers compare by value across widths, strings by bytes.
+pub fn erlang_eq(a: &AMQPValue, b: &AMQPValue) -> bool {
+    match (as_number(a), as_number(b)) {
+        (Some(x), Some(y)) => x == y,
+        (None, None) => match (as_str(a), as_str(b)) {
+            (Some(x), Some(y)) => x == y,
+            (None, None) => a == b,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+pub fn get<'a>(t: &'a FieldTable, key: &str) -> Option<&'a AMQPValue> {
+    t.inner().get(key)
+}
+
+/// How a received value compares to the current one, in RabbitMQ's equivalence error wording.
+pub fn describe_arg(v: Option<&AMQPValue>) -> String {
+    match v {
+        None => "none".to_string(),
+        Some(v) => format!("the value '{}' of type '{}'", display(v), type_name(v)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_widths_are_equivalent() {
+        assert!(equivalent(&AMQPValue::ShortInt(5), &AMQPValue::LongLongInt(5)));
+        assert!(!equivalent(&AMQPValue::LongInt(5), &AMQPValue::LongInt(6)));
+        assert!(!equivalent(&AMQPValue::LongInt(5), &AMQPValue::LongString("5".into())));
+    }
+
+    #[test]
+    fn erlang_equality() {
+        assert!(erlang_eq(&AMQPValue::LongInt(1), &AMQPValue::LongLongInt(1)));
+        assert!(erlang_eq(&AMQPValue::LongInt(1), &AMQPValue::Double(1.0)));
+        assert!(!erlang_eq(&AMQPValue::LongString("1".into()), &AMQPValue::LongInt(1)));
+        assert!(erlang_eq(&AMQPValue::LongString("a".into()), &AMQPValue::ShortString("a".into())));
+    }
+
+    #[test]
+    fn describe() {
+        assert_eq!(describe_arg(Some(&AMQPValue::LongInt(1000))), "the value '1000' of type 'signedint'");
+        assert_eq!(describe_arg(None), "none");
+    }
+}

@@ -1,0 +1,368 @@
+//! Pure protocol code, no I/O: splitting a byte stream into frames, encoding the frames the broker sends, and
+//! helpers for field tables. amq-protocol is the codec of record for methods and properties; the hottest frames
+//! (basic.deliver, get-ok, return, ack, content) are written by hand here because they are written once per
+//! message, and a unit test cross-checks each against amq-protocol's own encoding.
+
+pub mod fields;
+
+use amq_protocol::frame::{gen_frame, AMQPFrame, WriteContext};
+use amq_protocol::protocol::AMQPClass;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+pub const FRAME_METHOD: u8 = 1;
+pub const FRAME_HEADER: u8 = 2;
+pub const FRAME_BODY: u8 = 3;
+pub const FRAME_HEARTBEAT: u8 = 8;
+pub const FRAME_END: u8 = 0xCE;
+/// Frame header (type, channel, size) plus the end octet.
+pub const FRAME_OVERHEAD: usize = 8;
+/// The smallest frame_max a peer may negotiate.
+pub const FRAME_MIN_SIZE: u32 = 4096;
+pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
+
+/// One frame cut from the input stream; the payload shares the read buffer's allocation.
+#[derive(Debug, Clone)]
+pub struct RawFrame {
+    pub kind: u8,
+    pub channel: u16,
+    pub payload: Bytes,
+}
+
+/// Why the input stream could not be split into frames. Both are connection errors (501).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameSplitError {
+    TooLarge { kind: u8, size: u32, limit: u32 },
+    BadEnd { kind: u8, payload: Bytes, end: u8 },
+}
+
+impl FrameSplitError {
+    /// RabbitMQ's explanation text for the 501 FRAME_ERROR close.
+    pub fn explanation(&self) -> String {
+        match self {
+            FrameSplitError::TooLarge { kind, size, limit } => {
+                format!("type {kind}, all octets = <<>>: {{frame_too_large,{size},{limit}}}")
+            }
+            FrameSplitError::BadEnd { kind, payload, end } => format!(
+                "type {kind}, all octets = {}: {{invalid_frame_end_marker,{end}}}",
+                erlang_binary(payload)
+            ),
+        }
+    }
+}
+
+/// Cut one complete frame from the front of `buf`. `Ok(None)` means more bytes are needed; an incomplete frame
+/// is never an error. `max_payload` is the negotiated frame_max minus the frame overhead.
+pub fn split_frame(buf: &mut BytesMut, max_payload: u32) -> Result<Option<RawFrame>, FrameSplitError> {
+    if buf.len() < 7 {
+        return Ok(None);
+    }
+    let kind = buf[0];
+    let channel = u16::from_be_bytes([buf[1], buf[2]]);
+    let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
+    if size > max_payload {
+        return Err(FrameSplitError::TooLarge { kind, size, limit: max_payload });
+    }
+    let total = size as usize + FRAME_OVERHEAD;
+    if buf.len() < total {
+        buf.reserve(total - buf.len());
+        return Ok(None);
+    }
+    let mut frame = buf.split_to(total);
+    let end = frame[total - 1];
+    frame.advance(7);
+    frame.truncate(size as usize);
+    let payload = frame.freeze();
+    if end != FRAME_END {
+        return Err(FrameSplitError::BadEnd { kind, payload, end });
+    }
+    Ok(Some(RawFrame { kind, channel, payload }))
+}
+
+/// Format bytes the way Erlang prints a binary, as RabbitMQ does in frame error texts.
+pub fn erlang_binary(b: &[u8]) -> String {
+    if !b.is_empty() && b.iter().all(|&c| (32..127).contains(&c)) {
+        let mut s = String::from("<<\"");
+        for &c in b {
+            if c == b'"' || c == b'\\' {
+                s.push('\\');
+            }
+            s.push(c as char);
+        }
+        s.push_str("\">>");
+        s
+    } else {
+        let parts: Vec<String> = b.iter().map(|c| c.to_string()).collect();
+        format!("<<{}>>", parts.join(","))
+    }
+}
+
+/// Append a method frame encoded by amq-protocol.
+pub fn write_method(buf: &mut BytesMut, channel: u16, method: AMQPClass) {
+    let frame = AMQPFrame::Method(channel, method);
+    let ctx = WriteContext::from(Vec::with_capacity(128));
+    let result = gen_frame(&frame)(ctx);
+    match result {
+        Ok(ctx) => buf.extend_from_slice(&ctx.into_inner().0),
+        // Generation into a Vec only fails on values our own code produced (e.g. an over-long short string),
+        // which is a bug; dropping the frame beats taking the process down.
+        Err(e) => tracing::error!(channel, error = %e, "failed to encode method frame"),
+    }
+}
+
+pub fn write_heartbeat(buf: &mut BytesMut) {
+    buf.extend_from_slice(&[FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END]);
+}
+
+#[inline]
+fn put_short_str(buf: &mut BytesMut, s: &str) {
+    let b = s.as_bytes();
+    let n = b.len().min(255);
+    buf.put_u8(n as u8);
+    buf.put_slice(&b[..n]);
+}
+
+/// Reserve a frame header and return the offset where its size must be patched.
+#[inline]
+fn begin_frame(buf: &mut BytesMut, kind: u8, channel: u16) -> usize {
+    buf.put_u8(kind);
+    buf.put_u16(channel);
+    let at = buf.len();
+    buf.put_u32(0);
+    at
+}
+
+#[inline]
+fn end_frame(buf: &mut BytesMut, size_at: usize) {
+    let size = (buf.len() - size_at - 4) as u32;
+    buf[size_at..size_at + 4].copy_from_slice(&size.to_be_bytes());
+    buf.put_u8(FRAME_END);
+}
+
+/// basic.deliver (60.60).
+pub fn write_deliver(
+    buf: &mut BytesMut,
+    channel: u16,
+    consumer_tag: &str,
+    delivery_tag: u64,
+    redelivered: bool,
+    exchange: &str,
+    routing_key: &str,
+) {
+    let at = begin_frame(buf, FRAME_METHOD, channel);
+    buf.put_u16(60);
+    buf.put_u16(60);
+    put_short_str(buf, consumer_tag);
+    buf.put_u64(delivery_tag);
+    buf.put_u8(redelivered as u8);
+    put_short_str(buf, exchange);
+    put_short_str(buf, routing_key);
+    end_frame(buf, at);
+}
+
+/// basic.get-ok (60.71).
+pub fn write_get_ok(
+    buf: &mut BytesMut,
+    channel: u16,
+    delivery_tag: u64,
+    redelivered: bool,
+    exchange: &str,
+    routing_key: &str,
+    message_count: u32,
+) {
+    let at = begin_frame(buf, FRAME_METHOD, channel);
+    buf.put_u16(60);
+    buf.put_u16(71);
+    buf.put_u64(delivery_tag);
+    buf.put_u8(redelivered as u8);
+    put_short_str(buf, exchange);
+    put_short_str(buf, routing_key);
+    buf.put_u32(message_count);
+    end_frame(buf, at);
+}
+
+/// basic.return (60.50).
+pub fn write_return(buf: &mut BytesMut, channel: u16, code: u16, text: &str, exchange: &str, routing_key: &str) {
+    let at = begin_frame(buf, FRAME_METHOD, channel);
+    buf.put_u16(60);
+    buf.put_u16(50);
+    buf.put_u16(code);
+    put_short_str(buf, text);
+    put_short_str(buf, exchange);
+    put_short_str(buf, routing_key);
+    end_frame(buf, at);
+}
+
+/// basic.ack (60.80) or basic.nack (60.120) from the broker to a publisher in confirm mode.
+pub fn write_confirm(buf: &mut BytesMut, channel: u16, ack: bool, delivery_tag: u64, multiple: bool) {
+    let at = begin_frame(buf, FRAME_METHOD, channel);
+    buf.put_u16(60);
+    buf.put_u16(if ack { 80 } else { 120 });
+    buf.put_u64(delivery_tag);
+    // nack carries a second bit (requeue) which is always false from the broker.
+    buf.put_u8(multiple as u8);
+    end_frame(buf, at);
+}
+
+/// The content header (kept raw from the publisher) and the body split by frame_max.
+pub fn write_content(buf: &mut BytesMut, channel: u16, header: &[u8], body: &[u8], frame_max: u32) {
+    let max_chunk = (frame_max as usize).saturating_sub(FRAME_OVERHEAD).max(1);
+    buf.reserve(header.len() + body.len() + FRAME_OVERHEAD * (2 + body.len() / max_chunk));
+    buf.put_u8(FRAME_HEADER);
+    buf.put_u16(channel);
+    buf.put_u32(header.len() as u32);
+    buf.put_slice(header);
+    buf.put_u8(FRAME_END);
+    for chunk in body.chunks(max_chunk) {
+        buf.put_u8(FRAME_BODY);
+        buf.put_u16(channel);
+        buf.put_u32(chunk.len() as u32);
+        buf.put_slice(chunk);
+        buf.put_u8(FRAME_END);
+    }
+}
+
+/// Encode a content header payload (class 60) for properties the broker built or changed.
+pub fn encode_content_header(body_size: u64, props: &amq_protocol::protocol::BasicProperties) -> Bytes {
+    let frame = AMQPFrame::Header(
+        0,
+        amq_protocol::frame::AMQPContentHeader { class_id: 60, body_size, properties: props.clone() },
+    );
+    let ctx = WriteContext::from(Vec::with_capacity(64));
+    let result = gen_frame(&frame)(ctx);
+    match result {
+        Ok(ctx) => {
+            let v = ctx.into_inner().0;
+            Bytes::copy_from_slice(&v[7..v.len() - 1])
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "failed to encode content header");
+            Bytes::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use amq_protocol::protocol::basic;
+
+    fn amq(frame: AMQPFrame) -> Vec<u8> {
+        let ctx = WriteContext::from(Vec::new());
+        gen_frame(&frame)(ctx).unwrap().into_inner().0
+    }
+
+    #[test]
+    fn deliver_matches_amq_protocol() {
+        let mut b = BytesMut::new();
+        write_deliver(&mut b, 3, "ctag", 42, true, "ex", "rk");
+        let expected = amq(AMQPFrame::Method(
+            3,
+            AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
+                consumer_tag: "ctag".into(),
+                delivery_tag: 42,
+                redelivered: true,
+                exchange: "ex".into(),
+                routing_key: "rk".into(),
+            })),
+        ));
+        assert_eq!(&b[..], &expected[..]);
+    }
+
+    #[test]
+    fn get_ok_return_ack_nack_match_amq_protocol() {
+        let mut b = BytesMut::new();
+        write_get_ok(&mut b, 1, 7, false, "", "q", 9);
+        let e = amq(AMQPFrame::Method(
+            1,
+            AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
+                delivery_tag: 7,
+                redelivered: false,
+                exchange: "".into(),
+                routing_key: "q".into(),
+                message_count: 9,
+            })),
+        ));
+        assert_eq!(&b[..], &e[..]);
+
+        let mut b = BytesMut::new();
+        write_return(&mut b, 2, 312, "NO_ROUTE", "x", "k");
+        let e = amq(AMQPFrame::Method(
+            2,
+            AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+                reply_code: 312,
+                reply_text: "NO_ROUTE".into(),
+                exchange: "x".into(),
+                routing_key: "k".into(),
+            })),
+        ));
+        assert_eq!(&b[..], &e[..]);
+
+        let mut b = BytesMut::new();
+        write_confirm(&mut b, 1, true, 5, true);
+        let e = amq(AMQPFrame::Method(
+            1,
+            AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack { delivery_tag: 5, multiple: true })),
+        ));
+        assert_eq!(&b[..], &e[..]);
+
+        let mut b = BytesMut::new();
+        write_confirm(&mut b, 1, false, 6, false);
+        let e = amq(AMQPFrame::Method(
+            1,
+            AMQPClass::Basic(basic::AMQPMethod::Nack(basic::Nack {
+                delivery_tag: 6,
+                multiple: false,
+                requeue: false,
+            })),
+        ));
+        assert_eq!(&b[..], &e[..]);
+    }
+
+    #[test]
+    fn content_matches_amq_protocol() {
+        let props = amq_protocol::protocol::BasicProperties::default().with_delivery_mode(2);
+        let header = encode_content_header(5, &props);
+        let mut b = BytesMut::new();
+        write_content(&mut b, 1, &header, b"hello", 4096);
+        let mut e = amq(AMQPFrame::Header(
+            1,
+            amq_protocol::frame::AMQPContentHeader { class_id: 60, body_size: 5, properties: props },
+        ));
+        e.extend(amq(AMQPFrame::Body(1, b"hello".to_vec())));
+        assert_eq!(&b[..], &e[..]);
+    }
+
+    #[test]
+    fn body_split_by_frame_max() {
+        let mut b = BytesMut::new();
+        let body = vec![7u8; 10_000];
+        write_content(&mut b, 1, &[0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0x27, 0x10, 0, 0], &body, 4096);
+        let mut n = 0;
+        let mut total = 0;
+        let _header = split_frame(&mut b, 4088).unwrap().unwrap();
+        while let Some(f) = split_frame(&mut b, 4088).unwrap() {
+            assert_eq!(f.kind, FRAME_BODY);
+            assert!(f.payload.len() <= 4088);
+            total += f.payload.len();
+            n += 1;
+        }
+        assert_eq!(total, 10_000);
+        assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn split_handles_partial_and_errors() {
+        let mut b = BytesMut::from(&[1u8, 0, 1, 0, 0, 0, 4, 0, 10][..]);
+        assert!(split_frame(&mut b, 100).unwrap().is_none());
+        b.extend_from_slice(&[0, 51, FRAME_END]);
+        let f = split_frame(&mut b, 100).unwrap().unwrap();
+        assert_eq!((f.kind, f.channel, &f.payload[..]), (1, 1, &[0u8, 10, 0, 51][..]));
+        let mut b = BytesMut::from(&[1u8, 0, 0, 0, 0, 0, 4, 0, 10, 0, 51, 0][..]);
+        let err = split_frame(&mut b, 100).unwrap_err();
+        assert_eq!(err.explanation(), "type 1, all octets = <<0,10,0,51>>: {invalid_frame_end_marker,0}");
+        let mut b = BytesMut::from(&[1u8, 0, 0, 0, 0, 0x27, 0x14][..]);
+        let err = split_frame(&mut b, 4088).unwrap_err();
+        assert_eq!(err.explanation(), "type 1, all octets = <<>>: {frame_too_large,10004,4088}");
+        assert_eq!(erlang_binary(b"abc"), "<<\"abc\">>");
+    }
+}
