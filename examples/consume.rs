@@ -9,18 +9,35 @@ use lapin::{Connection, ConnectionProperties};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let url = std::env::args().nth(1).unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-    let count: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let url = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let count: usize = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
     let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
     let ch = conn.create_channel().await?;
     ch.basic_qos(10, BasicQosOptions::default()).await?;
-    ch.queue_declare("example.hello".into(), QueueDeclareOptions::default(), FieldTable::default()).await?;
+    ch.queue_declare(
+        "example.hello".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
     let mut consumer = ch
-        .basic_consume("example.hello".into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            "example.hello".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
     let mut got = 0;
     while got < count {
-        let Some(delivery) = consumer.next().await else { break };
+        let Some(delivery) = consumer.next().await else {
+            break;
+        };
         let delivery = delivery?;
         println!("received: {}", String::from_utf8_lossy(&delivery.data));
         delivery.ack(BasicAckOptions::default()).await?;

@@ -8,12 +8,22 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let url = std::env::args().nth(1).unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-    let count: u32 = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let url = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let count: u32 = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
     let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
     let ch = conn.create_channel().await?;
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
-    ch.queue_declare("example.hello".into(), QueueDeclareOptions::default(), FieldTable::default()).await?;
+    ch.queue_declare(
+        "example.hello".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
     for i in 0..count {
         let body = format!("hello {i}");
         let confirm = ch

@@ -75,14 +75,24 @@ pub enum ConfigError {
 
 impl Config {
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Apply RabbitMQ's environment variables and Warren's own (WARREN_* wins).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
-        let pick = |names: &[&str]| names.iter().rev().find_map(|n| get(n).filter(|v| !v.is_empty()));
+        let pick = |names: &[&str]| {
+            names
+                .iter()
+                .rev()
+                .find_map(|n| get(n).filter(|v| !v.is_empty()))
+        };
         if let Some(u) = pick(&["RABBITMQ_DEFAULT_USER", "WARREN_DEFAULT_USER"]) {
             self.default_user = u;
         }
@@ -96,10 +106,15 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.frame_max < crate::protocol::FRAME_MIN_SIZE {
-            return Err(ConfigError::Invalid(format!("frame_max must be at least {}", crate::protocol::FRAME_MIN_SIZE)));
+            return Err(ConfigError::Invalid(format!(
+                "frame_max must be at least {}",
+                crate::protocol::FRAME_MIN_SIZE
+            )));
         }
         if self.channel_max == 0 {
-            return Err(ConfigError::Invalid("channel_max must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "channel_max must be at least 1".into(),
+            ));
         }
         Ok(())
     }

@@ -84,7 +84,13 @@ pub struct AmqpError {
 
 impl fmt::Display for AmqpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}.{})", self.reply_text(), self.class_id, self.method_id)
+        write!(
+            f,
+            "{} ({}.{})",
+            self.reply_text(),
+            self.class_id,
+            self.method_id
+        )
     }
 }
 
@@ -93,7 +99,12 @@ const MAX_SHORT: usize = 255;
 
 impl AmqpError {
     pub fn new(code: ReplyCode, text: impl Into<String>) -> Self {
-        AmqpError { code, text: text.into(), class_id: 0, method_id: 0 }
+        AmqpError {
+            code,
+            text: text.into(),
+            class_id: 0,
+            method_id: 0,
+        }
     }
 
     pub fn not_found(text: impl Into<String>) -> Self {

@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use warren::Config;
 
 #[derive(Parser, Debug)]
-#[command(name = "warren", version, about = "An AMQP 0-9-1 message broker compatible with RabbitMQ")]
+#[command(
+    name = "warren",
+    version,
+    about = "An AMQP 0-9-1 message broker compatible with RabbitMQ"
+)]
 struct Cli {
     /// Address to listen on.
     #[arg(long)]
@@ -68,7 +72,10 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("warren: cannot start runtime: {e}");

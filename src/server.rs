@@ -45,7 +45,12 @@ impl Server {
             }
         });
         tracing::info!(address = %local_addr, "listening for AMQP 0-9-1");
-        Ok(Server { broker, local_addr, stop, accept: Some(accept) })
+        Ok(Server {
+            broker,
+            local_addr,
+            stop,
+            accept: Some(accept),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -59,9 +64,24 @@ impl Server {
     /// A URL for clients, with the default user's credentials and the default vhost.
     pub fn amqp_url(&self) -> String {
         let c = &self.broker.config;
-        let host = if self.local_addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { self.local_addr.ip().to_string() };
-        let vhost = if c.default_vhost == "/" { "%2f".to_string() } else { c.default_vhost.clone() };
-        format!("amqp://{}:{}@{}:{}/{}", c.default_user, c.default_pass, host, self.local_addr.port(), vhost)
+        let host = if self.local_addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            self.local_addr.ip().to_string()
+        };
+        let vhost = if c.default_vhost == "/" {
+            "%2f".to_string()
+        } else {
+            c.default_vhost.clone()
+        };
+        format!(
+            "amqp://{}:{}@{}:{}/{}",
+            c.default_user,
+            c.default_pass,
+            host,
+            self.local_addr.port(),
+            vhost
+        )
     }
 
     pub fn broker(&self) -> &Arc<Broker> {
@@ -74,7 +94,8 @@ impl Server {
         if let Some(a) = self.accept.take() {
             let _ = a.await;
         }
-        self.broker.close_all_connections("broker forced connection closure with reason 'shutdown'");
+        self.broker
+            .close_all_connections("broker forced connection closure with reason 'shutdown'");
         for _ in 0..50 {
             if self.broker.connections().is_empty() {
                 break;
@@ -90,6 +111,7 @@ impl Drop for Server {
         if let Some(a) = self.accept.take() {
             a.abort();
         }
-        self.broker.close_all_connections("broker forced connection closure with reason 'shutdown'");
+        self.broker
+            .close_all_connections("broker forced connection closure with reason 'shutdown'");
     }
 }

@@ -53,7 +53,10 @@ impl Broker {
     }
 
     pub fn add_vhost(&self, name: &str) -> Arc<VHost> {
-        self.vhosts.entry(name.to_string()).or_insert_with(|| Arc::new(VHost::new(name))).clone()
+        self.vhosts
+            .entry(name.to_string())
+            .or_insert_with(|| VHost::new(name))
+            .clone()
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {

@@ -24,26 +24,87 @@ pub const EQUIVALENCE_KEYS: &[&str] = &[
 
 const MAX_EXPIRY: i64 = 315_360_000_000;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    #[default]
+    DropHead,
+    RejectPublish,
+    RejectPublishDlx,
+}
+
+/// The behaviour a queue's arguments select, decoded once at declare.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueConfig {
+    pub message_ttl: Option<u64>,
+    pub dead_letter_exchange: Option<String>,
+    pub dead_letter_routing_key: Option<String>,
+    pub max_length: Option<u64>,
+    pub max_length_bytes: Option<u64>,
+    pub overflow: Overflow,
+    pub expires: Option<u64>,
+}
+
+impl QueueConfig {
+    /// Decode validated arguments.
+    pub fn from_args(args: &FieldTable) -> QueueConfig {
+        let int = |k: &str| {
+            fields::get(args, k)
+                .and_then(fields::as_int)
+                .filter(|n| *n >= 0)
+                .map(|n| n as u64)
+        };
+        let string = |k: &str| {
+            fields::get(args, k)
+                .and_then(fields::as_str)
+                .map(|s| s.into_owned())
+        };
+        QueueConfig {
+            message_ttl: int("x-message-ttl"),
+            dead_letter_exchange: string("x-dead-letter-exchange"),
+            dead_letter_routing_key: string("x-dead-letter-routing-key"),
+            max_length: int("x-max-length"),
+            max_length_bytes: int("x-max-length-bytes"),
+            overflow: match string("x-overflow").as_deref() {
+                Some("reject-publish") => Overflow::RejectPublish,
+                Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
+                _ => Overflow::DropHead,
+            },
+            expires: int("x-expires"),
+        }
+    }
+}
+
 fn invalid(key: &str, queue: &str, vhost: &str, why: String) -> AmqpError {
-    AmqpError::precondition_failed(format!("invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': {why}"))
+    AmqpError::precondition_failed(format!(
+        "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': {why}"
+    ))
 }
 
 fn expect_int(key: &str, queue: &str, vhost: &str, v: &AMQPValue) -> AmqpResult<i64> {
     fields::as_int(v).ok_or_else(|| {
-        invalid(key, queue, vhost, format!("\"expected integer, got {}\"", fields::type_name(v)))
+        invalid(
+            key,
+            queue,
+            vhost,
+            format!("\"expected integer, got {}\"", fields::type_name(v)),
+        )
     })
 }
 
 /// Validate the arguments of a new queue.
 pub fn validate(queue: &str, vhost: &str, args: &FieldTable) -> AmqpResult<()> {
-    let qtype = fields::get(args, "x-queue-type").and_then(fields::as_str).map(|s| s.into_owned());
+    let qtype = fields::get(args, "x-queue-type")
+        .and_then(fields::as_str)
+        .map(|s| s.into_owned());
     let qtype = qtype.as_deref().unwrap_or("classic");
     let type_name = match qtype {
         "classic" => "rabbit_classic_queue",
         "quorum" => "rabbit_quorum_queue",
         "stream" => "rabbit_stream_queue",
         other => {
-            return Err(AmqpError::precondition_failed(format!("unsupported queue type '{other}'")));
+            return Err(AmqpError::precondition_failed(format!(
+                "unsupported queue type '{other}'"
+            )));
         }
     };
     for (k, v) in args.inner() {
@@ -52,42 +113,81 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable) -> AmqpResult<()> {
             "x-message-ttl" => {
                 let n = expect_int(key, queue, vhost, v)?;
                 if n < 0 {
-                    return Err(invalid(key, queue, vhost, format!("{{value_negative,{n}}}")));
+                    return Err(invalid(
+                        key,
+                        queue,
+                        vhost,
+                        format!("{{value_negative,{n}}}"),
+                    ));
                 }
                 if n > MAX_EXPIRY {
-                    return Err(invalid(key, queue, vhost, format!("{{value_too_large,{n}}}")));
+                    return Err(invalid(
+                        key,
+                        queue,
+                        vhost,
+                        format!("{{value_too_large,{n}}}"),
+                    ));
                 }
             }
             "x-expires" => {
                 let n = expect_int(key, queue, vhost, v)?;
                 if n < 0 {
-                    return Err(invalid(key, queue, vhost, format!("{{value_negative,{n}}}")));
+                    return Err(invalid(
+                        key,
+                        queue,
+                        vhost,
+                        format!("{{value_negative,{n}}}"),
+                    ));
                 }
                 if n == 0 {
                     return Err(invalid(key, queue, vhost, "{value_zero,0}".to_string()));
                 }
                 if n > MAX_EXPIRY {
-                    return Err(invalid(key, queue, vhost, format!("{{value_too_large,{n}}}")));
+                    return Err(invalid(
+                        key,
+                        queue,
+                        vhost,
+                        format!("{{value_too_large,{n}}}"),
+                    ));
                 }
             }
             "x-max-length" | "x-max-length-bytes" => {
                 let n = expect_int(key, queue, vhost, v)?;
                 if n < 0 {
-                    return Err(invalid(key, queue, vhost, format!("{{value_negative,{n}}}")));
+                    return Err(invalid(
+                        key,
+                        queue,
+                        vhost,
+                        format!("{{value_negative,{n}}}"),
+                    ));
                 }
             }
             "x-max-priority" => {
                 let n = expect_int(key, queue, vhost, v)?;
                 if n < 0 {
-                    return Err(invalid(key, queue, vhost, format!("{{value_negative,{n}}}")));
+                    return Err(invalid(
+                        key,
+                        queue,
+                        vhost,
+                        format!("{{value_negative,{n}}}"),
+                    ));
                 }
                 if n > 255 {
-                    return Err(invalid(key, queue, vhost, format!("{{max_value_exceeded,{n}}}")));
+                    return Err(invalid(
+                        key,
+                        queue,
+                        vhost,
+                        format!("{{max_value_exceeded,{n}}}"),
+                    ));
                 }
             }
             "x-overflow" => {
-                let ok = fields::as_str(v)
-                    .is_some_and(|s| matches!(s.as_ref(), "drop-head" | "reject-publish" | "reject-publish-dlx"));
+                let ok = fields::as_str(v).is_some_and(|s| {
+                    matches!(
+                        s.as_ref(),
+                        "drop-head" | "reject-publish" | "reject-publish-dlx"
+                    )
+                });
                 if !ok {
                     return Err(invalid(key, queue, vhost, "invalid_overflow".to_string()));
                 }
@@ -95,7 +195,12 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable) -> AmqpResult<()> {
             "x-queue-mode" => match fields::as_str(v) {
                 Some(s) if s == "default" || s == "lazy" => {}
                 _ => {
-                    return Err(invalid(key, queue, vhost, format!("unsupported queue mode '{}'", fields::display(v))));
+                    return Err(invalid(
+                        key,
+                        queue,
+                        vhost,
+                        format!("unsupported queue mode '{}'", fields::display(v)),
+                    ));
                 }
             },
             "x-queue-version" => match fields::as_int(v) {
@@ -109,28 +214,29 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable) -> AmqpResult<()> {
                     ));
                 }
             },
-            "x-dead-letter-exchange" => {
-                if fields::as_str(v).is_none() {
-                    return Err(AmqpError::precondition_failed(format!(
-                        "invalid type '{}' for arg '{key}' in queue '{queue}' in vhost '{vhost}'",
-                        fields::type_name(v)
-                    )));
-                }
+            "x-dead-letter-exchange" if fields::as_str(v).is_none() => {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid type '{}' for arg '{key}' in queue '{queue}' in vhost '{vhost}'",
+                    fields::type_name(v)
+                )));
             }
-            "x-dead-letter-routing-key" => {
-                if fields::get(args, "x-dead-letter-exchange").is_none() {
-                    return Err(invalid(key, queue, vhost, "routing_key_but_no_dlx_defined".to_string()));
-                }
+            "x-dead-letter-routing-key"
+                if fields::get(args, "x-dead-letter-exchange").is_none() =>
+            {
+                return Err(invalid(
+                    key,
+                    queue,
+                    vhost,
+                    "routing_key_but_no_dlx_defined".to_string(),
+                ));
             }
-            "x-single-active-consumer" => {
-                if fields::as_bool(v).is_none() {
-                    return Err(invalid(
-                        key,
-                        queue,
-                        vhost,
-                        format!("{{unacceptable_type,{}}}", fields::type_name(v)),
-                    ));
-                }
+            "x-single-active-consumer" if fields::as_bool(v).is_none() => {
+                return Err(invalid(
+                    key,
+                    queue,
+                    vhost,
+                    format!("{{unacceptable_type,{}}}", fields::type_name(v)),
+                ));
             }
             "x-delivery-limit" | "x-max-age" if qtype == "classic" => {
                 return Err(AmqpError::precondition_failed(format!(
@@ -155,12 +261,23 @@ mod tests {
 
     #[test]
     fn texts() {
-        let e = validate("Q", "/", &args("x-message-ttl", AMQPValue::LongString("x".into()))).unwrap_err();
+        let e = validate(
+            "Q",
+            "/",
+            &args("x-message-ttl", AMQPValue::LongString("x".into())),
+        )
+        .unwrap_err();
         assert_eq!(e.text, "invalid arg 'x-message-ttl' for queue 'Q' in vhost '/': \"expected integer, got longstr\"");
         let e = validate("Q", "/", &args("x-expires", AMQPValue::LongInt(0))).unwrap_err();
-        assert_eq!(e.text, "invalid arg 'x-expires' for queue 'Q' in vhost '/': {value_zero,0}");
+        assert_eq!(
+            e.text,
+            "invalid arg 'x-expires' for queue 'Q' in vhost '/': {value_zero,0}"
+        );
         let e = validate("Q", "/", &args("x-max-priority", AMQPValue::LongInt(256))).unwrap_err();
-        assert_eq!(e.text, "invalid arg 'x-max-priority' for queue 'Q' in vhost '/': {max_value_exceeded,256}");
+        assert_eq!(
+            e.text,
+            "invalid arg 'x-max-priority' for queue 'Q' in vhost '/': {max_value_exceeded,256}"
+        );
         assert!(validate("Q", "/", &args("x-message-ttl", AMQPValue::LongInt(0))).is_ok());
         assert!(validate("Q", "/", &args("foo", AMQPValue::LongInt(0))).is_ok());
     }

@@ -17,6 +17,7 @@ pub type Routed = SmallVec<[Arc<Queue>; 4]>;
 #[derive(Debug)]
 pub struct VHost {
     pub name: Arc<str>,
+    self_ref: std::sync::Weak<VHost>,
     exchanges: DashMap<String, Arc<Exchange>>,
     queues: DashMap<String, Arc<Queue>>,
 }
@@ -36,8 +37,17 @@ fn default_exchange_error() -> AmqpError {
 }
 
 impl VHost {
-    pub fn new(name: &str) -> VHost {
-        let v = VHost { name: Arc::from(name), exchanges: DashMap::new(), queues: DashMap::new() };
+    pub fn new(name: &str) -> Arc<VHost> {
+        Arc::new_cyclic(|w| Self::build(name, w.clone()))
+    }
+
+    fn build(name: &str, self_ref: std::sync::Weak<VHost>) -> VHost {
+        let v = VHost {
+            name: Arc::from(name),
+            self_ref,
+            exchanges: DashMap::new(),
+            queues: DashMap::new(),
+        };
         let builtin = [
             ("", ExchangeKind::Direct, false),
             ("amq.direct", ExchangeKind::Direct, false),
@@ -48,8 +58,17 @@ impl VHost {
             ("amq.rabbitmq.trace", ExchangeKind::Topic, true),
         ];
         for (n, k, internal) in builtin {
-            v.exchanges
-                .insert(n.to_string(), Arc::new(Exchange::new(n, k, true, false, internal, FieldTable::default())));
+            v.exchanges.insert(
+                n.to_string(),
+                Arc::new(Exchange::new(
+                    n,
+                    k,
+                    true,
+                    false,
+                    internal,
+                    FieldTable::default(),
+                )),
+            );
         }
         v
     }
@@ -106,7 +125,9 @@ impl VHost {
         }
         // RabbitMQ checks the type before looking the exchange up, and treats a bad one as a connection error.
         let Some(kind) = ExchangeKind::parse(kind) else {
-            return Err(AmqpError::command_invalid(format!("unknown exchange type '{kind}'")));
+            return Err(AmqpError::command_invalid(format!(
+                "unknown exchange type '{kind}'"
+            )));
         };
         if let Some(existing) = self.exchange(name) {
             let ineq = |arg: &str, got: String, cur: String| {
@@ -116,16 +137,32 @@ impl VHost {
                 ))
             };
             if existing.kind != kind {
-                return Err(ineq("type", kind.as_str().into(), existing.kind.as_str().into()));
+                return Err(ineq(
+                    "type",
+                    kind.as_str().into(),
+                    existing.kind.as_str().into(),
+                ));
             }
             if existing.durable != durable {
-                return Err(ineq("durable", durable.to_string(), existing.durable.to_string()));
+                return Err(ineq(
+                    "durable",
+                    durable.to_string(),
+                    existing.durable.to_string(),
+                ));
             }
             if existing.auto_delete != auto_delete {
-                return Err(ineq("auto_delete", auto_delete.to_string(), existing.auto_delete.to_string()));
+                return Err(ineq(
+                    "auto_delete",
+                    auto_delete.to_string(),
+                    existing.auto_delete.to_string(),
+                ));
             }
             if existing.internal != internal {
-                return Err(ineq("internal", internal.to_string(), existing.internal.to_string()));
+                return Err(ineq(
+                    "internal",
+                    internal.to_string(),
+                    existing.internal.to_string(),
+                ));
             }
             let got = fields::get(arguments, "alternate-exchange");
             let cur = fields::get(&existing.arguments, "alternate-exchange");
@@ -138,7 +175,14 @@ impl VHost {
             )));
         }
         exchange::validate_args(name, &self.name, arguments)?;
-        let x = Arc::new(Exchange::new(name, kind, durable, auto_delete, internal, arguments.clone()));
+        let x = Arc::new(Exchange::new(
+            name,
+            kind,
+            durable,
+            auto_delete,
+            internal,
+            arguments.clone(),
+        ));
         self.exchanges.entry(name.to_string()).or_insert(x);
         Ok(())
     }
@@ -167,7 +211,11 @@ impl VHost {
     }
 
     fn remove_exchange(&self, x: &Arc<Exchange>) {
-        if self.exchanges.remove_if(&*x.name, |_, v| Arc::ptr_eq(v, x)).is_none() {
+        if self
+            .exchanges
+            .remove_if(&*x.name, |_, v| Arc::ptr_eq(v, x))
+            .is_none()
+        {
             return;
         }
         x.mark_deleted();
@@ -190,7 +238,11 @@ impl VHost {
         }
     }
 
-    pub fn declare_queue(&self, req: &QueueDeclare, conn_id: u64) -> AmqpResult<(Arc<Queue>, u32, u32)> {
+    pub fn declare_queue(
+        &self,
+        req: &QueueDeclare,
+        conn_id: u64,
+    ) -> AmqpResult<(Arc<Queue>, u32, u32)> {
         if req.passive {
             let q = self.get_queue(req.name)?;
             q.check_access(conn_id)?;
@@ -207,7 +259,11 @@ impl VHost {
     }
 
     /// Declare without the reserved-name check (for server-named queues).
-    pub fn declare_queue_unchecked(&self, req: &QueueDeclare, conn_id: u64) -> AmqpResult<(Arc<Queue>, u32, u32)> {
+    pub fn declare_queue_unchecked(
+        &self,
+        req: &QueueDeclare,
+        conn_id: u64,
+    ) -> AmqpResult<(Arc<Queue>, u32, u32)> {
         let durable = req.durable && !req.exclusive;
         if let Some(q) = self.queue(req.name) {
             self.check_queue_equivalence(&q, req, durable, conn_id)?;
@@ -216,7 +272,15 @@ impl VHost {
         }
         queue_args::validate(req.name, &self.name, req.arguments)?;
         let owner = req.exclusive.then_some(conn_id);
-        let q = Arc::new(Queue::new(req.name, &self.name, durable, owner, req.auto_delete, req.arguments.clone()));
+        let q = Arc::new(Queue::new(
+            req.name,
+            &self.name,
+            durable,
+            owner,
+            req.auto_delete,
+            req.arguments.clone(),
+            self.self_ref.clone(),
+        ));
         let q = self.queues.entry(req.name.to_string()).or_insert(q).clone();
         if q.exclusive_owner.is_some() && q.exclusive_owner != owner {
             return Err(q.locked_error());
@@ -225,7 +289,13 @@ impl VHost {
         Ok((q, m, c))
     }
 
-    fn check_queue_equivalence(&self, q: &Queue, req: &QueueDeclare, durable: bool, conn_id: u64) -> AmqpResult<()> {
+    fn check_queue_equivalence(
+        &self,
+        q: &Queue,
+        req: &QueueDeclare,
+        durable: bool,
+        conn_id: u64,
+    ) -> AmqpResult<()> {
         match q.exclusive_owner {
             Some(owner) if owner != conn_id || !req.exclusive => return Err(q.locked_error()),
             None if req.exclusive => return Err(q.locked_error()),
@@ -247,7 +317,9 @@ impl VHost {
             let mut got = fields::get(req.arguments, key);
             let mut cur = fields::get(&q.arguments, key);
             if *key == "x-queue-type" {
-                let classic = |v: Option<&AMQPValue>| v.and_then(fields::as_str).is_some_and(|s| s == "classic");
+                let classic = |v: Option<&AMQPValue>| {
+                    v.and_then(fields::as_str).is_some_and(|s| s == "classic")
+                };
                 if classic(got) {
                     got = None;
                 }
@@ -261,14 +333,23 @@ impl VHost {
     }
 
     /// queue.delete: a missing queue is not an error (delete-ok with 0), as in RabbitMQ.
-    pub fn delete_queue(&self, name: &str, if_unused: bool, if_empty: bool, conn_id: u64) -> AmqpResult<u32> {
+    pub fn delete_queue(
+        &self,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+        conn_id: u64,
+    ) -> AmqpResult<u32> {
         let Some(q) = self.queue(name) else {
             return Ok(0);
         };
         q.check_access(conn_id)?;
         let (messages, consumers) = q.counts();
         if if_unused && consumers > 0 {
-            return Err(AmqpError::precondition_failed(format!("queue '{}' in vhost '{}' in use", name, self.name)));
+            return Err(AmqpError::precondition_failed(format!(
+                "queue '{}' in vhost '{}' in use",
+                name, self.name
+            )));
         }
         if if_empty && messages > 0 {
             return Err(AmqpError::precondition_failed(format!(
@@ -281,7 +362,11 @@ impl VHost {
 
     /// Remove a queue: unbind it, cancel its consumers, drop its messages. Returns the ready count dropped.
     pub fn remove_queue(&self, q: &Arc<Queue>) -> u32 {
-        if self.queues.remove_if(&*q.name, |_, v| Arc::ptr_eq(v, q)).is_none() {
+        if self
+            .queues
+            .remove_if(&*q.name, |_, v| Arc::ptr_eq(v, q))
+            .is_none()
+        {
             return 0;
         }
         let (n, consumers) = q.take_for_delete();
@@ -293,7 +378,14 @@ impl VHost {
         n
     }
 
-    pub fn bind_queue(&self, queue: &str, exchange: &str, routing_key: &str, args: &FieldTable, conn_id: u64) -> AmqpResult<()> {
+    pub fn bind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        args: &FieldTable,
+        conn_id: u64,
+    ) -> AmqpResult<()> {
         if exchange.is_empty() {
             return Err(default_exchange_error());
         }
@@ -301,11 +393,22 @@ impl VHost {
         q.check_access(conn_id)?;
         let x = self.get_exchange(exchange)?;
         x.check_binding_args(args)?;
-        x.bind(Binding { destination: Destination::Queue(q), routing_key: routing_key.to_string(), arguments: args.clone() });
+        x.bind(Binding {
+            destination: Destination::Queue(q),
+            routing_key: routing_key.to_string(),
+            arguments: args.clone(),
+        });
         Ok(())
     }
 
-    pub fn unbind_queue(&self, queue: &str, exchange: &str, routing_key: &str, args: &FieldTable, conn_id: u64) -> AmqpResult<()> {
+    pub fn unbind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        args: &FieldTable,
+        conn_id: u64,
+    ) -> AmqpResult<()> {
         if exchange.is_empty() {
             return Err(default_exchange_error());
         }
@@ -319,7 +422,13 @@ impl VHost {
         Ok(())
     }
 
-    pub fn bind_exchange(&self, destination: &str, source: &str, routing_key: &str, args: &FieldTable) -> AmqpResult<()> {
+    pub fn bind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        routing_key: &str,
+        args: &FieldTable,
+    ) -> AmqpResult<()> {
         if destination.is_empty() || source.is_empty() {
             return Err(default_exchange_error());
         }
@@ -334,7 +443,13 @@ impl VHost {
         Ok(())
     }
 
-    pub fn unbind_exchange(&self, destination: &str, source: &str, routing_key: &str, args: &FieldTable) -> AmqpResult<()> {
+    pub fn unbind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        routing_key: &str,
+        args: &FieldTable,
+    ) -> AmqpResult<()> {
         if destination.is_empty() || source.is_empty() {
             return Err(default_exchange_error());
         }
@@ -350,7 +465,13 @@ impl VHost {
     /// Route a message: the exchange's bindings, exchange-to-exchange bindings (each exchange visited once),
     /// alternate exchanges for exchanges that matched nothing, and every extra CC/BCC routing key. Each queue
     /// appears once in the result.
-    pub fn route(&self, x: &Arc<Exchange>, keys: &[&str], headers: Option<&FieldTable>, out: &mut Routed) {
+    pub fn route(
+        &self,
+        x: &Arc<Exchange>,
+        keys: &[&str],
+        headers: Option<&FieldTable>,
+        out: &mut Routed,
+    ) {
         if x.name.is_empty() {
             for k in keys {
                 if let Some(q) = self.queue(k) {
@@ -420,9 +541,17 @@ fn check_arg_equivalence(
     }
     let detail = match (got, cur) {
         (Some(a), Some(b)) if fields::type_name(a) == fields::type_name(b) => {
-            format!("received '{}' but current is '{}'", fields::display(a), fields::display(b))
+            format!(
+                "received '{}' but current is '{}'",
+                fields::display(a),
+                fields::display(b)
+            )
         }
-        _ => format!("received {} but current is {}", fields::describe_arg(got), fields::describe_arg(cur)),
+        _ => format!(
+            "received {} but current is {}",
+            fields::describe_arg(got),
+            fields::describe_arg(cur)
+        ),
     };
     Err(AmqpError::precondition_failed(format!(
         "inequivalent arg '{key}' for {kind} '{name}' in vhost '{vhost}': {detail}"

@@ -58,14 +58,18 @@ fn clean_name(s: &str) -> String {
 }
 
 fn reply(ctx: &Ctx, channel: u16, m: AMQPClass) {
-    ctx.conn.outbound.send(|b| protocol::write_method(b, channel, m));
+    ctx.conn
+        .outbound
+        .send(|b| protocol::write_method(b, channel, m));
 }
 
 impl Channel {
     /// Resolve an empty queue name to the last queue declared on this channel.
     fn queue_name(&self, name: &str) -> AmqpResult<String> {
         if name.is_empty() {
-            self.last_queue.clone().ok_or_else(|| AmqpError::not_found("no previously declared queue"))
+            self.last_queue
+                .clone()
+                .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
         } else {
             Ok(clean_name(name))
         }
@@ -86,13 +90,24 @@ impl Channel {
                     &d.arguments,
                 )?;
                 if !d.nowait {
-                    reply(ctx, id, AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {})));
+                    reply(
+                        ctx,
+                        id,
+                        AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(
+                            exchange::DeclareOk {},
+                        )),
+                    );
                 }
             }
             exchange::AMQPMethod::Delete(d) => {
-                ctx.vhost.delete_exchange(&clean_name(d.exchange.as_str()), d.if_unused)?;
+                ctx.vhost
+                    .delete_exchange(&clean_name(d.exchange.as_str()), d.if_unused)?;
                 if !d.nowait {
-                    reply(ctx, id, AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})));
+                    reply(
+                        ctx,
+                        id,
+                        AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})),
+                    );
                 }
             }
             exchange::AMQPMethod::Bind(b) => {
@@ -103,7 +118,11 @@ impl Channel {
                     &b.arguments,
                 )?;
                 if !b.nowait {
-                    reply(ctx, id, AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})));
+                    reply(
+                        ctx,
+                        id,
+                        AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})),
+                    );
                 }
             }
             exchange::AMQPMethod::Unbind(b) => {
@@ -114,7 +133,11 @@ impl Channel {
                     &b.arguments,
                 )?;
                 if !b.nowait {
-                    reply(ctx, id, AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})));
+                    reply(
+                        ctx,
+                        id,
+                        AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})),
+                    );
                 }
             }
             _ => return Err(AmqpError::command_invalid("unimplemented method")),
@@ -129,7 +152,11 @@ impl Channel {
             queue::AMQPMethod::Declare(d) => {
                 let requested = clean_name(d.queue.as_str());
                 let generated = requested.is_empty() && !d.passive;
-                let name = if generated { generated_name("amq.gen-") } else { requested };
+                let name = if generated {
+                    generated_name("amq.gen-")
+                } else {
+                    requested
+                };
                 if generated {
                     let qtype = fields::get(&d.arguments, "x-queue-type").and_then(fields::as_str);
                     if let Some(t) = qtype.filter(|t| t == "quorum" || t == "stream") {
@@ -154,7 +181,9 @@ impl Channel {
                 } else {
                     ctx.vhost.declare_queue(&req, conn_id)?
                 };
-                if q.exclusive_owner == Some(conn_id) && !ctx.exclusive_queues.iter().any(|x| Arc::ptr_eq(x, &q)) {
+                if q.exclusive_owner == Some(conn_id)
+                    && !ctx.exclusive_queues.iter().any(|x| Arc::ptr_eq(x, &q))
+                {
                     ctx.exclusive_queues.push(q.clone());
                 }
                 self.last_queue = Some(name.clone());
@@ -177,15 +206,35 @@ impl Channel {
                 } else {
                     b.routing_key.to_string()
                 };
-                ctx.vhost.bind_queue(&qname, &clean_name(b.exchange.as_str()), &rk, &b.arguments, conn_id)?;
+                ctx.vhost.bind_queue(
+                    &qname,
+                    &clean_name(b.exchange.as_str()),
+                    &rk,
+                    &b.arguments,
+                    conn_id,
+                )?;
                 if !b.nowait {
-                    reply(ctx, id, AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})));
+                    reply(
+                        ctx,
+                        id,
+                        AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})),
+                    );
                 }
             }
             queue::AMQPMethod::Unbind(b) => {
                 let qname = self.queue_name(b.queue.as_str())?;
-                ctx.vhost.unbind_queue(&qname, &clean_name(b.exchange.as_str()), b.routing_key.as_str(), &b.arguments, conn_id)?;
-                reply(ctx, id, AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})));
+                ctx.vhost.unbind_queue(
+                    &qname,
+                    &clean_name(b.exchange.as_str()),
+                    b.routing_key.as_str(),
+                    &b.arguments,
+                    conn_id,
+                )?;
+                reply(
+                    ctx,
+                    id,
+                    AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})),
+                );
             }
             queue::AMQPMethod::Purge(p) => {
                 let qname = self.queue_name(p.queue.as_str())?;
@@ -193,15 +242,29 @@ impl Channel {
                 q.check_access(conn_id)?;
                 let n = q.purge();
                 if !p.nowait {
-                    reply(ctx, id, AMQPClass::Queue(queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count: n })));
+                    reply(
+                        ctx,
+                        id,
+                        AMQPClass::Queue(queue::AMQPMethod::PurgeOk(queue::PurgeOk {
+                            message_count: n,
+                        })),
+                    );
                 }
             }
             queue::AMQPMethod::Delete(d) => {
                 let qname = self.queue_name(d.queue.as_str())?;
-                let n = ctx.vhost.delete_queue(&qname, d.if_unused, d.if_empty, conn_id)?;
+                let n = ctx
+                    .vhost
+                    .delete_queue(&qname, d.if_unused, d.if_empty, conn_id)?;
                 ctx.exclusive_queues.retain(|q| !q.is_deleted());
                 if !d.nowait {
-                    reply(ctx, id, AMQPClass::Queue(queue::AMQPMethod::DeleteOk(queue::DeleteOk { message_count: n })));
+                    reply(
+                        ctx,
+                        id,
+                        AMQPClass::Queue(queue::AMQPMethod::DeleteOk(queue::DeleteOk {
+                            message_count: n,
+                        })),
+                    );
                 }
             }
             _ => return Err(AmqpError::command_invalid("unimplemented method")),
@@ -232,7 +295,11 @@ impl Channel {
                 } else {
                     self.consumer_prefetch = q.prefetch_count as u32;
                 }
-                reply(ctx, id, AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})));
+                reply(
+                    ctx,
+                    id,
+                    AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
+                );
             }
             basic::AMQPMethod::Consume(c) => self.consume(ctx, c)?,
             basic::AMQPMethod::Cancel(c) => {
@@ -257,7 +324,11 @@ impl Channel {
                 let q = ctx.vhost.get_queue(&qname)?;
                 q.check_access(ctx.conn.id)?;
                 if !q.get(&self.shared, g.no_ack) {
-                    reply(ctx, id, AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})));
+                    reply(
+                        ctx,
+                        id,
+                        AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+                    );
                 }
             }
             basic::AMQPMethod::Ack(a) => {
@@ -270,15 +341,35 @@ impl Channel {
             basic::AMQPMethod::Nack(n) => {
                 let entries = self.shared.take(n.delivery_tag, n.multiple)?;
                 match &mut self.tx {
-                    Some(ops) => ops.push(TxOp::Reject { entries, requeue: n.requeue }),
-                    None => self.settle(entries, if n.requeue { Settle::Requeue } else { Settle::Discard }),
+                    Some(ops) => ops.push(TxOp::Reject {
+                        entries,
+                        requeue: n.requeue,
+                    }),
+                    None => self.settle(
+                        entries,
+                        if n.requeue {
+                            Settle::Requeue
+                        } else {
+                            Settle::Discard
+                        },
+                    ),
                 }
             }
             basic::AMQPMethod::Reject(r) => {
                 let entries = self.shared.take(r.delivery_tag, false)?;
                 match &mut self.tx {
-                    Some(ops) => ops.push(TxOp::Reject { entries, requeue: r.requeue }),
-                    None => self.settle(entries, if r.requeue { Settle::Requeue } else { Settle::Discard }),
+                    Some(ops) => ops.push(TxOp::Reject {
+                        entries,
+                        requeue: r.requeue,
+                    }),
+                    None => self.settle(
+                        entries,
+                        if r.requeue {
+                            Settle::Requeue
+                        } else {
+                            Settle::Discard
+                        },
+                    ),
                 }
             }
             basic::AMQPMethod::Recover(r) => {
@@ -287,7 +378,11 @@ impl Channel {
                 }
                 let entries = self.shared.take_all();
                 self.settle(entries, Settle::Requeue);
-                reply(ctx, id, AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})));
+                reply(
+                    ctx,
+                    id,
+                    AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})),
+                );
             }
             basic::AMQPMethod::RecoverAsync(r) => {
                 if !r.requeue {
@@ -323,7 +418,9 @@ impl Channel {
             c.consumer_tag.to_string()
         };
         if self.shared.has_consumer(&tag) {
-            return Err(AmqpError::not_allowed(format!("attempt to reuse consumer tag '{tag}'")));
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
         }
         let consumer = Arc::new(Consumer {
             tag: Arc::from(tag.as_str()),
@@ -375,7 +472,7 @@ impl Channel {
         for (q, msgs) in groups {
             match how {
                 Settle::Ack => q.acked(msgs.len() as u32),
-                Settle::Discard => q.discarded(msgs.len() as u32),
+                Settle::Discard => q.discard(msgs),
                 Settle::Requeue => q.requeue(msgs),
             }
         }
@@ -389,11 +486,17 @@ impl Channel {
         match m {
             confirm::AMQPMethod::Select(s) => {
                 if self.tx.is_some() {
-                    return Err(AmqpError::precondition_failed("cannot switch from tx to confirm mode"));
+                    return Err(AmqpError::precondition_failed(
+                        "cannot switch from tx to confirm mode",
+                    ));
                 }
                 self.confirm = true;
                 if !s.nowait {
-                    reply(ctx, self.id(), AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})));
+                    reply(
+                        ctx,
+                        self.id(),
+                        AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})),
+                    );
                 }
                 Ok(())
             }
@@ -406,35 +509,58 @@ impl Channel {
         match m {
             tx::AMQPMethod::Select(_) => {
                 if self.confirm {
-                    return Err(AmqpError::precondition_failed("cannot switch from confirm to tx mode"));
+                    return Err(AmqpError::precondition_failed(
+                        "cannot switch from confirm to tx mode",
+                    ));
                 }
                 if self.tx.is_none() {
                     self.tx = Some(Vec::new());
                 }
-                reply(ctx, id, AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})));
+                reply(
+                    ctx,
+                    id,
+                    AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})),
+                );
             }
             tx::AMQPMethod::Commit(_) => {
                 let Some(ops) = self.tx.replace(Vec::new()) else {
-                    return Err(AmqpError::precondition_failed("channel is not transactional"));
+                    return Err(AmqpError::precondition_failed(
+                        "channel is not transactional",
+                    ));
                 };
                 for op in ops {
                     match op {
-                        TxOp::Publish { exchange, mandatory, msg } => {
+                        TxOp::Publish {
+                            exchange,
+                            mandatory,
+                            msg,
+                        } => {
                             // The exchange may have gone since the publish; RabbitMQ then fails the commit.
                             let x = ctx.vhost.get_exchange(&exchange)?;
                             self.route_and_enqueue(ctx, &x, mandatory, msg);
                         }
                         TxOp::Ack(entries) => self.settle(entries, Settle::Ack),
-                        TxOp::Reject { entries, requeue } => {
-                            self.settle(entries, if requeue { Settle::Requeue } else { Settle::Discard })
-                        }
+                        TxOp::Reject { entries, requeue } => self.settle(
+                            entries,
+                            if requeue {
+                                Settle::Requeue
+                            } else {
+                                Settle::Discard
+                            },
+                        ),
                     }
                 }
-                reply(ctx, id, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
+                reply(
+                    ctx,
+                    id,
+                    AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
+                );
             }
             tx::AMQPMethod::Rollback(_) => {
                 let Some(ops) = self.tx.replace(Vec::new()) else {
-                    return Err(AmqpError::precondition_failed("channel is not transactional"));
+                    return Err(AmqpError::precondition_failed(
+                        "channel is not transactional",
+                    ));
                 };
                 let mut restore = Vec::new();
                 for op in ops {
@@ -444,7 +570,11 @@ impl Channel {
                     }
                 }
                 self.shared.restore(restore);
-                reply(ctx, id, AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})));
+                reply(
+                    ctx,
+                    id,
+                    AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})),
+                );
             }
             _ => return Err(AmqpError::command_invalid("unimplemented method")),
         }
@@ -463,7 +593,9 @@ impl Channel {
             )));
         }
         let Some(p) = self.publish.as_mut() else {
-            return Err(AmqpError::unexpected_frame("expected method frame, got non method frame instead"));
+            return Err(AmqpError::unexpected_frame(
+                "expected method frame, got non method frame instead",
+            ));
         };
         let size = header.body_size;
         p.header = Some((payload, header.properties, size));
@@ -473,10 +605,14 @@ impl Channel {
     /// A body frame arrived; returns true when the body is complete.
     pub fn content_body(&mut self, payload: Bytes) -> AmqpResult<bool> {
         let Some(p) = self.publish.as_mut() else {
-            return Err(AmqpError::unexpected_frame("expected method frame, got non method frame instead"));
+            return Err(AmqpError::unexpected_frame(
+                "expected method frame, got non method frame instead",
+            ));
         };
         let Some((_, _, size)) = &p.header else {
-            return Err(AmqpError::unexpected_frame("expected content header for class 60, got non content header frame instead"));
+            return Err(AmqpError::unexpected_frame(
+                "expected content header for class 60, got non content header frame instead",
+            ));
         };
         let size = *size;
         let have = p.body.len() as u64 + p.single.as_ref().map_or(0, |b| b.len() as u64);
@@ -503,8 +639,12 @@ impl Channel {
 
     /// The pending publish is complete: validate it, then route it (or buffer it in a transaction).
     pub fn finish_publish(&mut self, ctx: &mut Ctx) -> AmqpResult<()> {
-        let Some(p) = self.publish.take() else { return Ok(()) };
-        let Some((header, properties, _)) = p.header else { return Ok(()) };
+        let Some(p) = self.publish.take() else {
+            return Ok(());
+        };
+        let Some((header, properties, _)) = p.header else {
+            return Ok(());
+        };
         let body = match p.single {
             Some(b) => b,
             None => p.body.freeze(),
@@ -531,14 +671,24 @@ impl Channel {
             body,
         });
         if let Some(ops) = &mut self.tx {
-            ops.push(TxOp::Publish { exchange: p.exchange, mandatory: p.mandatory, msg });
+            ops.push(TxOp::Publish {
+                exchange: p.exchange,
+                mandatory: p.mandatory,
+                msg,
+            });
             return Ok(());
         }
         self.route_and_enqueue(ctx, &x, p.mandatory, msg);
         Ok(())
     }
 
-    fn route_and_enqueue(&mut self, ctx: &Ctx, x: &Arc<crate::broker::exchange::Exchange>, mandatory: bool, msg: Arc<Message>) {
+    fn route_and_enqueue(
+        &mut self,
+        ctx: &Ctx,
+        x: &Arc<crate::broker::exchange::Exchange>,
+        mandatory: bool,
+        msg: Arc<Message>,
+    ) {
         let mut routed = Routed::new();
         let headers = msg.properties.headers().as_ref();
         let cc = headers.map(|h| (routing_list(h, "CC"), routing_list(h, "BCC")));
@@ -549,7 +699,9 @@ impl Channel {
                 keys.extend(bcc.iter().map(String::as_str));
                 ctx.vhost.route(x, &keys, headers, &mut routed);
             }
-            _ => ctx.vhost.route(x, &[&msg.routing_key], headers, &mut routed),
+            _ => ctx
+                .vhost
+                .route(x, &[&msg.routing_key], headers, &mut routed),
         }
         let msg = match &cc {
             Some((_, bcc)) if !bcc.is_empty() => strip_bcc(&msg),
@@ -564,14 +716,14 @@ impl Channel {
                     protocol::write_content(b, id, &msg.header, &msg.body, frame_max);
                 });
             }
-        } else {
-            for q in routed {
-                q.publish(msg.clone());
-            }
+        }
+        let mut accepted = true;
+        for q in routed {
+            accepted &= q.publish(msg.clone()) == crate::queue::Accepted::Yes;
         }
         if self.confirm {
             let seq = self.publish_seq;
-            self.confirm(seq, true);
+            self.confirm(seq, accepted);
         }
     }
 }
@@ -586,7 +738,12 @@ pub enum Settle {
 /// The extra routing keys in a CC or BCC header (validated at publish).
 fn routing_list(h: &FieldTable, key: &str) -> Vec<String> {
     match fields::get(h, key) {
-        Some(AMQPValue::FieldArray(a)) => a.as_slice().iter().filter_map(fields::as_str).map(|s| s.into_owned()).collect(),
+        Some(AMQPValue::FieldArray(a)) => a
+            .as_slice()
+            .iter()
+            .filter_map(fields::as_str)
+            .map(|s| s.into_owned())
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -634,7 +791,9 @@ fn validate_properties(p: &BasicProperties, user: &str) -> AmqpResult<()> {
         for key in ["CC", "BCC"] {
             if let Some(v) = fields::get(h, key) {
                 let ok = match v {
-                    AMQPValue::FieldArray(a) => a.as_slice().iter().all(|x| fields::as_str(x).is_some()),
+                    AMQPValue::FieldArray(a) => {
+                        a.as_slice().iter().all(|x| fields::as_str(x).is_some())
+                    }
                     _ => false,
                 };
                 if !ok {
@@ -654,8 +813,12 @@ fn validate_properties(p: &BasicProperties, user: &str) -> AmqpResult<()> {
 
 /// The expiration property must be a non-negative integer string.
 fn validate_expiration(s: &str) -> AmqpResult<u64> {
-    let invalid = |why: String| AmqpError::precondition_failed(format!("invalid expiration '{s}': {why}"));
-    let digits_end = s.char_indices().find(|(i, c)| !(c.is_ascii_digit() || (*i == 0 && (*c == '-' || *c == '+')))).map_or(s.len(), |(i, _)| i);
+    let invalid =
+        |why: String| AmqpError::precondition_failed(format!("invalid expiration '{s}': {why}"));
+    let digits_end = s
+        .char_indices()
+        .find(|(i, c)| !(c.is_ascii_digit() || (*i == 0 && (*c == '-' || *c == '+'))))
+        .map_or(s.len(), |(i, _)| i);
     let (num, rest) = s.split_at(digits_end);
     if num.is_empty() || num == "-" || num == "+" {
         return Err(invalid("no_integer".into()));
@@ -678,14 +841,25 @@ mod tests {
     fn names() {
         let n = generated_name("amq.gen-");
         assert_eq!(n.len(), 8 + 22);
-        assert!(n[8..].chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(n[8..]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
     }
 
     #[test]
     fn expiration_rules() {
         assert_eq!(validate_expiration("1000").unwrap(), 1000);
-        assert_eq!(validate_expiration("abc").unwrap_err().text, "invalid expiration 'abc': no_integer");
-        assert_eq!(validate_expiration("-1").unwrap_err().text, "invalid expiration '-1': {value_negative,-1}");
-        assert_eq!(validate_expiration("10s").unwrap_err().text, "invalid expiration '10s': {leftover_string,\"s\"}");
+        assert_eq!(
+            validate_expiration("abc").unwrap_err().text,
+            "invalid expiration 'abc': no_integer"
+        );
+        assert_eq!(
+            validate_expiration("-1").unwrap_err().text,
+            "invalid expiration '-1': {value_negative,-1}"
+        );
+        assert_eq!(
+            validate_expiration("10s").unwrap_err().text,
+            "invalid expiration '10s': {leftover_string,\"s\"}"
+        );
     }
 }

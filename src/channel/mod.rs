@@ -36,9 +36,16 @@ pub struct PendingPublish {
 /// What a transaction holds until commit.
 #[derive(Debug)]
 pub enum TxOp {
-    Publish { exchange: String, mandatory: bool, msg: Arc<Message> },
+    Publish {
+        exchange: String,
+        mandatory: bool,
+        msg: Arc<Message>,
+    },
     Ack(Vec<Unacked>),
-    Reject { entries: Vec<Unacked>, requeue: bool },
+    Reject {
+        entries: Vec<Unacked>,
+        requeue: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -84,7 +91,10 @@ impl Channel {
             let multiple = self.confirm_ready > self.confirm_sent + 1;
             let tag = self.confirm_ready;
             let id = self.id();
-            self.shared.conn.outbound.send(|b| crate::protocol::write_confirm(b, id, true, tag, multiple));
+            self.shared
+                .conn
+                .outbound
+                .send(|b| crate::protocol::write_confirm(b, id, true, tag, multiple));
             self.confirm_sent = tag;
         }
     }
@@ -97,7 +107,10 @@ impl Channel {
             self.confirm_ready = seq - 1;
             self.flush_confirms();
             let id = self.id();
-            self.shared.conn.outbound.send(|b| crate::protocol::write_confirm(b, id, false, seq, false));
+            self.shared
+                .conn
+                .outbound
+                .send(|b| crate::protocol::write_confirm(b, id, false, seq, false));
             self.confirm_ready = seq;
             self.confirm_sent = seq;
         }

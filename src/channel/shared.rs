@@ -106,7 +106,12 @@ impl ChannelShared {
 
     /// Deliver `qm` from `queue` to `consumer` if the consumer and channel have capacity. Called under the
     /// queue's lock; the delivery is encoded under the channel's lock so tags go out in order.
-    pub fn deliver(&self, consumer: &Arc<Consumer>, queue: &Arc<Queue>, qm: &QueuedMessage) -> bool {
+    pub fn deliver(
+        &self,
+        consumer: &Arc<Consumer>,
+        queue: &Arc<Queue>,
+        qm: &QueuedMessage,
+    ) -> bool {
         if self.is_closed() {
             return false;
         }
@@ -120,7 +125,9 @@ impl ChannelShared {
         }
         let mut d = self.deliveries.lock();
         if !consumer.no_ack {
-            if consumer.prefetch != 0 && consumer.unacked.load(Ordering::Relaxed) >= consumer.prefetch {
+            if consumer.prefetch != 0
+                && consumer.unacked.load(Ordering::Relaxed) >= consumer.prefetch
+            {
                 return false;
             }
             if d.global_prefetch != 0 && d.unacked >= d.global_prefetch {
@@ -133,13 +140,26 @@ impl ChannelShared {
             consumer.unacked.fetch_add(1, Ordering::Relaxed);
             {
                 let tag = d.next_tag;
-                d.push(Some(Unacked { tag, queue: queue.clone(), msg: qm.clone(), consumer: Some(consumer.clone()) }))
+                d.push(Some(Unacked {
+                    tag,
+                    queue: queue.clone(),
+                    msg: qm.clone(),
+                    consumer: Some(consumer.clone()),
+                }))
             }
         };
         let frame_max = self.conn.frame_max();
         let m = &qm.msg;
         out.send(|buf| {
-            protocol::write_deliver(buf, self.id, &consumer.tag, tag, qm.redelivered, &m.exchange, &m.routing_key);
+            protocol::write_deliver(
+                buf,
+                self.id,
+                &consumer.tag,
+                tag,
+                qm.redelivered,
+                &m.exchange,
+                &m.routing_key,
+            );
             protocol::write_content(buf, self.id, &m.header, &m.body, frame_max);
         });
         true
@@ -154,11 +174,24 @@ impl ChannelShared {
             d.push(None)
         } else {
             let tag = d.next_tag;
-            d.push(Some(Unacked { tag, queue: queue.clone(), msg: qm, consumer: None }))
+            d.push(Some(Unacked {
+                tag,
+                queue: queue.clone(),
+                msg: qm,
+                consumer: None,
+            }))
         };
         let frame_max = self.conn.frame_max();
         self.conn.outbound.send(|buf| {
-            protocol::write_get_ok(buf, self.id, tag, redelivered, &msg.exchange, &msg.routing_key, remaining);
+            protocol::write_get_ok(
+                buf,
+                self.id,
+                tag,
+                redelivered,
+                &msg.exchange,
+                &msg.routing_key,
+                remaining,
+            );
             protocol::write_content(buf, self.id, &msg.header, &msg.body, frame_max);
         });
     }

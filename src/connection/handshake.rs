@@ -50,7 +50,11 @@ pub fn server_properties() -> FieldTable {
         ("copyright", longstr("Copyright (c) the Warren authors")),
         (
             "information",
-            longstr(concat!("Warren ", env!("CARGO_PKG_VERSION"), ", an AMQP 0-9-1 broker compatible with RabbitMQ")),
+            longstr(concat!(
+                "Warren ",
+                env!("CARGO_PKG_VERSION"),
+                ", an AMQP 0-9-1 broker compatible with RabbitMQ"
+            )),
         ),
         ("platform", longstr("Rust")),
         ("product", longstr("RabbitMQ")),
@@ -77,7 +81,9 @@ pub fn known_method(class: u16, method: u16) -> bool {
         30 => &[10, 11],
         40 => &[10, 11, 20, 21, 30, 31, 40, 51],
         50 => &[10, 11, 20, 21, 30, 31, 40, 41, 50, 51],
-        60 => &[10, 11, 20, 21, 30, 31, 40, 50, 60, 70, 71, 72, 80, 90, 100, 110, 111, 120],
+        60 => &[
+            10, 11, 20, 21, 30, 31, 40, 50, 60, 70, 71, 72, 80, 90, 100, 110, 111, 120,
+        ],
         85 => &[10, 11],
         90 => &[10, 11, 20, 21, 30, 31],
         _ => &[],
@@ -96,7 +102,10 @@ pub fn parse_credentials(mechanism: &str, response: &[u8]) -> Option<(String, St
             if parts.next().is_some() {
                 return None;
             }
-            Some((String::from_utf8(user.to_vec()).ok()?, String::from_utf8(pass.to_vec()).ok()?))
+            Some((
+                String::from_utf8(user.to_vec()).ok()?,
+                String::from_utf8(pass.to_vec()).ok()?,
+            ))
         }
         "AMQPLAIN" => {
             // A field table without its length prefix.
@@ -104,7 +113,9 @@ pub fn parse_credentials(mechanism: &str, response: &[u8]) -> Option<(String, St
             framed.extend_from_slice(&(response.len() as u32).to_be_bytes());
             framed.extend_from_slice(response);
             let (_, t) = amq_protocol::types::parsing::parse_field_table(&framed[..]).ok()?;
-            let get = |k: &str| crate::protocol::fields::get(&t, k).and_then(crate::protocol::fields::as_str);
+            let get = |k: &str| {
+                crate::protocol::fields::get(&t, k).and_then(crate::protocol::fields::as_str)
+            };
             Some((get("LOGIN")?.into_owned(), get("PASSWORD")?.into_owned()))
         }
         _ => None,
@@ -117,7 +128,11 @@ impl Connection {
             return Flow::Continue;
         }
         if f.kind != protocol::FRAME_METHOD || f.channel != 0 {
-            tracing::info!(kind = f.kind, channel = f.channel, "unexpected frame during handshake");
+            tracing::info!(
+                kind = f.kind,
+                channel = f.channel,
+                "unexpected frame during handshake"
+            );
             return Flow::Stop;
         }
         let Ok((_, m)) = amq_protocol::protocol::parse_class(&f.payload[..]) else {
@@ -125,15 +140,29 @@ impl Connection {
             return Flow::Stop;
         };
         match (self.state, m) {
-            (State::AwaitStartOk, AMQPClass::Connection(connection::AMQPMethod::StartOk(s))) => self.start_ok(s),
-            (State::AwaitTuneOk, AMQPClass::Connection(connection::AMQPMethod::TuneOk(t))) => self.tune_ok(t),
-            (State::AwaitOpen, AMQPClass::Connection(connection::AMQPMethod::Open(o))) => self.open(o),
+            (State::AwaitStartOk, AMQPClass::Connection(connection::AMQPMethod::StartOk(s))) => {
+                self.start_ok(s)
+            }
+            (State::AwaitTuneOk, AMQPClass::Connection(connection::AMQPMethod::TuneOk(t))) => {
+                self.tune_ok(t)
+            }
+            (State::AwaitOpen, AMQPClass::Connection(connection::AMQPMethod::Open(o))) => {
+                self.open(o)
+            }
             (_, AMQPClass::Connection(connection::AMQPMethod::Close(_))) => {
-                self.send_method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})));
+                self.send_method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+                );
                 Flow::Stop
             }
             (state, m) => {
-                tracing::info!(?state, class = m.get_amqp_class_id(), method = m.get_amqp_method_id(), "unexpected method during handshake");
+                tracing::info!(
+                    ?state,
+                    class = m.get_amqp_class_id(),
+                    method = m.get_amqp_method_id(),
+                    "unexpected method during handshake"
+                );
                 Flow::Stop
             }
         }
@@ -142,13 +171,15 @@ impl Connection {
     fn start_ok(&mut self, s: connection::StartOk) -> Flow {
         let caps = crate::protocol::fields::get(&s.client_properties, "capabilities");
         let cap = |name: &str| match caps {
-            Some(AMQPValue::FieldTable(t)) => {
-                crate::protocol::fields::get(t, name).and_then(crate::protocol::fields::as_bool).unwrap_or(false)
-            }
+            Some(AMQPValue::FieldTable(t)) => crate::protocol::fields::get(t, name)
+                .and_then(crate::protocol::fields::as_bool)
+                .unwrap_or(false),
             _ => false,
         };
         self.auth_failure_close = cap("authentication_failure_close");
-        self.shared.cancel_notify.store(cap("consumer_cancel_notify"), Ordering::Relaxed);
+        self.shared
+            .cancel_notify
+            .store(cap("consumer_cancel_notify"), Ordering::Relaxed);
         let mechanism = s.mechanism.as_str();
         if mechanism != "PLAIN" && mechanism != "AMQPLAIN" {
             tracing::info!(mechanism, "unsupported authentication mechanism");
@@ -182,8 +213,13 @@ impl Connection {
                 ),
             );
         };
-        if self.broker.config.loopback_users.iter().any(|u| u == &user) && !self.shared.peer.ip().is_loopback() {
-            return refused(self, format!("user '{user}' can only connect via localhost"));
+        if self.broker.config.loopback_users.iter().any(|u| u == &user)
+            && !self.shared.peer.ip().is_loopback()
+        {
+            return refused(
+                self,
+                format!("user '{user}' can only connect via localhost"),
+            );
         }
         self.user = Some(account);
         let cfg = &self.broker.config;
@@ -210,11 +246,21 @@ impl Connection {
             .on(10, 31)
         };
         let err = if t.frame_max != 0 && t.frame_max < protocol::FRAME_MIN_SIZE {
-            Some(fail("frame_max", t.frame_max, false, protocol::FRAME_MIN_SIZE))
+            Some(fail(
+                "frame_max",
+                t.frame_max,
+                false,
+                protocol::FRAME_MIN_SIZE,
+            ))
         } else if t.frame_max == 0 || t.frame_max > cfg.frame_max {
             Some(fail("frame_max", t.frame_max, true, cfg.frame_max))
         } else if t.channel_max == 0 || t.channel_max > cfg.channel_max {
-            Some(fail("channel_max", t.channel_max as u32, true, cfg.channel_max as u32))
+            Some(fail(
+                "channel_max",
+                t.channel_max as u32,
+                true,
+                cfg.channel_max as u32,
+            ))
         } else {
             None
         };
@@ -237,22 +283,35 @@ impl Connection {
         let user = self.user.clone();
         let Some(vhost) = self.broker.vhost(name) else {
             self.state = State::Running;
-            self.close_connection(AmqpError::not_allowed(format!("vhost {name} not found")).on(10, 40));
+            self.close_connection(
+                AmqpError::not_allowed(format!("vhost {name} not found")).on(10, 40),
+            );
             return Flow::Continue;
         };
         if let Some(u) = &user {
             if !u.vhosts.iter().any(|v| v == name) {
                 self.state = State::Running;
                 self.close_connection(
-                    AmqpError::not_allowed(format!("access to vhost '{name}' refused for user '{}'", u.name)).on(10, 40),
+                    AmqpError::not_allowed(format!(
+                        "access to vhost '{name}' refused for user '{}'",
+                        u.name
+                    ))
+                    .on(10, 40),
                 );
                 return Flow::Continue;
             }
         }
         self.vhost = Some(vhost);
-        self.send_method(0, AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})));
+        self.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
+        );
         self.state = State::Running;
-        tracing::info!(user = user.as_ref().map(|u| u.name.as_str()).unwrap_or(""), vhost = name, "connection open");
+        tracing::info!(
+            user = user.as_ref().map(|u| u.name.as_str()).unwrap_or(""),
+            vhost = name,
+            "connection open"
+        );
         Flow::Continue
     }
 }
@@ -263,7 +322,10 @@ mod tests {
 
     #[test]
     fn plain_and_amqplain() {
-        assert_eq!(parse_credentials("PLAIN", b"\0guest\0guest"), Some(("guest".into(), "guest".into())));
+        assert_eq!(
+            parse_credentials("PLAIN", b"\0guest\0guest"),
+            Some(("guest".into(), "guest".into()))
+        );
         assert_eq!(parse_credentials("PLAIN", b"guest"), None);
         let mut t = Vec::new();
         for (k, v) in [("LOGIN", "u"), ("PASSWORD", "p")] {
@@ -273,7 +335,10 @@ mod tests {
             t.extend_from_slice(&(v.len() as u32).to_be_bytes());
             t.extend_from_slice(v.as_bytes());
         }
-        assert_eq!(parse_credentials("AMQPLAIN", &t), Some(("u".into(), "p".into())));
+        assert_eq!(
+            parse_credentials("AMQPLAIN", &t),
+            Some(("u".into(), "p".into()))
+        );
     }
 
     #[test]

@@ -16,8 +16,8 @@ use crate::protocol::{self, split_frame, RawFrame};
 use crate::queue::Queue;
 use amq_protocol::protocol::{access, basic, channel, connection, AMQPClass};
 use bytes::BytesMut;
-use parking_lot::Mutex;
 pub use outbound::Outbound;
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -28,6 +28,9 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// How long a connection the client closed waits for the client to close its socket.
+const CLOSED_LINGER_SECS: u64 = 10;
 
 /// What other tasks may see of a connection.
 #[derive(Debug)]
@@ -66,6 +69,8 @@ enum State {
     Running,
     /// The broker sent connection.close and waits for close-ok.
     Closing,
+    /// The client closed and got close-ok; input is ignored until it closes the socket.
+    Closed,
     Done,
 }
 
@@ -136,7 +141,8 @@ enum Flow {
 
 impl Connection {
     async fn run(&mut self, mut rd: OwnedReadHalf) {
-        let handshake_deadline = Instant::now() + Duration::from_millis(self.broker.config.handshake_timeout_ms);
+        let handshake_deadline =
+            Instant::now() + Duration::from_millis(self.broker.config.handshake_timeout_ms);
         let mut buf = BytesMut::with_capacity(64 * 1024);
         // Protocol header.
         while buf.len() < 8 {
@@ -152,15 +158,21 @@ impl Connection {
         let header = buf.split_to(8);
         if !handshake::header_ok(&header) {
             tracing::info!(header = ?&header[..], "bad protocol header");
-            self.shared.outbound.send(|b| b.extend_from_slice(protocol::PROTOCOL_HEADER));
+            self.shared
+                .outbound
+                .send(|b| b.extend_from_slice(protocol::PROTOCOL_HEADER));
             return;
         }
-        self.shared.outbound.send(|b| protocol::write_method(b, 0, handshake::start_method()));
+        self.shared
+            .outbound
+            .send(|b| protocol::write_method(b, 0, handshake::start_method()));
         tracing::debug!("sent connection.start");
         loop {
             let deadline = match self.state {
-                State::AwaitStartOk | State::AwaitTuneOk | State::AwaitOpen => Some(handshake_deadline),
-                State::Closing => self.closing_deadline,
+                State::AwaitStartOk | State::AwaitTuneOk | State::AwaitOpen => {
+                    Some(handshake_deadline)
+                }
+                State::Closing | State::Closed => self.closing_deadline,
                 State::Running if self.heartbeat > 0 => {
                     Some(Instant::now() + Duration::from_secs(self.heartbeat as u64 * 2))
                 }
@@ -196,7 +208,10 @@ impl Connection {
             };
             let _ = n;
             loop {
-                let max_payload = self.shared.frame_max().saturating_sub(protocol::FRAME_OVERHEAD as u32);
+                let max_payload = self
+                    .shared
+                    .frame_max()
+                    .saturating_sub(protocol::FRAME_OVERHEAD as u32);
                 let frame = match split_frame(&mut buf, max_payload) {
                     Ok(Some(f)) => f,
                     Ok(None) => break,
@@ -239,14 +254,21 @@ impl Connection {
             State::Closing => {
                 // Only close / close-ok matter now.
                 if f.kind == protocol::FRAME_METHOD && f.channel == 0 {
-                    if let Ok((_, AMQPClass::Connection(m))) = amq_protocol::protocol::parse_class(&f.payload[..]) {
+                    if let Ok((_, AMQPClass::Connection(m))) =
+                        amq_protocol::protocol::parse_class(&f.payload[..])
+                    {
                         match m {
                             connection::AMQPMethod::CloseOk(_) => {
                                 self.state = State::Done;
                                 return Flow::Stop;
                             }
                             connection::AMQPMethod::Close(_) => {
-                                self.send_method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})));
+                                self.send_method(
+                                    0,
+                                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(
+                                        connection::CloseOk {},
+                                    )),
+                                );
                                 self.state = State::Done;
                                 return Flow::Stop;
                             }
@@ -269,17 +291,20 @@ impl Connection {
                     Flow::Continue
                 }
             },
+            State::Closed => Flow::Continue,
             State::Done => Flow::Stop,
         }
     }
 
     fn send_method(&self, channel: u16, m: AMQPClass) {
-        self.shared.outbound.send(|b| protocol::write_method(b, channel, m));
+        self.shared
+            .outbound
+            .send(|b| protocol::write_method(b, channel, m));
     }
 
     /// Close the connection from the broker side with a hard error.
     fn close_connection(&mut self, e: AmqpError) {
-        if matches!(self.state, State::Closing | State::Done) {
+        if matches!(self.state, State::Closing | State::Closed | State::Done) {
             return;
         }
         tracing::warn!(code = e.code.code(), text = %e.reply_text(), class = e.class_id, method = e.method_id, "closing connection");
@@ -294,7 +319,11 @@ impl Connection {
         );
         self.cleanup();
         self.state = State::Closing;
-        let wait = if self.heartbeat > 0 { (self.heartbeat as u64).min(30) } else { 30 };
+        let wait = if self.heartbeat > 0 {
+            (self.heartbeat as u64).min(30)
+        } else {
+            30
+        };
         self.closing_deadline = Some(Instant::now() + Duration::from_secs(wait));
     }
 
@@ -336,7 +365,9 @@ impl Connection {
 
     /// Everything a finished connection must give back.
     fn cleanup(&mut self) {
-        let Some(vhost) = self.vhost.clone() else { return };
+        let Some(vhost) = self.vhost.clone() else {
+            return;
+        };
         for (_, mut ch) in self.channels.drain() {
             Self::cleanup_channel(&mut ch, &vhost);
         }
@@ -350,9 +381,17 @@ impl Connection {
             protocol::FRAME_METHOD => {
                 // amq-protocol drops basic.qos prefetch_size, which RabbitMQ refuses when non-zero.
                 if f.payload.len() >= 8 && f.payload[..4] == [0, 60, 0, 10] {
-                    let size = u32::from_be_bytes([f.payload[4], f.payload[5], f.payload[6], f.payload[7]]);
+                    let size = u32::from_be_bytes([
+                        f.payload[4],
+                        f.payload[5],
+                        f.payload[6],
+                        f.payload[7],
+                    ]);
                     if size != 0 && f.channel != 0 && self.channels.contains_key(&f.channel) {
-                        return Err(AmqpError::not_implemented(format!("prefetch_size!=0 ({size})")).on(60, 10));
+                        return Err(AmqpError::not_implemented(format!(
+                            "prefetch_size!=0 ({size})"
+                        ))
+                        .on(60, 10));
                     }
                 }
                 let method = parse_method(&f.payload)?;
@@ -385,20 +424,32 @@ impl Connection {
             AMQPClass::Connection(connection::AMQPMethod::Close(c)) => {
                 tracing::debug!(code = c.reply_code, text = %c.reply_text, "client closed connection");
                 self.cleanup();
-                self.send_method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})));
-                self.state = State::Done;
+                self.send_method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+                );
+                // Like RabbitMQ, leave closing the socket to the client (within a grace period): closing it
+                // first can turn a client's racing second close into a reset.
+                self.state = State::Closed;
+                self.closing_deadline =
+                    Some(Instant::now() + Duration::from_secs(CLOSED_LINGER_SECS));
                 Ok(())
             }
             AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => {
                 self.send_method(
                     0,
-                    AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(connection::UpdateSecretOk {})),
+                    AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(
+                        connection::UpdateSecretOk {},
+                    )),
                 );
                 Ok(())
             }
             AMQPClass::Connection(connection::AMQPMethod::Blocked(_))
             | AMQPClass::Connection(connection::AMQPMethod::Unblocked(_)) => Ok(()),
-            _ => Err(AmqpError::channel_error("unexpected method in connection state running").on(class_id, method_id)),
+            _ => Err(
+                AmqpError::channel_error("unexpected method in connection state running")
+                    .on(class_id, method_id),
+            ),
         }
     }
 
@@ -416,7 +467,10 @@ impl Connection {
                     self.channels.remove(&id);
                 }
                 AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
-                    self.send_method(id, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
+                    self.send_method(
+                        id,
+                        AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+                    );
                 }
                 _ => {}
             }
@@ -467,8 +521,14 @@ impl Connection {
         let Some(vhost) = self.vhost.clone() else {
             return Err(AmqpError::internal_error("no vhost"));
         };
-        let user = self.user.as_ref().map(|u| u.name.clone()).unwrap_or_default();
-        let Some(ch) = self.channels.get_mut(&id) else { return Ok(()) };
+        let user = self
+            .user
+            .as_ref()
+            .map(|u| u.name.clone())
+            .unwrap_or_default();
+        let Some(ch) = self.channels.get_mut(&id) else {
+            return Ok(());
+        };
         let mut ctx = Ctx {
             broker: &self.broker,
             vhost: &vhost,
@@ -477,11 +537,16 @@ impl Connection {
             exclusive_queues: &mut self.exclusive_queues,
         };
         match m {
-            AMQPClass::Channel(channel::AMQPMethod::Open(_)) => Err(AmqpError::channel_error("second 'channel.open' seen")),
+            AMQPClass::Channel(channel::AMQPMethod::Open(_)) => {
+                Err(AmqpError::channel_error("second 'channel.open' seen"))
+            }
             AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
                 Self::cleanup_channel(ch, &vhost);
                 self.channels.remove(&id);
-                self.send_method(id, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
+                self.send_method(
+                    id,
+                    AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+                );
                 Ok(())
             }
             AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => Ok(()),
@@ -489,11 +554,19 @@ impl Connection {
                 if !f.active {
                     return Err(AmqpError::not_implemented("active=false"));
                 }
-                self.send_method(id, AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk { active: true })));
+                self.send_method(
+                    id,
+                    AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk {
+                        active: true,
+                    })),
+                );
                 Ok(())
             }
             AMQPClass::Access(access::AMQPMethod::Request(_)) => {
-                self.send_method(id, AMQPClass::Access(access::AMQPMethod::RequestOk(access::RequestOk {})));
+                self.send_method(
+                    id,
+                    AMQPClass::Access(access::AMQPMethod::RequestOk(access::RequestOk {})),
+                );
                 Ok(())
             }
             AMQPClass::Exchange(m) => ch.exchange_method(&mut ctx, m),
@@ -516,7 +589,11 @@ impl Connection {
         let Some(vhost) = self.vhost.clone() else {
             return Err(AmqpError::internal_error("no vhost"));
         };
-        let user = self.user.as_ref().map(|u| u.name.clone()).unwrap_or_default();
+        let user = self
+            .user
+            .as_ref()
+            .map(|u| u.name.clone())
+            .unwrap_or_default();
         let id = f.channel;
         let Some(ch) = self.channels.get_mut(&id) else {
             return Err(AmqpError::channel_error("expected 'channel.open'"));
@@ -533,7 +610,10 @@ impl Connection {
         };
         let complete = if f.kind == protocol::FRAME_HEADER {
             if ch.publish.as_ref().is_some_and(|p| p.header.is_some()) {
-                return Err(AmqpError::unexpected_frame("expected content body, got non content body frame instead").on(60, 40));
+                return Err(AmqpError::unexpected_frame(
+                    "expected content body, got non content body frame instead",
+                )
+                .on(60, 40));
             }
             ch.content_header(&ctx, f.payload)
         } else {
@@ -567,13 +647,22 @@ fn parse_method(payload: &[u8]) -> Result<AMQPClass, AmqpError> {
     match amq_protocol::protocol::parse_class(payload) {
         Ok((_, m)) => Ok(m),
         Err(_) => {
-            let class_id = payload.get(0..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
-            let method_id = payload.get(2..4).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            let class_id = payload
+                .get(0..2)
+                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            let method_id = payload
+                .get(2..4)
+                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
             if handshake::known_method(class_id, method_id) {
-                Err(AmqpError::syntax_error(format!("cannot decode arguments of method {class_id}.{method_id}"))
-                    .on(class_id, method_id))
+                Err(AmqpError::syntax_error(format!(
+                    "cannot decode arguments of method {class_id}.{method_id}"
+                ))
+                .on(class_id, method_id))
             } else {
-                Err(AmqpError::command_invalid(format!("unknown method {class_id}.{method_id}")).on(class_id, method_id))
+                Err(
+                    AmqpError::command_invalid(format!("unknown method {class_id}.{method_id}"))
+                        .on(class_id, method_id),
+                )
             }
         }
     }

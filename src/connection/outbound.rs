@@ -36,7 +36,10 @@ pub struct Outbound {
 
 impl Outbound {
     pub fn new() -> Outbound {
-        Outbound { buf: Mutex::new(BytesMut::with_capacity(64 * 1024)), ..Default::default() }
+        Outbound {
+            buf: Mutex::new(BytesMut::with_capacity(64 * 1024)),
+            ..Default::default()
+        }
     }
 
     /// Encode frames into the outbound buffer and wake the writer.
@@ -131,7 +134,10 @@ pub async fn run_writer(mut sock: OwnedWriteHalf, out: Arc<Outbound>) {
         } else {
             let interval = Duration::from_millis(hb as u64 * 500);
             let deadline = last_write + interval;
-            if tokio::time::timeout_at(deadline, out.notify.notified()).await.is_err() {
+            if tokio::time::timeout_at(deadline, out.notify.notified())
+                .await
+                .is_err()
+            {
                 out.send(protocol::write_heartbeat);
             }
         }

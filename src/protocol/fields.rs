@@ -63,7 +63,9 @@ pub fn display(v: &AMQPValue) -> String {
     }
     match v {
         AMQPValue::Boolean(b) => b.to_string(),
-        AMQPValue::LongString(_) | AMQPValue::ShortString(_) => as_str(v).unwrap_or_default().into_owned(),
+        AMQPValue::LongString(_) | AMQPValue::ShortString(_) => {
+            as_str(v).unwrap_or_default().into_owned()
+        }
         AMQPValue::Float(f) => f.to_string(),
         AMQPValue::Double(f) => f.to_string(),
         AMQPValue::Timestamp(t) => t.to_string(),
@@ -136,22 +138,40 @@ mod tests {
 
     #[test]
     fn integer_widths_are_equivalent() {
-        assert!(equivalent(&AMQPValue::ShortInt(5), &AMQPValue::LongLongInt(5)));
+        assert!(equivalent(
+            &AMQPValue::ShortInt(5),
+            &AMQPValue::LongLongInt(5)
+        ));
         assert!(!equivalent(&AMQPValue::LongInt(5), &AMQPValue::LongInt(6)));
-        assert!(!equivalent(&AMQPValue::LongInt(5), &AMQPValue::LongString("5".into())));
+        assert!(!equivalent(
+            &AMQPValue::LongInt(5),
+            &AMQPValue::LongString("5".into())
+        ));
     }
 
     #[test]
     fn erlang_equality() {
-        assert!(erlang_eq(&AMQPValue::LongInt(1), &AMQPValue::LongLongInt(1)));
+        assert!(erlang_eq(
+            &AMQPValue::LongInt(1),
+            &AMQPValue::LongLongInt(1)
+        ));
         assert!(erlang_eq(&AMQPValue::LongInt(1), &AMQPValue::Double(1.0)));
-        assert!(!erlang_eq(&AMQPValue::LongString("1".into()), &AMQPValue::LongInt(1)));
-        assert!(erlang_eq(&AMQPValue::LongString("a".into()), &AMQPValue::ShortString("a".into())));
+        assert!(!erlang_eq(
+            &AMQPValue::LongString("1".into()),
+            &AMQPValue::LongInt(1)
+        ));
+        assert!(erlang_eq(
+            &AMQPValue::LongString("a".into()),
+            &AMQPValue::ShortString("a".into())
+        ));
     }
 
     #[test]
     fn describe() {
-        assert_eq!(describe_arg(Some(&AMQPValue::LongInt(1000))), "the value '1000' of type 'signedint'");
+        assert_eq!(
+            describe_arg(Some(&AMQPValue::LongInt(1000))),
+            "the value '1000' of type 'signedint'"
+        );
         assert_eq!(describe_arg(None), "none");
     }
 }

@@ -52,7 +52,10 @@ impl FrameSplitError {
 
 /// Cut one complete frame from the front of `buf`. `Ok(None)` means more bytes are needed; an incomplete frame
 /// is never an error. `max_payload` is the negotiated frame_max minus the frame overhead.
-pub fn split_frame(buf: &mut BytesMut, max_payload: u32) -> Result<Option<RawFrame>, FrameSplitError> {
+pub fn split_frame(
+    buf: &mut BytesMut,
+    max_payload: u32,
+) -> Result<Option<RawFrame>, FrameSplitError> {
     if buf.len() < 7 {
         return Ok(None);
     }
@@ -60,7 +63,11 @@ pub fn split_frame(buf: &mut BytesMut, max_payload: u32) -> Result<Option<RawFra
     let channel = u16::from_be_bytes([buf[1], buf[2]]);
     let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
     if size > max_payload {
-        return Err(FrameSplitError::TooLarge { kind, size, limit: max_payload });
+        return Err(FrameSplitError::TooLarge {
+            kind,
+            size,
+            limit: max_payload,
+        });
     }
     let total = size as usize + FRAME_OVERHEAD;
     if buf.len() < total {
@@ -75,7 +82,11 @@ pub fn split_frame(buf: &mut BytesMut, max_payload: u32) -> Result<Option<RawFra
     if end != FRAME_END {
         return Err(FrameSplitError::BadEnd { kind, payload, end });
     }
-    Ok(Some(RawFrame { kind, channel, payload }))
+    Ok(Some(RawFrame {
+        kind,
+        channel,
+        payload,
+    }))
 }
 
 /// Format bytes the way Erlang prints a binary, as RabbitMQ does in frame error texts.
@@ -181,7 +192,14 @@ pub fn write_get_ok(
 }
 
 /// basic.return (60.50).
-pub fn write_return(buf: &mut BytesMut, channel: u16, code: u16, text: &str, exchange: &str, routing_key: &str) {
+pub fn write_return(
+    buf: &mut BytesMut,
+    channel: u16,
+    code: u16,
+    text: &str,
+    exchange: &str,
+    routing_key: &str,
+) {
     let at = begin_frame(buf, FRAME_METHOD, channel);
     buf.put_u16(60);
     buf.put_u16(50);
@@ -193,7 +211,13 @@ pub fn write_return(buf: &mut BytesMut, channel: u16, code: u16, text: &str, exc
 }
 
 /// basic.ack (60.80) or basic.nack (60.120) from the broker to a publisher in confirm mode.
-pub fn write_confirm(buf: &mut BytesMut, channel: u16, ack: bool, delivery_tag: u64, multiple: bool) {
+pub fn write_confirm(
+    buf: &mut BytesMut,
+    channel: u16,
+    ack: bool,
+    delivery_tag: u64,
+    multiple: bool,
+) {
     let at = begin_frame(buf, FRAME_METHOD, channel);
     buf.put_u16(60);
     buf.put_u16(if ack { 80 } else { 120 });
@@ -222,10 +246,17 @@ pub fn write_content(buf: &mut BytesMut, channel: u16, header: &[u8], body: &[u8
 }
 
 /// Encode a content header payload (class 60) for properties the broker built or changed.
-pub fn encode_content_header(body_size: u64, props: &amq_protocol::protocol::BasicProperties) -> Bytes {
+pub fn encode_content_header(
+    body_size: u64,
+    props: &amq_protocol::protocol::BasicProperties,
+) -> Bytes {
     let frame = AMQPFrame::Header(
         0,
-        amq_protocol::frame::AMQPContentHeader { class_id: 60, body_size, properties: props.clone() },
+        amq_protocol::frame::AMQPContentHeader {
+            class_id: 60,
+            body_size,
+            properties: props.clone(),
+        },
     );
     let ctx = WriteContext::from(Vec::with_capacity(64));
     let result = gen_frame(&frame)(ctx);
@@ -301,7 +332,10 @@ mod tests {
         write_confirm(&mut b, 1, true, 5, true);
         let e = amq(AMQPFrame::Method(
             1,
-            AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack { delivery_tag: 5, multiple: true })),
+            AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+                delivery_tag: 5,
+                multiple: true,
+            })),
         ));
         assert_eq!(&b[..], &e[..]);
 
@@ -326,7 +360,11 @@ mod tests {
         write_content(&mut b, 1, &header, b"hello", 4096);
         let mut e = amq(AMQPFrame::Header(
             1,
-            amq_protocol::frame::AMQPContentHeader { class_id: 60, body_size: 5, properties: props },
+            amq_protocol::frame::AMQPContentHeader {
+                class_id: 60,
+                body_size: 5,
+                properties: props,
+            },
         ));
         e.extend(amq(AMQPFrame::Body(1, b"hello".to_vec())));
         assert_eq!(&b[..], &e[..]);
@@ -336,7 +374,13 @@ mod tests {
     fn body_split_by_frame_max() {
         let mut b = BytesMut::new();
         let body = vec![7u8; 10_000];
-        write_content(&mut b, 1, &[0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0x27, 0x10, 0, 0], &body, 4096);
+        write_content(
+            &mut b,
+            1,
+            &[0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0x27, 0x10, 0, 0],
+            &body,
+            4096,
+        );
         let mut n = 0;
         let mut total = 0;
         let _header = split_frame(&mut b, 4088).unwrap().unwrap();
@@ -356,13 +400,22 @@ mod tests {
         assert!(split_frame(&mut b, 100).unwrap().is_none());
         b.extend_from_slice(&[0, 51, FRAME_END]);
         let f = split_frame(&mut b, 100).unwrap().unwrap();
-        assert_eq!((f.kind, f.channel, &f.payload[..]), (1, 1, &[0u8, 10, 0, 51][..]));
+        assert_eq!(
+            (f.kind, f.channel, &f.payload[..]),
+            (1, 1, &[0u8, 10, 0, 51][..])
+        );
         let mut b = BytesMut::from(&[1u8, 0, 0, 0, 0, 0, 4, 0, 10, 0, 51, 0][..]);
         let err = split_frame(&mut b, 100).unwrap_err();
-        assert_eq!(err.explanation(), "type 1, all octets = <<0,10,0,51>>: {invalid_frame_end_marker,0}");
+        assert_eq!(
+            err.explanation(),
+            "type 1, all octets = <<0,10,0,51>>: {invalid_frame_end_marker,0}"
+        );
         let mut b = BytesMut::from(&[1u8, 0, 0, 0, 0, 0x27, 0x14][..]);
         let err = split_frame(&mut b, 4088).unwrap_err();
-        assert_eq!(err.explanation(), "type 1, all octets = <<>>: {frame_too_large,10004,4088}");
+        assert_eq!(
+            err.explanation(),
+            "type 1, all octets = <<>>: {frame_too_large,10004,4088}"
+        );
         assert_eq!(erlang_binary(b"abc"), "<<\"abc\">>");
     }
 }

@@ -2,15 +2,32 @@
 //! connection task pushes a message and, when a consumer has capacity, encodes the delivery straight into that
 //! consumer's connection outbound buffer, so a message crosses one hand-off between sockets. Acks, requeues and
 //! consumer changes run the same dispatch loop from whichever task freed capacity.
+//!
+//! Messages that die (rejected without requeue, expired, dropped by a length limit) are collected under the
+//! lock and dead-lettered after it is released, so two queues dead-lettering into each other never deadlock.
+
+pub mod deadletter;
 
 use crate::broker::message::MessageRef;
+use crate::broker::queue_args::{Overflow, QueueConfig};
+use crate::broker::VHost;
 use crate::channel::ChannelShared;
 use crate::error::{AmqpError, AmqpResult};
 use amq_protocol::types::FieldTable;
+use deadletter::Reason;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
+
+/// Milliseconds on a monotonic clock private to this process (for expiry deadlines).
+pub fn now_ms() -> u64 {
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
 
 /// A message in a queue: its position (for requeue at the original place) and redelivery state.
 #[derive(Clone, Debug)]
@@ -18,6 +35,8 @@ pub struct QueuedMessage {
     pub seq: u64,
     pub msg: MessageRef,
     pub redelivered: bool,
+    /// Expiry deadline on the `now_ms` clock, when the queue or the message has a TTL.
+    pub expires: Option<u64>,
 }
 
 /// A consumer registered on a queue by a channel.
@@ -42,16 +61,31 @@ impl Consumer {
     }
 }
 
+/// What a publish to a queue came to, for publisher confirms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    Yes,
+    /// Refused by x-overflow=reject-publish(-dlx): the publisher gets a nack.
+    Rejected,
+}
+
 #[derive(Debug, Default)]
 struct QueueState {
     ready: VecDeque<QueuedMessage>,
+    ready_bytes: u64,
     next_seq: u64,
     /// Sorted by priority, highest first; round-robin within a priority by moving the served consumer to the
     /// end of its group.
     consumers: Vec<Arc<Consumer>>,
     unacked: u32,
     had_consumer: bool,
+    config: QueueConfig,
+    /// The deadline a timer task is armed for, if any.
+    timer: Option<u64>,
 }
+
+/// Messages that died under the lock, dead-lettered once it is released.
+type Dead = Vec<(QueuedMessage, Reason)>;
 
 #[derive(Debug)]
 pub struct Queue {
@@ -61,8 +95,46 @@ pub struct Queue {
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    vhost_ref: Weak<VHost>,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
+}
+
+impl QueueState {
+    fn pop_front(&mut self) -> Option<QueuedMessage> {
+        let m = self.ready.pop_front()?;
+        self.ready_bytes -= m.msg.body.len() as u64;
+        Some(m)
+    }
+
+    fn push_back(&mut self, m: QueuedMessage) {
+        self.ready_bytes += m.msg.body.len() as u64;
+        self.ready.push_back(m);
+    }
+
+    /// Drop expired messages at the head (RabbitMQ expires per-message TTLs only at the head).
+    fn expire_head(&mut self, now: u64, dead: &mut Dead) {
+        while self
+            .ready
+            .front()
+            .and_then(|m| m.expires)
+            .is_some_and(|e| e <= now)
+        {
+            if let Some(m) = self.pop_front() {
+                dead.push((m, Reason::Expired));
+            }
+        }
+    }
+
+    fn over_limit(&self) -> bool {
+        self.config
+            .max_length
+            .is_some_and(|n| self.ready.len() as u64 > n)
+            || self
+                .config
+                .max_length_bytes
+                .is_some_and(|n| self.ready_bytes > n)
+    }
 }
 
 impl Queue {
@@ -73,7 +145,9 @@ impl Queue {
         exclusive_owner: Option<u64>,
         auto_delete: bool,
         arguments: FieldTable,
+        vhost_ref: Weak<VHost>,
     ) -> Queue {
+        let config = QueueConfig::from_args(&arguments);
         Queue {
             name: Arc::from(name),
             vhost: Arc::from(vhost),
@@ -81,7 +155,11 @@ impl Queue {
             exclusive_owner,
             auto_delete,
             arguments,
-            state: Mutex::new(QueueState::default()),
+            vhost_ref,
+            state: Mutex::new(QueueState {
+                config,
+                ..Default::default()
+            }),
             deleted: AtomicBool::new(false),
         }
     }
@@ -107,24 +185,84 @@ impl Queue {
     }
 
     /// Enqueue a message and hand it to a consumer if one has capacity.
-    pub fn publish(self: &Arc<Self>, msg: MessageRef) {
-        let mut st = self.state.lock();
-        if self.is_deleted() {
-            return;
-        }
-        let seq = st.next_seq;
-        st.next_seq += 1;
-        st.ready.push_back(QueuedMessage { seq, msg, redelivered: false });
-        self.dispatch_locked(&mut st);
+    pub fn publish(self: &Arc<Self>, msg: MessageRef) -> Accepted {
+        let mut dead = Dead::new();
+        let accepted = {
+            let mut st = self.state.lock();
+            if self.is_deleted() {
+                return Accepted::Yes;
+            }
+            let now = if st.config.message_ttl.is_some() || msg.properties.expiration().is_some() {
+                now_ms()
+            } else {
+                0
+            };
+            let ttl = match (st.config.message_ttl, per_message_ttl(&msg)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            let qm = QueuedMessage {
+                seq,
+                msg,
+                redelivered: false,
+                expires: ttl.map(|t| now.saturating_add(t)),
+            };
+            let mut accepted = Accepted::Yes;
+            st.push_back(qm);
+            if st.over_limit() {
+                match st.config.overflow {
+                    Overflow::DropHead => {
+                        while st.over_limit() {
+                            match st.pop_front() {
+                                Some(m) => dead.push((m, Reason::Maxlen)),
+                                None => break,
+                            }
+                        }
+                    }
+                    Overflow::RejectPublish | Overflow::RejectPublishDlx => {
+                        // Refuse the new message, unless a consumer can take it at once.
+                        self.dispatch_locked(&mut st, &mut dead);
+                        if st.over_limit() && st.ready.back().is_some_and(|m| m.seq == seq) {
+                            if let Some(m) = st.ready.pop_back() {
+                                st.ready_bytes -= m.msg.body.len() as u64;
+                                if st.config.overflow == Overflow::RejectPublishDlx {
+                                    dead.push((m, Reason::Maxlen));
+                                }
+                            }
+                            st.next_seq -= 1;
+                            accepted = Accepted::Rejected;
+                        }
+                    }
+                }
+            }
+            self.dispatch_locked(&mut st, &mut dead);
+            if ttl.is_some() {
+                st.expire_head(now_ms(), &mut dead);
+                self.arm_timer(&mut st);
+            }
+            accepted
+        };
+        self.dead_letter(dead);
+        accepted
     }
 
     pub fn dispatch(self: &Arc<Self>) {
-        let mut st = self.state.lock();
-        self.dispatch_locked(&mut st);
+        let mut dead = Dead::new();
+        {
+            let mut st = self.state.lock();
+            self.dispatch_locked(&mut st, &mut dead);
+        }
+        self.dead_letter(dead);
     }
 
-    fn dispatch_locked(self: &Arc<Self>, st: &mut QueueState) {
-        'outer: while let Some(front) = st.ready.front() {
+    fn dispatch_locked(self: &Arc<Self>, st: &mut QueueState, dead: &mut Dead) {
+        'outer: loop {
+            if st.ready.front().is_some_and(|m| m.expires.is_some()) {
+                st.expire_head(now_ms(), dead);
+            }
+            let Some(front) = st.ready.front() else { break };
             for i in 0..st.consumers.len() {
                 let c = &st.consumers[i];
                 if !c.may_take() {
@@ -134,7 +272,7 @@ impl Queue {
                     if !c.no_ack {
                         st.unacked += 1;
                     }
-                    st.ready.pop_front();
+                    st.pop_front();
                     Self::rotate(&mut st.consumers, i);
                     continue 'outer;
                 }
@@ -144,7 +282,7 @@ impl Queue {
     }
 
     /// Move the consumer at `i` to the end of its priority group.
-    fn rotate(consumers: &mut Vec<Arc<Consumer>>, i: usize) {
+    fn rotate(consumers: &mut [Arc<Consumer>], i: usize) {
         let prio = consumers[i].priority;
         let mut end = i;
         while end + 1 < consumers.len() && consumers[end + 1].priority == prio {
@@ -155,38 +293,99 @@ impl Queue {
         }
     }
 
+    /// Make sure a timer fires when the head message expires.
+    fn arm_timer(self: &Arc<Self>, st: &mut QueueState) {
+        let Some(deadline) = st.ready.front().and_then(|m| m.expires) else {
+            return;
+        };
+        if st.timer.is_some_and(|t| t <= deadline) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        st.timer = Some(deadline);
+        let weak = Arc::downgrade(self);
+        rt.spawn(async move {
+            let wait = deadline.saturating_sub(now_ms());
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            if let Some(q) = weak.upgrade() {
+                q.on_timer(deadline);
+            }
+        });
+    }
+
+    fn on_timer(self: &Arc<Self>, deadline: u64) {
+        let mut dead = Dead::new();
+        {
+            let mut st = self.state.lock();
+            if st.timer == Some(deadline) {
+                st.timer = None;
+            }
+            st.expire_head(now_ms(), &mut dead);
+            self.dispatch_locked(&mut st, &mut dead);
+            self.arm_timer(&mut st);
+        }
+        self.dead_letter(dead);
+    }
+
     /// basic.get: hand the head message to `channel`. Returns false when the queue is empty.
     pub fn get(self: &Arc<Self>, channel: &Arc<ChannelShared>, no_ack: bool) -> bool {
-        let mut st = self.state.lock();
-        let Some(qm) = st.ready.pop_front() else {
-            return false;
+        let mut dead = Dead::new();
+        let got = {
+            let mut st = self.state.lock();
+            st.expire_head(now_ms(), &mut dead);
+            match st.pop_front() {
+                None => false,
+                Some(qm) => {
+                    let remaining = st.ready.len() as u32;
+                    if !no_ack {
+                        st.unacked += 1;
+                    }
+                    channel.deliver_get(self, qm, no_ack, remaining);
+                    self.arm_timer(&mut st);
+                    true
+                }
+            }
         };
-        let remaining = st.ready.len() as u32;
-        if !no_ack {
-            st.unacked += 1;
-        }
-        channel.deliver_get(self, qm, no_ack, remaining);
-        true
+        self.dead_letter(dead);
+        got
     }
 
     /// Register a consumer. `announce` runs under the queue lock before the first dispatch, so that
     /// basic.consume-ok reaches the client ahead of any delivery.
-    pub fn add_consumer(self: &Arc<Self>, c: Arc<Consumer>, announce: impl FnOnce()) -> AmqpResult<()> {
-        let mut st = self.state.lock();
-        if self.is_deleted() {
-            return Err(AmqpError::not_found(format!("no queue '{}' in vhost '{}'", self.name, self.vhost)));
+    pub fn add_consumer(
+        self: &Arc<Self>,
+        c: Arc<Consumer>,
+        announce: impl FnOnce(),
+    ) -> AmqpResult<()> {
+        let mut dead = Dead::new();
+        {
+            let mut st = self.state.lock();
+            if self.is_deleted() {
+                return Err(AmqpError::not_found(format!(
+                    "no queue '{}' in vhost '{}'",
+                    self.name, self.vhost
+                )));
+            }
+            if (c.exclusive && !st.consumers.is_empty()) || st.consumers.iter().any(|x| x.exclusive)
+            {
+                return Err(AmqpError::access_refused(format!(
+                    "queue '{}' in vhost '{}' in exclusive use",
+                    self.name, self.vhost
+                )));
+            }
+            let pos = st
+                .consumers
+                .iter()
+                .position(|x| x.priority < c.priority)
+                .unwrap_or(st.consumers.len());
+            st.consumers.insert(pos, c);
+            st.had_consumer = true;
+            announce();
+            self.dispatch_locked(&mut st, &mut dead);
         }
-        if (c.exclusive && !st.consumers.is_empty()) || st.consumers.iter().any(|x| x.exclusive) {
-            return Err(AmqpError::access_refused(format!(
-                "queue '{}' in vhost '{}' in exclusive use",
-                self.name, self.vhost
-            )));
-        }
-        let pos = st.consumers.iter().position(|x| x.priority < c.priority).unwrap_or(st.consumers.len());
-        st.consumers.insert(pos, c);
-        st.had_consumer = true;
-        announce();
-        self.dispatch_locked(&mut st);
+        self.dead_letter(dead);
         Ok(())
     }
 
@@ -196,58 +395,73 @@ impl Queue {
         let before = st.consumers.len();
         st.consumers.retain(|x| !Arc::ptr_eq(x, c));
         let removed = st.consumers.len() != before;
-        removed && self.auto_delete && st.consumers.is_empty() && st.had_consumer && !self.is_deleted()
+        removed
+            && self.auto_delete
+            && st.consumers.is_empty()
+            && st.had_consumer
+            && !self.is_deleted()
     }
 
     /// Settle `n` acknowledged deliveries and refill consumers.
     pub fn acked(self: &Arc<Self>, n: u32) {
-        let mut st = self.state.lock();
-        st.unacked = st.unacked.saturating_sub(n);
-        self.dispatch_locked(&mut st);
+        let mut dead = Dead::new();
+        {
+            let mut st = self.state.lock();
+            st.unacked = st.unacked.saturating_sub(n);
+            self.dispatch_locked(&mut st, &mut dead);
+        }
+        self.dead_letter(dead);
     }
 
-    /// Settle deliveries that were rejected without requeue.
-    pub fn discarded(self: &Arc<Self>, n: u32) {
-        self.acked(n)
+    /// Settle deliveries rejected without requeue: they are dead-lettered when the queue has a DLX.
+    pub fn discard(self: &Arc<Self>, msgs: Vec<QueuedMessage>) {
+        self.acked(msgs.len() as u32);
+        self.dead_letter(msgs.into_iter().map(|m| (m, Reason::Rejected)).collect());
     }
 
     /// Put unacknowledged messages back at their original positions, marked redelivered.
     pub fn requeue(self: &Arc<Self>, mut msgs: Vec<QueuedMessage>) {
-        let mut st = self.state.lock();
-        st.unacked = st.unacked.saturating_sub(msgs.len() as u32);
-        if self.is_deleted() {
-            return;
-        }
-        for m in msgs.iter_mut() {
-            m.redelivered = true;
-        }
-        msgs.sort_by_key(|m| m.seq);
-        let first_ready = st.ready.front().map(|m| m.seq);
-        match first_ready {
-            Some(head) if msgs.last().is_some_and(|m| m.seq > head) => {
-                let old = std::mem::take(&mut st.ready);
-                let mut merged = VecDeque::with_capacity(old.len() + msgs.len());
-                let mut a = old.into_iter().peekable();
-                let mut b = msgs.into_iter().peekable();
-                loop {
-                    let take_a = match (a.peek(), b.peek()) {
-                        (Some(x), Some(y)) => x.seq < y.seq,
-                        (Some(_), None) => true,
-                        (None, Some(_)) => false,
-                        (None, None) => break,
-                    };
-                    let next = if take_a { a.next() } else { b.next() };
-                    merged.extend(next);
-                }
-                st.ready = merged;
+        let mut dead = Dead::new();
+        {
+            let mut st = self.state.lock();
+            st.unacked = st.unacked.saturating_sub(msgs.len() as u32);
+            if self.is_deleted() {
+                return;
             }
-            _ => {
-                for m in msgs.into_iter().rev() {
-                    st.ready.push_front(m);
+            for m in msgs.iter_mut() {
+                m.redelivered = true;
+                st.ready_bytes += m.msg.body.len() as u64;
+            }
+            msgs.sort_by_key(|m| m.seq);
+            let first_ready = st.ready.front().map(|m| m.seq);
+            match first_ready {
+                Some(head) if msgs.last().is_some_and(|m| m.seq > head) => {
+                    let old = std::mem::take(&mut st.ready);
+                    let mut merged = VecDeque::with_capacity(old.len() + msgs.len());
+                    let mut a = old.into_iter().peekable();
+                    let mut b = msgs.into_iter().peekable();
+                    loop {
+                        let take_a = match (a.peek(), b.peek()) {
+                            (Some(x), Some(y)) => x.seq < y.seq,
+                            (Some(_), None) => true,
+                            (None, Some(_)) => false,
+                            (None, None) => break,
+                        };
+                        let next = if take_a { a.next() } else { b.next() };
+                        merged.extend(next);
+                    }
+                    st.ready = merged;
+                }
+                _ => {
+                    for m in msgs.into_iter().rev() {
+                        st.ready.push_front(m);
+                    }
                 }
             }
+            self.dispatch_locked(&mut st, &mut dead);
+            self.arm_timer(&mut st);
         }
-        self.dispatch_locked(&mut st);
+        self.dead_letter(dead);
     }
 
     /// Drop all ready messages; returns how many.
@@ -255,15 +469,16 @@ impl Queue {
         let mut st = self.state.lock();
         let n = st.ready.len() as u32;
         st.ready.clear();
+        st.ready_bytes = 0;
         n
     }
 
     pub fn message_count(&self) -> u32 {
-        self.state.lock().ready.len() as u32
+        self.counts().0
     }
 
     pub fn consumer_count(&self) -> u32 {
-        self.state.lock().consumers.len() as u32
+        self.counts().1
     }
 
     pub fn counts(&self) -> (u32, u32) {
@@ -282,6 +497,67 @@ impl Queue {
         self.deleted.store(true, Ordering::Release);
         let n = st.ready.len() as u32;
         st.ready.clear();
+        st.ready_bytes = 0;
         (n, std::mem::take(&mut st.consumers))
     }
+
+    /// Republish dead messages to the queue's dead-letter exchange (called without the queue lock).
+    fn dead_letter(self: &Arc<Self>, dead: Dead) {
+        if dead.is_empty() {
+            return;
+        }
+        let (dlx, dlrk) = {
+            let st = self.state.lock();
+            (
+                st.config.dead_letter_exchange.clone(),
+                st.config.dead_letter_routing_key.clone(),
+            )
+        };
+        let (Some(dlx), Some(vhost)) = (dlx, self.vhost_ref.upgrade()) else {
+            return;
+        };
+        // A dead-letter exchange that does not exist drops the messages, as in RabbitMQ.
+        let Some(x) = vhost.exchange(&dlx) else {
+            return;
+        };
+        let now_secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        for (qm, reason) in dead {
+            let keys = match &dlrk {
+                Some(k) => vec![k.clone()],
+                None => deadletter::publish_keys(&qm.msg),
+            };
+            let dm = deadletter::dead_lettered(
+                &qm.msg,
+                &self.name,
+                reason,
+                &dlx,
+                dlrk.as_deref(),
+                now_secs,
+            );
+            let (history, rejected) = deadletter::death_history(&dm);
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let mut routed = crate::broker::vhost::Routed::new();
+            vhost.route(&x, &keys, dm.properties.headers().as_ref(), &mut routed);
+            let dm = Arc::new(dm);
+            for q in routed {
+                // A message that would return to a queue it already died in, with no rejection on the way, is in
+                // a cycle and is dropped.
+                if !rejected && history.iter().any(|h| **h == *q.name) {
+                    continue;
+                }
+                q.publish(dm.clone());
+            }
+        }
+    }
+}
+
+/// The per-message TTL from the expiration property (validated at publish).
+fn per_message_ttl(msg: &crate::broker::message::Message) -> Option<u64> {
+    msg.properties
+        .expiration()
+        .as_ref()
+        .and_then(|e| e.as_str().parse::<u64>().ok())
 }

@@ -12,7 +12,10 @@ impl DirectIndex {
     pub fn rebuild(bindings: &[Binding]) -> Self {
         let mut by_key: HashMap<String, Vec<Destination>> = HashMap::new();
         for b in bindings {
-            by_key.entry(b.routing_key.clone()).or_default().push(b.destination.clone());
+            by_key
+                .entry(b.routing_key.clone())
+                .or_default()
+                .push(b.destination.clone());
         }
         DirectIndex { by_key }
     }

@@ -75,8 +75,14 @@ mod tests {
 
     #[test]
     fn all_and_any() {
-        let b = table(&[("a", AMQPValue::LongInt(1)), ("b", AMQPValue::LongString("x".into()))]);
-        let h = table(&[("a", AMQPValue::LongLongInt(1)), ("b", AMQPValue::LongString("x".into()))]);
+        let b = table(&[
+            ("a", AMQPValue::LongInt(1)),
+            ("b", AMQPValue::LongString("x".into())),
+        ]);
+        let h = table(&[
+            ("a", AMQPValue::LongLongInt(1)),
+            ("b", AMQPValue::LongString("x".into())),
+        ]);
         assert!(matches(&b, XMatch::All, Some(&h)));
         let h2 = table(&[("a", AMQPValue::LongInt(1))]);
         assert!(!matches(&b, XMatch::All, Some(&h2)));
@@ -98,9 +104,17 @@ mod tests {
     #[test]
     fn void_is_presence_and_strings_differ_from_ints() {
         let b = table(&[("k", AMQPValue::Void)]);
-        assert!(matches(&b, XMatch::All, Some(&table(&[("k", AMQPValue::LongInt(9))]))));
+        assert!(matches(
+            &b,
+            XMatch::All,
+            Some(&table(&[("k", AMQPValue::LongInt(9))]))
+        ));
         let b = table(&[("k", AMQPValue::LongString("1".into()))]);
-        assert!(!matches(&b, XMatch::All, Some(&table(&[("k", AMQPValue::LongInt(1))]))));
+        assert!(!matches(
+            &b,
+            XMatch::All,
+            Some(&table(&[("k", AMQPValue::LongInt(1))]))
+        ));
     }
 
     #[test]

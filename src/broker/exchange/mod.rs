@@ -114,7 +114,10 @@ impl Exchange {
         let alternate = crate::protocol::fields::get(&arguments, "alternate-exchange")
             .and_then(crate::protocol::fields::as_str)
             .map(|s| s.into_owned());
-        let bindings = Bindings { list: Vec::new(), index: Self::index(kind, &[]) };
+        let bindings = Bindings {
+            list: Vec::new(),
+            index: Self::index(kind, &[]),
+        };
         Exchange {
             name: Arc::from(name),
             kind,
@@ -133,12 +136,20 @@ impl Exchange {
             ExchangeKind::Direct => Index::Direct(direct::DirectIndex::rebuild(list)),
             ExchangeKind::Fanout => Index::Fanout,
             ExchangeKind::Topic => Index::Topic(
-                list.iter().map(|b| (topic::Pattern::compile(&b.routing_key), b.destination.clone())).collect(),
+                list.iter()
+                    .map(|b| {
+                        (
+                            topic::Pattern::compile(&b.routing_key),
+                            b.destination.clone(),
+                        )
+                    })
+                    .collect(),
             ),
             ExchangeKind::Headers => Index::Headers(
                 list.iter()
                     .map(|b| {
-                        let xm = headers::parse_x_match(&b.arguments).unwrap_or(headers::XMatch::All);
+                        let xm =
+                            headers::parse_x_match(&b.arguments).unwrap_or(headers::XMatch::All);
                         (xm, b.arguments.clone(), b.destination.clone())
                     })
                     .collect(),
@@ -165,7 +176,11 @@ impl Exchange {
     /// Add a binding; an identical one (same destination, key and arguments) is a no-op.
     pub fn bind(&self, b: Binding) -> bool {
         let mut g = self.bindings.write();
-        if g.list.iter().any(|x| x.destination.same(&b.destination) && x.routing_key == b.routing_key && x.arguments == b.arguments) {
+        if g.list.iter().any(|x| {
+            x.destination.same(&b.destination)
+                && x.routing_key == b.routing_key
+                && x.arguments == b.arguments
+        }) {
             return false;
         }
         g.list.push(b);
@@ -177,7 +192,9 @@ impl Exchange {
     pub fn unbind(&self, dest: &Destination, routing_key: &str, args: &FieldTable) -> bool {
         let mut g = self.bindings.write();
         let before = g.list.len();
-        g.list.retain(|x| !(x.destination.same(dest) && x.routing_key == routing_key && &x.arguments == args));
+        g.list.retain(|x| {
+            !(x.destination.same(dest) && x.routing_key == routing_key && &x.arguments == args)
+        });
         let removed = g.list.len() != before;
         if removed {
             g.index = Self::index(self.kind, &g.list);
@@ -206,7 +223,12 @@ impl Exchange {
     }
 
     /// The destinations this exchange's own bindings select for a message.
-    pub fn route(&self, routing_key: &str, headers: Option<&FieldTable>, out: &mut impl FnMut(&Destination)) {
+    pub fn route(
+        &self,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+        out: &mut impl FnMut(&Destination),
+    ) {
         let g = self.bindings.read();
         match &g.index {
             Index::Direct(ix) => ix.route(routing_key, out),
