@@ -707,15 +707,13 @@ impl Channel {
             Some((_, bcc)) if !bcc.is_empty() => strip_bcc(&msg),
             _ => msg,
         };
-        if routed.is_empty() {
-            if mandatory {
-                let id = self.id();
-                let frame_max = ctx.conn.frame_max();
-                ctx.conn.outbound.send(|b| {
-                    protocol::write_return(b, id, 312, "NO_ROUTE", &msg.exchange, &msg.routing_key);
-                    protocol::write_content(b, id, &msg.header, &msg.body, frame_max);
-                });
-            }
+        if routed.is_empty() && mandatory {
+            let id = self.id();
+            let frame_max = ctx.conn.frame_max();
+            ctx.conn.outbound.send(|b| {
+                protocol::write_return(b, id, 312, "NO_ROUTE", &msg.exchange, &msg.routing_key);
+                protocol::write_content(b, id, &msg.header, &msg.body, frame_max);
+            });
         }
         let mut accepted = true;
         for q in routed {
