@@ -24,6 +24,7 @@ pub mod broker;
 pub mod channel;
 pub mod config;
 pub mod connection;
+pub mod definitions;
 pub mod error;
 pub mod protocol;
 pub mod queue;

@@ -13,10 +13,30 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 pub use vhost::VHost;
 
+/// How a user's password is stored.
+#[derive(Debug, Clone)]
+pub enum Password {
+    Plain(String),
+    /// RabbitMQ's rabbit_password_hashing_sha256 format (base64 of salt + SHA-256(salt + password)).
+    Sha256(String),
+    /// No password: password login is refused.
+    None,
+}
+
+impl Password {
+    pub fn matches(&self, given: &str) -> bool {
+        match self {
+            Password::Plain(p) => p == given,
+            Password::Sha256(h) => crate::definitions::check_password_hash(h, given),
+            Password::None => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct User {
     pub name: String,
-    pub password: String,
+    pub password: Password,
     pub tags: Vec<String>,
     /// Vhosts this user may open.
     pub vhosts: Vec<String>,
@@ -44,7 +64,7 @@ impl Broker {
         b.add_vhost(&vhost);
         let user = User {
             name: b.config.default_user.clone(),
-            password: b.config.default_pass.clone(),
+            password: Password::Plain(b.config.default_pass.clone()),
             tags: vec!["administrator".to_string()],
             vhosts: vec![vhost],
         };
@@ -77,7 +97,16 @@ impl Broker {
 
     /// Check a user's password; `None` when the login is refused.
     pub fn authenticate(&self, username: &str, password: &str) -> Option<User> {
-        self.user(username).filter(|u| u.password == password)
+        self.user(username).filter(|u| u.password.matches(password))
+    }
+
+    /// Let `user` open `vhost`.
+    pub fn grant(&self, user: &str, vhost: &str) {
+        if let Some(mut u) = self.users.get_mut(user) {
+            if !u.vhosts.iter().any(|v| v == vhost) {
+                u.vhosts.push(vhost.to_string());
+            }
+        }
     }
 
     pub fn register_connection(&self, c: Arc<ConnShared>) {

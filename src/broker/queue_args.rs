@@ -102,9 +102,12 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable) -> AmqpResult<()> {
         "quorum" => "rabbit_quorum_queue",
         "stream" => "rabbit_stream_queue",
         other => {
-            return Err(AmqpError::precondition_failed(format!(
-                "unsupported queue type '{other}'"
-            )));
+            return Err(invalid(
+                "x-queue-type",
+                queue,
+                vhost,
+                format!("\"unsupported queue type '{other}'\""),
+            ));
         }
     };
     for (k, v) in args.inner() {
@@ -199,7 +202,7 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable) -> AmqpResult<()> {
                         key,
                         queue,
                         vhost,
-                        format!("unsupported queue mode '{}'", fields::display(v)),
+                        format!("\"unsupported queue mode '{}'\"", fields::display(v)),
                     ));
                 }
             },
@@ -210,7 +213,7 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable) -> AmqpResult<()> {
                         key,
                         queue,
                         vhost,
-                        format!("unsupported queue version '{}'", fields::display(v)),
+                        format!("\"unsupported queue version '{}'\"", fields::display(v)),
                     ));
                 }
             },

@@ -540,7 +540,7 @@ fn check_arg_equivalence(
         return Ok(());
     }
     let detail = match (got, cur) {
-        (Some(a), Some(b)) if fields::type_name(a) == fields::type_name(b) => {
+        (Some(a), Some(b)) if fields::same_class(a, b) => {
             format!(
                 "received '{}' but current is '{}'",
                 fields::display(a),

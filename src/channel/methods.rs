@@ -617,11 +617,11 @@ impl Channel {
         let size = *size;
         let have = p.body.len() as u64 + p.single.as_ref().map_or(0, |b| b.len() as u64);
         if have + payload.len() as u64 > size {
-            return Err(AmqpError::frame_error(format!(
-                "type 3, all octets = <<...>>: {{body_too_large,{},{}}}",
-                have + payload.len() as u64,
-                size
-            )));
+            // RabbitMQ drops such a message without a word and wedges the channel: the next method on it is
+            // an unexpected-frame error.
+            self.publish = None;
+            self.wedged = true;
+            return Ok(false);
         }
         if have == 0 && payload.len() as u64 == size {
             p.single = Some(payload);

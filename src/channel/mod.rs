@@ -63,6 +63,8 @@ pub struct Channel {
     pub confirm_sent: u64,
     pub tx: Option<Vec<TxOp>>,
     pub last_queue: Option<String>,
+    /// A body overran its declared size; RabbitMQ then refuses every further method on the channel.
+    pub wedged: bool,
 }
 
 impl Channel {
@@ -78,6 +80,7 @@ impl Channel {
             confirm_sent: 0,
             tx: None,
             last_queue: None,
+            wedged: false,
         }
     }
 

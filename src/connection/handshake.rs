@@ -5,7 +5,7 @@ use super::{Connection, Flow, State};
 use crate::error::AmqpError;
 use crate::protocol::{self, RawFrame};
 use amq_protocol::protocol::{connection, AMQPClass};
-use amq_protocol::types::{AMQPValue, FieldTable, LongString};
+use amq_protocol::types::AMQPValue;
 use std::sync::atomic::Ordering;
 
 /// AMQP 0-9-1, and the "1 1 0 9" form some old clients send for it.
@@ -13,64 +13,94 @@ pub fn header_ok(h: &[u8]) -> bool {
     h == protocol::PROTOCOL_HEADER || h == b"AMQP\x01\x01\x00\x09"
 }
 
-fn table(pairs: Vec<(&str, AMQPValue)>) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in pairs {
-        t.insert(k.into(), v);
+/// A field value as the server properties use them.
+enum Prop {
+    Str(&'static str),
+    Table(Vec<(&'static str, Prop)>),
+    Bool(bool),
+}
+
+fn put_table(out: &mut Vec<u8>, entries: &[(&str, Prop)]) {
+    let mut body = Vec::new();
+    for (k, v) in entries {
+        body.push(k.len() as u8);
+        body.extend_from_slice(k.as_bytes());
+        match v {
+            Prop::Str(s) => {
+                body.push(b'S');
+                body.extend_from_slice(&(s.len() as u32).to_be_bytes());
+                body.extend_from_slice(s.as_bytes());
+            }
+            Prop::Bool(b) => {
+                body.push(b't');
+                body.push(*b as u8);
+            }
+            Prop::Table(t) => {
+                body.push(b'F');
+                put_table(&mut body, t);
+            }
+        }
     }
-    t
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
 }
 
-fn longstr(s: &str) -> AMQPValue {
-    AMQPValue::LongString(s.into())
-}
-
-/// RabbitMQ's server properties: clients (kombu, Spring) read product and version to pick semantics, so Warren
-/// reports itself as the RabbitMQ release whose behaviour it implements and names itself in `information`.
-pub fn server_properties() -> FieldTable {
-    let caps = table(
-        [
-            "publisher_confirms",
-            "exchange_exchange_bindings",
-            "basic.nack",
-            "consumer_cancel_notify",
-            "connection.blocked",
-            "consumer_priorities",
-            "authentication_failure_close",
-            "per_consumer_qos",
-            "direct_reply_to",
-        ]
-        .into_iter()
-        .map(|k| (k, AMQPValue::Boolean(true)))
-        .collect(),
-    );
-    table(vec![
-        ("capabilities", AMQPValue::FieldTable(caps)),
-        ("cluster_name", longstr("warren@localhost")),
-        ("copyright", longstr("Copyright (c) the Warren authors")),
+/// RabbitMQ's server properties, byte for byte in its order: top-level keys sorted, capabilities in
+/// RabbitMQ's own order (a field-table map would sort them, hence the hand encoding). Clients such as kombu
+/// and Spring read product and version to pick semantics, so Warren reports the RabbitMQ release whose
+/// behaviour it implements and names itself in `information` and `platform`.
+fn server_properties() -> Vec<(&'static str, Prop)> {
+    let caps = [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "connection.blocked",
+        "consumer_priorities",
+        "authentication_failure_close",
+        "per_consumer_qos",
+        "direct_reply_to",
+    ];
+    vec![
+        (
+            "capabilities",
+            Prop::Table(caps.iter().map(|c| (*c, Prop::Bool(true))).collect()),
+        ),
+        ("cluster_name", Prop::Str("warren@localhost")),
+        ("copyright", Prop::Str("Copyright (c) the Warren authors")),
         (
             "information",
-            longstr(concat!(
+            Prop::Str(concat!(
                 "Warren ",
                 env!("CARGO_PKG_VERSION"),
                 ", an AMQP 0-9-1 broker compatible with RabbitMQ"
             )),
         ),
-        ("platform", longstr("Rust")),
-        ("product", longstr("RabbitMQ")),
-        ("version", longstr("3.13.7")),
-        ("warren_version", longstr(env!("CARGO_PKG_VERSION"))),
-    ])
+        (
+            "platform",
+            Prop::Str(concat!("Rust (Warren ", env!("CARGO_PKG_VERSION"), ")")),
+        ),
+        ("product", Prop::Str("RabbitMQ")),
+        ("version", Prop::Str(RABBITMQ_VERSION)),
+    ]
 }
 
-pub fn start_method() -> AMQPClass {
-    AMQPClass::Connection(connection::AMQPMethod::Start(connection::Start {
-        version_major: 0,
-        version_minor: 9,
-        server_properties: server_properties(),
-        mechanisms: LongString::from("AMQPLAIN PLAIN"),
-        locales: LongString::from("en_US"),
-    }))
+/// The RabbitMQ release whose behaviour Warren follows, reported as the server version.
+pub const RABBITMQ_VERSION: &str = "3.13.7";
+
+/// The connection.start frame.
+pub fn write_start(buf: &mut bytes::BytesMut) {
+    let mut p = Vec::with_capacity(512);
+    p.extend_from_slice(&[0, 10, 0, 10, 0, 9]);
+    put_table(&mut p, &server_properties());
+    for s in ["PLAIN AMQPLAIN", "en_US"] {
+        p.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        p.extend_from_slice(s.as_bytes());
+    }
+    buf.extend_from_slice(&[protocol::FRAME_METHOD, 0, 0]);
+    buf.extend_from_slice(&(p.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&p);
+    buf.extend_from_slice(&[protocol::FRAME_END]);
 }
 
 /// Whether a class/method pair exists in AMQP 0-9-1 (to tell bad arguments from an unknown method).
@@ -133,6 +163,16 @@ impl Connection {
                 channel = f.channel,
                 "unexpected frame during handshake"
             );
+            if self.state == State::AwaitOpen {
+                // Once tuned, RabbitMQ can and does say why.
+                self.state = State::Running;
+                self.close_connection(AmqpError::unexpected_frame(format!(
+                    "type {}, all octets = {}",
+                    f.kind,
+                    protocol::erlang_binary(&f.payload)
+                )));
+                return Flow::Continue;
+            }
             return Flow::Stop;
         }
         let Ok((_, m)) = amq_protocol::protocol::parse_class(&f.payload[..]) else {
@@ -237,13 +277,19 @@ impl Connection {
 
     fn tune_ok(&mut self, t: connection::TuneOk) -> Flow {
         let cfg = self.broker.config.clone();
+        // RabbitMQ's wording, and the class/method of connection.tune, as its source intends.
         let fail = |field: &str, value: u32, higher: bool, limit: u32| {
+            let no_limit = if value == 0 && field == "channel_max" {
+                " (no limit)"
+            } else {
+                ""
+            };
             AmqpError::not_allowed(format!(
-                "negotiated {field} = {value} is {} than the {} allowed value ({limit})",
+                "negotiated {field} = {value}{no_limit} is {} than the {} allowed value ({limit})",
                 if higher { "higher" } else { "lower" },
                 if higher { "maximum" } else { "minimum" },
             ))
-            .on(10, 31)
+            .on(10, 30)
         };
         let err = if t.frame_max != 0 && t.frame_max < protocol::FRAME_MIN_SIZE {
             Some(fail(
@@ -339,6 +385,19 @@ mod tests {
             parse_credentials("AMQPLAIN", &t),
             Some(("u".into(), "p".into()))
         );
+    }
+
+    #[test]
+    fn start_frame_decodes_with_amq_protocol() {
+        let mut b = bytes::BytesMut::new();
+        write_start(&mut b);
+        let f = protocol::split_frame(&mut b, 4096).unwrap().unwrap();
+        let (_, m) = amq_protocol::protocol::parse_class(&f.payload[..]).unwrap();
+        let AMQPClass::Connection(connection::AMQPMethod::Start(s)) = m else {
+            panic!()
+        };
+        assert_eq!(s.mechanisms.to_string(), "PLAIN AMQPLAIN");
+        assert_eq!(s.server_properties.inner().len(), 7);
     }
 
     #[test]

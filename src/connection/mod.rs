@@ -29,8 +29,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// How long a connection the client closed waits for the client to close its socket.
-const CLOSED_LINGER_SECS: u64 = 10;
+/// How long a connection the client closed waits for the client to close its socket (capped by the heartbeat).
+const CLOSED_LINGER_SECS: u64 = 30;
 
 /// What other tasks may see of a connection.
 #[derive(Debug)]
@@ -99,7 +99,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
         id,
         peer,
         outbound: outbound.clone(),
-        frame_max: AtomicU32::new(broker.config.frame_max),
+        // Until tune-ok, frames are limited to the protocol minimum.
+        frame_max: AtomicU32::new(protocol::FRAME_MIN_SIZE),
         cancel_notify: AtomicBool::new(false),
         kill: Notify::new(),
         kill_reason: Mutex::new(None),
@@ -163,11 +164,32 @@ impl Connection {
                 .send(|b| b.extend_from_slice(protocol::PROTOCOL_HEADER));
             return;
         }
-        self.shared
-            .outbound
-            .send(|b| protocol::write_method(b, 0, handshake::start_method()));
+        self.shared.outbound.send(handshake::write_start);
         tracing::debug!("sent connection.start");
         loop {
+            // Frames already buffered (a client may pipeline the whole handshake in one write) go first.
+            loop {
+                let frame = match split_frame(&mut buf, self.shared.frame_max()) {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => {
+                        buf.clear();
+                        if self.state != State::Running {
+                            return;
+                        }
+                        self.close_connection(AmqpError::frame_error(e.explanation()));
+                        break;
+                    }
+                };
+                if let Flow::Stop = self.handle_frame(frame) {
+                    self.flush_confirms();
+                    return;
+                }
+            }
+            self.flush_confirms();
+            if self.state == State::Done {
+                return;
+            }
             let deadline = match self.state {
                 State::AwaitStartOk | State::AwaitTuneOk | State::AwaitOpen => {
                     Some(handshake_deadline)
@@ -187,14 +209,15 @@ impl Connection {
                     None => Some(rd.read_buf(&mut buf).await),
                 }
             };
-            let n = tokio::select! {
+            tokio::select! {
                 r = read => match r {
                     Some(Ok(0)) | Some(Err(_)) => return,
-                    Some(Ok(n)) => n,
+                    Some(Ok(_)) => {}
                     None => {
                         match self.state {
                             State::Running => tracing::info!(heartbeat = self.heartbeat, "missed heartbeats from client, closing"),
                             State::Closing => tracing::debug!("no close-ok in time"),
+                            State::Closed => tracing::debug!("client did not close its socket in time"),
                             _ => tracing::info!("handshake timeout"),
                         }
                         return;
@@ -203,39 +226,7 @@ impl Connection {
                 _ = self.shared.kill.notified() => {
                     let reason = self.shared.kill_reason.lock().take().unwrap_or_default();
                     self.close_connection(AmqpError::new(crate::error::ReplyCode::ConnectionForced, reason));
-                    continue;
                 }
-            };
-            let _ = n;
-            loop {
-                let max_payload = self
-                    .shared
-                    .frame_max()
-                    .saturating_sub(protocol::FRAME_OVERHEAD as u32);
-                let frame = match split_frame(&mut buf, max_payload) {
-                    Ok(Some(f)) => f,
-                    Ok(None) => break,
-                    Err(e) => {
-                        if self.state == State::Running || self.state == State::Closing {
-                            self.close_connection(AmqpError::frame_error(e.explanation()));
-                        }
-                        // The rest of the stream cannot be framed any more.
-                        self.flush_confirms();
-                        if self.state != State::Closing {
-                            return;
-                        }
-                        buf.clear();
-                        break;
-                    }
-                };
-                if let Flow::Stop = self.handle_frame(frame) {
-                    self.flush_confirms();
-                    return;
-                }
-            }
-            self.flush_confirms();
-            if self.state == State::Done {
-                return;
             }
         }
     }
@@ -394,14 +385,37 @@ impl Connection {
                         .on(60, 10));
                     }
                 }
-                let method = parse_method(&f.payload)?;
+                let method = match parse_method(&f.payload) {
+                    Ok(m) => m,
+                    Err(None) => {
+                        // RabbitMQ drops the connection without a close on an unknown method.
+                        tracing::warn!("unknown method, dropping connection");
+                        self.cleanup();
+                        self.state = State::Done;
+                        return Ok(());
+                    }
+                    Err(Some(e)) => return Err(e),
+                };
                 if f.channel == 0 {
                     self.connection_method(method)
                 } else {
                     self.channel_method(f.channel, method)
                 }
             }
+            protocol::FRAME_HEADER | protocol::FRAME_BODY if f.channel == 0 => {
+                Err(AmqpError::unexpected_frame(format!(
+                    "type {}, all octets = {}",
+                    f.kind,
+                    protocol::erlang_binary(&f.payload)
+                )))
+            }
             protocol::FRAME_HEADER | protocol::FRAME_BODY => self.channel_content(f),
+            protocol::FRAME_HEARTBEAT if !f.payload.is_empty() => {
+                Err(AmqpError::frame_error(format!(
+                    "type 8, all octets = {}: unknown_frame",
+                    protocol::erlang_binary(&f.payload)
+                )))
+            }
             protocol::FRAME_HEARTBEAT => {
                 if f.channel != 0 {
                     return Err(AmqpError::unexpected_frame(format!(
@@ -431,8 +445,11 @@ impl Connection {
                 // Like RabbitMQ, leave closing the socket to the client (within a grace period): closing it
                 // first can turn a client's racing second close into a reset.
                 self.state = State::Closed;
-                self.closing_deadline =
-                    Some(Instant::now() + Duration::from_secs(CLOSED_LINGER_SECS));
+                let linger = match self.heartbeat {
+                    0 => CLOSED_LINGER_SECS,
+                    hb => (hb as u64).min(CLOSED_LINGER_SECS),
+                };
+                self.closing_deadline = Some(Instant::now() + Duration::from_secs(linger));
                 Ok(())
             }
             AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => {
@@ -463,6 +480,9 @@ impl Connection {
         };
         if ch.state == ChannelState::Closing {
             match m {
+                AMQPClass::Channel(channel::AMQPMethod::Open(_)) => {
+                    return Err(AmqpError::channel_error("second 'channel.open' seen").on(20, 10));
+                }
                 AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
                     self.channels.remove(&id);
                 }
@@ -476,13 +496,19 @@ impl Connection {
             }
             return Ok(());
         }
+        if ch.wedged {
+            return Err(AmqpError::unexpected_frame(
+                "expected content body, got non content body frame instead",
+            )
+            .on(60, 40));
+        }
         if let Some(p) = &ch.publish {
             let text = if p.header.is_none() {
                 "expected content header for class 60, got non content header frame instead"
             } else {
                 "expected content body, got non content body frame instead"
             };
-            return Err(AmqpError::unexpected_frame(text).on(class_id, method_id));
+            return Err(AmqpError::unexpected_frame(text).on(60, 40));
         }
         let result = self.dispatch_channel_method(id, m);
         match result {
@@ -598,8 +624,37 @@ impl Connection {
         let Some(ch) = self.channels.get_mut(&id) else {
             return Err(AmqpError::channel_error("expected 'channel.open'"));
         };
-        if ch.state == ChannelState::Closing {
+        if ch.state == ChannelState::Closing || ch.wedged {
             return Ok(());
+        }
+        let Some(pending) = &ch.publish else {
+            return Err(AmqpError::unexpected_frame(
+                "expected method frame, got non method frame instead",
+            ));
+        };
+        if f.kind == protocol::FRAME_HEADER && pending.header.is_some() {
+            return Err(AmqpError::unexpected_frame(
+                "expected content body, got non content body frame instead",
+            )
+            .on(60, 40));
+        }
+        if f.kind == protocol::FRAME_BODY && pending.header.is_none() {
+            return Err(AmqpError::unexpected_frame(
+                "expected content header for class 60, got non content header frame instead",
+            )
+            .on(60, 40));
+        }
+        if f.kind == protocol::FRAME_HEADER {
+            let class = f
+                .payload
+                .get(0..2)
+                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            if class != 60 {
+                return Err(AmqpError::unexpected_frame(format!(
+                    "expected content header for class 60, got one for class {class} instead"
+                ))
+                .on(60, 40));
+            }
         }
         let mut ctx = Ctx {
             broker: &self.broker,
@@ -609,12 +664,6 @@ impl Connection {
             exclusive_queues: &mut self.exclusive_queues,
         };
         let complete = if f.kind == protocol::FRAME_HEADER {
-            if ch.publish.as_ref().is_some_and(|p| p.header.is_some()) {
-                return Err(AmqpError::unexpected_frame(
-                    "expected content body, got non content body frame instead",
-                )
-                .on(60, 40));
-            }
             ch.content_header(&ctx, f.payload)
         } else {
             ch.content_body(f.payload)
@@ -642,8 +691,8 @@ impl Connection {
     }
 }
 
-/// Decode a method frame payload with amq-protocol.
-fn parse_method(payload: &[u8]) -> Result<AMQPClass, AmqpError> {
+/// Decode a method frame payload with amq-protocol. `Err(None)` is an unknown class or method.
+fn parse_method(payload: &[u8]) -> Result<AMQPClass, Option<AmqpError>> {
     match amq_protocol::protocol::parse_class(payload) {
         Ok((_, m)) => Ok(m),
         Err(_) => {
@@ -654,15 +703,16 @@ fn parse_method(payload: &[u8]) -> Result<AMQPClass, AmqpError> {
                 .get(2..4)
                 .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
             if handshake::known_method(class_id, method_id) {
-                Err(AmqpError::syntax_error(format!(
-                    "cannot decode arguments of method {class_id}.{method_id}"
+                let args = payload.get(4..).unwrap_or_default();
+                Err(Some(
+                    AmqpError::frame_error(format!(
+                        "cannot decode {}",
+                        protocol::erlang_binary(args)
+                    ))
+                    .on(class_id, method_id),
                 ))
-                .on(class_id, method_id))
             } else {
-                Err(
-                    AmqpError::command_invalid(format!("unknown method {class_id}.{method_id}"))
-                        .on(class_id, method_id),
-                )
+                Err(None)
             }
         }
     }

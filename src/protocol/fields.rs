@@ -82,6 +82,11 @@ fn class(v: &AMQPValue) -> &'static str {
     }
 }
 
+/// Whether two values are of one type class (all integer widths are one class).
+pub fn same_class(a: &AMQPValue, b: &AMQPValue) -> bool {
+    class(a) == class(b)
+}
+
 /// Equality for argument equivalence: same type class and same value.
 pub fn equivalent(a: &AMQPValue, b: &AMQPValue) -> bool {
     if class(a) != class(b) {
@@ -103,6 +108,18 @@ fn as_number(v: &AMQPValue) -> Option<f64> {
     match v {
         AMQPValue::Float(f) => Some(*f as f64),
         AMQPValue::Double(f) => Some(*f),
+        // RabbitMQ decodes a timestamp to a plain integer, so it compares as one.
+        AMQPValue::Timestamp(t) => Some(*t as f64),
+        _ => None,
+    }
+}
+
+/// The bytes of a string-like value (long string, short string, byte array: all binaries in RabbitMQ).
+fn as_binary(v: &AMQPValue) -> Option<&[u8]> {
+    match v {
+        AMQPValue::LongString(s) => Some(s.as_bytes()),
+        AMQPValue::ShortString(s) => Some(s.as_str().as_bytes()),
+        AMQPValue::ByteArray(b) => Some(b.as_slice()),
         _ => None,
     }
 }
@@ -111,7 +128,7 @@ fn as_number(v: &AMQPValue) -> Option<f64> {
 pub fn erlang_eq(a: &AMQPValue, b: &AMQPValue) -> bool {
     match (as_number(a), as_number(b)) {
         (Some(x), Some(y)) => x == y,
-        (None, None) => match (as_str(a), as_str(b)) {
+        (None, None) => match (as_binary(a), as_binary(b)) {
             (Some(x), Some(y)) => x == y,
             (None, None) => a == b,
             _ => false,
@@ -130,6 +147,38 @@ pub fn describe_arg(v: Option<&AMQPValue>) -> String {
         None => "none".to_string(),
         Some(v) => format!("the value '{}' of type '{}'", display(v), type_name(v)),
     }
+}
+
+/// Convert a JSON value (definitions files, management API) to a field value the way RabbitMQ does:
+/// integers become signed 64-bit, other numbers doubles, strings long strings, objects tables.
+pub fn from_json(v: &serde_json::Value) -> AMQPValue {
+    use serde_json::Value;
+    match v {
+        Value::Null => AMQPValue::Void,
+        Value::Bool(b) => AMQPValue::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => AMQPValue::LongLongInt(i),
+            None => AMQPValue::Double(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(s) => AMQPValue::LongString(s.as_str().into()),
+        Value::Array(a) => {
+            AMQPValue::FieldArray(a.iter().map(from_json).collect::<Vec<_>>().into())
+        }
+        Value::Object(_) => AMQPValue::FieldTable(table_from_json(v)),
+    }
+}
+
+/// A JSON object as a field table (anything else gives an empty table).
+pub fn table_from_json(v: &serde_json::Value) -> FieldTable {
+    let mut t = FieldTable::default();
+    if let serde_json::Value::Object(m) = v {
+        for (k, v) in m {
+            if let Ok(key) = amq_protocol::types::ShortString::try_new(k.as_str()) {
+                t.insert(key, from_json(v));
+            }
+        }
+    }
+    t
 }
 
 #[cfg(test)]

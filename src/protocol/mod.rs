@@ -51,10 +51,11 @@ impl FrameSplitError {
 }
 
 /// Cut one complete frame from the front of `buf`. `Ok(None)` means more bytes are needed; an incomplete frame
-/// is never an error. `max_payload` is the negotiated frame_max minus the frame overhead.
+/// is never an error. Like RabbitMQ, a payload may be as large as the negotiated `frame_max` itself (its
+/// error text names frame_max minus the frame overhead as the limit).
 pub fn split_frame(
     buf: &mut BytesMut,
-    max_payload: u32,
+    frame_max: u32,
 ) -> Result<Option<RawFrame>, FrameSplitError> {
     if buf.len() < 7 {
         return Ok(None);
@@ -62,11 +63,11 @@ pub fn split_frame(
     let kind = buf[0];
     let channel = u16::from_be_bytes([buf[1], buf[2]]);
     let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
-    if size > max_payload {
+    if size > frame_max {
         return Err(FrameSplitError::TooLarge {
             kind,
             size,
-            limit: max_payload,
+            limit: frame_max.saturating_sub(FRAME_OVERHEAD as u32),
         });
     }
     let total = size as usize + FRAME_OVERHEAD;
@@ -383,8 +384,8 @@ mod tests {
         );
         let mut n = 0;
         let mut total = 0;
-        let _header = split_frame(&mut b, 4088).unwrap().unwrap();
-        while let Some(f) = split_frame(&mut b, 4088).unwrap() {
+        let _header = split_frame(&mut b, 4096).unwrap().unwrap();
+        while let Some(f) = split_frame(&mut b, 4096).unwrap() {
             assert_eq!(f.kind, FRAME_BODY);
             assert!(f.payload.len() <= 4088);
             total += f.payload.len();
@@ -411,7 +412,7 @@ mod tests {
             "type 1, all octets = <<0,10,0,51>>: {invalid_frame_end_marker,0}"
         );
         let mut b = BytesMut::from(&[1u8, 0, 0, 0, 0, 0x27, 0x14][..]);
-        let err = split_frame(&mut b, 4088).unwrap_err();
+        let err = split_frame(&mut b, 4096).unwrap_err();
         assert_eq!(
             err.explanation(),
             "type 1, all octets = <<>>: {frame_too_large,10004,4088}"
