@@ -57,6 +57,11 @@ thread_local! {
 }
 
 impl TestBroker {
+    /// A handle on a broker the test started itself.
+    pub fn from_url(url: String) -> TestBroker {
+        TestBroker { url }
+    }
+
     pub fn url(&self) -> String {
         self.url.clone()
     }

@@ -2,6 +2,7 @@
 //! Run against an external broker with `AMQP_URL=amqp://guest:guest@127.0.0.1:5691/ cargo test`.
 
 mod common;
+mod embedding;
 
 mod basic;
 mod confirms_tx;

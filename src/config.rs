@@ -32,6 +32,9 @@ pub struct Config {
     pub handshake_timeout_ms: u64,
     /// Largest message body accepted, in bytes (RabbitMQ's max_message_size).
     pub max_message_size: u64,
+    /// A RabbitMQ-format definitions file (users, vhosts, permissions, exchanges, queues, bindings) applied
+    /// at start (RabbitMQ's load_definitions).
+    pub definitions: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
             heartbeat: 60,
             handshake_timeout_ms: 10_000,
             max_message_size: 134_217_728,
+            definitions: None,
         }
     }
 }

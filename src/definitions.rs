@@ -10,7 +10,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct Definitions {
     pub users: Vec<UserDef>,
@@ -22,7 +22,7 @@ pub struct Definitions {
     pub policies: Vec<serde_json::Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct UserDef {
     pub name: String,
     #[serde(default)]
@@ -36,7 +36,7 @@ pub struct UserDef {
 }
 
 /// RabbitMQ writes tags as a list (3.10+) or a comma-separated string (older exports).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(untagged)]
 pub enum Tags {
     #[default]
@@ -59,12 +59,12 @@ impl Tags {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct VhostDef {
     pub name: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct PermissionDef {
     pub user: String,
     pub vhost: String,
@@ -78,7 +78,7 @@ fn default_true() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct ExchangeDef {
     pub name: String,
     #[serde(default = "default_vhost")]
@@ -99,7 +99,7 @@ fn default_type() -> String {
     "direct".to_string()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct QueueDef {
     pub name: String,
     #[serde(default = "default_vhost")]
@@ -112,7 +112,7 @@ pub struct QueueDef {
     pub arguments: serde_json::Value,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct BindingDef {
     pub source: String,
     #[serde(default = "default_vhost")]
@@ -158,13 +158,13 @@ pub fn check_password_hash(hash_b64: &str, password: &str) -> bool {
     h.finalize().as_slice() == &raw[4..]
 }
 
-pub fn load_file(broker: &Broker, path: &Path) -> Result<(), DefinitionsError> {
+/// Read a definitions file.
+pub fn read_file(path: &Path) -> Result<Definitions, DefinitionsError> {
     let text = std::fs::read_to_string(path).map_err(|source| DefinitionsError::Read {
         path: path.display().to_string(),
         source,
     })?;
-    let defs: Definitions = serde_json::from_str(&text)?;
-    apply(broker, &defs)
+    Ok(serde_json::from_str(&text)?)
 }
 
 /// Apply definitions: vhosts and users first, then exchanges, queues and bindings.

@@ -27,6 +27,9 @@ struct Cli {
     /// TOML config file.
     #[arg(long, env = "WARREN_CONFIG")]
     config: Option<PathBuf>,
+    /// RabbitMQ-format definitions file applied at start.
+    #[arg(long)]
+    definitions: Option<PathBuf>,
     /// Log level or tracing filter (e.g. info, debug, warren=trace).
     #[arg(long, env = "WARREN_LOG_LEVEL")]
     log_level: Option<String>,
@@ -53,6 +56,9 @@ fn main() -> ExitCode {
     }
     if let Some(d) = cli.data_dir {
         config.data_dir = d;
+    }
+    if let Some(d) = cli.definitions {
+        config.definitions = Some(d);
     }
     if cli.ephemeral {
         config.ephemeral = true;
@@ -86,7 +92,8 @@ fn main() -> ExitCode {
         let server = match warren::Server::start(config).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(error = %e, "cannot listen");
+                tracing::error!(error = %e, "cannot start");
+                eprintln!("warren: {e}");
                 return ExitCode::from(1);
             }
         };

@@ -1,15 +1,40 @@
 //! Listening and embedding. `Server::start` binds the AMQP listener, spawns the accept loop and returns at
 //! once, so a test can start a broker in-process on port 0 and connect to `amqp_url()`. Dropping the server
 //! stops accepting and closes every connection.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), warren::server::StartError> {
+//! let server = warren::Server::builder().vhost("tests").user("app", "secret").start().await?;
+//! let url = server.amqp_url(); // amqp://guest:guest@127.0.0.1:PORT/%2f
+//! # drop(url);
+//! server.broker().reset(); // back to the start state between tests
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Password, User};
 use crate::config::Config;
+use crate::definitions::{Definitions, DefinitionsError};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Definitions(#[from] DefinitionsError),
+}
 
 pub struct Server {
     broker: Arc<Broker>,
@@ -18,13 +43,139 @@ pub struct Server {
     accept: Option<JoinHandle<()>>,
 }
 
+/// Builds an embedded broker. Its defaults suit tests: loopback only, a free port, nothing on disk.
+#[derive(Debug)]
+pub struct ServerBuilder {
+    config: Config,
+    vhosts: Vec<String>,
+    users: Vec<(String, String)>,
+    definitions: Vec<Definitions>,
+}
+
+impl ServerBuilder {
+    /// Replace the whole configuration (the builder's test-friendly defaults included).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+    pub fn port(mut self, port: u16) -> Self {
+        self.config.port = port;
+        self
+    }
+    pub fn bind(mut self, addr: impl Into<String>) -> Self {
+        self.config.bind = addr.into();
+        self
+    }
+    pub fn ephemeral(mut self, ephemeral: bool) -> Self {
+        self.config.ephemeral = ephemeral;
+        self
+    }
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.data_dir = dir.into();
+        self
+    }
+    /// Create a vhost at start; every user added with `user` may use it.
+    pub fn vhost(mut self, name: impl Into<String>) -> Self {
+        self.vhosts.push(name.into());
+        self
+    }
+    /// Create a user (administrator, access to the default vhost and every `vhost`).
+    pub fn user(mut self, name: impl Into<String>, password: impl Into<String>) -> Self {
+        self.users.push((name.into(), password.into()));
+        self
+    }
+    /// Apply RabbitMQ-format definitions at start (and again on `Broker::reset`).
+    pub fn definitions(mut self, d: Definitions) -> Self {
+        self.definitions.push(d);
+        self
+    }
+    pub fn definitions_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.definitions = Some(path.into());
+        self
+    }
+
+    pub async fn start(self) -> Result<Server, StartError> {
+        let mut defs = Definitions::default();
+        for v in &self.vhosts {
+            defs.vhosts
+                .push(crate::definitions::VhostDef { name: v.clone() });
+        }
+        let mut grants = vec![self.config.default_vhost.clone()];
+        grants.extend(self.vhosts.iter().cloned());
+        let mut broker_users = Vec::new();
+        for (name, pass) in &self.users {
+            broker_users.push(User {
+                name: name.clone(),
+                password: Password::Plain(pass.clone()),
+                tags: vec!["administrator".into()],
+                vhosts: grants.clone(),
+            });
+        }
+        let server = Server::start_with(self.config, |b| {
+            for v in &self.vhosts {
+                b.add_vhost(v);
+            }
+            for g in &self.vhosts {
+                b.grant(&b.config.default_user.clone(), g);
+            }
+            for u in broker_users {
+                b.add_user(u);
+            }
+            for d in &self.definitions {
+                b.load_startup_definitions(d.clone())?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(server)
+    }
+}
+
 impl Server {
-    /// Bind and start serving. Fails only if the listener cannot be bound.
-    pub async fn start(config: Config) -> std::io::Result<Server> {
+    /// A builder with test-friendly defaults (127.0.0.1, port 0, ephemeral).
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            config: Config {
+                bind: "127.0.0.1".into(),
+                port: 0,
+                ephemeral: true,
+                ..Default::default()
+            },
+            vhosts: Vec::new(),
+            users: Vec::new(),
+            definitions: Vec::new(),
+        }
+    }
+
+    /// Bind and start serving with `config`.
+    pub async fn start(config: Config) -> Result<Server, StartError> {
+        Self::start_with(config, |_| Ok(())).await
+    }
+
+    async fn start_with(
+        config: Config,
+        setup: impl FnOnce(&Broker) -> Result<(), DefinitionsError>,
+    ) -> Result<Server, StartError> {
         let addr = format!("{}:{}", config.bind, config.port);
-        let listener = TcpListener::bind(&addr).await?;
-        let local_addr = listener.local_addr()?;
+        let definitions = match &config.definitions {
+            Some(p) => Some(crate::definitions::read_file(p)?),
+            None => None,
+        };
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
         let broker = Broker::new(config);
+        if let Some(d) = definitions {
+            broker.load_startup_definitions(d)?;
+        }
+        setup(&broker)?;
         let (stop, mut stopped) = watch::channel(false);
         let b = broker.clone();
         let accept = tokio::spawn(async move {
@@ -64,23 +215,24 @@ impl Server {
     /// A URL for clients, with the default user's credentials and the default vhost.
     pub fn amqp_url(&self) -> String {
         let c = &self.broker.config;
-        let host = if self.local_addr.ip().is_unspecified() {
-            "127.0.0.1".to_string()
-        } else {
-            self.local_addr.ip().to_string()
-        };
         let vhost = if c.default_vhost == "/" {
             "%2f".to_string()
         } else {
             c.default_vhost.clone()
         };
+        self.url_for(&c.default_user, &c.default_pass, &vhost)
+    }
+
+    /// A URL for a given user and (already URL-encoded) vhost.
+    pub fn url_for(&self, user: &str, pass: &str, vhost: &str) -> String {
+        let host = if self.local_addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            self.local_addr.ip().to_string()
+        };
         format!(
-            "amqp://{}:{}@{}:{}/{}",
-            c.default_user,
-            c.default_pass,
-            host,
-            self.local_addr.port(),
-            vhost
+            "amqp://{user}:{pass}@{host}:{}/{vhost}",
+            self.local_addr.port()
         )
     }
 

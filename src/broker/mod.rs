@@ -8,6 +8,7 @@ pub mod vhost;
 
 use crate::config::Config;
 use crate::connection::ConnShared;
+use crate::definitions::{Definitions, DefinitionsError};
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -49,6 +50,7 @@ pub struct Broker {
     users: DashMap<String, User>,
     next_connection: AtomicU64,
     connections: DashMap<u64, Arc<ConnShared>>,
+    startup_definitions: parking_lot::Mutex<Option<Definitions>>,
 }
 
 impl Broker {
@@ -59,17 +61,89 @@ impl Broker {
             next_connection: AtomicU64::new(1),
             connections: DashMap::new(),
             config: Arc::new(config),
+            startup_definitions: parking_lot::Mutex::new(None),
         };
-        let vhost = b.config.default_vhost.clone();
-        b.add_vhost(&vhost);
+        b.create_defaults();
+        Arc::new(b)
+    }
+
+    /// The default vhost and user from the configuration.
+    fn create_defaults(&self) {
+        let vhost = self.config.default_vhost.clone();
+        self.add_vhost(&vhost);
         let user = User {
-            name: b.config.default_user.clone(),
-            password: Password::Plain(b.config.default_pass.clone()),
+            name: self.config.default_user.clone(),
+            password: Password::Plain(self.config.default_pass.clone()),
             tags: vec!["administrator".to_string()],
             vhosts: vec![vhost],
         };
-        b.users.insert(user.name.clone(), user);
-        Arc::new(b)
+        self.users.insert(user.name.clone(), user);
+    }
+
+    /// Apply definitions and remember them as part of the start state that `reset` returns to.
+    pub fn load_startup_definitions(&self, d: Definitions) -> Result<(), DefinitionsError> {
+        crate::definitions::apply(self, &d)?;
+        *self.startup_definitions.lock() = Some(d);
+        Ok(())
+    }
+
+    /// Delete a vhost and everything in it; its connections are closed with RabbitMQ's 320 reason.
+    /// Returns false when there was no such vhost.
+    pub fn delete_vhost(&self, name: &str) -> bool {
+        if self.vhosts.remove(name).is_none() {
+            return false;
+        }
+        for c in self.connections() {
+            if c.vhost() == Some(name) {
+                c.force_close(&format!("vhost '{name}' is deleted"));
+            }
+        }
+        for mut u in self.users.iter_mut() {
+            u.vhosts.retain(|v| v != name);
+        }
+        tracing::info!(vhost = name, "vhost deleted");
+        true
+    }
+
+    /// Empty a vhost back to a fresh one (predeclared exchanges only), keeping who may use it. Its connections
+    /// are closed first.
+    pub fn reset_vhost(&self, name: &str) -> bool {
+        let users: Vec<String> = self
+            .users
+            .iter()
+            .filter(|u| u.vhosts.iter().any(|v| v == name))
+            .map(|u| u.name.clone())
+            .collect();
+        if !self.delete_vhost(name) {
+            return false;
+        }
+        self.add_vhost(name);
+        for u in users {
+            self.grant(&u, name);
+        }
+        true
+    }
+
+    /// Return the whole broker to its start state without a restart: every connection closed, every vhost
+    /// and user gone, then the configured defaults and the startup definitions applied again.
+    pub fn reset(&self) {
+        self.close_all_connections("broker reset");
+        let names: Vec<String> = self.vhosts.iter().map(|v| v.key().clone()).collect();
+        for n in names {
+            self.delete_vhost(&n);
+        }
+        self.users.clear();
+        self.create_defaults();
+        if let Some(d) = self.startup_definitions.lock().as_ref() {
+            if let Err(e) = crate::definitions::apply(self, d) {
+                tracing::error!(error = %e, "reapplying startup definitions after reset failed");
+            }
+        }
+        tracing::info!("broker reset to its start state");
+    }
+
+    pub fn vhost_names(&self) -> Vec<String> {
+        self.vhosts.iter().map(|v| v.key().clone()).collect()
     }
 
     pub fn add_vhost(&self, name: &str) -> Arc<VHost> {

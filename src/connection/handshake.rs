@@ -348,6 +348,7 @@ impl Connection {
             }
         }
         self.vhost = Some(vhost);
+        let _ = self.shared.vhost.set(name.to_string());
         self.send_method(
             0,
             AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),

@@ -43,11 +43,17 @@ pub struct ConnShared {
     /// Set with a reason to make the connection close itself with 320 CONNECTION_FORCED.
     kill: Notify,
     kill_reason: Mutex<Option<String>>,
+    vhost: std::sync::OnceLock<String>,
 }
 
 impl ConnShared {
     pub fn frame_max(&self) -> u32 {
         self.frame_max.load(Ordering::Relaxed)
+    }
+
+    /// The vhost this connection opened, once it has.
+    pub fn vhost(&self) -> Option<&str> {
+        self.vhost.get().map(String::as_str)
     }
 
     pub fn cancel_notify(&self) -> bool {
@@ -104,6 +110,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
         cancel_notify: AtomicBool::new(false),
         kill: Notify::new(),
         kill_reason: Mutex::new(None),
+        vhost: std::sync::OnceLock::new(),
     });
     broker.register_connection(shared.clone());
     let writer = tokio::spawn(outbound::run_writer(wr, outbound.clone()));
