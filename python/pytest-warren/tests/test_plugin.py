@@ -1,0 +1,72 @@
+"""The plugin's own tests: real brokers, driven with pika."""
+
+import pika
+import pytest
+
+from pytest_warren import WarrenError, find_binary
+
+pytest_plugins = ["pytester"]
+
+
+def connect(url):
+    return pika.BlockingConnection(pika.URLParameters(url))
+
+
+def test_fresh_broker_round_trip(warren):
+    conn = connect(warren.url)
+    ch = conn.channel()
+    ch.queue_declare("jobs")
+    ch.basic_publish("", "jobs", b"hello", pika.BasicProperties(headers={"n": 1}))
+    method, props, body = ch.basic_get("jobs", auto_ack=True)
+    assert body == b"hello"
+    assert props.headers == {"n": 1}
+    conn.close()
+
+
+def test_every_test_gets_a_clean_broker(pytester):
+    pytester.makepyfile(
+        """
+        import pika
+
+        def declare_and_count(url):
+            conn = pika.BlockingConnection(pika.URLParameters(url))
+            ch = conn.channel()
+            ok = ch.queue_declare("shared-name", durable=True)
+            ch.basic_publish("", "shared-name", b"x")
+            conn.close()
+            return ok.method.message_count
+
+        def test_one(warren):
+            assert declare_and_count(warren.url) == 0
+
+        def test_two(warren):
+            assert declare_and_count(warren.url) == 0
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=2)
+
+
+def test_session_broker_is_shared(warren_session, pytestconfig):
+    conn = connect(warren_session.url)
+    assert conn.is_open
+    conn.close()
+
+
+def test_amqp_url_fixture(amqp_url):
+    assert amqp_url.startswith("amqp://guest:guest@127.0.0.1:")
+    connect(amqp_url).close()
+
+
+def test_missing_binary_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("WARREN_BIN", str(tmp_path / "nope"))
+    with pytest.raises(WarrenError, match="not an executable"):
+        find_binary()
+
+
+def test_stop_closes_connections(warren):
+    conn = connect(warren.url)
+    warren.stop()
+    with pytest.raises(Exception):
+        for _ in range(50):
+            conn.process_data_events(time_limit=0.1)
