@@ -27,3 +27,21 @@ impl Message {
 }
 
 pub type MessageRef = Arc<Message>;
+
+impl Message {
+    /// A copy with its headers changed by `f` and the content header re-encoded (the raw bytes can no longer
+    /// be forwarded unchanged). Used for x-delivery-count and the like, never on the plain publish path.
+    pub fn with_headers(&self, f: impl FnOnce(&mut amq_protocol::types::FieldTable)) -> Message {
+        let mut headers = self.properties.headers().clone().unwrap_or_default();
+        f(&mut headers);
+        let properties = self.properties.clone().with_headers(headers);
+        let header = crate::protocol::encode_content_header(self.body.len() as u64, &properties);
+        Message {
+            exchange: self.exchange.clone(),
+            routing_key: self.routing_key.clone(),
+            header,
+            properties,
+            body: self.body.clone(),
+        }
+    }
+}

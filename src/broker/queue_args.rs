@@ -32,9 +32,42 @@ pub enum Overflow {
     RejectPublishDlx,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueType {
+    #[default]
+    Classic,
+    Quorum,
+    Stream,
+}
+
+impl QueueType {
+    /// RabbitMQ's module name for the type, used in its error texts.
+    pub fn module(self) -> &'static str {
+        match self {
+            QueueType::Classic => "rabbit_classic_queue",
+            QueueType::Quorum => "rabbit_quorum_queue",
+            QueueType::Stream => "rabbit_stream_queue",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+            QueueType::Stream => "stream",
+        }
+    }
+}
+
 /// The behaviour a queue's arguments select, decoded once at declare.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueConfig {
+    pub queue_type: QueueType,
+    pub max_priority: Option<u8>,
+    pub single_active_consumer: bool,
+    /// Deliveries allowed before a message is dead-lettered (quorum x-delivery-limit, or Warren's
+    /// x-warren-delivery-limit on classic queues).
+    pub delivery_limit: Option<u64>,
     pub message_ttl: Option<u64>,
     pub dead_letter_exchange: Option<String>,
     pub dead_letter_routing_key: Option<String>,
@@ -58,7 +91,22 @@ impl QueueConfig {
                 .and_then(fields::as_str)
                 .map(|s| s.into_owned())
         };
+        let queue_type = match string("x-queue-type").as_deref() {
+            Some("quorum") => QueueType::Quorum,
+            Some("stream") => QueueType::Stream,
+            _ => QueueType::Classic,
+        };
+        let delivery_limit = match queue_type {
+            QueueType::Quorum => int("x-delivery-limit"),
+            _ => int("x-warren-delivery-limit"),
+        };
         QueueConfig {
+            queue_type,
+            max_priority: int("x-max-priority").map(|p| p.min(255) as u8),
+            single_active_consumer: fields::get(args, "x-single-active-consumer")
+                .and_then(fields::as_bool)
+                .unwrap_or(false),
+            delivery_limit,
             message_ttl: int("x-message-ttl"),
             dead_letter_exchange: string("x-dead-letter-exchange"),
             dead_letter_routing_key: string("x-dead-letter-routing-key"),
@@ -113,6 +161,29 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable) -> AmqpResult<()> {
     for (k, v) in args.inner() {
         let key = k.as_str();
         match key {
+            "x-max-priority" | "x-queue-mode" | "x-queue-version" if qtype == "quorum" => {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type {type_name}"
+                )));
+            }
+            "x-message-ttl" | "x-max-priority" | "x-dead-letter-exchange" if qtype == "stream" => {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type {type_name}"
+                )));
+            }
+            "x-delivery-limit" | "x-warren-delivery-limit"
+                if qtype != "classic" || key == "x-warren-delivery-limit" =>
+            {
+                let n = expect_int(key, queue, vhost, v)?;
+                if n < 0 {
+                    return Err(invalid(
+                        key,
+                        queue,
+                        vhost,
+                        format!("{{value_negative,{n}}}"),
+                    ));
+                }
+            }
             "x-message-ttl" => {
                 let n = expect_int(key, queue, vhost, v)?;
                 if n < 0 {

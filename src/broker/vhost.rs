@@ -20,6 +20,8 @@ pub struct VHost {
     self_ref: std::sync::Weak<VHost>,
     exchanges: DashMap<String, Arc<Exchange>>,
     queues: DashMap<String, Arc<Queue>>,
+    /// Direct reply-to names and the channels they lead to.
+    replies: DashMap<String, crate::channel::reply_to::ReplyTarget>,
 }
 
 /// What a queue.declare asks for.
@@ -47,6 +49,7 @@ impl VHost {
             self_ref,
             exchanges: DashMap::new(),
             queues: DashMap::new(),
+            replies: DashMap::new(),
         };
         let builtin = [
             ("", ExchangeKind::Direct, false),
@@ -71,6 +74,24 @@ impl VHost {
             );
         }
         v
+    }
+
+    pub fn register_reply(&self, name: &str, target: crate::channel::reply_to::ReplyTarget) {
+        self.replies.insert(name.to_string(), target);
+    }
+
+    pub fn unregister_reply(&self, name: &str) {
+        self.replies.remove(name);
+    }
+
+    /// The live channel behind a direct reply-to name.
+    pub fn reply_target(
+        &self,
+        name: &str,
+    ) -> Option<(Arc<crate::channel::ChannelShared>, Arc<str>)> {
+        let t = self.replies.get(name)?;
+        let ch = t.channel.upgrade().filter(|c| !c.is_closed())?;
+        Some((ch, t.consumer_tag.clone()))
     }
 
     fn no_exchange(&self, name: &str) -> AmqpError {
@@ -246,6 +267,7 @@ impl VHost {
         if req.passive {
             let q = self.get_queue(req.name)?;
             q.check_access(conn_id)?;
+            q.touch();
             let (m, c) = q.counts();
             return Ok((q, m, c));
         }
@@ -267,10 +289,30 @@ impl VHost {
         let durable = req.durable && !req.exclusive;
         if let Some(q) = self.queue(req.name) {
             self.check_queue_equivalence(&q, req, durable, conn_id)?;
+            q.touch();
             let (m, c) = q.counts();
             return Ok((q, m, c));
         }
         queue_args::validate(req.name, &self.name, req.arguments)?;
+        let qtype = queue_args::QueueConfig::from_args(req.arguments).queue_type;
+        if qtype != queue_args::QueueType::Classic {
+            // Replicated queue types refuse the properties that tie a queue to one connection or consumer.
+            let bad = if !req.durable {
+                Some("non-durable")
+            } else if req.exclusive {
+                Some("exclusive-owner")
+            } else if req.auto_delete {
+                Some("auto-delete")
+            } else {
+                None
+            };
+            if let Some(prop) = bad {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid property '{prop}' for queue '{}' in vhost '{}'",
+                    req.name, self.name
+                )));
+            }
+        }
         let owner = req.exclusive.then_some(conn_id);
         let q = Arc::new(Queue::new(
             req.name,
@@ -344,6 +386,13 @@ impl VHost {
             return Ok(0);
         };
         q.check_access(conn_id)?;
+        if q.queue_type == queue_args::QueueType::Quorum && (if_unused || if_empty) {
+            let flag = if if_unused { "if-unused" } else { "if-empty" };
+            return Err(AmqpError::not_implemented(format!(
+                "cannot delete queue '{}' in vhost '{}'. queue.delete operations with {flag} flag set are not supported by quorum queues",
+                name, self.name
+            )));
+        }
         let (messages, consumers) = q.counts();
         if if_unused && consumers > 0 {
             return Err(AmqpError::precondition_failed(format!(

@@ -151,6 +151,27 @@ impl Channel {
         match m {
             queue::AMQPMethod::Declare(d) => {
                 let requested = clean_name(d.queue.as_str());
+                if d.passive && requested.starts_with(super::reply_to::PREFIX) {
+                    // A live direct reply-to name looks like a queue with one consumer.
+                    if ctx.vhost.reply_target(&requested).is_none() {
+                        return Err(AmqpError::not_found(format!(
+                            "no queue '{}' in vhost '{}'",
+                            requested, ctx.vhost.name
+                        )));
+                    }
+                    if !d.nowait {
+                        reply(
+                            ctx,
+                            id,
+                            AMQPClass::Queue(queue::AMQPMethod::DeclareOk(queue::DeclareOk {
+                                queue: requested.as_str().into(),
+                                message_count: 0,
+                                consumer_count: 1,
+                            })),
+                        );
+                    }
+                    return Ok(());
+                }
                 let generated = requested.is_empty() && !d.passive;
                 let name = if generated {
                     generated_name("amq.gen-")
@@ -304,7 +325,8 @@ impl Channel {
             basic::AMQPMethod::Consume(c) => self.consume(ctx, c)?,
             basic::AMQPMethod::Cancel(c) => {
                 let tag = c.consumer_tag.to_string();
-                if let Some(consumer) = self.shared.remove_consumer(&tag) {
+                if self.reply_cancel(ctx, &tag) {
+                } else if let Some(consumer) = self.shared.remove_consumer(&tag) {
                     if consumer.queue.remove_consumer(&consumer) {
                         ctx.vhost.remove_queue(&consumer.queue);
                     }
@@ -323,6 +345,14 @@ impl Channel {
                 let qname = self.queue_name(g.queue.as_str())?;
                 let q = ctx.vhost.get_queue(&qname)?;
                 q.check_access(ctx.conn.id)?;
+                if q.queue_type == crate::broker::queue_args::QueueType::Quorum
+                    && q.is_single_active()
+                {
+                    return Err(AmqpError::resource_locked(format!(
+                        "cannot obtain access to locked queue '{}' in vhost '{}'. basic.get operations are not supported by quorum queues with single active consumer",
+                        qname, ctx.vhost.name
+                    )));
+                }
                 if !q.get(&self.shared, g.no_ack) {
                     reply(
                         ctx,
@@ -399,8 +429,19 @@ impl Channel {
     fn consume(&mut self, ctx: &mut Ctx, c: basic::Consume) -> AmqpResult<()> {
         let id = self.id();
         let qname = self.queue_name(c.queue.as_str())?;
+        if qname == super::reply_to::PSEUDO_QUEUE {
+            return self.reply_consume(ctx, c);
+        }
         let q = ctx.vhost.get_queue(&qname)?;
         q.check_access(ctx.conn.id)?;
+        if q.queue_type == crate::broker::queue_args::QueueType::Quorum
+            && self.shared.global_prefetch() > 0
+        {
+            return Err(AmqpError::not_implemented(format!(
+                "queue '{}' in vhost '{}' does not support global qos",
+                qname, ctx.vhost.name
+            )));
+        }
         let priority = match fields::get(&c.arguments, "x-priority") {
             None => 0,
             Some(v) => fields::as_int(v).ok_or_else(|| {
@@ -663,13 +704,14 @@ impl Channel {
         if self.confirm {
             self.publish_seq += 1;
         }
-        let msg = Arc::new(Message {
+        let msg = self.rewrite_reply_to(Message {
             exchange: x.name.clone(),
             routing_key: p.routing_key.into_boxed_str(),
             header,
             properties,
             body,
-        });
+        })?;
+        let msg = Arc::new(msg);
         if let Some(ops) = &mut self.tx {
             ops.push(TxOp::Publish {
                 exchange: p.exchange,
@@ -689,6 +731,33 @@ impl Channel {
         mandatory: bool,
         msg: Arc<Message>,
     ) {
+        if x.name.is_empty() && msg.routing_key.starts_with(super::reply_to::PREFIX) {
+            let target = ctx.vhost.reply_target(&msg.routing_key);
+            match &target {
+                Some((ch, tag)) => ch.deliver_reply(tag, &msg),
+                None if mandatory => {
+                    let id = self.id();
+                    let frame_max = ctx.conn.frame_max();
+                    ctx.conn.outbound.send(|b| {
+                        protocol::write_return(
+                            b,
+                            id,
+                            312,
+                            "NO_ROUTE",
+                            &msg.exchange,
+                            &msg.routing_key,
+                        );
+                        protocol::write_content(b, id, &msg.header, &msg.body, frame_max);
+                    });
+                }
+                None => {}
+            }
+            if self.confirm {
+                let seq = self.publish_seq;
+                self.confirm(seq, true);
+            }
+            return;
+        }
         let mut routed = Routed::new();
         let headers = msg.properties.headers().as_ref();
         let cc = headers.map(|h| (routing_list(h, "CC"), routing_list(h, "BCC")));

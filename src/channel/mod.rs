@@ -4,6 +4,7 @@
 //! implements the channel-level AMQP methods.
 
 pub mod methods;
+pub mod reply_to;
 mod shared;
 
 pub use shared::{ChannelShared, Unacked};
@@ -65,6 +66,8 @@ pub struct Channel {
     pub last_queue: Option<String>,
     /// A body overran its declared size; RabbitMQ then refuses every further method on the channel.
     pub wedged: bool,
+    /// The direct reply-to consumer, if this channel has one.
+    pub reply: Option<reply_to::ReplyConsumer>,
 }
 
 impl Channel {
@@ -81,6 +84,7 @@ impl Channel {
             tx: None,
             last_queue: None,
             wedged: false,
+            reply: None,
         }
     }
 

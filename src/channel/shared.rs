@@ -100,6 +100,10 @@ impl ChannelShared {
         self.closed.load(Ordering::SeqCst)
     }
 
+    pub fn global_prefetch(&self) -> u32 {
+        self.deliveries.lock().global_prefetch
+    }
+
     pub fn set_global_prefetch(&self, n: u32) {
         self.deliveries.lock().global_prefetch = n;
     }
@@ -163,6 +167,25 @@ impl ChannelShared {
             protocol::write_content(buf, self.id, &m.header, &m.body, frame_max);
         });
         true
+    }
+
+    /// A no-ack delivery that no queue tracks (direct reply-to).
+    pub fn deliver_untracked(&self, consumer_tag: &str, m: &crate::broker::message::Message) {
+        let mut d = self.deliveries.lock();
+        let tag = d.push(None);
+        let frame_max = self.conn.frame_max();
+        self.conn.outbound.send(|buf| {
+            protocol::write_deliver(
+                buf,
+                self.id,
+                consumer_tag,
+                tag,
+                false,
+                &m.exchange,
+                &m.routing_key,
+            );
+            protocol::write_content(buf, self.id, &m.header, &m.body, frame_max);
+        });
     }
 
     /// Answer basic.get with get-ok and the message.

@@ -359,6 +359,9 @@ impl Connection {
         ch.settle(entries, Settle::Requeue);
         ch.publish = None;
         ch.tx = None;
+        if let Some(r) = ch.reply.take() {
+            vhost.unregister_reply(&r.name);
+        }
     }
 
     /// Everything a finished connection must give back.

@@ -3,20 +3,23 @@
 //! consumer's connection outbound buffer, so a message crosses one hand-off between sockets. Acks, requeues and
 //! consumer changes run the same dispatch loop from whichever task freed capacity.
 //!
-//! Messages that die (rejected without requeue, expired, dropped by a length limit) are collected under the
-//! lock and dead-lettered after it is released, so two queues dead-lettering into each other never deadlock.
+//! Messages that die (rejected without requeue, expired, dropped by a length limit, past their delivery limit)
+//! are collected under the lock and dead-lettered after it is released, so two queues dead-lettering into each
+//! other never deadlock. Timers (message TTL at the head, queue expiry) are one-shot tokio tasks holding a weak
+//! reference; no timer exists while nothing can expire, so TTL costs nothing when unused.
 
 pub mod deadletter;
+mod ready;
 
 use crate::broker::message::MessageRef;
-use crate::broker::queue_args::{Overflow, QueueConfig};
+use crate::broker::queue_args::{Overflow, QueueConfig, QueueType};
 use crate::broker::VHost;
 use crate::channel::ChannelShared;
 use crate::error::{AmqpError, AmqpResult};
-use amq_protocol::types::FieldTable;
+use amq_protocol::types::{AMQPValue, FieldTable};
 use deadletter::Reason;
 use parking_lot::Mutex;
-use std::collections::VecDeque;
+use ready::ReadyList;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
@@ -37,6 +40,8 @@ pub struct QueuedMessage {
     pub redelivered: bool,
     /// Expiry deadline on the `now_ms` clock, when the queue or the message has a TTL.
     pub expires: Option<u64>,
+    /// How many times the message came back to the queue unacknowledged.
+    pub delivery_count: u32,
 }
 
 /// A consumer registered on a queue by a channel.
@@ -71,17 +76,19 @@ pub enum Accepted {
 
 #[derive(Debug, Default)]
 struct QueueState {
-    ready: VecDeque<QueuedMessage>,
-    ready_bytes: u64,
+    ready: ReadyList,
     next_seq: u64,
     /// Sorted by priority, highest first; round-robin within a priority by moving the served consumer to the
-    /// end of its group.
+    /// end of its group. For a single-active-consumer queue, registration order (the first is active).
     consumers: Vec<Arc<Consumer>>,
     unacked: u32,
     had_consumer: bool,
     config: QueueConfig,
-    /// The deadline a timer task is armed for, if any.
+    /// The deadline a message-expiry timer is armed for, if any.
     timer: Option<u64>,
+    /// Last use (declare, get, consume) for x-expires, and whether an expiry timer is armed.
+    last_used: u64,
+    expiry_armed: bool,
 }
 
 /// Messages that died under the lock, dead-lettered once it is released.
@@ -95,23 +102,13 @@ pub struct Queue {
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    pub queue_type: QueueType,
     vhost_ref: Weak<VHost>,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
 }
 
 impl QueueState {
-    fn pop_front(&mut self) -> Option<QueuedMessage> {
-        let m = self.ready.pop_front()?;
-        self.ready_bytes -= m.msg.body.len() as u64;
-        Some(m)
-    }
-
-    fn push_back(&mut self, m: QueuedMessage) {
-        self.ready_bytes += m.msg.body.len() as u64;
-        self.ready.push_back(m);
-    }
-
     /// Drop expired messages at the head (RabbitMQ expires per-message TTLs only at the head).
     fn expire_head(&mut self, now: u64, dead: &mut Dead) {
         while self
@@ -120,7 +117,7 @@ impl QueueState {
             .and_then(|m| m.expires)
             .is_some_and(|e| e <= now)
         {
-            if let Some(m) = self.pop_front() {
+            if let Some(m) = self.ready.pop_front() {
                 dead.push((m, Reason::Expired));
             }
         }
@@ -133,7 +130,12 @@ impl QueueState {
             || self
                 .config
                 .max_length_bytes
-                .is_some_and(|n| self.ready_bytes > n)
+                .is_some_and(|n| self.ready.bytes() > n)
+    }
+
+    /// Whether deliveries are counted (quorum queues always; others with a delivery limit).
+    fn counts_deliveries(&self) -> bool {
+        self.config.queue_type == QueueType::Quorum || self.config.delivery_limit.is_some()
     }
 }
 
@@ -154,10 +156,13 @@ impl Queue {
             durable,
             exclusive_owner,
             auto_delete,
+            queue_type: config.queue_type,
             arguments,
             vhost_ref,
             state: Mutex::new(QueueState {
+                ready: ReadyList::new(config.max_priority),
                 config,
+                last_used: now_ms(),
                 ..Default::default()
             }),
             deleted: AtomicBool::new(false),
@@ -166,6 +171,31 @@ impl Queue {
 
     pub fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::Acquire)
+    }
+
+    pub fn config(&self) -> QueueConfig {
+        self.state.lock().config.clone()
+    }
+
+    /// Replace the effective configuration (a policy changed): limits and TTLs apply from now on.
+    pub fn set_config(self: &Arc<Self>, config: QueueConfig) {
+        let mut dead = Dead::new();
+        {
+            let mut st = self.state.lock();
+            let max_priority = st.config.max_priority;
+            st.config = QueueConfig {
+                max_priority,
+                ..config
+            };
+            while st.over_limit() && st.config.overflow == Overflow::DropHead {
+                match st.ready.pop_front() {
+                    Some(m) => dead.push((m, Reason::Maxlen)),
+                    None => break,
+                }
+            }
+            self.arm_expiry(&mut st);
+        }
+        self.dead_letter(dead);
     }
 
     /// RabbitMQ's 405 for a queue that belongs to another connection.
@@ -184,6 +214,17 @@ impl Queue {
         }
     }
 
+    pub fn is_single_active(&self) -> bool {
+        self.state.lock().config.single_active_consumer
+    }
+
+    /// The queue was used (declare, get, consume): restart its x-expires countdown.
+    pub fn touch(self: &Arc<Self>) {
+        let mut st = self.state.lock();
+        st.last_used = now_ms();
+        self.arm_expiry(&mut st);
+    }
+
     /// Enqueue a message and hand it to a consumer if one has capacity.
     pub fn publish(self: &Arc<Self>, msg: MessageRef) -> Accepted {
         let mut dead = Dead::new();
@@ -192,30 +233,26 @@ impl Queue {
             if self.is_deleted() {
                 return Accepted::Yes;
             }
-            let now = if st.config.message_ttl.is_some() || msg.properties.expiration().is_some() {
-                now_ms()
-            } else {
-                0
-            };
             let ttl = match (st.config.message_ttl, per_message_ttl(&msg)) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
             let seq = st.next_seq;
             st.next_seq += 1;
-            let qm = QueuedMessage {
+            let expires = ttl.map(|t| now_ms().saturating_add(t));
+            st.ready.push_back(QueuedMessage {
                 seq,
                 msg,
                 redelivered: false,
-                expires: ttl.map(|t| now.saturating_add(t)),
-            };
+                expires,
+                delivery_count: 0,
+            });
             let mut accepted = Accepted::Yes;
-            st.push_back(qm);
             if st.over_limit() {
                 match st.config.overflow {
                     Overflow::DropHead => {
                         while st.over_limit() {
-                            match st.pop_front() {
+                            match st.ready.pop_front() {
                                 Some(m) => dead.push((m, Reason::Maxlen)),
                                 None => break,
                             }
@@ -224,15 +261,13 @@ impl Queue {
                     Overflow::RejectPublish | Overflow::RejectPublishDlx => {
                         // Refuse the new message, unless a consumer can take it at once.
                         self.dispatch_locked(&mut st, &mut dead);
-                        if st.over_limit() && st.ready.back().is_some_and(|m| m.seq == seq) {
-                            if let Some(m) = st.ready.pop_back() {
-                                st.ready_bytes -= m.msg.body.len() as u64;
+                        if st.over_limit() {
+                            if let Some(m) = st.ready.remove_seq(seq) {
                                 if st.config.overflow == Overflow::RejectPublishDlx {
                                     dead.push((m, Reason::Maxlen));
                                 }
+                                accepted = Accepted::Rejected;
                             }
-                            st.next_seq -= 1;
-                            accepted = Accepted::Rejected;
                         }
                     }
                 }
@@ -258,12 +293,18 @@ impl Queue {
     }
 
     fn dispatch_locked(self: &Arc<Self>, st: &mut QueueState, dead: &mut Dead) {
+        let single = st.config.single_active_consumer;
         'outer: loop {
             if st.ready.front().is_some_and(|m| m.expires.is_some()) {
                 st.expire_head(now_ms(), dead);
             }
             let Some(front) = st.ready.front() else { break };
-            for i in 0..st.consumers.len() {
+            let eligible = if single {
+                st.consumers.len().min(1)
+            } else {
+                st.consumers.len()
+            };
+            for i in 0..eligible {
                 let c = &st.consumers[i];
                 if !c.may_take() {
                     continue;
@@ -272,8 +313,10 @@ impl Queue {
                     if !c.no_ack {
                         st.unacked += 1;
                     }
-                    st.pop_front();
-                    Self::rotate(&mut st.consumers, i);
+                    st.ready.pop_front();
+                    if !single {
+                        Self::rotate(&mut st.consumers, i);
+                    }
                     continue 'outer;
                 }
             }
@@ -329,13 +372,61 @@ impl Queue {
         self.dead_letter(dead);
     }
 
+    /// Arm the x-expires timer while the queue has no consumers.
+    fn arm_expiry(self: &Arc<Self>, st: &mut QueueState) {
+        let Some(expires) = st.config.expires else {
+            return;
+        };
+        if st.expiry_armed || !st.consumers.is_empty() || self.is_deleted() {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        st.expiry_armed = true;
+        let deadline = st.last_used.saturating_add(expires);
+        let weak = Arc::downgrade(self);
+        rt.spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(
+                deadline.saturating_sub(now_ms()),
+            ))
+            .await;
+            if let Some(q) = weak.upgrade() {
+                q.on_expiry_timer();
+            }
+        });
+    }
+
+    fn on_expiry_timer(self: &Arc<Self>) {
+        let expired = {
+            let mut st = self.state.lock();
+            st.expiry_armed = false;
+            let due = st.config.expires.map(|e| st.last_used.saturating_add(e));
+            match due {
+                Some(due) if st.consumers.is_empty() && now_ms() >= due => true,
+                _ => {
+                    // Used since the timer was armed (or a consumer came and went): count again.
+                    self.arm_expiry(&mut st);
+                    false
+                }
+            }
+        };
+        if expired {
+            if let Some(v) = self.vhost_ref.upgrade() {
+                tracing::info!(vhost = %self.vhost, queue = %self.name, "queue expired (x-expires)");
+                v.remove_queue(self);
+            }
+        }
+    }
+
     /// basic.get: hand the head message to `channel`. Returns false when the queue is empty.
     pub fn get(self: &Arc<Self>, channel: &Arc<ChannelShared>, no_ack: bool) -> bool {
         let mut dead = Dead::new();
         let got = {
             let mut st = self.state.lock();
+            st.last_used = now_ms();
             st.expire_head(now_ms(), &mut dead);
-            match st.pop_front() {
+            match st.ready.pop_front() {
                 None => false,
                 Some(qm) => {
                     let remaining = st.ready.len() as u32;
@@ -375,13 +466,17 @@ impl Queue {
                     self.name, self.vhost
                 )));
             }
-            let pos = st
-                .consumers
-                .iter()
-                .position(|x| x.priority < c.priority)
-                .unwrap_or(st.consumers.len());
+            let pos = if st.config.single_active_consumer {
+                st.consumers.len()
+            } else {
+                st.consumers
+                    .iter()
+                    .position(|x| x.priority < c.priority)
+                    .unwrap_or(st.consumers.len())
+            };
             st.consumers.insert(pos, c);
             st.had_consumer = true;
+            st.last_used = now_ms();
             announce();
             self.dispatch_locked(&mut st, &mut dead);
         }
@@ -390,16 +485,27 @@ impl Queue {
     }
 
     /// Remove a consumer; returns true when the queue is auto-delete and has just lost its last consumer.
-    pub fn remove_consumer(&self, c: &Arc<Consumer>) -> bool {
-        let mut st = self.state.lock();
-        let before = st.consumers.len();
-        st.consumers.retain(|x| !Arc::ptr_eq(x, c));
-        let removed = st.consumers.len() != before;
-        removed
-            && self.auto_delete
-            && st.consumers.is_empty()
-            && st.had_consumer
-            && !self.is_deleted()
+    pub fn remove_consumer(self: &Arc<Self>, c: &Arc<Consumer>) -> bool {
+        let mut dead = Dead::new();
+        let auto_delete = {
+            let mut st = self.state.lock();
+            let before = st.consumers.len();
+            st.consumers.retain(|x| !Arc::ptr_eq(x, c));
+            let removed = st.consumers.len() != before;
+            if removed {
+                st.last_used = now_ms();
+                // A single-active-consumer queue hands over to the next consumer.
+                self.dispatch_locked(&mut st, &mut dead);
+                self.arm_expiry(&mut st);
+            }
+            removed
+                && self.auto_delete
+                && st.consumers.is_empty()
+                && st.had_consumer
+                && !self.is_deleted()
+        };
+        self.dead_letter(dead);
+        auto_delete
     }
 
     /// Settle `n` acknowledged deliveries and refill consumers.
@@ -419,8 +525,9 @@ impl Queue {
         self.dead_letter(msgs.into_iter().map(|m| (m, Reason::Rejected)).collect());
     }
 
-    /// Put unacknowledged messages back at their original positions, marked redelivered.
-    pub fn requeue(self: &Arc<Self>, mut msgs: Vec<QueuedMessage>) {
+    /// Take back unacknowledged messages, marked redelivered: a classic queue puts them at their original
+    /// positions, a quorum queue at the back. Counted deliveries past the limit are dead-lettered instead.
+    pub fn requeue(self: &Arc<Self>, msgs: Vec<QueuedMessage>) {
         let mut dead = Dead::new();
         {
             let mut st = self.state.lock();
@@ -428,35 +535,35 @@ impl Queue {
             if self.is_deleted() {
                 return;
             }
-            for m in msgs.iter_mut() {
+            let counting = st.counts_deliveries();
+            let mut back = Vec::with_capacity(msgs.len());
+            for mut m in msgs {
                 m.redelivered = true;
-                st.ready_bytes += m.msg.body.len() as u64;
+                if counting {
+                    m.delivery_count += 1;
+                    if st
+                        .config
+                        .delivery_limit
+                        .is_some_and(|l| m.delivery_count as u64 > l)
+                    {
+                        dead.push((m, Reason::DeliveryLimit));
+                        continue;
+                    }
+                    let count = m.delivery_count as i64;
+                    m.msg = Arc::new(m.msg.with_headers(|h| {
+                        h.insert("x-delivery-count".into(), AMQPValue::LongLongInt(count));
+                    }));
+                }
+                back.push(m);
             }
-            msgs.sort_by_key(|m| m.seq);
-            let first_ready = st.ready.front().map(|m| m.seq);
-            match first_ready {
-                Some(head) if msgs.last().is_some_and(|m| m.seq > head) => {
-                    let old = std::mem::take(&mut st.ready);
-                    let mut merged = VecDeque::with_capacity(old.len() + msgs.len());
-                    let mut a = old.into_iter().peekable();
-                    let mut b = msgs.into_iter().peekable();
-                    loop {
-                        let take_a = match (a.peek(), b.peek()) {
-                            (Some(x), Some(y)) => x.seq < y.seq,
-                            (Some(_), None) => true,
-                            (None, Some(_)) => false,
-                            (None, None) => break,
-                        };
-                        let next = if take_a { a.next() } else { b.next() };
-                        merged.extend(next);
-                    }
-                    st.ready = merged;
+            if st.config.queue_type == QueueType::Quorum {
+                for mut m in back {
+                    m.seq = st.next_seq;
+                    st.next_seq += 1;
+                    st.ready.push_back(m);
                 }
-                _ => {
-                    for m in msgs.into_iter().rev() {
-                        st.ready.push_front(m);
-                    }
-                }
+            } else {
+                st.ready.requeue(back);
             }
             self.dispatch_locked(&mut st, &mut dead);
             self.arm_timer(&mut st);
@@ -466,11 +573,7 @@ impl Queue {
 
     /// Drop all ready messages; returns how many.
     pub fn purge(&self) -> u32 {
-        let mut st = self.state.lock();
-        let n = st.ready.len() as u32;
-        st.ready.clear();
-        st.ready_bytes = 0;
-        n
+        self.state.lock().ready.clear() as u32
     }
 
     pub fn message_count(&self) -> u32 {
@@ -495,9 +598,7 @@ impl Queue {
     pub fn take_for_delete(&self) -> (u32, Vec<Arc<Consumer>>) {
         let mut st = self.state.lock();
         self.deleted.store(true, Ordering::Release);
-        let n = st.ready.len() as u32;
-        st.ready.clear();
-        st.ready_bytes = 0;
+        let n = st.ready.clear() as u32;
         (n, std::mem::take(&mut st.consumers))
     }
 

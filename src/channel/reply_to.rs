@@ -1,0 +1,124 @@
+//! Direct reply-to (`amq.rabbitmq.reply-to`): a requester consumes from the pseudo-queue with no-ack, publishes
+//! a request whose reply_to the broker rewrites to a private name, and a responder publishing to the default
+//! exchange with that name as routing key reaches the requester's channel directly, with no queue in between.
+
+use super::methods::{generated_name, Ctx};
+use super::{Channel, ChannelShared};
+use crate::broker::message::Message;
+use crate::error::{AmqpError, AmqpResult};
+use crate::protocol;
+use amq_protocol::protocol::{basic, AMQPClass};
+use std::sync::{Arc, Weak};
+
+pub const PSEUDO_QUEUE: &str = "amq.rabbitmq.reply-to";
+pub const PREFIX: &str = "amq.rabbitmq.reply-to.";
+
+/// Where replies to one channel go.
+#[derive(Debug, Clone)]
+pub struct ReplyTarget {
+    pub channel: Weak<ChannelShared>,
+    pub consumer_tag: Arc<str>,
+}
+
+/// A channel's reply consumer.
+#[derive(Debug, Clone)]
+pub struct ReplyConsumer {
+    pub tag: Arc<str>,
+    /// The private name requests carry in reply_to.
+    pub name: String,
+}
+
+impl Channel {
+    /// basic.consume on amq.rabbitmq.reply-to.
+    pub(super) fn reply_consume(&mut self, ctx: &mut Ctx, c: basic::Consume) -> AmqpResult<()> {
+        if !c.no_ack {
+            return Err(AmqpError::precondition_failed(
+                "reply consumer cannot acknowledge",
+            ));
+        }
+        if self.reply.is_some() {
+            return Err(AmqpError::precondition_failed("reply consumer already set"));
+        }
+        let tag = if c.consumer_tag.as_str().is_empty() {
+            generated_name("amq.ctag-")
+        } else {
+            c.consumer_tag.to_string()
+        };
+        if self.shared.has_consumer(&tag) {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
+        }
+        let name = format!("{PREFIX}{}.{}", ctx.conn.id, &generated_name("")[..16]);
+        let tag: Arc<str> = Arc::from(tag.as_str());
+        ctx.vhost.register_reply(
+            &name,
+            ReplyTarget {
+                channel: Arc::downgrade(&self.shared),
+                consumer_tag: tag.clone(),
+            },
+        );
+        self.reply = Some(ReplyConsumer {
+            tag: tag.clone(),
+            name,
+        });
+        if !c.nowait {
+            let id = self.id();
+            ctx.conn.outbound.send(|b| {
+                protocol::write_method(
+                    b,
+                    id,
+                    AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                        consumer_tag: tag.as_ref().into(),
+                    })),
+                )
+            });
+        }
+        Ok(())
+    }
+
+    /// basic.cancel of the reply consumer; returns whether `tag` was it.
+    pub(super) fn reply_cancel(&mut self, ctx: &Ctx, tag: &str) -> bool {
+        match &self.reply {
+            Some(r) if &*r.tag == tag => {
+                ctx.vhost.unregister_reply(&r.name);
+                self.reply = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A request's reply_to of amq.rabbitmq.reply-to becomes this channel's private reply name.
+    pub(super) fn rewrite_reply_to(&self, msg: Message) -> AmqpResult<Message> {
+        match msg.properties.reply_to() {
+            Some(r) if r.as_str() == PSEUDO_QUEUE => {}
+            _ => return Ok(msg),
+        }
+        let Some(reply) = &self.reply else {
+            return Err(AmqpError::precondition_failed(
+                "fast reply consumer does not exist",
+            ));
+        };
+        let properties = msg
+            .properties
+            .clone()
+            .with_reply_to(reply.name.as_str().into());
+        let header = protocol::encode_content_header(msg.body.len() as u64, &properties);
+        Ok(Message {
+            header,
+            properties,
+            ..msg
+        })
+    }
+}
+
+impl ChannelShared {
+    /// Deliver a reply straight to this channel's reply consumer (always no-ack).
+    pub fn deliver_reply(&self, consumer_tag: &str, msg: &Message) {
+        if self.is_closed() {
+            return;
+        }
+        self.deliver_untracked(consumer_tag, msg);
+    }
+}
