@@ -35,6 +35,10 @@ pub struct Config {
     /// A RabbitMQ-format definitions file (users, vhosts, permissions, exchanges, queues, bindings) applied
     /// at start (RabbitMQ's load_definitions).
     pub definitions: Option<PathBuf>,
+    /// Policies applied at start, in RabbitMQ's shape (vhost, name, pattern, apply-to, priority, definition).
+    pub policies: Vec<crate::broker::policy::PolicyDef>,
+    /// Operator policies applied at start.
+    pub operator_policies: Vec<crate::broker::policy::PolicyDef>,
 }
 
 impl Default for Config {
@@ -55,6 +59,8 @@ impl Default for Config {
             handshake_timeout_ms: 10_000,
             max_message_size: 134_217_728,
             definitions: None,
+            policies: Vec::new(),
+            operator_policies: Vec::new(),
         }
     }
 }
@@ -135,6 +141,27 @@ mod tests {
         assert_eq!(c.heartbeat, 10);
         assert_eq!(c.frame_max, 131_072);
         assert!(toml::from_str::<Config>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn policies_in_toml() {
+        let c: Config = toml::from_str(
+            r#"
+            [[policies]]
+            name = "ttl"
+            pattern = "^ttl\\."
+            apply-to = "queues"
+            priority = 1
+            definition = { message-ttl = 100, dead-letter-exchange = "dlx" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.policies.len(), 1);
+        assert_eq!(c.policies[0].vhost, "/");
+        assert_eq!(
+            c.policies[0].definition["message-ttl"],
+            serde_json::json!(100)
+        );
     }
 
     #[test]

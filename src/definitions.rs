@@ -19,7 +19,8 @@ pub struct Definitions {
     pub exchanges: Vec<ExchangeDef>,
     pub queues: Vec<QueueDef>,
     pub bindings: Vec<BindingDef>,
-    pub policies: Vec<serde_json::Value>,
+    pub policies: Vec<crate::broker::policy::PolicyDef>,
+    pub operator_policies: Vec<crate::broker::policy::PolicyDef>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -247,11 +248,12 @@ pub fn apply(broker: &Broker, d: &Definitions) -> Result<(), DefinitionsError> {
         };
         r.map_err(|e| fail(format!("binding '{}' -> '{}'", b.source, b.destination), e))?;
     }
-    if !d.policies.is_empty() {
-        tracing::warn!(
-            count = d.policies.len(),
-            "policies in definitions are not applied yet"
-        );
+    for (list, operator) in [(&d.policies, false), (&d.operator_policies, true)] {
+        for p in list {
+            vhost(&p.vhost)?
+                .set_policy(p.clone(), operator)
+                .map_err(DefinitionsError::Apply)?;
+        }
     }
     Ok(())
 }

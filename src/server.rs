@@ -176,6 +176,9 @@ impl Server {
             broker.load_startup_definitions(d)?;
         }
         setup(&broker)?;
+        broker
+            .apply_config_policies()
+            .map_err(DefinitionsError::Apply)?;
         let (stop, mut stopped) = watch::channel(false);
         let b = broker.clone();
         let accept = tokio::spawn(async move {

@@ -3,6 +3,7 @@
 
 pub mod exchange;
 pub mod message;
+pub mod policy;
 pub mod queue_args;
 pub mod vhost;
 
@@ -139,7 +140,26 @@ impl Broker {
                 tracing::error!(error = %e, "reapplying startup definitions after reset failed");
             }
         }
+        if let Err(e) = self.apply_config_policies() {
+            tracing::error!(error = %e, "reapplying configured policies after reset failed");
+        }
         tracing::info!("broker reset to its start state");
+    }
+
+    /// Apply the policies and operator policies from the configuration file.
+    pub fn apply_config_policies(&self) -> Result<(), String> {
+        for (list, operator) in [
+            (&self.config.policies, false),
+            (&self.config.operator_policies, true),
+        ] {
+            for p in list {
+                let v = self
+                    .vhost(&p.vhost)
+                    .ok_or_else(|| format!("policy '{}': no vhost '{}'", p.name, p.vhost))?;
+                v.set_policy(p.clone(), operator)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn vhost_names(&self) -> Vec<String> {

@@ -74,6 +74,8 @@ pub struct QueueConfig {
     pub max_length: Option<u64>,
     pub max_length_bytes: Option<u64>,
     pub overflow: Overflow,
+    /// Whether x-overflow was given (an argument beats a policy's overflow).
+    pub overflow_set: bool,
     pub expires: Option<u64>,
 }
 
@@ -112,6 +114,7 @@ impl QueueConfig {
             dead_letter_routing_key: string("x-dead-letter-routing-key"),
             max_length: int("x-max-length"),
             max_length_bytes: int("x-max-length-bytes"),
+            overflow_set: fields::get(args, "x-overflow").is_some(),
             overflow: match string("x-overflow").as_deref() {
                 Some("reject-publish") => Overflow::RejectPublish,
                 Some("reject-publish-dlx") => Overflow::RejectPublishDlx,

@@ -3,6 +3,7 @@
 //! order vhost map → exchange bindings → queue.
 
 use super::exchange::{self, Binding, Destination, Exchange, ExchangeKind};
+use super::policy::{self, Policy, PolicyDef};
 use super::queue_args;
 use crate::error::{AmqpError, AmqpResult};
 use crate::protocol::fields;
@@ -22,6 +23,8 @@ pub struct VHost {
     queues: DashMap<String, Arc<Queue>>,
     /// Direct reply-to names and the channels they lead to.
     replies: DashMap<String, crate::channel::reply_to::ReplyTarget>,
+    policies: parking_lot::RwLock<Vec<Policy>>,
+    operator_policies: parking_lot::RwLock<Vec<Policy>>,
 }
 
 /// What a queue.declare asks for.
@@ -50,6 +53,8 @@ impl VHost {
             exchanges: DashMap::new(),
             queues: DashMap::new(),
             replies: DashMap::new(),
+            policies: parking_lot::RwLock::new(Vec::new()),
+            operator_policies: parking_lot::RwLock::new(Vec::new()),
         };
         let builtin = [
             ("", ExchangeKind::Direct, false),
@@ -74,6 +79,80 @@ impl VHost {
             );
         }
         v
+    }
+
+    /// Add or replace a policy (or operator policy) and apply it to existing queues and exchanges.
+    pub fn set_policy(&self, def: PolicyDef, operator: bool) -> Result<(), String> {
+        let p = Policy::new(def)?;
+        {
+            let mut list = if operator {
+                self.operator_policies.write()
+            } else {
+                self.policies.write()
+            };
+            list.retain(|x| x.name() != p.name());
+            list.push(p);
+        }
+        self.apply_policies();
+        Ok(())
+    }
+
+    /// Remove a policy; returns whether it existed.
+    pub fn clear_policy(&self, name: &str, operator: bool) -> bool {
+        let removed = {
+            let mut list = if operator {
+                self.operator_policies.write()
+            } else {
+                self.policies.write()
+            };
+            let before = list.len();
+            list.retain(|x| x.name() != name);
+            list.len() != before
+        };
+        if removed {
+            self.apply_policies();
+        }
+        removed
+    }
+
+    pub fn policies(&self, operator: bool) -> Vec<PolicyDef> {
+        let list = if operator {
+            self.operator_policies.read()
+        } else {
+            self.policies.read()
+        };
+        list.iter().map(|p| p.def.clone()).collect()
+    }
+
+    /// The name of the policy that applies to a queue (or exchange), if any.
+    pub fn policy_for(&self, name: &str, to_queue: bool) -> Option<String> {
+        policy::select(&self.policies.read(), name, to_queue).map(|p| p.name().to_string())
+    }
+
+    /// A queue's configuration from its arguments and the policies that apply to it.
+    fn effective_config(&self, q: &Queue) -> queue_args::QueueConfig {
+        let base = queue_args::QueueConfig::from_args(&q.arguments);
+        let policies = self.policies.read();
+        let operator = self.operator_policies.read();
+        policy::queue_config(
+            base,
+            policy::select(&policies, &q.name, true),
+            policy::select(&operator, &q.name, true),
+        )
+    }
+
+    fn apply_policies(&self) {
+        for q in self.queues() {
+            q.set_config(self.effective_config(&q));
+        }
+        let policies = self.policies.read();
+        for x in self.exchanges() {
+            let ae = policy::alternate_exchange(
+                x.alternate_arg(),
+                policy::select(&policies, &x.name, false),
+            );
+            x.set_alternate(ae);
+        }
     }
 
     pub fn register_reply(&self, name: &str, target: crate::channel::reply_to::ReplyTarget) {
@@ -204,6 +283,13 @@ impl VHost {
             internal,
             arguments.clone(),
         ));
+        if x.alternate_arg().is_none() {
+            let policies = self.policies.read();
+            x.set_alternate(policy::alternate_exchange(
+                None,
+                policy::select(&policies, name, false),
+            ));
+        }
         self.exchanges.entry(name.to_string()).or_insert(x);
         Ok(())
     }
@@ -324,6 +410,10 @@ impl VHost {
             self.self_ref.clone(),
         ));
         let q = self.queues.entry(req.name.to_string()).or_insert(q).clone();
+        if !self.policies.read().is_empty() || !self.operator_policies.read().is_empty() {
+            q.set_config(self.effective_config(&q));
+        }
+        q.touch();
         if q.exclusive_owner.is_some() && q.exclusive_owner != owner {
             return Err(q.locked_error());
         }
@@ -558,10 +648,10 @@ impl VHost {
                 });
             }
             if !matched {
-                if let Some(ae) = &ex.alternate {
+                if let Some(ae) = ex.alternate() {
                     if !visited.iter().any(|v| &**v == ae.as_str()) {
                         visited.push(Arc::from(ae.as_str()));
-                        if let Some(next) = self.exchange(ae) {
+                        if let Some(next) = self.exchange(&ae) {
                             work.push(next);
                         }
                     }

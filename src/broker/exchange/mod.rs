@@ -97,7 +97,8 @@ pub struct Exchange {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: FieldTable,
-    pub alternate: Option<String>,
+    /// The alternate exchange: the argument's, else the applicable policy's.
+    alternate: RwLock<Option<String>>,
     bindings: RwLock<Bindings>,
     deleted: AtomicBool,
 }
@@ -125,7 +126,7 @@ impl Exchange {
             auto_delete,
             internal,
             arguments,
-            alternate,
+            alternate: RwLock::new(alternate),
             bindings: RwLock::new(bindings),
             deleted: AtomicBool::new(false),
         }
@@ -155,6 +156,21 @@ impl Exchange {
                     .collect(),
             ),
         }
+    }
+
+    pub fn alternate(&self) -> Option<String> {
+        self.alternate.read().clone()
+    }
+
+    /// The alternate exchange named by the argument, if any.
+    pub fn alternate_arg(&self) -> Option<String> {
+        crate::protocol::fields::get(&self.arguments, "alternate-exchange")
+            .and_then(crate::protocol::fields::as_str)
+            .map(|s| s.into_owned())
+    }
+
+    pub fn set_alternate(&self, ae: Option<String>) {
+        *self.alternate.write() = ae;
     }
 
     pub fn mark_deleted(&self) {
