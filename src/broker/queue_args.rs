@@ -142,6 +142,28 @@ fn expect_int(key: &str, queue: &str, vhost: &str, v: &AMQPValue) -> AmqpResult<
     })
 }
 
+/// An integer argument within RabbitMQ's bounds, with its error terms for the rest.
+fn bounded_int(
+    key: &str,
+    queue: &str,
+    vhost: &str,
+    v: &AMQPValue,
+    zero_ok: bool,
+    max: Option<i64>,
+) -> AmqpResult<i64> {
+    let n = expect_int(key, queue, vhost, v)?;
+    let why = if n < 0 {
+        format!("{{value_negative,{n}}}")
+    } else if n == 0 && !zero_ok {
+        "{value_zero,0}".to_string()
+    } else if max.is_some_and(|m| n > m) {
+        format!("{{value_too_large,{n}}}")
+    } else {
+        return Ok(n);
+    };
+    Err(invalid(key, queue, vhost, why))
+}
+
 /// Validate the arguments of a new queue.
 pub fn validate(queue: &str, vhost: &str, args: &FieldTable) -> AmqpResult<()> {
     let qtype = fields::get(args, "x-queue-type")
@@ -161,94 +183,35 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable) -> AmqpResult<()> {
             ));
         }
     };
+    let wrong_type = |key: &str| {
+        AmqpError::precondition_failed(format!(
+            "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type {type_name}"
+        ))
+    };
     for (k, v) in args.inner() {
         let key = k.as_str();
         match key {
             "x-max-priority" | "x-queue-mode" | "x-queue-version" if qtype == "quorum" => {
-                return Err(AmqpError::precondition_failed(format!(
-                    "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type {type_name}"
-                )));
+                return Err(wrong_type(key));
             }
             "x-message-ttl" | "x-max-priority" | "x-dead-letter-exchange" if qtype == "stream" => {
-                return Err(AmqpError::precondition_failed(format!(
-                    "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type {type_name}"
-                )));
+                return Err(wrong_type(key));
             }
-            "x-delivery-limit" | "x-warren-delivery-limit"
-                if qtype != "classic" || key == "x-warren-delivery-limit" =>
-            {
-                let n = expect_int(key, queue, vhost, v)?;
-                if n < 0 {
-                    return Err(invalid(
-                        key,
-                        queue,
-                        vhost,
-                        format!("{{value_negative,{n}}}"),
-                    ));
-                }
+            "x-delivery-limit" | "x-max-age" if qtype == "classic" => return Err(wrong_type(key)),
+            "x-delivery-limit"
+            | "x-warren-delivery-limit"
+            | "x-max-length"
+            | "x-max-length-bytes" => {
+                bounded_int(key, queue, vhost, v, true, None)?;
             }
             "x-message-ttl" => {
-                let n = expect_int(key, queue, vhost, v)?;
-                if n < 0 {
-                    return Err(invalid(
-                        key,
-                        queue,
-                        vhost,
-                        format!("{{value_negative,{n}}}"),
-                    ));
-                }
-                if n > MAX_EXPIRY {
-                    return Err(invalid(
-                        key,
-                        queue,
-                        vhost,
-                        format!("{{value_too_large,{n}}}"),
-                    ));
-                }
+                bounded_int(key, queue, vhost, v, true, Some(MAX_EXPIRY))?;
             }
             "x-expires" => {
-                let n = expect_int(key, queue, vhost, v)?;
-                if n < 0 {
-                    return Err(invalid(
-                        key,
-                        queue,
-                        vhost,
-                        format!("{{value_negative,{n}}}"),
-                    ));
-                }
-                if n == 0 {
-                    return Err(invalid(key, queue, vhost, "{value_zero,0}".to_string()));
-                }
-                if n > MAX_EXPIRY {
-                    return Err(invalid(
-                        key,
-                        queue,
-                        vhost,
-                        format!("{{value_too_large,{n}}}"),
-                    ));
-                }
-            }
-            "x-max-length" | "x-max-length-bytes" => {
-                let n = expect_int(key, queue, vhost, v)?;
-                if n < 0 {
-                    return Err(invalid(
-                        key,
-                        queue,
-                        vhost,
-                        format!("{{value_negative,{n}}}"),
-                    ));
-                }
+                bounded_int(key, queue, vhost, v, false, Some(MAX_EXPIRY))?;
             }
             "x-max-priority" => {
-                let n = expect_int(key, queue, vhost, v)?;
-                if n < 0 {
-                    return Err(invalid(
-                        key,
-                        queue,
-                        vhost,
-                        format!("{{value_negative,{n}}}"),
-                    ));
-                }
+                let n = bounded_int(key, queue, vhost, v, true, None)?;
                 if n > 255 {
                     return Err(invalid(
                         key,
@@ -272,23 +235,15 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable) -> AmqpResult<()> {
             "x-queue-mode" => match fields::as_str(v) {
                 Some(s) if s == "default" || s == "lazy" => {}
                 _ => {
-                    return Err(invalid(
-                        key,
-                        queue,
-                        vhost,
-                        format!("\"unsupported queue mode '{}'\"", fields::display(v)),
-                    ));
+                    let why = format!("\"unsupported queue mode '{}'\"", fields::display(v));
+                    return Err(invalid(key, queue, vhost, why));
                 }
             },
             "x-queue-version" => match fields::as_int(v) {
                 Some(1) | Some(2) => {}
                 _ => {
-                    return Err(invalid(
-                        key,
-                        queue,
-                        vhost,
-                        format!("\"unsupported queue version '{}'\"", fields::display(v)),
-                    ));
+                    let why = format!("\"unsupported queue version '{}'\"", fields::display(v));
+                    return Err(invalid(key, queue, vhost, why));
                 }
             },
             "x-dead-letter-exchange" if fields::as_str(v).is_none() => {
@@ -300,25 +255,12 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable) -> AmqpResult<()> {
             "x-dead-letter-routing-key"
                 if fields::get(args, "x-dead-letter-exchange").is_none() =>
             {
-                return Err(invalid(
-                    key,
-                    queue,
-                    vhost,
-                    "routing_key_but_no_dlx_defined".to_string(),
-                ));
+                let why = "routing_key_but_no_dlx_defined".to_string();
+                return Err(invalid(key, queue, vhost, why));
             }
             "x-single-active-consumer" if fields::as_bool(v).is_none() => {
-                return Err(invalid(
-                    key,
-                    queue,
-                    vhost,
-                    format!("{{unacceptable_type,{}}}", fields::type_name(v)),
-                ));
-            }
-            "x-delivery-limit" | "x-max-age" if qtype == "classic" => {
-                return Err(AmqpError::precondition_failed(format!(
-                    "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type {type_name}"
-                )));
+                let why = format!("{{unacceptable_type,{}}}", fields::type_name(v));
+                return Err(invalid(key, queue, vhost, why));
             }
             _ => {}
         }

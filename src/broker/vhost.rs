@@ -383,12 +383,13 @@ impl VHost {
         let qtype = queue_args::QueueConfig::from_args(req.arguments).queue_type;
         if qtype != queue_args::QueueType::Classic {
             // Replicated queue types refuse the properties that tie a queue to one connection or consumer.
-            let bad = if !req.durable {
-                Some("non-durable")
+            // In RabbitMQ's order: auto-delete, exclusive, then durability.
+            let bad = if req.auto_delete {
+                Some("auto-delete")
             } else if req.exclusive {
                 Some("exclusive-owner")
-            } else if req.auto_delete {
-                Some("auto-delete")
+            } else if !req.durable {
+                Some("non-durable")
             } else {
                 None
             };
