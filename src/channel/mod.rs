@@ -3,6 +3,7 @@
 //! publisher-confirm sequence numbers, the transaction buffer, and the last declared queue name. `methods`
 //! implements the channel-level AMQP methods.
 
+pub mod confirms;
 pub mod methods;
 pub mod reply_to;
 mod shared;
@@ -59,9 +60,6 @@ pub struct Channel {
     pub confirm: bool,
     /// Sequence number of the last publish seen in confirm mode.
     pub publish_seq: u64,
-    /// Highest sequence number ready to be confirmed and the highest already confirmed.
-    pub confirm_ready: u64,
-    pub confirm_sent: u64,
     pub tx: Option<Vec<TxOp>>,
     pub last_queue: Option<String>,
     /// A body overran its declared size; RabbitMQ then refuses every further method on the channel.
@@ -79,8 +77,6 @@ impl Channel {
             consumer_prefetch: 0,
             confirm: false,
             publish_seq: 0,
-            confirm_ready: 0,
-            confirm_sent: 0,
             tx: None,
             last_queue: None,
             wedged: false,
@@ -92,34 +88,13 @@ impl Channel {
         self.shared.id
     }
 
-    /// Send the coalesced basic.ack for every publish confirmed since the last flush.
+    /// Send the confirms that are ready (called once per batch of frames read).
     pub fn flush_confirms(&mut self) {
-        if self.confirm_ready > self.confirm_sent {
-            let multiple = self.confirm_ready > self.confirm_sent + 1;
-            let tag = self.confirm_ready;
-            let id = self.id();
-            self.shared
-                .conn
-                .outbound
-                .send(|b| crate::protocol::write_confirm(b, id, true, tag, multiple));
-            self.confirm_sent = tag;
-        }
+        self.shared.flush_confirms();
     }
 
-    /// Confirm publish `seq`: acks are coalesced; a nack flushes the acks before it and goes out at once.
+    /// Record the outcome of publish `seq` that waits for no disk write.
     pub fn confirm(&mut self, seq: u64, ack: bool) {
-        if ack {
-            self.confirm_ready = seq;
-        } else {
-            self.confirm_ready = seq - 1;
-            self.flush_confirms();
-            let id = self.id();
-            self.shared
-                .conn
-                .outbound
-                .send(|b| crate::protocol::write_confirm(b, id, false, seq, false));
-            self.confirm_ready = seq;
-            self.confirm_sent = seq;
-        }
+        self.shared.confirms.lock().register(seq, 0, ack);
     }
 }

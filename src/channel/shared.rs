@@ -73,6 +73,8 @@ pub struct ChannelShared {
     consumers: Mutex<HashMap<Arc<str>, Arc<Consumer>>>,
     /// Set when the channel starts closing: no further deliveries are made to it.
     closed: AtomicBool,
+    /// Publisher-confirm outcomes waiting to be sent.
+    pub confirms: Mutex<super::confirms::Confirms>,
 }
 
 impl ChannelShared {
@@ -89,7 +91,25 @@ impl ChannelShared {
             }),
             consumers: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
+            confirms: Mutex::new(Default::default()),
         }
+    }
+
+    /// Send every confirm outcome that is ready, in order.
+    pub fn flush_confirms(&self) {
+        let mut out = Vec::new();
+        // Sent under the lock: the store's sync thread flushes too, and frames must not overtake each other.
+        let mut confirms = self.confirms.lock();
+        confirms.drain(&mut out);
+        if out.is_empty() || self.is_closed() {
+            return;
+        }
+        self.conn.outbound.send(|b| {
+            for (tag, ack, multiple) in out {
+                protocol::write_confirm(b, self.id, ack, tag, multiple);
+            }
+        });
+        drop(confirms);
     }
 
     pub fn mark_closed(&self) {
