@@ -2,11 +2,13 @@
 //! Run against an external broker with `AMQP_URL=amqp://guest:guest@127.0.0.1:5691/ cargo test`.
 
 mod common;
+mod durability;
 mod embedding;
 
 mod basic;
 mod confirms_tx;
 mod connection;
 mod exchanges;
+mod policies;
 mod queues;
 mod routing;

@@ -34,6 +34,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Definitions(#[from] DefinitionsError),
+    #[error(transparent)]
+    Persist(#[from] crate::broker::persist::PersistError),
 }
 
 pub struct Server {
@@ -171,7 +173,7 @@ impl Server {
             addr: addr.clone(),
             source,
         })?;
-        let broker = Broker::new(config);
+        let broker = Broker::open(config)?;
         if let Some(d) = definitions {
             broker.load_startup_definitions(d)?;
         }

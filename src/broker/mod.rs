@@ -3,6 +3,7 @@
 
 pub mod exchange;
 pub mod message;
+pub mod persist;
 pub mod policy;
 pub mod queue_args;
 pub mod vhost;
@@ -11,8 +12,10 @@ use crate::config::Config;
 use crate::connection::ConnShared;
 use crate::definitions::{Definitions, DefinitionsError};
 use dashmap::DashMap;
+use persist::{DefOp, DefsLog, PersistError, StoredPassword};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use vhost::QueueDeclare;
 pub use vhost::VHost;
 
 /// How a user's password is stored.
@@ -52,20 +55,218 @@ pub struct Broker {
     next_connection: AtomicU64,
     connections: DashMap<u64, Arc<ConnShared>>,
     startup_definitions: parking_lot::Mutex<Option<Definitions>>,
+    /// The durable topology log; None when ephemeral.
+    log: Option<Arc<DefsLog>>,
 }
 
 impl Broker {
+    /// A broker that keeps nothing on disk.
     pub fn new(config: Config) -> Arc<Broker> {
-        let b = Broker {
+        let b = Self::build(config, None);
+        b.create_defaults();
+        Arc::new(b)
+    }
+
+    fn build(config: Config, log: Option<Arc<DefsLog>>) -> Broker {
+        Broker {
             vhosts: DashMap::new(),
             users: DashMap::new(),
             next_connection: AtomicU64::new(1),
             connections: DashMap::new(),
             config: Arc::new(config),
             startup_definitions: parking_lot::Mutex::new(None),
-        };
+            log,
+        }
+    }
+
+    /// A broker backed by its data directory (or `new` when the configuration is ephemeral): the durable
+    /// topology is replayed from the definitions log, which is then compacted.
+    pub fn open(config: Config) -> Result<Arc<Broker>, PersistError> {
+        if config.ephemeral {
+            return Ok(Self::new(config));
+        }
+        let (log, ops) = DefsLog::open(&config.data_dir)?;
+        let log = Arc::new(log);
+        let b = Self::build(config, Some(log.clone()));
+        let replayed = ops.len();
+        for op in ops {
+            b.replay(op);
+        }
         b.create_defaults();
-        Arc::new(b)
+        let mut snapshot = Vec::new();
+        b.snapshot(&mut snapshot);
+        log.compact_and_enable(&snapshot)?;
+        tracing::info!(operations = replayed, kept = snapshot.len(), dir = %b.config.data_dir.display(), "definitions recovered");
+        Ok(Arc::new(b))
+    }
+
+    fn log(&self, op: DefOp) {
+        if let Some(l) = &self.log {
+            l.append(op);
+        }
+    }
+
+    /// Apply one definitions-log operation through the normal broker functions.
+    fn replay(&self, op: DefOp) {
+        let vh = |name: &str| self.vhost(name);
+        let result: Result<(), String> = match op {
+            DefOp::Vhost { name } => {
+                self.add_vhost(&name);
+                Ok(())
+            }
+            DefOp::DeleteVhost { name } => {
+                self.delete_vhost(&name);
+                Ok(())
+            }
+            DefOp::User {
+                name,
+                password,
+                tags,
+            } => {
+                let password = match password {
+                    StoredPassword::Plain(p) => Password::Plain(p),
+                    StoredPassword::Sha256(h) => Password::Sha256(h),
+                    StoredPassword::None => Password::None,
+                };
+                let vhosts = self.user(&name).map(|u| u.vhosts).unwrap_or_default();
+                self.users.insert(
+                    name.clone(),
+                    User {
+                        name,
+                        password,
+                        tags,
+                        vhosts,
+                    },
+                );
+                Ok(())
+            }
+            DefOp::DeleteUser { name } => {
+                self.users.remove(&name);
+                Ok(())
+            }
+            DefOp::Grant { user, vhost } => {
+                self.grant(&user, &vhost);
+                Ok(())
+            }
+            DefOp::Exchange {
+                vhost,
+                name,
+                kind,
+                auto_delete,
+                internal,
+                arguments,
+            } => vh(&vhost)
+                .map(|v| {
+                    v.declare_exchange(&name, &kind, false, true, auto_delete, internal, &arguments)
+                })
+                .map_or(Ok(()), |r| r.map_err(|e| e.reply_text())),
+            DefOp::DeleteExchange { vhost, name } => vh(&vhost)
+                .map(|v| v.delete_exchange(&name, false))
+                .map_or(Ok(()), |r| r.map_err(|e| e.reply_text())),
+            DefOp::Queue {
+                vhost,
+                name,
+                auto_delete,
+                arguments,
+            } => {
+                let req = QueueDeclare {
+                    name: &name,
+                    passive: false,
+                    durable: true,
+                    exclusive: false,
+                    auto_delete,
+                    arguments: &arguments,
+                };
+                vh(&vhost)
+                    .map(|v| v.declare_queue_unchecked(&req, 0).map(|_| ()))
+                    .map_or(Ok(()), |r| r.map_err(|e| e.reply_text()))
+            }
+            DefOp::DeleteQueue { vhost, name } => vh(&vhost)
+                .map(|v| v.delete_queue(&name, false, false, 0).map(|_| ()))
+                .map_or(Ok(()), |r| r.map_err(|e| e.reply_text())),
+            DefOp::Bind {
+                vhost,
+                source,
+                destination,
+                to_exchange,
+                routing_key,
+                arguments,
+            } => vh(&vhost)
+                .map(|v| {
+                    if to_exchange {
+                        v.bind_exchange(&destination, &source, &routing_key, &arguments)
+                    } else {
+                        v.bind_queue(&destination, &source, &routing_key, &arguments, 0)
+                    }
+                })
+                .map_or(Ok(()), |r| r.map_err(|e| e.reply_text())),
+            DefOp::Unbind {
+                vhost,
+                source,
+                destination,
+                to_exchange,
+                routing_key,
+                arguments,
+            } => vh(&vhost)
+                .map(|v| {
+                    if to_exchange {
+                        v.unbind_exchange(&destination, &source, &routing_key, &arguments)
+                    } else {
+                        v.unbind_queue(&destination, &source, &routing_key, &arguments, 0)
+                    }
+                })
+                .map_or(Ok(()), |r| r.map_err(|e| e.reply_text())),
+            DefOp::Policy { def, operator } => {
+                vh(&def.vhost.clone()).map_or(Ok(()), |v| v.set_policy(def, operator))
+            }
+            DefOp::ClearPolicy {
+                vhost,
+                name,
+                operator,
+            } => {
+                if let Some(v) = vh(&vhost) {
+                    v.clear_policy(&name, operator);
+                }
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "definitions log entry could not be applied; skipped");
+        }
+    }
+
+    /// The durable state as definitions-log operations.
+    fn snapshot(&self, out: &mut Vec<DefOp>) {
+        for v in self.vhosts.iter() {
+            out.push(DefOp::Vhost {
+                name: v.key().clone(),
+            });
+        }
+        for u in self.users.iter() {
+            out.push(Self::user_op(&u));
+            for v in &u.vhosts {
+                out.push(DefOp::Grant {
+                    user: u.name.clone(),
+                    vhost: v.clone(),
+                });
+            }
+        }
+        for v in self.vhosts.iter() {
+            v.snapshot(out);
+        }
+    }
+
+    fn user_op(u: &User) -> DefOp {
+        let password = match &u.password {
+            Password::Plain(p) => StoredPassword::Plain(p.clone()),
+            Password::Sha256(h) => StoredPassword::Sha256(h.clone()),
+            Password::None => StoredPassword::None,
+        };
+        DefOp::User {
+            name: u.name.clone(),
+            password,
+            tags: u.tags.clone(),
+        }
     }
 
     /// The default vhost and user from the configuration.
@@ -94,6 +295,9 @@ impl Broker {
         if self.vhosts.remove(name).is_none() {
             return false;
         }
+        self.log(DefOp::DeleteVhost {
+            name: name.to_string(),
+        });
         for c in self.connections() {
             if c.vhost() == Some(name) {
                 c.force_close(&format!("vhost '{name}' is deleted"));
@@ -167,10 +371,21 @@ impl Broker {
     }
 
     pub fn add_vhost(&self, name: &str) -> Arc<VHost> {
-        self.vhosts
+        let mut created = false;
+        let v = self
+            .vhosts
             .entry(name.to_string())
-            .or_insert_with(|| VHost::new(name))
-            .clone()
+            .or_insert_with(|| {
+                created = true;
+                VHost::new(name, self.log.clone())
+            })
+            .clone();
+        if created {
+            self.log(DefOp::Vhost {
+                name: name.to_string(),
+            });
+        }
+        v
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
@@ -182,6 +397,13 @@ impl Broker {
     }
 
     pub fn add_user(&self, user: User) {
+        self.log(Self::user_op(&user));
+        for v in &user.vhosts {
+            self.log(DefOp::Grant {
+                user: user.name.clone(),
+                vhost: v.clone(),
+            });
+        }
         self.users.insert(user.name.clone(), user);
     }
 
@@ -199,6 +421,10 @@ impl Broker {
         if let Some(mut u) = self.users.get_mut(user) {
             if !u.vhosts.iter().any(|v| v == vhost) {
                 u.vhosts.push(vhost.to_string());
+                self.log(DefOp::Grant {
+                    user: user.to_string(),
+                    vhost: vhost.to_string(),
+                });
             }
         }
     }

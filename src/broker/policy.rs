@@ -7,7 +7,7 @@ use super::queue_args::{Overflow, QueueConfig, QueueType};
 use serde::Deserialize;
 use serde_json::Value;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ApplyTo {
     #[default]
@@ -17,7 +17,7 @@ pub enum ApplyTo {
 }
 
 /// A policy as RabbitMQ's definitions and management API write it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 pub struct PolicyDef {
     #[serde(default = "default_vhost")]
     pub vhost: String,

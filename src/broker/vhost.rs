@@ -3,6 +3,7 @@
 //! order vhost map → exchange bindings → queue.
 
 use super::exchange::{self, Binding, Destination, Exchange, ExchangeKind};
+use super::persist::{DefOp, DefsLog};
 use super::policy::{self, Policy, PolicyDef};
 use super::queue_args;
 use crate::error::{AmqpError, AmqpResult};
@@ -19,6 +20,7 @@ pub type Routed = SmallVec<[Arc<Queue>; 4]>;
 pub struct VHost {
     pub name: Arc<str>,
     self_ref: std::sync::Weak<VHost>,
+    log: Option<Arc<DefsLog>>,
     exchanges: DashMap<String, Arc<Exchange>>,
     queues: DashMap<String, Arc<Queue>>,
     /// Direct reply-to names and the channels they lead to.
@@ -42,13 +44,21 @@ fn default_exchange_error() -> AmqpError {
 }
 
 impl VHost {
-    pub fn new(name: &str) -> Arc<VHost> {
-        Arc::new_cyclic(|w| Self::build(name, w.clone()))
+    pub fn new(name: &str, log: Option<Arc<DefsLog>>) -> Arc<VHost> {
+        Arc::new_cyclic(|w| Self::build(name, w.clone(), log))
     }
 
-    fn build(name: &str, self_ref: std::sync::Weak<VHost>) -> VHost {
+    /// Record a durable topology change in the definitions log (when the broker keeps one).
+    fn log(&self, op: impl FnOnce(String) -> DefOp) {
+        if let Some(l) = &self.log {
+            l.append(op(self.name.to_string()));
+        }
+    }
+
+    fn build(name: &str, self_ref: std::sync::Weak<VHost>, log: Option<Arc<DefsLog>>) -> VHost {
         let v = VHost {
             name: Arc::from(name),
+            log,
             self_ref,
             exchanges: DashMap::new(),
             queues: DashMap::new(),
@@ -91,8 +101,12 @@ impl VHost {
                 self.policies.write()
             };
             list.retain(|x| x.name() != p.name());
-            list.push(p);
+            list.push(p.clone());
         }
+        self.log(|_| DefOp::Policy {
+            def: p.def.clone(),
+            operator,
+        });
         self.apply_policies();
         Ok(())
     }
@@ -110,6 +124,11 @@ impl VHost {
             list.len() != before
         };
         if removed {
+            self.log(|vhost| DefOp::ClearPolicy {
+                vhost,
+                name: name.to_string(),
+                operator,
+            });
             self.apply_policies();
         }
         removed
@@ -290,7 +309,23 @@ impl VHost {
                 policy::select(&policies, name, false),
             ));
         }
-        self.exchanges.entry(name.to_string()).or_insert(x);
+        let inserted = Arc::ptr_eq(
+            self.exchanges
+                .entry(name.to_string())
+                .or_insert(x.clone())
+                .value(),
+            &x,
+        );
+        if inserted && durable {
+            self.log(|vhost| DefOp::Exchange {
+                vhost,
+                name: name.to_string(),
+                kind: kind.as_str().to_string(),
+                auto_delete,
+                internal,
+                arguments: arguments.clone(),
+            });
+        }
         Ok(())
     }
 
@@ -326,6 +361,12 @@ impl VHost {
             return;
         }
         x.mark_deleted();
+        if x.durable {
+            self.log(|vhost| DefOp::DeleteExchange {
+                vhost,
+                name: x.name.to_string(),
+            });
+        }
         let dest = Destination::Exchange(x.name.clone());
         self.unbind_everywhere(&dest);
     }
@@ -410,7 +451,16 @@ impl VHost {
             req.arguments.clone(),
             self.self_ref.clone(),
         ));
+        let created = q.clone();
         let q = self.queues.entry(req.name.to_string()).or_insert(q).clone();
+        if Arc::ptr_eq(&q, &created) && q.durable {
+            self.log(|vhost| DefOp::Queue {
+                vhost,
+                name: q.name.to_string(),
+                auto_delete: q.auto_delete,
+                arguments: q.arguments.clone(),
+            });
+        }
         if !self.policies.read().is_empty() || !self.operator_policies.read().is_empty() {
             q.set_config(self.effective_config(&q));
         }
@@ -514,6 +564,12 @@ impl VHost {
             c.channel.server_cancel(&c);
         }
         self.unbind_everywhere(&Destination::Queue(q.clone()));
+        if q.durable {
+            self.log(|vhost| DefOp::DeleteQueue {
+                vhost,
+                name: q.name.to_string(),
+            });
+        }
         tracing::debug!(vhost = %self.name, queue = %q.name, "queue deleted");
         n
     }
@@ -533,11 +589,15 @@ impl VHost {
         q.check_access(conn_id)?;
         let x = self.get_exchange(exchange)?;
         x.check_binding_args(args)?;
-        x.bind(Binding {
+        let durable = x.durable && q.durable;
+        let added = x.bind(Binding {
             destination: Destination::Queue(q),
             routing_key: routing_key.to_string(),
             arguments: args.clone(),
         });
+        if added && durable {
+            self.log_binding(true, exchange, queue, false, routing_key, args);
+        }
         Ok(())
     }
 
@@ -556,7 +616,11 @@ impl VHost {
             return Ok(());
         };
         q.check_access(conn_id)?;
+        let durable = x.durable && q.durable;
         if x.unbind(&Destination::Queue(q), routing_key, args) {
+            if durable {
+                self.log_binding(false, exchange, queue, false, routing_key, args);
+            }
             self.maybe_auto_delete(&x);
         }
         Ok(())
@@ -575,11 +639,14 @@ impl VHost {
         let dst = self.get_exchange(destination)?;
         let src = self.get_exchange(source)?;
         src.check_binding_args(args)?;
-        src.bind(Binding {
+        let added = src.bind(Binding {
             destination: Destination::Exchange(dst.name.clone()),
             routing_key: routing_key.to_string(),
             arguments: args.clone(),
         });
+        if added && src.durable && dst.durable {
+            self.log_binding(true, source, destination, true, routing_key, args);
+        }
         Ok(())
     }
 
@@ -597,9 +664,106 @@ impl VHost {
             return Ok(());
         };
         if src.unbind(&Destination::Exchange(dst.name.clone()), routing_key, args) {
+            if src.durable && dst.durable {
+                self.log_binding(false, source, destination, true, routing_key, args);
+            }
             self.maybe_auto_delete(&src);
         }
         Ok(())
+    }
+
+    fn log_binding(
+        &self,
+        bind: bool,
+        source: &str,
+        destination: &str,
+        to_exchange: bool,
+        key: &str,
+        args: &FieldTable,
+    ) {
+        self.log(|vhost| {
+            let (source, destination, routing_key, arguments) = (
+                source.to_string(),
+                destination.to_string(),
+                key.to_string(),
+                args.clone(),
+            );
+            if bind {
+                DefOp::Bind {
+                    vhost,
+                    source,
+                    destination,
+                    to_exchange,
+                    routing_key,
+                    arguments,
+                }
+            } else {
+                DefOp::Unbind {
+                    vhost,
+                    source,
+                    destination,
+                    to_exchange,
+                    routing_key,
+                    arguments,
+                }
+            }
+        });
+    }
+
+    /// The durable topology of this vhost as definitions-log operations (for compaction).
+    pub fn snapshot(&self, out: &mut Vec<DefOp>) {
+        let vhost = self.name.to_string();
+        for x in self.exchanges() {
+            if x.durable && !x.name.is_empty() && !x.name.starts_with("amq.") {
+                out.push(DefOp::Exchange {
+                    vhost: vhost.clone(),
+                    name: x.name.to_string(),
+                    kind: x.kind.as_str().to_string(),
+                    auto_delete: x.auto_delete,
+                    internal: x.internal,
+                    arguments: x.arguments.clone(),
+                });
+            }
+        }
+        for q in self.queues() {
+            if q.durable {
+                out.push(DefOp::Queue {
+                    vhost: vhost.clone(),
+                    name: q.name.to_string(),
+                    auto_delete: q.auto_delete,
+                    arguments: q.arguments.clone(),
+                });
+            }
+        }
+        for x in self.exchanges().into_iter().filter(|x| x.durable) {
+            for b in x.bindings() {
+                let (durable, to_exchange) = match &b.destination {
+                    Destination::Queue(q) => (q.durable, false),
+                    Destination::Exchange(d) => (self.exchange(d).is_some_and(|d| d.durable), true),
+                };
+                if durable {
+                    out.push(DefOp::Bind {
+                        vhost: vhost.clone(),
+                        source: x.name.to_string(),
+                        destination: b.destination.name().to_string(),
+                        to_exchange,
+                        routing_key: b.routing_key.clone(),
+                        arguments: b.arguments.clone(),
+                    });
+                }
+            }
+        }
+        for (list, operator) in [
+            (self.policies.read(), false),
+            (self.operator_policies.read(), true),
+        ] {
+            for p in list.iter() {
+                out.push(DefOp::Policy {
+                    def: p.def.clone(),
+                    operator,
+                });
+            }
+        }
     }
 
     /// Route a message: the exchange's bindings, exchange-to-exchange bindings (each exchange visited once),
