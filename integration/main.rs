@@ -2,6 +2,7 @@
 //! Run against an external broker with `AMQP_URL=amqp://guest:guest@127.0.0.1:5691/ cargo test`.
 
 mod common;
+mod crash;
 mod durability;
 mod embedding;
 
@@ -10,5 +11,6 @@ mod confirms_tx;
 mod connection;
 mod exchanges;
 mod policies;
+mod queue_features;
 mod queues;
 mod routing;

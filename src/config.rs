@@ -35,6 +35,11 @@ pub struct Config {
     /// A RabbitMQ-format definitions file (users, vhosts, permissions, exchanges, queues, bindings) applied
     /// at start (RabbitMQ's load_definitions).
     pub definitions: Option<PathBuf>,
+    /// When a persistent message counts as safe for its publisher confirm: "always" (fdatasync first, the
+    /// default), "interval" (one fdatasync every sync_interval_ms; confirms wait for it), or "never" (after
+    /// write(): survives a broker crash but not a power cut).
+    pub sync: String,
+    pub sync_interval_ms: u64,
     /// Policies applied at start, in RabbitMQ's shape (vhost, name, pattern, apply-to, priority, definition).
     pub policies: Vec<crate::broker::policy::PolicyDef>,
     /// Operator policies applied at start.
@@ -59,6 +64,8 @@ impl Default for Config {
             handshake_timeout_ms: 10_000,
             max_message_size: 134_217_728,
             definitions: None,
+            sync: "always".to_string(),
+            sync_interval_ms: 10,
             policies: Vec::new(),
             operator_policies: Vec::new(),
         }

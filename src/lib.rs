@@ -29,6 +29,7 @@ pub mod error;
 pub mod protocol;
 pub mod queue;
 pub mod server;
+pub mod store;
 
 pub use config::Config;
 pub use server::Server;

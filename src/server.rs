@@ -259,6 +259,8 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        let broker = self.broker.clone();
+        let _ = tokio::task::spawn_blocking(move || broker.shutdown_storage()).await;
     }
 }
 

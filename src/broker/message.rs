@@ -45,3 +45,95 @@ impl Message {
         }
     }
 }
+
+/// Why a stored message record could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt message record: {0}")]
+pub struct RecordError(&'static str);
+
+impl Message {
+    /// The message as a store record: exchange, routing key, raw content header, body.
+    pub fn encode_record(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            2 + self.exchange.len()
+                + self.routing_key.len()
+                + 8
+                + self.header.len()
+                + self.body.len(),
+        );
+        out.push(self.exchange.len().min(255) as u8);
+        out.extend_from_slice(&self.exchange.as_bytes()[..self.exchange.len().min(255)]);
+        out.push(self.routing_key.len().min(255) as u8);
+        out.extend_from_slice(&self.routing_key.as_bytes()[..self.routing_key.len().min(255)]);
+        out.extend_from_slice(&(self.header.len() as u32).to_be_bytes());
+        out.extend_from_slice(&self.header);
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// Decode a record written by `encode_record`; the body shares `rec`'s allocation.
+    pub fn decode_record(rec: bytes::Bytes) -> Result<Message, RecordError> {
+        let mut pos = 0usize;
+        let take = |pos: &mut usize, n: usize| -> Result<std::ops::Range<usize>, RecordError> {
+            let r = *pos..pos.checked_add(n).ok_or(RecordError("length overflow"))?;
+            if r.end > rec.len() {
+                return Err(RecordError("truncated"));
+            }
+            *pos = r.end;
+            Ok(r)
+        };
+        let xl = rec[take(&mut pos, 1)?.start] as usize;
+        let exchange = std::str::from_utf8(&rec[take(&mut pos, xl)?])
+            .map_err(|_| RecordError("exchange not UTF-8"))?
+            .into();
+        let kl = rec[take(&mut pos, 1)?.start] as usize;
+        let routing_key: Box<str> = std::str::from_utf8(&rec[take(&mut pos, kl)?])
+            .map_err(|_| RecordError("routing key not UTF-8"))?
+            .into();
+        let hl = take(&mut pos, 4)?;
+        let hl = u32::from_be_bytes([
+            rec[hl.start],
+            rec[hl.start + 1],
+            rec[hl.start + 2],
+            rec[hl.start + 3],
+        ]) as usize;
+        let header = rec.slice(take(&mut pos, hl)?);
+        let body = rec.slice(pos..);
+        let (_, h) = amq_protocol::frame::parsing::parse_content_header(&header[..])
+            .map_err(|_| RecordError("content header does not decode"))?;
+        Ok(Message {
+            exchange,
+            routing_key,
+            header,
+            properties: h.properties,
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trip() {
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_message_id("m1".into());
+        let m = Message {
+            exchange: "ex".into(),
+            routing_key: "rk".into(),
+            header: crate::protocol::encode_content_header(3, &props),
+            properties: props,
+            body: Bytes::from_static(b"abc"),
+        };
+        let d = Message::decode_record(Bytes::from(m.encode_record())).unwrap();
+        assert_eq!(
+            (&*d.exchange, &*d.routing_key, &d.body[..]),
+            ("ex", "rk", &b"abc"[..])
+        );
+        assert_eq!(d.header, m.header);
+        assert!(d.persistent());
+        assert!(Message::decode_record(Bytes::from_static(&[5, b'a'])).is_err());
+    }
+}

@@ -11,7 +11,9 @@ pub mod vhost;
 use crate::config::Config;
 use crate::connection::ConnShared;
 use crate::definitions::{Definitions, DefinitionsError};
+use crate::store::{MessageStore, RecoveredQueue, StoreConfig, SyncPolicy};
 use dashmap::DashMap;
+use message::Message;
 use persist::{DefOp, DefsLog, PersistError, StoredPassword};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -57,17 +59,32 @@ pub struct Broker {
     startup_definitions: parking_lot::Mutex<Option<Definitions>>,
     /// The durable topology log; None when ephemeral.
     log: Option<Arc<DefsLog>>,
+    /// Persistent messages of durable queues; None when ephemeral.
+    store: Option<Arc<MessageStore>>,
+}
+
+/// Present in the data directory only between a clean shutdown and the next start.
+const CLEAN_SHUTDOWN: &str = "clean-shutdown";
+
+impl std::fmt::Debug for MessageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageStore").finish_non_exhaustive()
+    }
 }
 
 impl Broker {
     /// A broker that keeps nothing on disk.
     pub fn new(config: Config) -> Arc<Broker> {
-        let b = Self::build(config, None);
+        let b = Self::build(config, None, None);
         b.create_defaults();
         Arc::new(b)
     }
 
-    fn build(config: Config, log: Option<Arc<DefsLog>>) -> Broker {
+    fn build(
+        config: Config,
+        log: Option<Arc<DefsLog>>,
+        store: Option<Arc<MessageStore>>,
+    ) -> Broker {
         Broker {
             vhosts: DashMap::new(),
             users: DashMap::new(),
@@ -76,6 +93,7 @@ impl Broker {
             config: Arc::new(config),
             startup_definitions: parking_lot::Mutex::new(None),
             log,
+            store,
         }
     }
 
@@ -87,17 +105,102 @@ impl Broker {
         }
         let (log, ops) = DefsLog::open(&config.data_dir)?;
         let log = Arc::new(log);
-        let b = Self::build(config, Some(log.clone()));
+        let mut store_cfg = StoreConfig::new(config.data_dir.join("messages"));
+        store_cfg.sync = match config.sync.as_str() {
+            "never" => SyncPolicy::Never,
+            "interval" => {
+                SyncPolicy::Interval(std::time::Duration::from_millis(config.sync_interval_ms))
+            }
+            _ => SyncPolicy::Always,
+        };
+        let (store, recovered) = MessageStore::open(store_cfg)?;
+        // Delivery marks are written lazily; after a crash a message may have been delivered without its mark
+        // reaching the disk, so every recovered message counts as possibly redelivered, as the spec allows.
+        let marker = config.data_dir.join(CLEAN_SHUTDOWN);
+        let clean = marker.exists();
+        let _ = std::fs::remove_file(&marker);
+        if !clean {
+            tracing::info!(dir = %config.data_dir.display(), "last shutdown was not clean; recovered messages will be marked redelivered");
+        }
+        let b = Self::build(config, Some(log.clone()), Some(store.clone()));
         let replayed = ops.len();
         for op in ops {
             b.replay(op);
         }
+        b.recover_messages(&store, recovered, clean);
         b.create_defaults();
         let mut snapshot = Vec::new();
         b.snapshot(&mut snapshot);
         log.compact_and_enable(&snapshot)?;
         tracing::info!(operations = replayed, kept = snapshot.len(), dir = %b.config.data_dir.display(), "definitions recovered");
         Ok(Arc::new(b))
+    }
+
+    /// Put the store's live messages back into their queues; messages of queues that are gone are dropped.
+    fn recover_messages(
+        &self,
+        store: &Arc<MessageStore>,
+        recovered: Vec<RecoveredQueue>,
+        clean: bool,
+    ) {
+        let queues: std::collections::HashMap<String, Arc<crate::queue::Queue>> = self
+            .vhosts
+            .iter()
+            .flat_map(|v| v.queues())
+            .map(|q| (crate::queue::store_key(&q.vhost, &q.name), q))
+            .collect();
+        let mut total = 0usize;
+        let started = std::time::Instant::now();
+        for rq in recovered {
+            let Some(q) = queues.get(&rq.queue) else {
+                tracing::info!(queue = %rq.queue.replace('\u{1}', "/"), messages = rq.messages.len(), "dropping stored messages of a queue that no longer exists");
+                store.drop_queue(&rq.queue);
+                continue;
+            };
+            let mut msgs = Vec::with_capacity(rq.messages.len());
+            for m in rq.messages {
+                let decoded = store
+                    .read(m.location)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| Message::decode_record(b).map_err(|e| e.to_string()));
+                match decoded {
+                    Ok(msg) => msgs.push(crate::queue::QueuedMessage {
+                        seq: m.msg_id,
+                        msg: Arc::new(msg),
+                        redelivered: m.delivered || !clean,
+                        expires: None,
+                        delivery_count: 0,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(vhost = %q.vhost, queue = %q.name, error = %e, "unreadable stored message skipped");
+                        store.ack(&rq.queue, &[m.msg_id]);
+                    }
+                }
+            }
+            total += msgs.len();
+            q.recover(msgs);
+            if total > 0 && total % 100_000 < 1 {
+                tracing::info!(messages = total, "recovering messages");
+            }
+        }
+        tracing::info!(
+            messages = total,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "messages recovered"
+        );
+    }
+
+    /// Flush everything to disk and note a clean shutdown (so the next start trusts the delivery marks).
+    pub fn shutdown_storage(&self) {
+        let Some(store) = &self.store else { return };
+        match store.sync_now() {
+            Ok(()) => {
+                if let Err(e) = std::fs::write(self.config.data_dir.join(CLEAN_SHUTDOWN), b"") {
+                    tracing::warn!(error = %e, "cannot write the clean-shutdown marker");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "final sync of the message store failed"),
+        }
     }
 
     fn log(&self, op: DefOp) {
@@ -377,7 +480,7 @@ impl Broker {
             .entry(name.to_string())
             .or_insert_with(|| {
                 created = true;
-                VHost::new(name, self.log.clone())
+                VHost::new(name, self.log.clone(), self.store.clone())
             })
             .clone();
         if created {

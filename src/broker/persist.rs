@@ -93,6 +93,8 @@ pub enum StoredPassword {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
+    #[error("message store: {0}")]
+    Store(#[from] crate::store::StoreError),
     #[error("definitions log {path}: {source}")]
     Io {
         path: PathBuf,

@@ -21,6 +21,7 @@ pub struct VHost {
     pub name: Arc<str>,
     self_ref: std::sync::Weak<VHost>,
     log: Option<Arc<DefsLog>>,
+    store: Option<Arc<crate::store::MessageStore>>,
     exchanges: DashMap<String, Arc<Exchange>>,
     queues: DashMap<String, Arc<Queue>>,
     /// Direct reply-to names and the channels they lead to.
@@ -44,8 +45,12 @@ fn default_exchange_error() -> AmqpError {
 }
 
 impl VHost {
-    pub fn new(name: &str, log: Option<Arc<DefsLog>>) -> Arc<VHost> {
-        Arc::new_cyclic(|w| Self::build(name, w.clone(), log))
+    pub fn new(
+        name: &str,
+        log: Option<Arc<DefsLog>>,
+        store: Option<Arc<crate::store::MessageStore>>,
+    ) -> Arc<VHost> {
+        Arc::new_cyclic(|w| Self::build(name, w.clone(), log, store))
     }
 
     /// Record a durable topology change in the definitions log (when the broker keeps one).
@@ -55,10 +60,16 @@ impl VHost {
         }
     }
 
-    fn build(name: &str, self_ref: std::sync::Weak<VHost>, log: Option<Arc<DefsLog>>) -> VHost {
+    fn build(
+        name: &str,
+        self_ref: std::sync::Weak<VHost>,
+        log: Option<Arc<DefsLog>>,
+        store: Option<Arc<crate::store::MessageStore>>,
+    ) -> VHost {
         let v = VHost {
             name: Arc::from(name),
             log,
+            store,
             self_ref,
             exchanges: DashMap::new(),
             queues: DashMap::new(),
@@ -442,15 +453,16 @@ impl VHost {
             }
         }
         let owner = req.exclusive.then_some(conn_id);
-        let q = Arc::new(Queue::new(
-            req.name,
-            &self.name,
+        let q = Arc::new(Queue::new(crate::queue::QueueSpec {
+            name: req.name,
+            vhost: &self.name,
             durable,
-            owner,
-            req.auto_delete,
-            req.arguments.clone(),
-            self.self_ref.clone(),
-        ));
+            exclusive_owner: owner,
+            auto_delete: req.auto_delete,
+            arguments: req.arguments.clone(),
+            vhost_ref: self.self_ref.clone(),
+            store: self.store.clone(),
+        }));
         let created = q.clone();
         let q = self.queues.entry(req.name.to_string()).or_insert(q).clone();
         if Arc::ptr_eq(&q, &created) && q.durable {

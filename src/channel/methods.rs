@@ -151,9 +151,10 @@ impl Channel {
         match m {
             queue::AMQPMethod::Declare(d) => {
                 let requested = clean_name(d.queue.as_str());
-                if d.passive && requested.starts_with(super::reply_to::PREFIX) {
-                    // A live direct reply-to name looks like a queue with one consumer.
-                    if ctx.vhost.reply_target(&requested).is_none() {
+                let reply_name = requested.starts_with(super::reply_to::PREFIX);
+                if d.passive && (reply_name || requested == super::reply_to::PSEUDO_QUEUE) {
+                    // The pseudo-queue and live reply names look like a queue with one consumer.
+                    if reply_name && ctx.vhost.reply_target(&requested).is_none() {
                         return Err(AmqpError::not_found(format!(
                             "no queue '{}' in vhost '{}'",
                             requested, ctx.vhost.name
@@ -512,14 +513,16 @@ impl Channel {
         }
         for (q, msgs) in groups {
             match how {
-                Settle::Ack => q.acked(msgs.len() as u32),
+                Settle::Ack => q.acked(&msgs),
                 Settle::Discard => q.discard(msgs),
                 Settle::Requeue => q.requeue(msgs),
             }
         }
         // A channel-wide prefetch may have held back other queues' consumers on this channel.
-        for q in self.shared.consumed_queues() {
-            q.dispatch();
+        if self.shared.global_prefetch() > 0 {
+            for q in self.shared.consumed_queues() {
+                q.dispatch();
+            }
         }
     }
 
@@ -784,14 +787,33 @@ impl Channel {
                 protocol::write_content(b, id, &msg.header, &msg.body, frame_max);
             });
         }
-        let mut accepted = true;
+        if !self.confirm {
+            for q in routed {
+                q.publish(msg.clone());
+            }
+            return;
+        }
+        let seq = self.publish_seq;
+        // One extra pending write guards the outcome until every queue has answered: a store write can
+        // finish on the sync thread before this loop does.
+        self.shared
+            .confirms
+            .lock()
+            .register(seq, routed.len() as u32 + 1, true);
+        let cref = crate::queue::ConfirmRef {
+            channel: self.shared.clone(),
+            seq,
+        };
         for q in routed {
-            accepted &= q.publish(msg.clone()) == crate::queue::Accepted::Yes;
+            match q.publish_confirmed(msg.clone(), Some(&cref)) {
+                crate::queue::Accepted::Yes => self.shared.confirms.lock().write_done(seq, true),
+                crate::queue::Accepted::Rejected => {
+                    self.shared.confirms.lock().write_done(seq, false)
+                }
+                crate::queue::Accepted::Pending => {}
+            }
         }
-        if self.confirm {
-            let seq = self.publish_seq;
-            self.confirm(seq, accepted);
-        }
+        self.shared.confirms.lock().write_done(seq, true);
     }
 }
 

@@ -49,7 +49,7 @@ impl Channel {
                 "attempt to reuse consumer tag '{tag}'"
             )));
         }
-        let name = format!("{PREFIX}{}.{}", ctx.conn.id, &generated_name("")[..16]);
+        let name = reply_name(ctx.conn.id, self.id());
         let tag: Arc<str> = Arc::from(tag.as_str());
         ctx.vhost.register_reply(
             &name,
@@ -111,6 +111,20 @@ impl Channel {
             ..msg
         })
     }
+}
+
+/// A reply name shaped like RabbitMQ's: two standard-base64 parts, an opaque channel identity (31 bytes) and a
+/// random key (16 bytes).
+fn reply_name(conn: u64, channel: u16) -> String {
+    use base64::Engine;
+    let mut id = [0u8; 31];
+    id[..8].copy_from_slice(&conn.to_be_bytes());
+    id[8..10].copy_from_slice(&channel.to_be_bytes());
+    let noise: [u8; 21] = rand::random();
+    id[10..].copy_from_slice(&noise);
+    let key: [u8; 16] = rand::random();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    format!("{PREFIX}{}.{}", b64.encode(id), b64.encode(key))
 }
 
 impl ChannelShared {

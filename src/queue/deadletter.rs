@@ -84,6 +84,16 @@ pub fn dead_lettered(
 ) -> Message {
     let mut props = msg.properties.clone();
     let mut headers = props.headers().clone().unwrap_or_default();
+    // The delivery count belongs to the queue the message died in.
+    if fields::get(&headers, "x-delivery-count").is_some() {
+        let mut t = FieldTable::default();
+        for (k, v) in headers.inner() {
+            if k.as_str() != "x-delivery-count" {
+                t.insert(k.clone(), v.clone());
+            }
+        }
+        headers = t;
+    }
     let mut entries: Vec<AMQPValue> = match fields::get(&headers, "x-death") {
         Some(AMQPValue::FieldArray(a)) => a.as_slice().to_vec(),
         _ => Vec::new(),

@@ -16,6 +16,7 @@ use crate::broker::queue_args::{Overflow, QueueConfig, QueueType};
 use crate::broker::VHost;
 use crate::channel::ChannelShared;
 use crate::error::{AmqpError, AmqpResult};
+use crate::store::MessageStore;
 use amq_protocol::types::{AMQPValue, FieldTable};
 use deadletter::Reason;
 use parking_lot::Mutex;
@@ -70,8 +71,30 @@ impl Consumer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {
     Yes,
-    /// Refused by x-overflow=reject-publish(-dlx): the publisher gets a nack.
+    /// Refused by x-overflow=reject-publish(-dlx), or the store could not take it: the publisher gets a nack.
     Rejected,
+    /// Written to the message store; the confirm follows when the write is durable.
+    Pending,
+}
+
+/// Who to tell when a stored publish is durable: the publishing channel and the publish's sequence number.
+#[derive(Debug, Clone)]
+pub struct ConfirmRef {
+    pub channel: Arc<ChannelShared>,
+    pub seq: u64,
+}
+
+/// Where a durable queue keeps its persistent messages.
+#[derive(Debug)]
+pub struct Durable {
+    pub store: Arc<MessageStore>,
+    /// The queue's key in the store: vhost and name.
+    pub key: String,
+}
+
+/// The store key of a queue.
+pub fn store_key(vhost: &str, name: &str) -> String {
+    format!("{vhost}\u{1}{name}")
 }
 
 #[derive(Debug, Default)]
@@ -91,6 +114,19 @@ struct QueueState {
     expiry_armed: bool,
 }
 
+/// What a new queue is made of.
+pub struct QueueSpec<'a> {
+    pub name: &'a str,
+    pub vhost: &'a str,
+    pub durable: bool,
+    pub exclusive_owner: Option<u64>,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+    pub vhost_ref: Weak<VHost>,
+    /// The broker's message store; used when the queue is durable.
+    pub store: Option<Arc<MessageStore>>,
+}
+
 /// Messages that died under the lock, dead-lettered once it is released.
 type Dead = Vec<(QueuedMessage, Reason)>;
 
@@ -104,6 +140,7 @@ pub struct Queue {
     pub arguments: FieldTable,
     pub queue_type: QueueType,
     vhost_ref: Weak<VHost>,
+    durable_store: Option<Durable>,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
 }
@@ -140,16 +177,22 @@ impl QueueState {
 }
 
 impl Queue {
-    pub fn new(
-        name: &str,
-        vhost: &str,
-        durable: bool,
-        exclusive_owner: Option<u64>,
-        auto_delete: bool,
-        arguments: FieldTable,
-        vhost_ref: Weak<VHost>,
-    ) -> Queue {
+    pub fn new(spec: QueueSpec) -> Queue {
+        let QueueSpec {
+            name,
+            vhost,
+            durable,
+            exclusive_owner,
+            auto_delete,
+            arguments,
+            vhost_ref,
+            store,
+        } = spec;
         let config = QueueConfig::from_args(&arguments);
+        let durable_store = store.filter(|_| durable).map(|store| Durable {
+            store,
+            key: store_key(vhost, name),
+        });
         Queue {
             name: Arc::from(name),
             vhost: Arc::from(vhost),
@@ -159,6 +202,7 @@ impl Queue {
             queue_type: config.queue_type,
             arguments,
             vhost_ref,
+            durable_store,
             state: Mutex::new(QueueState {
                 ready: ReadyList::new(config.max_priority),
                 config,
@@ -225,8 +269,60 @@ impl Queue {
         self.arm_expiry(&mut st);
     }
 
+    /// Whether a message is written to the store: persistent messages on durable queues, and every message on
+    /// a durable quorum queue.
+    fn stores(&self, m: &crate::broker::message::Message) -> bool {
+        self.durable_store.is_some() && (m.persistent() || self.queue_type == QueueType::Quorum)
+    }
+
+    /// The store forgets these messages (acked, dropped, dead-lettered).
+    fn forget_stored<'a>(&self, msgs: impl Iterator<Item = &'a QueuedMessage>) {
+        let Some(d) = &self.durable_store else { return };
+        let ids: smallvec::SmallVec<[u64; 8]> = msgs
+            .filter(|m| self.stores(&m.msg))
+            .map(|m| m.seq)
+            .collect();
+        if !ids.is_empty() {
+            d.store.ack(&d.key, &ids);
+        }
+    }
+
+    /// Note a delivery in the store: no-ack deliveries are settled, others marked delivered once so that they
+    /// come back redelivered after a restart.
+    fn note_delivery(&self, qm: &QueuedMessage, no_ack: bool) {
+        let Some(d) = &self.durable_store else { return };
+        if !self.stores(&qm.msg) {
+            return;
+        }
+        if no_ack {
+            d.store.ack(&d.key, &[qm.seq]);
+        } else if !qm.redelivered {
+            d.store.delivered(&d.key, qm.seq);
+        }
+    }
+
+    /// Put messages recovered from the store back, in order, at start.
+    pub fn recover(self: &Arc<Self>, msgs: Vec<QueuedMessage>) {
+        let mut st = self.state.lock();
+        for m in msgs {
+            st.next_seq = st.next_seq.max(m.seq + 1);
+            st.ready.push_back(m);
+        }
+        self.arm_timer(&mut st);
+    }
+
     /// Enqueue a message and hand it to a consumer if one has capacity.
     pub fn publish(self: &Arc<Self>, msg: MessageRef) -> Accepted {
+        self.publish_confirmed(msg, None)
+    }
+
+    /// Enqueue a message; a stored one reports its durability to `confirm`.
+    pub fn publish_confirmed(
+        self: &Arc<Self>,
+        msg: MessageRef,
+        confirm: Option<&ConfirmRef>,
+    ) -> Accepted {
+        let payload = self.stores(&msg).then(|| msg.encode_record());
         let mut dead = Dead::new();
         let accepted = {
             let mut st = self.state.lock();
@@ -248,6 +344,7 @@ impl Queue {
                 delivery_count: 0,
             });
             let mut accepted = Accepted::Yes;
+            let mut refused = false;
             if st.over_limit() {
                 match st.config.overflow {
                     Overflow::DropHead => {
@@ -263,12 +360,38 @@ impl Queue {
                         self.dispatch_locked(&mut st, &mut dead);
                         if st.over_limit() {
                             if let Some(m) = st.ready.remove_seq(seq) {
+                                refused = true;
                                 if st.config.overflow == Overflow::RejectPublishDlx {
                                     dead.push((m, Reason::Maxlen));
                                 }
                                 accepted = Accepted::Rejected;
                             }
                         }
+                    }
+                }
+            }
+            if let (Some(payload), Some(d), false) = (payload, &self.durable_store, refused) {
+                // Written under the queue lock so that the store sees this queue's messages in order.
+                let done: crate::store::Done = match confirm {
+                    Some(c) => {
+                        let c = c.clone();
+                        Box::new(move |r: Result<(), crate::store::StoreError>| {
+                            c.channel.confirms.lock().write_done(c.seq, r.is_ok());
+                            c.channel.flush_confirms();
+                        })
+                    }
+                    None => Box::new(|_| {}),
+                };
+                match d.store.publish(&d.key, seq, &payload, done) {
+                    Ok(_) => {
+                        if confirm.is_some() {
+                            accepted = Accepted::Pending;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(vhost = %self.vhost, queue = %self.name, error = %e, "cannot store a persistent message; refusing it");
+                        st.ready.remove_seq(seq);
+                        return Accepted::Rejected;
                     }
                 }
             }
@@ -296,7 +419,8 @@ impl Queue {
         let single = st.config.single_active_consumer;
         'outer: loop {
             if st.ready.front().is_some_and(|m| m.expires.is_some()) {
-                st.expire_head(now_ms(), dead);
+                // A message whose TTL ends this very millisecond (TTL 0) may still go to a waiting consumer.
+                st.expire_head(now_ms().saturating_sub(1), dead);
             }
             let Some(front) = st.ready.front() else { break };
             let eligible = if single {
@@ -310,6 +434,7 @@ impl Queue {
                     continue;
                 }
                 if c.channel.deliver(c, self, front) {
+                    self.note_delivery(front, c.no_ack);
                     if !c.no_ack {
                         st.unacked += 1;
                     }
@@ -428,7 +553,15 @@ impl Queue {
             st.expire_head(now_ms(), &mut dead);
             match st.ready.pop_front() {
                 None => false,
-                Some(qm) => {
+                Some(mut qm) => {
+                    self.note_delivery(&qm, no_ack);
+                    if self.queue_type == QueueType::Quorum && qm.delivery_count == 0 {
+                        // RabbitMQ's quorum queues add x-delivery-count 0 on a first basic.get (though not on a
+                        // first consumer delivery).
+                        qm.msg = Arc::new(qm.msg.with_headers(|h| {
+                            h.insert("x-delivery-count".into(), AMQPValue::LongLongInt(0));
+                        }));
+                    }
                     let remaining = st.ready.len() as u32;
                     if !no_ack {
                         st.unacked += 1;
@@ -508,8 +641,13 @@ impl Queue {
         auto_delete
     }
 
-    /// Settle `n` acknowledged deliveries and refill consumers.
-    pub fn acked(self: &Arc<Self>, n: u32) {
+    /// Settle acknowledged deliveries and refill consumers.
+    pub fn acked(self: &Arc<Self>, msgs: &[QueuedMessage]) {
+        self.forget_stored(msgs.iter());
+        self.settled(msgs.len() as u32);
+    }
+
+    fn settled(self: &Arc<Self>, n: u32) {
         let mut dead = Dead::new();
         {
             let mut st = self.state.lock();
@@ -519,9 +657,10 @@ impl Queue {
         self.dead_letter(dead);
     }
 
-    /// Settle deliveries rejected without requeue: they are dead-lettered when the queue has a DLX.
+    /// Settle deliveries rejected without requeue: they are dead-lettered when the queue has a DLX (and the
+    /// store forgets them either way).
     pub fn discard(self: &Arc<Self>, msgs: Vec<QueuedMessage>) {
-        self.acked(msgs.len() as u32);
+        self.settled(msgs.len() as u32);
         self.dead_letter(msgs.into_iter().map(|m| (m, Reason::Rejected)).collect());
     }
 
@@ -573,7 +712,16 @@ impl Queue {
 
     /// Drop all ready messages; returns how many.
     pub fn purge(&self) -> u32 {
-        self.state.lock().ready.clear() as u32
+        let mut st = self.state.lock();
+        if self.durable_store.is_some() {
+            let mut all = Vec::with_capacity(st.ready.len());
+            while let Some(m) = st.ready.pop_front() {
+                all.push(m);
+            }
+            self.forget_stored(all.iter());
+            return all.len() as u32;
+        }
+        st.ready.clear() as u32
     }
 
     pub fn message_count(&self) -> u32 {
@@ -598,6 +746,9 @@ impl Queue {
     pub fn take_for_delete(&self) -> (u32, Vec<Arc<Consumer>>) {
         let mut st = self.state.lock();
         self.deleted.store(true, Ordering::Release);
+        if let Some(d) = &self.durable_store {
+            d.store.drop_queue(&d.key);
+        }
         let n = st.ready.clear() as u32;
         (n, std::mem::take(&mut st.consumers))
     }
@@ -607,6 +758,7 @@ impl Queue {
         if dead.is_empty() {
             return;
         }
+        self.forget_stored(dead.iter().map(|(m, _)| m));
         let (dlx, dlrk) = {
             let st = self.state.lock();
             (

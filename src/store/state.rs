@@ -1,0 +1,415 @@
+//! The store's in-memory state, shared by the callers (publish, ack, read) and the sync thread under one
+//! mutex: the two logs (segments, their pending write buffers, live counts and ack references) and the
+//! per-queue index `msg_id → position`. Everything here is bookkeeping; the sync thread does the I/O.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::format::{self, Pos, HEADER_LEN, RECORD_HEADER_LEN};
+use super::{Done, StoreError};
+
+/// Most positions one ACK/DELIVERED record carries before a new record is started.
+const MAX_POSITIONS_PER_RECORD: u32 = 8192;
+/// Pending write buffers larger than this are not recycled.
+const MAX_SPARE_CAPACITY: usize = 8 << 20;
+
+/// Bytes waiting to be written to one segment at `start`. Always starts at a record boundary.
+pub(crate) struct Chunk {
+    pub seg: u32,
+    pub start: u64,
+    pub bytes: Vec<u8>,
+    /// Records before this byte have already been abandoned after a failed write (msg log only).
+    pub scanned: usize,
+    /// Attached by the sync thread when it takes the chunk; `None` until the segment file exists.
+    pub file: Option<Arc<File>>,
+}
+
+impl Chunk {
+    pub(crate) fn end(&self) -> u64 {
+        self.start + self.bytes.len() as u64
+    }
+}
+
+/// One segment file of either log.
+pub(crate) struct Seg {
+    /// Logical length, including bytes still buffered.
+    pub len: u64,
+    /// Bytes written to the file (readable with pread).
+    pub written: u64,
+    /// Bytes synced (or, with `SyncPolicy::Never`, written): the segment never needs rewriting below this.
+    pub durable: u64,
+    pub file: Option<Arc<File>>,
+    /// Msg log: live (queue, message) entries published here and not yet acked.
+    pub live: u64,
+    /// Ack log: message segments that records in this segment refer to. The ack segment must outlive them.
+    pub refs: HashSet<u32>,
+    /// The sync thread is deleting it.
+    pub deleting: bool,
+}
+
+impl Seg {
+    pub(crate) fn new_active() -> Self {
+        Seg {
+            len: HEADER_LEN,
+            written: 0,
+            durable: 0,
+            file: None,
+            live: 0,
+            refs: HashSet::new(),
+            deleting: false,
+        }
+    }
+
+    pub(crate) fn existing(len: u64, file: Option<Arc<File>>) -> Self {
+        Seg {
+            len,
+            written: len,
+            durable: len,
+            file,
+            live: 0,
+            refs: HashSet::new(),
+            deleting: false,
+        }
+    }
+}
+
+/// One append-only log: its segments and its pending (not yet written) bytes.
+pub(crate) struct Log {
+    pub active: u32,
+    /// Logical length of the active segment.
+    pub len: u64,
+    pub seg_size: u64,
+    pub chunks: Vec<Chunk>,
+    pub segs: BTreeMap<u32, Seg>,
+    /// A segment was closed since the sync thread last looked (it may be deletable already).
+    pub rolled: bool,
+}
+
+impl Log {
+    pub(crate) fn new(active: u32, seg_size: u64, segs: BTreeMap<u32, Seg>) -> Self {
+        let mut log = Log {
+            active,
+            len: HEADER_LEN,
+            seg_size,
+            chunks: Vec::new(),
+            segs,
+            rolled: false,
+        };
+        log.segs.insert(active, Seg::new_active());
+        log
+    }
+
+    /// Makes room for a record of `rec_len` bytes (rolling to a new segment if the active one is full) and
+    /// returns its position and the buffer to append it to. The caller appends exactly `rec_len` bytes.
+    pub(crate) fn reserve(
+        &mut self,
+        rec_len: u64,
+        spare: &mut Vec<Vec<u8>>,
+    ) -> Result<(Pos, &mut Vec<u8>), StoreError> {
+        if self.len > HEADER_LEN && self.len + rec_len > self.seg_size {
+            let next = self
+                .active
+                .checked_add(1)
+                .ok_or(StoreError::Invalid("segment ids exhausted"))?;
+            self.active = next;
+            self.len = HEADER_LEN;
+            self.rolled = true;
+            self.segs.insert(next, Seg::new_active());
+        }
+        // Offsets stay below `seg_size` (at most u32::MAX) because a record that would cross it rolls first.
+        let pos = Pos {
+            seg: self.active,
+            off: u32::try_from(self.len).map_err(|_| StoreError::TooLarge { len: rec_len })?,
+        };
+        let contiguous =
+            matches!(self.chunks.last(), Some(c) if c.seg == self.active && c.end() == self.len);
+        if !contiguous {
+            self.chunks.push(Chunk {
+                seg: self.active,
+                start: self.len,
+                bytes: spare.pop().unwrap_or_default(),
+                scanned: 0,
+                file: None,
+            });
+        }
+        self.grow(rec_len);
+        let chunk = self.chunks.last_mut().ok_or(StoreError::Closed)?;
+        Ok((pos, &mut chunk.bytes))
+    }
+
+    /// Accounts for `n` more bytes appended to the active segment.
+    pub(crate) fn grow(&mut self, n: u64) {
+        self.len += n;
+        if let Some(s) = self.segs.get_mut(&self.active) {
+            s.len = self.len;
+        }
+    }
+
+    pub(crate) fn pending_bytes(&self) -> u64 {
+        self.chunks.iter().map(|c| c.bytes.len() as u64).sum()
+    }
+}
+
+/// The ACK/DELIVERED record being filled at the end of the ack log's last chunk, so that consecutive acks
+/// of one queue share one record.
+pub(crate) struct OpenAck {
+    ty: u8,
+    queue: Arc<str>,
+    /// Index of the record's first byte in the last ack chunk.
+    start: usize,
+    count: u32,
+}
+
+pub(crate) struct State {
+    pub msg: Log,
+    pub ack: Log,
+    pub open_ack: Option<OpenAck>,
+    /// Live messages: queue → msg_id → position of the publish record.
+    pub queues: HashMap<Arc<str>, HashMap<u64, Pos>>,
+    /// Callbacks of publishes (and `sync_now`) not yet taken by the sync thread.
+    pub dones: Vec<Done>,
+    pub force_sync: bool,
+    pub shutdown: bool,
+    /// A segment may have become deletable.
+    pub gc_wanted: bool,
+    /// Auto-acks of abandoned publishes are pending: sync the ack log before the msg log next time.
+    pub ack_urgent: bool,
+    /// When the ack log got pending bytes (it is flushed shortly after, even without publishes).
+    pub ack_since: Option<Instant>,
+    /// The last write/sync failed: publishes are refused until the instant (then retried).
+    pub failed: Option<(StoreError, Instant)>,
+    pub live: u64,
+    pub publishes: u64,
+    pub syncs: u64,
+    pub spare: Vec<Vec<u8>>,
+    pub scratch: Vec<Pos>,
+}
+
+impl State {
+    pub(crate) fn new(msg: Log, ack: Log, queues: HashMap<Arc<str>, HashMap<u64, Pos>>) -> Self {
+        let live = msg.segs.values().map(|s| s.live).sum();
+        State {
+            msg,
+            ack,
+            open_ack: None,
+            queues,
+            dones: Vec::new(),
+            force_sync: false,
+            shutdown: false,
+            gc_wanted: true,
+            ack_urgent: false,
+            ack_since: None,
+            failed: None,
+            live,
+            publishes: 0,
+            syncs: 0,
+            spare: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Returns a written buffer for reuse.
+    pub(crate) fn recycle(&mut self, mut bytes: Vec<u8>) {
+        if bytes.capacity() <= MAX_SPARE_CAPACITY && self.spare.len() < 8 {
+            bytes.clear();
+            self.spare.push(bytes);
+        }
+    }
+
+    /// A message left the index: update live counts and ask for GC when a full segment empties.
+    fn release(&mut self, pos: Pos) {
+        self.live = self.live.saturating_sub(1);
+        if let Some(s) = self.msg.segs.get_mut(&pos.seg) {
+            s.live = s.live.saturating_sub(1);
+            if s.live == 0 && pos.seg != self.msg.active {
+                self.gc_wanted = true;
+            }
+        }
+    }
+
+    /// Removes acked messages from the index and appends an ACK record for them.
+    pub(crate) fn ack(&mut self, queue: &str, ids: &[u64]) {
+        let Some(key) = self.queues.get_key_value(queue).map(|(k, _)| k.clone()) else {
+            return;
+        };
+        let mut positions = std::mem::take(&mut self.scratch);
+        positions.clear();
+        if let Some(index) = self.queues.get_mut(queue) {
+            positions.extend(ids.iter().filter_map(|id| index.remove(id)));
+            if index.is_empty() {
+                self.queues.remove(queue);
+            } else if index.capacity() > 1024 && index.len() < index.capacity() / 4 {
+                // Give memory back after a backlog drains (amortised: at most once per halving).
+                index.shrink_to(index.len() * 2);
+            }
+        }
+        for &p in &positions {
+            self.release(p);
+        }
+        self.push_positions(format::ACK, &key, &positions);
+        self.scratch = positions;
+    }
+
+    /// Appends a DELIVERED record for messages that are live.
+    pub(crate) fn delivered(&mut self, queue: &str, ids: &[u64]) {
+        let Some((key, index)) = self.queues.get_key_value(queue) else {
+            return;
+        };
+        let key = key.clone();
+        let mut positions = std::mem::take(&mut self.scratch);
+        positions.clear();
+        positions.extend(ids.iter().filter_map(|id| index.get(id).copied()));
+        self.push_positions(format::DELIVERED, &key, &positions);
+        self.scratch = positions;
+    }
+
+    /// Forgets every message of `queue` with one DROP record marking the current end of the msg log.
+    pub(crate) fn drop_queue(&mut self, queue: &str) {
+        let Some(index) = self.queues.remove(queue) else {
+            return;
+        };
+        let mark = Pos {
+            seg: self.msg.active,
+            off: u32::try_from(self.msg.len).unwrap_or(u32::MAX),
+        };
+        let mut segs = HashSet::new();
+        for (_, p) in index {
+            self.release(p);
+            segs.insert(p.seg);
+        }
+        self.finish_open_ack();
+        let rec_len = (RECORD_HEADER_LEN + 8 + queue.len()) as u64;
+        let Ok((_, buf)) = self.ack.reserve(rec_len, &mut self.spare) else {
+            return;
+        };
+        format::write_drop(buf, mark, queue);
+        self.note_refs(segs.into_iter());
+        self.mark_ack_pending();
+    }
+
+    fn mark_ack_pending(&mut self) {
+        if self.ack_since.is_none() {
+            self.ack_since = Some(Instant::now());
+        }
+    }
+
+    /// Records that the active ack segment refers to these message segments.
+    fn note_refs(&mut self, segs: impl Iterator<Item = u32>) {
+        let active = self.ack.active;
+        let Some(ack_seg) = self.ack.segs.get_mut(&active) else {
+            return;
+        };
+        for s in segs {
+            if self.msg.segs.contains_key(&s) {
+                ack_seg.refs.insert(s);
+            }
+        }
+    }
+
+    /// Appends positions to the open ACK/DELIVERED record of this queue, starting a new one if needed.
+    fn push_positions(&mut self, ty: u8, queue: &Arc<str>, positions: &[Pos]) {
+        for &p in positions {
+            let same = matches!(&self.open_ack, Some(o) if o.ty == ty && *o.queue == **queue
+                && o.count < MAX_POSITIONS_PER_RECORD);
+            if !same {
+                self.finish_open_ack();
+                let head = (RECORD_HEADER_LEN + 2 + queue.len()) as u64;
+                // Reserve header + queue now; positions grow the record in place.
+                let Ok((_, buf)) = self.ack.reserve(head, &mut self.spare) else {
+                    return;
+                };
+                let start = buf.len();
+                buf.extend_from_slice(&[0u8; RECORD_HEADER_LEN]);
+                buf.extend_from_slice(&(queue.len() as u16).to_le_bytes());
+                buf.extend_from_slice(queue.as_bytes());
+                self.open_ack = Some(OpenAck {
+                    ty,
+                    queue: queue.clone(),
+                    start,
+                    count: 0,
+                });
+            }
+            let Some(chunk) = self.ack.chunks.last_mut() else {
+                return;
+            };
+            chunk.bytes.extend_from_slice(&p.seg.to_le_bytes());
+            chunk.bytes.extend_from_slice(&p.off.to_le_bytes());
+            self.ack.grow(8);
+            if let Some(o) = self.open_ack.as_mut() {
+                o.count += 1;
+            }
+            self.note_refs(std::iter::once(p.seg));
+        }
+        if !positions.is_empty() {
+            self.mark_ack_pending();
+        }
+    }
+
+    /// Seals the open ACK/DELIVERED record (length and checksum), so the ack log's chunks can be written.
+    pub(crate) fn finish_open_ack(&mut self) {
+        if let Some(o) = self.open_ack.take() {
+            if let Some(chunk) = self.ack.chunks.last_mut() {
+                if let Some(rec) = chunk.bytes.get_mut(o.start..) {
+                    format::seal_record(rec, o.ty);
+                }
+            }
+        }
+    }
+
+    /// After a failed write or sync, the publishes in these chunks (past their `scanned` mark) are given
+    /// up: their callbacks get the error, so they leave the index and get an ACK record, which keeps them
+    /// from coming back after a restart once the retried write lands.
+    pub(crate) fn abandon(&mut self, chunks: &mut [Chunk]) {
+        let mut acks: Vec<(Arc<str>, u64, Pos)> = Vec::new();
+        for c in chunks.iter_mut() {
+            let mut at = c.scanned;
+            while at + RECORD_HEADER_LEN <= c.bytes.len() {
+                let (len, _, ty) = format::parse_record_header(&c.bytes[at..]);
+                let end = at + RECORD_HEADER_LEN + len as usize;
+                let Some(body) = c.bytes.get(at + RECORD_HEADER_LEN..end) else {
+                    break;
+                };
+                let pos = Pos {
+                    seg: c.seg,
+                    off: u32::try_from(c.start + at as u64).unwrap_or(u32::MAX),
+                };
+                if ty == format::PUBLISH {
+                    if let Some(p) = format::PublishBody::decode(body) {
+                        for (q, id) in p.entries() {
+                            let Some((key, index)) = self.queues.get_key_value(q) else {
+                                continue;
+                            };
+                            if index.get(&id) == Some(&pos) {
+                                acks.push((key.clone(), id, pos));
+                            }
+                        }
+                    }
+                }
+                at = end;
+            }
+            c.scanned = at;
+        }
+        for (q, id, pos) in acks {
+            if let Some(index) = self.queues.get_mut(&*q) {
+                index.remove(&id);
+                if index.is_empty() {
+                    self.queues.remove(&*q);
+                }
+            }
+            self.release(pos);
+            self.push_positions(format::ACK, &q, &[pos]);
+            self.ack_urgent = true;
+        }
+    }
+
+    /// Puts chunks that must be written again back in front of the pending ones.
+    pub(crate) fn put_back(log: &mut Log, mut chunks: Vec<Chunk>) {
+        if chunks.is_empty() {
+            return;
+        }
+        chunks.append(&mut log.chunks);
+        log.chunks = chunks;
+    }
+}
