@@ -19,7 +19,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("broker closed connection {conn}: {code} {text} (class {class_id}, method {method_id})")]
+    #[error(
+        "broker closed connection {conn}: {code} {text} (class {class_id}, method {method_id})"
+    )]
     ConnectionClosed {
         conn: String,
         code: u16,
@@ -43,6 +45,14 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// An I/O error on a named connection.
+pub fn io_error(label: &str, what: &str, e: std::io::Error) -> Error {
+    Error::Io {
+        context: format!("connection {label} {what}"),
+        source: e,
+    }
+}
 
 /// A parsed `amqp://user:pass@host:port/vhost` URL.
 #[derive(Debug, Clone)]
@@ -158,16 +168,19 @@ impl Conn {
     /// Connect and complete the handshake (PLAIN, heartbeats off, frame_max up to 128 KiB).
     pub async fn open(url: &Url, label: &str) -> Result<Conn> {
         let addr = format!("{}:{}", url.host, url.port);
-        let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect((url.host.as_str(), url.port)))
-            .await
-            .map_err(|_| Error::Io {
-                context: format!("connecting to {addr}"),
-                source: std::io::ErrorKind::TimedOut.into(),
-            })?
-            .map_err(|e| Error::Io {
-                context: format!("connecting to {addr}"),
-                source: e,
-            })?;
+        let stream = tokio::time::timeout(
+            Duration::from_secs(10),
+            TcpStream::connect((url.host.as_str(), url.port)),
+        )
+        .await
+        .map_err(|_| Error::Io {
+            context: format!("connecting to {addr}"),
+            source: std::io::ErrorKind::TimedOut.into(),
+        })?
+        .map_err(|e| Error::Io {
+            context: format!("connecting to {addr}"),
+            source: e,
+        })?;
         let _ = stream.set_nodelay(true);
         let mut c = Conn {
             stream,
@@ -201,7 +214,9 @@ impl Conn {
             (0, AMQPClass::Connection(connection::AMQPMethod::Start(s))) => {
                 let mechs = String::from_utf8_lossy(s.mechanisms.as_bytes()).to_string();
                 if !mechs.split_whitespace().any(|m| m == "PLAIN") {
-                    return Err(self.protocol(format!("broker does not offer PLAIN (offers {mechs})")));
+                    return Err(
+                        self.protocol(format!("broker does not offer PLAIN (offers {mechs})"))
+                    );
                 }
             }
             (_, m) => return Err(self.protocol(format!("expected connection.start, got {m:?}"))),
@@ -212,6 +227,8 @@ impl Conn {
             "basic.nack",
             "consumer_cancel_notify",
             "connection.blocked",
+            // Ask for connection.close (403) instead of a bare socket close on a bad password.
+            "authentication_failure_close",
         ] {
             caps.insert(c.into(), AMQPValue::Boolean(true));
         }
@@ -237,7 +254,10 @@ impl Conn {
             Ok((_, m)) => return Err(self.protocol(format!("expected connection.tune, got {m:?}"))),
             // RabbitMQ closes the socket without connection.close on a bad password by default.
             Err(Error::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::UnexpectedEof =>
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                ) =>
             {
                 return Err(self.protocol(format!(
                     "broker closed the socket after start-ok: wrong user/password for {:?}?",
@@ -411,7 +431,9 @@ impl Conn {
     pub async fn confirm_select(&mut self, ch: u16) -> Result<()> {
         self.call(
             ch,
-            AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select { nowait: false })),
+            AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
+                nowait: false,
+            })),
         )
         .await
         .map(drop)
@@ -503,7 +525,9 @@ impl Conn {
     }
 
     pub async fn queue_delete(&mut self, ch: u16, name: &str) -> Result<()> {
-        self.call(ch, Self::queue_delete_method(name)).await.map(drop)
+        self.call(ch, Self::queue_delete_method(name))
+            .await
+            .map(drop)
     }
 
     /// Start a consumer; returns its tag.
@@ -572,7 +596,9 @@ enum Classified {
 
 fn classify(f: &FrameRef<'_>) -> Classified {
     match f.kind {
-        wire::FRAME_METHOD => Classified::Method(f.channel, bytes::Bytes::copy_from_slice(f.payload)),
+        wire::FRAME_METHOD => {
+            Classified::Method(f.channel, bytes::Bytes::copy_from_slice(f.payload))
+        }
         wire::FRAME_HEARTBEAT => Classified::Heartbeat,
         _ => Classified::Content,
     }

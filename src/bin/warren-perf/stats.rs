@@ -22,6 +22,12 @@ pub struct PubCounters {
     pub nacked: AtomicU64,
     pub returned: AtomicU64,
     pub blocked: AtomicBool,
+    /// The writer loop has finished (count reached and confirmed, stopped, or failed).
+    pub done: AtomicBool,
+    /// The confirm reader has finished (close-ok or error).
+    pub reader_done: AtomicBool,
+    /// Wakes the writer when confirms arrive or the reader ends.
+    pub notify: tokio::sync::Notify,
 }
 
 /// Counters of one consumer connection.
@@ -235,7 +241,11 @@ pub fn find_listener_pid(port: u16) -> Option<u32> {
     }
     let me = std::process::id();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         if pid == me {
@@ -308,12 +318,18 @@ mod tests {
     #[test]
     fn buckets_are_monotonic_and_tight() {
         let mut last = 0;
-        for v in (0..2_000_000u64).step_by(97).chain([u64::MAX / 2, u64::MAX]) {
+        for v in (0..2_000_000u64)
+            .step_by(97)
+            .chain([u64::MAX / 2, u64::MAX])
+        {
             let b = bucket(v);
             assert!(b >= last && b < BUCKETS, "{v}");
             last = b;
             let mid = bucket_value(b) as f64;
-            assert!((mid - v as f64).abs() <= (v as f64 / 60.0).max(1.0), "{v} {mid}");
+            assert!(
+                (mid - v as f64).abs() <= (v as f64 / 60.0).max(1.0),
+                "{v} {mid}"
+            );
         }
     }
 

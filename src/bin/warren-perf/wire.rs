@@ -5,7 +5,7 @@
 use amq_protocol::frame::{gen_frame, AMQPContentHeader, AMQPFrame, WriteContext};
 use amq_protocol::protocol::{basic, AMQPClass, BasicProperties};
 use amq_protocol::types::{AMQPValue, FieldTable};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 pub const FRAME_METHOD: u8 = 1;
 pub const FRAME_HEADER: u8 = 2;
@@ -150,10 +150,7 @@ pub fn deliver_tag(payload: &[u8]) -> Option<u64> {
 #[inline]
 pub fn ack_fields(payload: &[u8]) -> Option<(u64, bool)> {
     let b = payload.get(4..13)?;
-    Some((
-        u64::from_be_bytes(b[..8].try_into().ok()?),
-        b[8] & 1 == 1,
-    ))
+    Some((u64::from_be_bytes(b[..8].try_into().ok()?), b[8] & 1 == 1))
 }
 
 /// Body size of a content header payload (class, weight, body-size, ...).
@@ -219,7 +216,9 @@ impl PublishTemplate {
                 },
             ),
         );
-        let max_body = (spec.frame_max as usize).saturating_sub(FRAME_OVERHEAD).max(1);
+        let max_body = (spec.frame_max as usize)
+            .saturating_sub(FRAME_OVERHEAD)
+            .max(1);
         let mut ts_at = None;
         let mut left = spec.size;
         while left > 0 {
@@ -247,6 +246,19 @@ impl PublishTemplate {
     /// Bytes on the wire per message.
     pub fn wire_len(&self) -> usize {
         self.head.len() + self.tail.len()
+    }
+}
+
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Make room for the next read: the whole pending frame, and at least a good chunk.
+#[inline]
+pub fn reserve_for_next(rbuf: &mut BytesMut) {
+    let need = pending_len(rbuf)
+        .unwrap_or(0)
+        .max(rbuf.len() + READ_CHUNK / 4);
+    if rbuf.capacity() < need {
+        rbuf.reserve(need.max(READ_CHUNK) - rbuf.len());
     }
 }
 
@@ -289,7 +301,9 @@ mod tests {
                 })
                 .sum();
             assert_eq!(body, size);
-            assert!(matches!(&frames[0], AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Publish(p))) if p.routing_key.as_str() == "rk"));
+            assert!(
+                matches!(&frames[0], AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Publish(p))) if p.routing_key.as_str() == "rk")
+            );
             match &frames[1] {
                 AMQPFrame::Header(1, h) => {
                     assert_eq!(h.body_size, size as u64);

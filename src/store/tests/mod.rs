@@ -136,7 +136,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 /// Polls until `f` holds (GC runs on the sync thread).
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+pub(super) fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
         assert!(t.elapsed() < Duration::from_secs(10), "timed out: {what}");
@@ -669,9 +669,9 @@ fn open_fails_cleanly_when_the_directory_is_unusable() {
     let file = d.0.join("a-file");
     fs::write(&file, b"x").unwrap();
     for dir in [file.clone(), file.join("sub")] {
-        let err = MessageStore::open(config(&dir, 4096, SyncPolicy::Always))
-            .err()
-            .expect("open must fail");
+        let Err(err) = MessageStore::open(config(&dir, 4096, SyncPolicy::Always)) else {
+            panic!("open must fail for {}", dir.display());
+        };
         assert!(matches!(err, StoreError::Io { .. }), "{err}");
         assert!(err.io_kind().is_some());
     }
