@@ -197,6 +197,10 @@ impl Connection {
             if self.state == State::Done {
                 return;
             }
+            // Let other connections run between batches: a publisher whose socket always has data would
+            // otherwise keep its worker until tokio's read budget runs out, starving the consumers (and the
+            // acks) that drain the queues it fills.
+            tokio::task::yield_now().await;
             let deadline = match self.state {
                 State::AwaitStartOk | State::AwaitTuneOk | State::AwaitOpen => {
                     Some(handshake_deadline)

@@ -300,7 +300,7 @@ fn describe(mode: &str, w: &Workload) -> String {
         )
     };
     format!(
-        "warren-perf {mode}: {}, {}, {}; {} B {} to {} queues; {}; {}; exchange {} '{}'{}\n",
+        "warren-perf {mode}: {}, {}, {}; {} B {} messages, {} queues; {}; {}; exchange {} '{}'{}\n",
         plural(w.publishers, "publisher"),
         plural(w.consumers, "consumer"),
         plural(w.queues, "queue"),

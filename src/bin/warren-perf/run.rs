@@ -130,17 +130,18 @@ pub fn fmt_cpu(c: &CpuUse) -> String {
 }
 
 /// How often end conditions are checked; progress is printed every second.
-const POLL: Duration = Duration::from_millis(50);
+const POLL: Duration = Duration::from_millis(10);
 
 /// Release the publishers and watch until the duration or count is reached (or a task fails). The engine's
 /// workload supplies duration, count and warm-up; `label` prefixes the progress line.
 pub async fn measure(engine: &mut Engine, opts: &Options, label: &str) -> Result<Measured> {
     let w = engine.w.clone();
     let pid = opts.broker_pid;
+    // The first /proc read also finds the clock tick rate (by running getconf): keep it before the start.
+    let snap0 = ResourceSnapshot::take(pid);
     let start = Instant::now();
     engine.go();
     let zero = Totals::default();
-    let snap0 = ResourceSnapshot::take(pid);
     let mut base: Option<(Instant, Totals, ResourceSnapshot)> =
         (w.warmup <= 0.0).then_some((start, zero, snap0));
     let mut last = (start, zero, snap0);
