@@ -61,6 +61,8 @@ pub struct Broker {
     log: Option<Arc<DefsLog>>,
     /// Persistent messages of durable queues; None when ephemeral.
     store: Option<Arc<MessageStore>>,
+    /// The data directory's lock, held for the broker's lifetime.
+    dir_lock: Option<std::fs::File>,
 }
 
 /// Present in the data directory only between a clean shutdown and the next start.
@@ -94,6 +96,7 @@ impl Broker {
             startup_definitions: parking_lot::Mutex::new(None),
             log,
             store,
+            dir_lock: None,
         }
     }
 
@@ -103,6 +106,7 @@ impl Broker {
         if config.ephemeral {
             return Ok(Self::new(config));
         }
+        let dir_lock = persist::lock_data_dir(&config.data_dir)?;
         let (log, ops) = DefsLog::open(&config.data_dir)?;
         let log = Arc::new(log);
         let mut store_cfg = StoreConfig::new(config.data_dir.join("messages"));
@@ -122,7 +126,8 @@ impl Broker {
         if !clean {
             tracing::info!(dir = %config.data_dir.display(), "last shutdown was not clean; recovered messages will be marked redelivered");
         }
-        let b = Self::build(config, Some(log.clone()), Some(store.clone()));
+        let mut b = Self::build(config, Some(log.clone()), Some(store.clone()));
+        b.dir_lock = Some(dir_lock);
         let replayed = ops.len();
         for op in ops {
             b.replay(op);

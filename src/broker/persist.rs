@@ -93,6 +93,8 @@ pub enum StoredPassword {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
+    #[error("data directory {0} is in use by another Warren (its lock file is held)")]
+    Locked(PathBuf),
     #[error("message store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("definitions log {path}: {source}")]
@@ -101,6 +103,28 @@ pub enum PersistError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Hold the data directory's lock file for as long as the value lives: two brokers on one directory would
+/// corrupt each other's files.
+pub fn lock_data_dir(dir: &Path) -> Result<File, PersistError> {
+    let io = |source| PersistError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let path = dir.join("lock");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(PersistError::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
 }
 
 #[derive(Debug)]
@@ -207,6 +231,20 @@ impl DefsLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_data_dir_can_be_locked_once() {
+        let dir = std::env::temp_dir().join(format!(
+            "warren-lock-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let held = lock_data_dir(&dir).unwrap();
+        assert!(matches!(lock_data_dir(&dir), Err(PersistError::Locked(_))));
+        drop(held);
+        assert!(lock_data_dir(&dir).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn ops_round_trip_and_torn_tail_is_dropped() {
