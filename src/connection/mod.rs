@@ -151,6 +151,7 @@ impl Connection {
     async fn run(&mut self, mut rd: OwnedReadHalf) {
         let handshake_deadline =
             Instant::now() + Duration::from_millis(self.broker.config.handshake_timeout_ms);
+        // Only the pages a read touches count towards RSS, so an idle connection pays for one page of this.
         let mut buf = BytesMut::with_capacity(64 * 1024);
         // Protocol header.
         while buf.len() < 8 {

@@ -37,7 +37,8 @@ pub struct Outbound {
 impl Outbound {
     pub fn new() -> Outbound {
         Outbound {
-            buf: Mutex::new(BytesMut::with_capacity(64 * 1024)),
+            // Small to start: idle connections are common; a busy one grows its buffers on demand.
+            buf: Mutex::new(BytesMut::new()),
             ..Default::default()
         }
     }
@@ -107,7 +108,7 @@ impl Outbound {
 
 /// The writer task: drains the outbound buffer to the socket, sends heartbeats when idle.
 pub async fn run_writer(mut sock: OwnedWriteHalf, out: Arc<Outbound>) {
-    let mut spare = BytesMut::with_capacity(64 * 1024);
+    let mut spare = BytesMut::new();
     let mut last_write = tokio::time::Instant::now();
     loop {
         if out.take(&mut spare) {
@@ -118,7 +119,7 @@ pub async fn run_writer(mut sock: OwnedWriteHalf, out: Arc<Outbound>) {
             last_write = tokio::time::Instant::now();
             spare.clear();
             if spare.capacity() > KEEP_CAPACITY {
-                spare = BytesMut::with_capacity(64 * 1024);
+                spare = BytesMut::new();
             }
             if !out.congested() {
                 out.wake_waiters();
