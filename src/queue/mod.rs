@@ -9,7 +9,7 @@
 //! reference; no timer exists while nothing can expire, so TTL costs nothing when unused.
 
 pub mod deadletter;
-mod ready;
+pub mod ready;
 
 use crate::broker::message::MessageRef;
 use crate::broker::queue_args::{Overflow, QueueConfig, QueueType};

@@ -42,6 +42,10 @@ impl ReadyList {
         self.len
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Body bytes of the ready messages (for x-max-length-bytes).
     pub fn bytes(&self) -> u64 {
         self.bytes

@@ -250,8 +250,9 @@ impl Exchange {
             Index::Direct(ix) => ix.route(routing_key, out),
             Index::Fanout => fanout::route(&g.list, out),
             Index::Topic(pats) => {
+                let key = topic::words(routing_key);
                 for (p, d) in pats {
-                    if p.matches(routing_key) {
+                    if p.matches_words(&key) {
                         out(d);
                     }
                 }

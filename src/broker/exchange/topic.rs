@@ -12,7 +12,8 @@ pub enum Word {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern(Vec<Word>);
 
-fn words(key: &str) -> Vec<&str> {
+/// A routing key split into words once, to be matched against many patterns.
+pub fn words(key: &str) -> Vec<&str> {
     if key.is_empty() {
         Vec::new()
     } else {
@@ -39,8 +40,12 @@ impl Pattern {
     }
 
     pub fn matches(&self, routing_key: &str) -> bool {
-        let key = words(routing_key);
-        match_words(&self.0, &key)
+        self.matches_words(&words(routing_key))
+    }
+
+    /// Match a routing key already split by `words`.
+    pub fn matches_words(&self, key: &[&str]) -> bool {
+        match_words(&self.0, key)
     }
 }
 
