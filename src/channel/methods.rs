@@ -64,6 +64,22 @@ fn reply(ctx: &Ctx, channel: u16, m: AMQPClass) {
 }
 
 impl Channel {
+    /// The tag for a new consumer: the client's, or a server-generated one; a tag in use is a connection error.
+    pub(super) fn consumer_tag(&self, requested: &str) -> AmqpResult<String> {
+        let tag = if requested.is_empty() {
+            generated_name("amq.ctag-")
+        } else {
+            requested.to_string()
+        };
+        let reply_tag = self.reply.as_ref().is_some_and(|r| *r.tag == *tag);
+        if self.shared.has_consumer(&tag) || reply_tag {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
+        }
+        Ok(tag)
+    }
+
     /// Resolve an empty queue name to the last queue declared on this channel.
     fn queue_name(&self, name: &str) -> AmqpResult<String> {
         if name.is_empty() {
@@ -454,16 +470,7 @@ impl Channel {
                 ))
             })? as i32,
         };
-        let tag = if c.consumer_tag.as_str().is_empty() {
-            generated_name("amq.ctag-")
-        } else {
-            c.consumer_tag.to_string()
-        };
-        if self.shared.has_consumer(&tag) {
-            return Err(AmqpError::not_allowed(format!(
-                "attempt to reuse consumer tag '{tag}'"
-            )));
-        }
+        let tag = self.consumer_tag(c.consumer_tag.as_str())?;
         let consumer = Arc::new(Consumer {
             tag: Arc::from(tag.as_str()),
             channel: self.shared.clone(),

@@ -2,7 +2,7 @@
 //! a request whose reply_to the broker rewrites to a private name, and a responder publishing to the default
 //! exchange with that name as routing key reaches the requester's channel directly, with no queue in between.
 
-use super::methods::{generated_name, Ctx};
+use super::methods::Ctx;
 use super::{Channel, ChannelShared};
 use crate::broker::message::Message;
 use crate::error::{AmqpError, AmqpResult};
@@ -39,16 +39,7 @@ impl Channel {
         if self.reply.is_some() {
             return Err(AmqpError::precondition_failed("reply consumer already set"));
         }
-        let tag = if c.consumer_tag.as_str().is_empty() {
-            generated_name("amq.ctag-")
-        } else {
-            c.consumer_tag.to_string()
-        };
-        if self.shared.has_consumer(&tag) {
-            return Err(AmqpError::not_allowed(format!(
-                "attempt to reuse consumer tag '{tag}'"
-            )));
-        }
+        let tag = self.consumer_tag(c.consumer_tag.as_str())?;
         let name = reply_name(ctx.conn.id, self.id());
         let tag: Arc<str> = Arc::from(tag.as_str());
         ctx.vhost.register_reply(

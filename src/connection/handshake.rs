@@ -7,6 +7,7 @@ use crate::protocol::{self, RawFrame};
 use amq_protocol::protocol::{connection, AMQPClass};
 use amq_protocol::types::AMQPValue;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// AMQP 0-9-1, and the "1 1 0 9" form some old clients send for it.
 pub fn header_ok(h: &[u8]) -> bool {
@@ -261,6 +262,7 @@ impl Connection {
                 format!("user '{user}' can only connect via localhost"),
             );
         }
+        self.user_name = Some(Arc::from(account.name.as_str()));
         self.user = Some(account);
         let cfg = &self.broker.config;
         self.send_method(

@@ -85,6 +85,7 @@ pub struct Connection {
     shared: Arc<ConnShared>,
     state: State,
     user: Option<User>,
+    user_name: Option<Arc<str>>,
     vhost: Option<Arc<VHost>>,
     channels: HashMap<u16, Channel>,
     channel_max: u16,
@@ -121,6 +122,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
         shared: shared.clone(),
         state: State::AwaitStartOk,
         user: None,
+        user_name: None,
         vhost: None,
         channels: HashMap::new(),
         auth_failure_close: false,
@@ -558,15 +560,16 @@ impl Connection {
         Ok(())
     }
 
+    /// The vhost and user name a channel method works with (cheap clones: both are shared).
+    fn session(&self) -> Result<(Arc<VHost>, Arc<str>), AmqpError> {
+        match (&self.vhost, &self.user_name) {
+            (Some(v), Some(u)) => Ok((v.clone(), u.clone())),
+            _ => Err(AmqpError::internal_error("no vhost")),
+        }
+    }
+
     fn dispatch_channel_method(&mut self, id: u16, m: AMQPClass) -> Result<(), AmqpError> {
-        let Some(vhost) = self.vhost.clone() else {
-            return Err(AmqpError::internal_error("no vhost"));
-        };
-        let user = self
-            .user
-            .as_ref()
-            .map(|u| u.name.clone())
-            .unwrap_or_default();
+        let (vhost, user) = self.session()?;
         let Some(ch) = self.channels.get_mut(&id) else {
             return Ok(());
         };
@@ -627,14 +630,7 @@ impl Connection {
     }
 
     fn channel_content(&mut self, f: RawFrame) -> Result<(), AmqpError> {
-        let Some(vhost) = self.vhost.clone() else {
-            return Err(AmqpError::internal_error("no vhost"));
-        };
-        let user = self
-            .user
-            .as_ref()
-            .map(|u| u.name.clone())
-            .unwrap_or_default();
+        let (vhost, user) = self.session()?;
         let id = f.channel;
         let Some(ch) = self.channels.get_mut(&id) else {
             return Err(AmqpError::channel_error("expected 'channel.open'"));
