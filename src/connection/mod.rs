@@ -402,7 +402,11 @@ impl Connection {
                         .on(60, 10));
                     }
                 }
-                let method = match parse_method(&f.payload) {
+                let parsed = match protocol::parse_publish(&f.payload) {
+                    Some(p) => Ok(AMQPClass::Basic(basic::AMQPMethod::Publish(p))),
+                    None => parse_method(&f.payload),
+                };
+                let method = match parsed {
                     Ok(m) => m,
                     Err(None) => {
                         // RabbitMQ drops the connection without a close on an unknown method.

@@ -108,6 +108,34 @@ pub fn erlang_binary(b: &[u8]) -> String {
     }
 }
 
+/// Decode basic.publish (60.40) by hand: it arrives once per message and amq-protocol's generic parser
+/// allocates for its flag bits. `None` (not a publish, or malformed) falls back to amq-protocol, which then
+/// produces the proper error.
+pub fn parse_publish(p: &[u8]) -> Option<amq_protocol::protocol::basic::Publish> {
+    if p.len() < 8 || p[..4] != [0, 60, 0, 40] {
+        return None;
+    }
+    let mut i = 6; // class, method, deprecated ticket
+    let short = |i: &mut usize| -> Option<String> {
+        let n = *p.get(*i)? as usize;
+        let s = p.get(*i + 1..*i + 1 + n)?;
+        *i += 1 + n;
+        String::from_utf8(s.to_vec()).ok()
+    };
+    let exchange = short(&mut i)?;
+    let routing_key = short(&mut i)?;
+    let bits = *p.get(i)?;
+    if i + 1 != p.len() {
+        return None;
+    }
+    Some(amq_protocol::protocol::basic::Publish {
+        exchange: exchange.into(),
+        routing_key: routing_key.into(),
+        mandatory: bits & 1 != 0,
+        immediate: bits & 2 != 0,
+    })
+}
+
 /// Append a method frame encoded by amq-protocol.
 pub fn write_method(buf: &mut BytesMut, channel: u16, method: AMQPClass) {
     let frame = AMQPFrame::Method(channel, method);
@@ -281,6 +309,33 @@ mod tests {
     fn amq(frame: AMQPFrame) -> Vec<u8> {
         let ctx = WriteContext::from(Vec::new());
         gen_frame(&frame)(ctx).unwrap().into_inner().0
+    }
+
+    #[test]
+    fn publish_fast_path_matches_amq_protocol() {
+        for (x, k, mandatory, immediate) in [
+            ("", "q", false, false),
+            ("amq.topic", "a.b.c", true, false),
+            ("ex", "", false, true),
+            ("é", "ü", true, true),
+        ] {
+            let m = AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+                exchange: x.into(),
+                routing_key: k.into(),
+                mandatory,
+                immediate,
+            }));
+            let frame = amq(AMQPFrame::Method(1, m.clone()));
+            let payload = &frame[7..frame.len() - 1];
+            let fast = parse_publish(payload).expect("fast path");
+            assert_eq!(AMQPClass::Basic(basic::AMQPMethod::Publish(fast)), m);
+            assert_eq!(amq_protocol::protocol::parse_class(payload).unwrap().1, m);
+            // Truncated or padded payloads are left to amq-protocol.
+            assert!(parse_publish(&payload[..payload.len() - 1]).is_none());
+            let mut longer = payload.to_vec();
+            longer.push(0);
+            assert!(parse_publish(&longer).is_none());
+        }
     }
 
     #[test]
