@@ -27,13 +27,7 @@ fn bench(c: &mut Criterion) {
         let mut r = ReadyList::new(None);
         b.iter(|| {
             for seq in 0..1000 {
-                r.push_back(QueuedMessage {
-                    seq,
-                    msg: m.clone(),
-                    redelivered: false,
-                    expires: None,
-                    delivery_count: 0,
-                });
+                r.push_back(QueuedMessage::new(seq, m.clone()));
             }
             while let Some(x) = r.pop_front() {
                 black_box(x.seq);
@@ -44,13 +38,7 @@ fn bench(c: &mut Criterion) {
         let mut r = ReadyList::new(None);
         b.iter(|| {
             for seq in 0..1000 {
-                r.push_back(QueuedMessage {
-                    seq,
-                    msg: m.clone(),
-                    redelivered: false,
-                    expires: None,
-                    delivery_count: 0,
-                });
+                r.push_back(QueuedMessage::new(seq, m.clone()));
             }
             let taken: Vec<QueuedMessage> = (0..100).filter_map(|_| r.pop_front()).collect();
             r.requeue(taken);
@@ -64,13 +52,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for seq in 0..1000u64 {
                 let m = prios[(seq % 10) as usize].clone();
-                r.push_back(QueuedMessage {
-                    seq,
-                    msg: m,
-                    redelivered: false,
-                    expires: None,
-                    delivery_count: 0,
-                });
+                r.push_back(QueuedMessage::new(seq, m));
             }
             while let Some(x) = r.pop_front() {
                 black_box(x.seq);

@@ -5,6 +5,7 @@ mod common;
 mod crash;
 mod durability;
 mod embedding;
+mod paging;
 
 mod basic;
 mod confirms_tx;

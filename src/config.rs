@@ -44,6 +44,17 @@ pub struct Config {
     pub policies: Vec<crate::broker::policy::PolicyDef>,
     /// Operator policies applied at start.
     pub operator_policies: Vec<crate::broker::policy::PolicyDef>,
+    /// The memory alarm: publishers are blocked while the process's resident memory is above this
+    /// fraction of the machine's (or cgroup's) memory (RabbitMQ's vm_memory_high_watermark.relative).
+    pub memory_high_watermark: f64,
+    /// The memory alarm as an absolute number of bytes; overrides `memory_high_watermark` when set.
+    pub memory_limit_bytes: Option<u64>,
+    /// Queues page message bodies out to the store once the ready messages held in memory exceed this
+    /// fraction of the memory limit (RabbitMQ's vm_memory_high_watermark_paging_ratio).
+    pub memory_paging_ratio: f64,
+    /// The disk alarm: publishers are blocked while the data directory's file system has less free space
+    /// than this (RabbitMQ's disk_free_limit.absolute).
+    pub disk_free_limit_bytes: u64,
 }
 
 impl Default for Config {
@@ -68,6 +79,10 @@ impl Default for Config {
             sync_interval_ms: 10,
             policies: Vec::new(),
             operator_policies: Vec::new(),
+            memory_high_watermark: 0.4,
+            memory_limit_bytes: None,
+            memory_paging_ratio: 0.5,
+            disk_free_limit_bytes: 50_000_000,
         }
     }
 }
@@ -121,7 +136,28 @@ impl Config {
         }
     }
 
+    /// The memory alarm's threshold in bytes.
+    pub fn memory_limit(&self) -> u64 {
+        self.memory_limit_bytes
+            .unwrap_or_else(|| (total_memory() as f64 * self.memory_high_watermark) as u64)
+    }
+
+    /// Bytes of ready messages in memory above which queues page out.
+    pub fn paging_threshold(&self) -> u64 {
+        (self.memory_limit() as f64 * self.memory_paging_ratio) as u64
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.memory_high_watermark > 0.0 && self.memory_high_watermark <= 1.0) {
+            return Err(ConfigError::Invalid(
+                "memory_high_watermark must be in (0, 1]".into(),
+            ));
+        }
+        if !(self.memory_paging_ratio > 0.0 && self.memory_paging_ratio <= 1.0) {
+            return Err(ConfigError::Invalid(
+                "memory_paging_ratio must be in (0, 1]".into(),
+            ));
+        }
         if self.frame_max < crate::protocol::FRAME_MIN_SIZE {
             return Err(ConfigError::Invalid(format!(
                 "frame_max must be at least {}",
@@ -134,6 +170,24 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+/// The memory this process may use: the machine's, or its cgroup's limit when lower. 4 GiB when neither
+/// can be read.
+pub fn total_memory() -> u64 {
+    let machine = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    match (machine, cgroup) {
+        (Some(m), Some(c)) => m.min(c),
+        (m, c) => m.or(c).unwrap_or(4 << 30),
     }
 }
 

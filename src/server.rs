@@ -181,6 +181,8 @@ impl Server {
         broker
             .apply_config_policies()
             .map_err(DefinitionsError::Apply)?;
+        broker.alarms.sample();
+        crate::broker::alarm::Alarms::spawn_monitor(Arc::downgrade(&broker.alarms));
         let (stop, mut stopped) = watch::channel(false);
         let b = broker.clone();
         let accept = tokio::spawn(async move {

@@ -51,16 +51,60 @@ impl Message {
 #[error("corrupt message record: {0}")]
 pub struct RecordError(&'static str);
 
+/// The fixed header at the start of every stored message record: what a queue needs to hold the message
+/// in its index without its body, so recovery reads no bodies back (see `store::RecoveredMessage::head`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordMeta {
+    pub priority: u8,
+    /// When the message expires in this queue, in Unix milliseconds; 0 for never.
+    pub expires_at: u64,
+    pub body_len: u32,
+}
+
+/// Record format version, the first byte of every record.
+const RECORD_V1: u8 = 1;
+
+impl RecordMeta {
+    pub const LEN: usize = 14;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(RECORD_V1);
+        out.push(self.priority);
+        out.extend_from_slice(&self.expires_at.to_be_bytes());
+        out.extend_from_slice(&self.body_len.to_be_bytes());
+    }
+
+    /// Reads the header from a record's first bytes; `None` if they are not a record this version wrote.
+    pub fn decode(b: &[u8]) -> Option<RecordMeta> {
+        if b.len() < Self::LEN || b[0] != RECORD_V1 {
+            return None;
+        }
+        Some(RecordMeta {
+            priority: b[1],
+            expires_at: u64::from_be_bytes(b[2..10].try_into().ok()?),
+            body_len: u32::from_be_bytes(b[10..14].try_into().ok()?),
+        })
+    }
+}
+
 impl Message {
-    /// The message as a store record: exchange, routing key, raw content header, body.
-    pub fn encode_record(&self) -> Vec<u8> {
+    /// The message as a store record: the fixed [`RecordMeta`] (its `body_len` is filled in here), then
+    /// exchange, routing key, raw content header, body.
+    pub fn encode_record(&self, meta: RecordMeta) -> Vec<u8> {
         let mut out = Vec::with_capacity(
-            2 + self.exchange.len()
+            RecordMeta::LEN
+                + 2
+                + self.exchange.len()
                 + self.routing_key.len()
                 + 8
                 + self.header.len()
                 + self.body.len(),
         );
+        RecordMeta {
+            body_len: self.body.len().min(u32::MAX as usize) as u32,
+            ..meta
+        }
+        .encode(&mut out);
         out.push(self.exchange.len().min(255) as u8);
         out.extend_from_slice(&self.exchange.as_bytes()[..self.exchange.len().min(255)]);
         out.push(self.routing_key.len().min(255) as u8);
@@ -73,7 +117,10 @@ impl Message {
 
     /// Decode a record written by `encode_record`; the body shares `rec`'s allocation.
     pub fn decode_record(rec: bytes::Bytes) -> Result<Message, RecordError> {
-        let mut pos = 0usize;
+        if RecordMeta::decode(&rec).is_none() {
+            return Err(RecordError("unknown record version"));
+        }
+        let mut pos = RecordMeta::LEN;
         let take = |pos: &mut usize, n: usize| -> Result<std::ops::Range<usize>, RecordError> {
             let r = *pos..pos.checked_add(n).ok_or(RecordError("length overflow"))?;
             if r.end > rec.len() {
@@ -127,7 +174,20 @@ mod tests {
             properties: props,
             body: Bytes::from_static(b"abc"),
         };
-        let d = Message::decode_record(Bytes::from(m.encode_record())).unwrap();
+        let meta = RecordMeta {
+            priority: 3,
+            expires_at: 1_700_000_000_000,
+            body_len: 0,
+        };
+        let rec = m.encode_record(meta);
+        assert_eq!(
+            RecordMeta::decode(&rec),
+            Some(RecordMeta {
+                body_len: 3,
+                ..meta
+            })
+        );
+        let d = Message::decode_record(Bytes::from(rec)).unwrap();
         assert_eq!(
             (&*d.exchange, &*d.routing_key, &d.body[..]),
             ("ex", "rk", &b"abc"[..])

@@ -1,6 +1,7 @@
 //! The broker handle: virtual hosts, users and their permissions, and connection ids. Everything a client can
 //! change goes through here and `VHost`, so the AMQP methods and the management API share one implementation.
 
+pub mod alarm;
 pub mod exchange;
 pub mod message;
 pub mod persist;
@@ -11,9 +12,12 @@ pub mod vhost;
 use crate::config::Config;
 use crate::connection::ConnShared;
 use crate::definitions::{Definitions, DefinitionsError};
+use crate::queue::ready::MemoryBudget;
+use crate::queue::ready::Paged;
+use crate::queue::unix_ms;
 use crate::store::{MessageStore, RecoveredQueue, StoreConfig, SyncPolicy};
 use dashmap::DashMap;
-use message::Message;
+use message::RecordMeta;
 use persist::{DefOp, DefsLog, PersistError, StoredPassword};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -61,6 +65,10 @@ pub struct Broker {
     log: Option<Arc<DefsLog>>,
     /// Persistent messages of durable queues; None when ephemeral.
     store: Option<Arc<MessageStore>>,
+    /// Bytes of ready message bodies in memory, and where queues start paging them to the store.
+    budget: Arc<MemoryBudget>,
+    /// Memory and disk alarms, which block publishers.
+    pub alarms: Arc<alarm::Alarms>,
     /// The data directory's lock, held for the broker's lifetime.
     dir_lock: Option<std::fs::File>,
 }
@@ -92,8 +100,14 @@ impl Broker {
             users: DashMap::new(),
             next_connection: AtomicU64::new(1),
             connections: DashMap::new(),
-            config: Arc::new(config),
             startup_definitions: parking_lot::Mutex::new(None),
+            budget: MemoryBudget::new(config.paging_threshold()),
+            alarms: Arc::new(alarm::Alarms::new(
+                config.memory_limit(),
+                config.disk_free_limit_bytes,
+                (!config.ephemeral).then(|| config.data_dir.clone()),
+            )),
+            config: Arc::new(config),
             log,
             store,
             dir_lock: None,
@@ -157,30 +171,40 @@ impl Broker {
         let mut total = 0usize;
         let started = std::time::Instant::now();
         for rq in recovered {
+            if rq.queue.starts_with(crate::queue::ready::TRANSIENT_PREFIX) {
+                // Pages of transient messages, written only to save memory: they die with the process.
+                store.drop_queue(&rq.queue);
+                continue;
+            }
             let Some(q) = queues.get(&rq.queue) else {
                 tracing::info!(queue = %rq.queue.replace('\u{1}', "/"), messages = rq.messages.len(), "dropping stored messages of a queue that no longer exists");
                 store.drop_queue(&rq.queue);
                 continue;
             };
             let mut msgs = Vec::with_capacity(rq.messages.len());
+            let (now, wall_now) = (crate::queue::now_ms(), unix_ms());
             for m in rq.messages {
-                let decoded = store
-                    .read(m.location)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| Message::decode_record(b).map_err(|e| e.to_string()));
-                match decoded {
-                    Ok(msg) => msgs.push(crate::queue::QueuedMessage {
-                        seq: m.msg_id,
-                        msg: Arc::new(msg),
-                        redelivered: m.delivered || !clean,
-                        expires: None,
-                        delivery_count: 0,
-                    }),
-                    Err(e) => {
-                        tracing::warn!(vhost = %q.vhost, queue = %q.name, error = %e, "unreadable stored message skipped");
-                        store.ack(&rq.queue, &[m.msg_id]);
-                    }
-                }
+                let Some(meta) = RecordMeta::decode(&m.head) else {
+                    tracing::warn!(vhost = %q.vhost, queue = %q.name, msg_id = m.msg_id, "stored message in an unknown format skipped");
+                    store.ack(&rq.queue, &[m.msg_id]);
+                    continue;
+                };
+                // Expiry deadlines are stored as wall-clock times and mapped back onto this process's clock.
+                let expires = match meta.expires_at {
+                    0 => u64::MAX,
+                    at => now.saturating_add(at.saturating_sub(wall_now)),
+                };
+                let paged = Paged {
+                    seq: m.msg_id,
+                    id: m.msg_id,
+                    loc: m.location,
+                    expires,
+                    body_len: meta.body_len,
+                    delivery_count: 0,
+                    redelivered: m.delivered || !clean,
+                    transient: false,
+                };
+                msgs.push((meta.priority, paged));
             }
             total += msgs.len();
             q.recover(msgs);
@@ -485,7 +509,11 @@ impl Broker {
             .entry(name.to_string())
             .or_insert_with(|| {
                 created = true;
-                VHost::new(name, self.log.clone(), self.store.clone())
+                let storage = self.store.clone().map(|store| crate::queue::Storage {
+                    store,
+                    budget: self.budget.clone(),
+                });
+                VHost::new(name, self.log.clone(), storage)
             })
             .clone();
         if created {

@@ -21,7 +21,7 @@ pub struct VHost {
     pub name: Arc<str>,
     self_ref: std::sync::Weak<VHost>,
     log: Option<Arc<DefsLog>>,
-    store: Option<Arc<crate::store::MessageStore>>,
+    store: Option<crate::queue::Storage>,
     exchanges: DashMap<String, Arc<Exchange>>,
     queues: DashMap<String, Arc<Queue>>,
     /// Direct reply-to names and the channels they lead to.
@@ -48,7 +48,7 @@ impl VHost {
     pub fn new(
         name: &str,
         log: Option<Arc<DefsLog>>,
-        store: Option<Arc<crate::store::MessageStore>>,
+        store: Option<crate::queue::Storage>,
     ) -> Arc<VHost> {
         Arc::new_cyclic(|w| Self::build(name, w.clone(), log, store))
     }
@@ -64,7 +64,7 @@ impl VHost {
         name: &str,
         self_ref: std::sync::Weak<VHost>,
         log: Option<Arc<DefsLog>>,
-        store: Option<Arc<crate::store::MessageStore>>,
+        store: Option<crate::queue::Storage>,
     ) -> VHost {
         let v = VHost {
             name: Arc::from(name),
@@ -461,7 +461,7 @@ impl VHost {
             auto_delete: req.auto_delete,
             arguments: req.arguments.clone(),
             vhost_ref: self.self_ref.clone(),
-            store: self.store.clone(),
+            storage: self.store.clone(),
         }));
         let created = q.clone();
         let q = self.queues.entry(req.name.to_string()).or_insert(q).clone();

@@ -218,6 +218,7 @@ impl Connection {
             _ => false,
         };
         self.auth_failure_close = cap("authentication_failure_close");
+        self.blocked_capable = cap("connection.blocked");
         self.shared
             .cancel_notify
             .store(cap("consumer_cancel_notify"), Ordering::Relaxed);

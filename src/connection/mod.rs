@@ -8,7 +8,7 @@
 pub mod handshake;
 pub mod outbound;
 
-use crate::broker::{Broker, User, VHost};
+use crate::broker::{alarm, Broker, User, VHost};
 use crate::channel::methods::{Ctx, Settle};
 use crate::channel::{Channel, ChannelShared, ChannelState};
 use crate::error::AmqpError;
@@ -91,6 +91,10 @@ pub struct Connection {
     channel_max: u16,
     heartbeat: u16,
     auth_failure_close: bool,
+    /// The client asked for connection.blocked / unblocked notifications.
+    blocked_capable: bool,
+    /// A basic.publish arrived in the current read batch (a resource alarm blocks only publishers).
+    published: bool,
     exclusive_queues: Vec<Arc<Queue>>,
     confirm_dirty: Vec<u16>,
     closing_deadline: Option<Instant>,
@@ -126,6 +130,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
         vhost: None,
         channels: HashMap::new(),
         auth_failure_close: false,
+        blocked_capable: false,
+        published: false,
         exclusive_queues: Vec::new(),
         confirm_dirty: Vec::new(),
         closing_deadline: None,
@@ -200,6 +206,13 @@ impl Connection {
             if self.state == State::Done {
                 return;
             }
+            if std::mem::take(&mut self.published)
+                && self.state == State::Running
+                && self.broker.alarms.active() != 0
+                && !self.wait_out_alarm().await
+            {
+                return;
+            }
             // Let other connections run between batches: a publisher whose socket always has data would
             // otherwise keep its worker until tokio's read budget runs out, starving the consumers (and the
             // acks) that drain the queues it fills.
@@ -243,6 +256,54 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// A resource alarm is on and this connection publishes: stop reading its socket until the alarm clears,
+    /// as RabbitMQ does, with connection.blocked / unblocked for clients that asked. Returns false when the
+    /// connection was killed meanwhile.
+    async fn wait_out_alarm(&mut self) -> bool {
+        let mut alarms = self.broker.alarms.subscribe();
+        let bits = *alarms.borrow_and_update();
+        if bits == 0 {
+            return true;
+        }
+        tracing::info!(
+            reason = alarm::reason(bits),
+            "publisher blocked by a resource alarm"
+        );
+        if self.blocked_capable {
+            self.send_method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Blocked(connection::Blocked {
+                    reason: alarm::reason(bits).into(),
+                })),
+            );
+        }
+        loop {
+            tokio::select! {
+                changed = alarms.changed() => {
+                    if changed.is_err() {
+                        return false;
+                    }
+                    if *alarms.borrow_and_update() == 0 {
+                        break;
+                    }
+                }
+                _ = self.shared.kill.notified() => {
+                    let reason = self.shared.kill_reason.lock().take().unwrap_or_default();
+                    self.close_connection(AmqpError::new(crate::error::ReplyCode::ConnectionForced, reason));
+                    return self.state != State::Done;
+                }
+            }
+        }
+        tracing::info!("publisher unblocked");
+        if self.blocked_capable {
+            self.send_method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Unblocked(connection::Unblocked {})),
+            );
+        }
+        true
     }
 
     fn flush_confirms(&mut self) {
@@ -403,7 +464,10 @@ impl Connection {
                     }
                 }
                 let parsed = match protocol::parse_publish(&f.payload) {
-                    Some(p) => Ok(AMQPClass::Basic(basic::AMQPMethod::Publish(p))),
+                    Some(p) => {
+                        self.published = true;
+                        Ok(AMQPClass::Basic(basic::AMQPMethod::Publish(p)))
+                    }
                     None => parse_method(&f.payload),
                 };
                 let method = match parsed {

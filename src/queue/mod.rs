@@ -11,7 +11,7 @@
 pub mod deadletter;
 pub mod ready;
 
-use crate::broker::message::MessageRef;
+use crate::broker::message::{MessageRef, RecordMeta};
 use crate::broker::queue_args::{Overflow, QueueConfig, QueueType};
 use crate::broker::VHost;
 use crate::channel::ChannelShared;
@@ -33,16 +33,44 @@ pub fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// Milliseconds since the Unix epoch (for expiry deadlines kept across restarts).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// A message in a queue: its position (for requeue at the original place) and redelivery state.
 #[derive(Clone, Debug)]
 pub struct QueuedMessage {
     pub seq: u64,
+    /// Its id in the message store: the `seq` it was first published with (a quorum queue renumbers
+    /// requeued messages, the store id stays).
+    pub id: u64,
     pub msg: MessageRef,
     pub redelivered: bool,
     /// Expiry deadline on the `now_ms` clock, when the queue or the message has a TTL.
     pub expires: Option<u64>,
     /// How many times the message came back to the queue unacknowledged.
     pub delivery_count: u32,
+    /// Where the store holds it, when it is stored (lets the queue page it out without a write).
+    pub loc: Option<crate::store::Location>,
+}
+
+impl QueuedMessage {
+    /// A message entering a queue for the first time.
+    pub fn new(seq: u64, msg: MessageRef) -> QueuedMessage {
+        QueuedMessage {
+            seq,
+            id: seq,
+            msg,
+            redelivered: false,
+            expires: None,
+            delivery_count: 0,
+            loc: None,
+        }
+    }
 }
 
 /// A consumer registered on a queue by a channel.
@@ -123,8 +151,15 @@ pub struct QueueSpec<'a> {
     pub auto_delete: bool,
     pub arguments: FieldTable,
     pub vhost_ref: Weak<VHost>,
-    /// The broker's message store; used when the queue is durable.
-    pub store: Option<Arc<MessageStore>>,
+    /// Persistent messages of a durable queue go to the store, and any queue pages bodies out to it.
+    pub storage: Option<Storage>,
+}
+
+/// The broker's message store and its budget for message bodies held in memory, shared by every queue.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    pub store: Arc<MessageStore>,
+    pub budget: Arc<ready::MemoryBudget>,
 }
 
 /// Messages that died under the lock, dead-lettered once it is released.
@@ -148,12 +183,7 @@ pub struct Queue {
 impl QueueState {
     /// Drop expired messages at the head (RabbitMQ expires per-message TTLs only at the head).
     fn expire_head(&mut self, now: u64, dead: &mut Dead) {
-        while self
-            .ready
-            .front()
-            .and_then(|m| m.expires)
-            .is_some_and(|e| e <= now)
-        {
+        while self.ready.front_expires().is_some_and(|e| e <= now) {
             if let Some(m) = self.ready.pop_front() {
                 dead.push((m, Reason::Expired));
             }
@@ -186,13 +216,20 @@ impl Queue {
             auto_delete,
             arguments,
             vhost_ref,
-            store,
+            storage,
         } = spec;
         let config = QueueConfig::from_args(&arguments);
-        let durable_store = store.filter(|_| durable).map(|store| Durable {
+        let key = store_key(vhost, name);
+        let store = storage.as_ref().map(|s| s.store.clone());
+        let pager = storage.map(|Storage { store, budget }| ready::Pager {
             store,
-            key: store_key(vhost, name),
+            durable_key: durable.then(|| key.clone()),
+            transient_key: format!("{}{key}", ready::TRANSIENT_PREFIX),
+            budget,
         });
+        let durable_store = store
+            .filter(|_| durable)
+            .map(|store| Durable { store, key });
         Queue {
             name: Arc::from(name),
             vhost: Arc::from(vhost),
@@ -204,7 +241,7 @@ impl Queue {
             vhost_ref,
             durable_store,
             state: Mutex::new(QueueState {
-                ready: ReadyList::new(config.max_priority),
+                ready: ReadyList::with_pager(config.max_priority, pager),
                 config,
                 last_used: now_ms(),
                 ..Default::default()
@@ -278,10 +315,8 @@ impl Queue {
     /// The store forgets these messages (acked, dropped, dead-lettered).
     fn forget_stored<'a>(&self, msgs: impl Iterator<Item = &'a QueuedMessage>) {
         let Some(d) = &self.durable_store else { return };
-        let ids: smallvec::SmallVec<[u64; 8]> = msgs
-            .filter(|m| self.stores(&m.msg))
-            .map(|m| m.seq)
-            .collect();
+        let ids: smallvec::SmallVec<[u64; 8]> =
+            msgs.filter(|m| self.stores(&m.msg)).map(|m| m.id).collect();
         if !ids.is_empty() {
             d.store.ack(&d.key, &ids);
         }
@@ -295,18 +330,18 @@ impl Queue {
             return;
         }
         if no_ack {
-            d.store.ack(&d.key, &[qm.seq]);
+            d.store.ack(&d.key, &[qm.id]);
         } else if !qm.redelivered {
-            d.store.delivered(&d.key, qm.seq);
+            d.store.delivered(&d.key, qm.id);
         }
     }
 
-    /// Put messages recovered from the store back, in order, at start.
-    pub fn recover(self: &Arc<Self>, msgs: Vec<QueuedMessage>) {
+    /// Put messages recovered from the store back, paged and in order, at start: `(priority, message)`.
+    pub fn recover(self: &Arc<Self>, msgs: Vec<(u8, ready::Paged)>) {
         let mut st = self.state.lock();
-        for m in msgs {
+        for (priority, m) in msgs {
             st.next_seq = st.next_seq.max(m.seq + 1);
-            st.ready.push_back(m);
+            st.ready.push_paged(priority, m);
         }
         self.arm_timer(&mut st);
     }
@@ -322,7 +357,7 @@ impl Queue {
         msg: MessageRef,
         confirm: Option<&ConfirmRef>,
     ) -> Accepted {
-        let payload = self.stores(&msg).then(|| msg.encode_record());
+        let stores = self.stores(&msg);
         let mut dead = Dead::new();
         let accepted = {
             let mut st = self.state.lock();
@@ -333,15 +368,19 @@ impl Queue {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            let payload = stores.then(|| {
+                msg.encode_record(RecordMeta {
+                    priority: msg.properties.priority().unwrap_or(0),
+                    expires_at: ttl.map_or(0, |t| unix_ms().saturating_add(t).max(1)),
+                    body_len: 0,
+                })
+            });
             let seq = st.next_seq;
             st.next_seq += 1;
             let expires = ttl.map(|t| now_ms().saturating_add(t));
             st.ready.push_back(QueuedMessage {
-                seq,
-                msg,
-                redelivered: false,
                 expires,
-                delivery_count: 0,
+                ..QueuedMessage::new(seq, msg)
             });
             let mut accepted = Accepted::Yes;
             let mut refused = false;
@@ -383,7 +422,8 @@ impl Queue {
                     None => Box::new(|_| {}),
                 };
                 match d.store.publish(&d.key, seq, &payload, done) {
-                    Ok(_) => {
+                    Ok(loc) => {
+                        st.ready.set_location(seq, loc);
                         if confirm.is_some() {
                             accepted = Accepted::Pending;
                         }
@@ -400,6 +440,7 @@ impl Queue {
                 st.expire_head(now_ms(), &mut dead);
                 self.arm_timer(&mut st);
             }
+            st.ready.page_out();
             accepted
         };
         self.dead_letter(dead);
@@ -418,7 +459,7 @@ impl Queue {
     fn dispatch_locked(self: &Arc<Self>, st: &mut QueueState, dead: &mut Dead) {
         let single = st.config.single_active_consumer;
         'outer: loop {
-            if st.ready.front().is_some_and(|m| m.expires.is_some()) {
+            if st.ready.front_expires().is_some() {
                 // A message whose TTL ends this very millisecond (TTL 0) may still go to a waiting consumer.
                 st.expire_head(now_ms().saturating_sub(1), dead);
             }
@@ -463,7 +504,7 @@ impl Queue {
 
     /// Make sure a timer fires when the head message expires.
     fn arm_timer(self: &Arc<Self>, st: &mut QueueState) {
-        let Some(deadline) = st.ready.front().and_then(|m| m.expires) else {
+        let Some(deadline) = st.ready.front_expires() else {
             return;
         };
         if st.timer.is_some_and(|t| t <= deadline) {
@@ -713,15 +754,13 @@ impl Queue {
     /// Drop all ready messages; returns how many.
     pub fn purge(&self) -> u32 {
         let mut st = self.state.lock();
-        if self.durable_store.is_some() {
-            let mut all = Vec::with_capacity(st.ready.len());
-            while let Some(m) = st.ready.pop_front() {
-                all.push(m);
-            }
-            self.forget_stored(all.iter());
-            return all.len() as u32;
+        let n = st.ready.len() as u32;
+        let (mem, paged) = st.ready.drain(true);
+        self.forget_stored(mem.iter());
+        if let (Some(d), false) = (&self.durable_store, paged.is_empty()) {
+            d.store.ack(&d.key, &paged);
         }
-        st.ready.clear() as u32
+        n
     }
 
     pub fn message_count(&self) -> u32 {
@@ -737,6 +776,11 @@ impl Queue {
         (st.ready.len() as u32, st.consumers.len() as u32)
     }
 
+    /// Ready messages whose bodies are in memory (the rest are paged out to the store).
+    pub fn ready_in_memory(&self) -> usize {
+        self.state.lock().ready.in_memory()
+    }
+
     pub fn unacked_count(&self) -> u32 {
         self.state.lock().unacked
     }
@@ -750,6 +794,7 @@ impl Queue {
             d.store.drop_queue(&d.key);
         }
         let n = st.ready.clear() as u32;
+        st.ready.forget_transient_pages();
         (n, std::mem::take(&mut st.consumers))
     }
 

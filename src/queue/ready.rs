@@ -1,16 +1,144 @@
 //! The ready messages of a queue, in delivery order: one FIFO, or for a priority queue one FIFO per priority
 //! level served highest first. Messages keep their publish sequence number so that a requeued message goes back
 //! to its original place within its level.
+//!
+//! # Paging
+//! With a message store, a level is two sorted runs: messages in memory and *paged* messages, of which only a
+//! 56-byte index entry stays in memory while the body sits in the store. The level's head is whichever run has
+//! the lower sequence number, so moving any message from the back of the memory run to the back of the paged
+//! run keeps delivery order. Bodies come back in small batches when a paged message reaches the head.
+//!
+//! What gets paged: a message already in the store (persistent, durable queue) once the queue holds more than
+//! [`KEEP_STORED`] messages in memory, which costs nothing but a read later; any message, written to the store
+//! under the queue's transient key only for this, while the broker's [`MemoryBudget`] is exceeded. Transient
+//! pages are forgotten when read back, and all of them are dropped at boot.
 
 use super::QueuedMessage;
+use crate::broker::message::{Message, RecordMeta};
+use crate::store::{Location, MessageStore};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Messages a queue keeps in memory when their bodies are on disk anyway.
+pub const KEEP_STORED: usize = 2048;
+/// Messages a queue always keeps in memory, whatever the pressure, so delivery never waits on a read.
+pub const KEEP_MIN: usize = 64;
+/// Paged messages read back at once when the head reaches them.
+const LOAD_BATCH: usize = 128;
+/// What an in-memory message is charged beyond its body and header (the `Message` and queue entry).
+const MESSAGE_OVERHEAD: u64 = 256;
+
+/// The broker-wide bytes of ready messages held in memory, and the level above which queues page out.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    used: AtomicU64,
+    limit: u64,
+}
+
+impl MemoryBudget {
+    pub fn new(limit: u64) -> Arc<MemoryBudget> {
+        Arc::new(MemoryBudget {
+            used: AtomicU64::new(0),
+            limit,
+        })
+    }
+
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    pub fn over(&self) -> bool {
+        self.used() > self.limit
+    }
+}
+
+/// Where a queue pages message bodies to.
+#[derive(Debug)]
+pub struct Pager {
+    pub store: Arc<MessageStore>,
+    /// The queue's key for its persistent messages (durable queues only).
+    pub durable_key: Option<String>,
+    /// The key under which messages are written only to free memory.
+    pub transient_key: String,
+    pub budget: Arc<MemoryBudget>,
+}
+
+/// Prefix of every transient page key: such keys are dropped at boot.
+pub const TRANSIENT_PREFIX: char = '\u{2}';
+
+/// A ready message whose body is in the store.
+#[derive(Clone, Copy, Debug)]
+pub struct Paged {
+    pub seq: u64,
+    /// Its id in the store.
+    pub id: u64,
+    pub loc: Location,
+    /// Expiry deadline on the `now_ms` clock; `u64::MAX` for none.
+    pub expires: u64,
+    pub body_len: u32,
+    pub delivery_count: u32,
+    pub redelivered: bool,
+    /// Written under the transient key (forgotten once read back).
+    pub transient: bool,
+}
+
+impl Paged {
+    fn of(m: &QueuedMessage, loc: Location, transient: bool) -> Paged {
+        Paged {
+            seq: m.seq,
+            id: m.id,
+            loc,
+            expires: m.expires.unwrap_or(u64::MAX),
+            body_len: m.msg.body.len().min(u32::MAX as usize) as u32,
+            delivery_count: m.delivery_count,
+            redelivered: m.redelivered,
+            transient,
+        }
+    }
+
+    pub fn expires(&self) -> Option<u64> {
+        (self.expires != u64::MAX).then_some(self.expires)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Level {
+    mem: VecDeque<QueuedMessage>,
+    paged: VecDeque<Paged>,
+}
+
+impl Level {
+    /// Whether the head of the level is paged.
+    fn head_paged(&self) -> bool {
+        match (self.mem.front(), self.paged.front()) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(m), Some(p)) => p.seq < m.seq,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.mem.is_empty() && self.paged.is_empty()
+    }
+}
 
 #[derive(Debug)]
 pub struct ReadyList {
-    /// One FIFO per priority level (index = level); a plain queue has one.
-    levels: Vec<VecDeque<QueuedMessage>>,
+    levels: Vec<Level>,
     len: usize,
+    /// Body bytes of every ready message, paged or not (for x-max-length-bytes).
     bytes: u64,
+    mem_len: usize,
+    /// What the in-memory messages are charged against the budget.
+    mem_cost: u64,
+    pager: Option<Pager>,
+    /// Something was written under the transient key.
+    paged_transient: bool,
 }
 
 impl Default for ReadyList {
@@ -19,23 +147,38 @@ impl Default for ReadyList {
     }
 }
 
+fn cost(m: &QueuedMessage) -> u64 {
+    (m.msg.body.len() + m.msg.header.len()) as u64 + MESSAGE_OVERHEAD
+}
+
 impl ReadyList {
     pub fn new(max_priority: Option<u8>) -> ReadyList {
+        ReadyList::with_pager(max_priority, None)
+    }
+
+    pub fn with_pager(max_priority: Option<u8>, pager: Option<Pager>) -> ReadyList {
         let n = max_priority.map_or(1, |p| p as usize + 1);
         ReadyList {
-            levels: (0..n).map(|_| VecDeque::new()).collect(),
+            levels: (0..n).map(|_| Level::default()).collect(),
             len: 0,
             bytes: 0,
+            mem_len: 0,
+            mem_cost: 0,
+            pager,
+            paged_transient: false,
         }
     }
 
-    /// The level a message goes to: its priority capped at the maximum; 0 without one.
+    /// The level for a priority: capped at the maximum; 0 without one.
+    fn level_of(&self, priority: u8) -> usize {
+        (priority as usize).min(self.levels.len() - 1)
+    }
+
     fn level(&self, m: &QueuedMessage) -> usize {
         if self.levels.len() == 1 {
             return 0;
         }
-        let p = m.msg.properties.priority().unwrap_or(0) as usize;
-        p.min(self.levels.len() - 1)
+        self.level_of(m.msg.properties.priority().unwrap_or(0))
     }
 
     pub fn len(&self) -> usize {
@@ -51,11 +194,53 @@ impl ReadyList {
         self.bytes
     }
 
+    /// Ready messages whose bodies are in memory.
+    pub fn in_memory(&self) -> usize {
+        self.mem_len
+    }
+
+    fn charge(&mut self, m: &QueuedMessage) {
+        let c = cost(m);
+        self.mem_len += 1;
+        self.mem_cost += c;
+        if let Some(p) = &self.pager {
+            p.budget.used.fetch_add(c, Ordering::Relaxed);
+        }
+    }
+
+    fn release(&mut self, m: &QueuedMessage) {
+        let c = cost(m);
+        self.mem_len -= 1;
+        self.mem_cost -= c;
+        if let Some(p) = &self.pager {
+            p.budget.used.fetch_sub(c, Ordering::Relaxed);
+        }
+    }
+
     pub fn push_back(&mut self, m: QueuedMessage) {
         let l = self.level(&m);
         self.len += 1;
         self.bytes += m.msg.body.len() as u64;
-        self.levels[l].push_back(m);
+        self.charge(&m);
+        self.levels[l].mem.push_back(m);
+    }
+
+    /// Append a message recovered from the store, paged (in publish order).
+    pub fn push_paged(&mut self, priority: u8, p: Paged) {
+        let l = self.level_of(priority);
+        self.len += 1;
+        self.bytes += u64::from(p.body_len);
+        self.levels[l].paged.push_back(p);
+    }
+
+    /// Record where the message `seq`, just pushed, is stored, so that it can be paged without a write.
+    pub fn set_location(&mut self, seq: u64, loc: Location) {
+        for level in self.levels.iter_mut() {
+            if let Some(m) = level.mem.back_mut().filter(|m| m.seq == seq) {
+                m.loc = Some(loc);
+                return;
+            }
+        }
     }
 
     fn head_level(&self) -> Option<usize> {
@@ -64,29 +249,81 @@ impl ReadyList {
             .find(|&l| !self.levels[l].is_empty())
     }
 
-    pub fn front(&self) -> Option<&QueuedMessage> {
-        self.head_level().and_then(|l| self.levels[l].front())
+    /// Bring the head of level `l` into memory if it is paged. A message that cannot be read back is
+    /// logged and forgotten.
+    fn load_head(&mut self, l: usize) {
+        while self.levels[l].head_paged() {
+            let Some(pager) = &self.pager else {
+                // Cannot happen (only a list with a pager holds paged messages), but must not spin.
+                let dropped = std::mem::take(&mut self.levels[l].paged);
+                self.len -= dropped.len();
+                self.bytes -= dropped.iter().map(|p| u64::from(p.body_len)).sum::<u64>();
+                return;
+            };
+            let level = &mut self.levels[l];
+            let limit = level.mem.front().map_or(u64::MAX, |m| m.seq);
+            let mut batch = Vec::new();
+            while batch.len() < LOAD_BATCH && level.paged.front().is_some_and(|p| p.seq < limit) {
+                batch.extend(level.paged.pop_front());
+            }
+            let mut loaded = Vec::with_capacity(batch.len());
+            for p in batch {
+                match load(pager, &p) {
+                    Some(m) => loaded.push(m),
+                    None => {
+                        self.len -= 1;
+                        self.bytes -= u64::from(p.body_len);
+                    }
+                }
+            }
+            for m in loaded.into_iter().rev() {
+                self.charge(&m);
+                self.levels[l].mem.push_front(m);
+            }
+        }
+    }
+
+    /// The head message, read back from the store if it was paged.
+    pub fn front(&mut self) -> Option<&QueuedMessage> {
+        loop {
+            let l = self.head_level()?;
+            self.load_head(l);
+            // Reading back may have failed for every paged message of the level: look again.
+            if !self.levels[l].mem.is_empty() {
+                return self.levels[l].mem.front();
+            }
+        }
+    }
+
+    /// The head's expiry deadline, without reading a paged head back.
+    pub fn front_expires(&self) -> Option<u64> {
+        let level = &self.levels[self.head_level()?];
+        if level.head_paged() {
+            level.paged.front().and_then(Paged::expires)
+        } else {
+            level.mem.front().and_then(|m| m.expires)
+        }
     }
 
     pub fn pop_front(&mut self) -> Option<QueuedMessage> {
+        self.front()?;
         let l = self.head_level()?;
-        let m = self.levels[l].pop_front()?;
+        let m = self.levels[l].mem.pop_front()?;
         self.len -= 1;
         self.bytes -= m.msg.body.len() as u64;
+        self.release(&m);
         Some(m)
     }
 
     /// Take back the message just pushed (a publish refused by x-overflow=reject-publish).
     pub fn remove_seq(&mut self, seq: u64) -> Option<QueuedMessage> {
-        for level in self.levels.iter_mut() {
-            if level.back().is_some_and(|m| m.seq == seq) {
-                let m = level.pop_back()?;
-                self.len -= 1;
-                self.bytes -= m.msg.body.len() as u64;
-                return Some(m);
-            }
-        }
-        None
+        let l = (0..self.levels.len())
+            .find(|&l| self.levels[l].mem.back().is_some_and(|m| m.seq == seq))?;
+        let m = self.levels[l].mem.pop_back()?;
+        self.len -= 1;
+        self.bytes -= m.msg.body.len() as u64;
+        self.release(&m);
+        Some(m)
     }
 
     /// Put messages back at their original positions (by sequence number) within their levels.
@@ -97,6 +334,7 @@ impl ReadyList {
         for m in msgs {
             self.len += 1;
             self.bytes += m.msg.body.len() as u64;
+            self.charge(&m);
             let l = self.level(&m);
             per_level[l].push(m);
         }
@@ -104,7 +342,7 @@ impl ReadyList {
             if msgs.is_empty() {
                 continue;
             }
-            let level = &mut self.levels[l];
+            let level = &mut self.levels[l].mem;
             let head = level.front().map(|m| m.seq);
             match head {
                 Some(h) if msgs.last().is_some_and(|m| m.seq > h) => {
@@ -132,15 +370,160 @@ impl ReadyList {
         }
     }
 
-    pub fn clear(&mut self) -> usize {
-        let n = self.len;
-        for l in self.levels.iter_mut() {
-            l.clear();
+    /// Empty the list. Returns the in-memory messages (for the caller to settle with the store) and the
+    /// store ids of paged persistent messages; transient pages are forgotten here unless `forget` is false
+    /// (the caller drops the whole transient key).
+    pub fn drain(&mut self, forget: bool) -> (Vec<QueuedMessage>, Vec<u64>) {
+        let mut mem = Vec::with_capacity(self.mem_len);
+        let mut stored = Vec::new();
+        let mut transient = Vec::new();
+        for level in self.levels.iter_mut() {
+            mem.extend(level.mem.drain(..));
+            for p in level.paged.drain(..) {
+                if p.transient {
+                    transient.push(p.id);
+                } else {
+                    stored.push(p.id);
+                }
+            }
+        }
+        if let Some(p) = &self.pager {
+            p.budget.used.fetch_sub(self.mem_cost, Ordering::Relaxed);
+            if forget && !transient.is_empty() {
+                p.store.ack(&p.transient_key, &transient);
+            }
         }
         self.len = 0;
         self.bytes = 0;
+        self.mem_len = 0;
+        self.mem_cost = 0;
+        (mem, stored)
+    }
+
+    /// Empty the list without settling anything with the store (queue deleted, or no store).
+    pub fn clear(&mut self) -> usize {
+        let n = self.len;
+        self.drain(false);
         n
     }
+
+    /// The queue is gone: forget every transient page with one record.
+    pub fn forget_transient_pages(&mut self) {
+        if let (Some(p), true) = (&self.pager, self.paged_transient) {
+            p.store.drop_queue(&p.transient_key);
+            self.paged_transient = false;
+        }
+    }
+
+    /// Move messages from the back of memory to the store while the queue holds more in memory than it
+    /// should (see the module docs). Messages already stored cost no write.
+    pub fn page_out(&mut self) {
+        let Some(pager) = &self.pager else { return };
+        while self.mem_len > KEEP_MIN {
+            let over = pager.budget.over();
+            if !over && self.mem_len <= KEEP_STORED {
+                return;
+            }
+            // Lowest priority first: it is delivered last.
+            let pick = (0..self.levels.len()).find(|&l| {
+                let level = &self.levels[l];
+                level.mem.back().is_some_and(|m| {
+                    level.paged.back().is_none_or(|p| p.seq < m.seq) && (over || m.loc.is_some())
+                })
+            });
+            let Some(l) = pick else { return };
+            let Some(m) = self.levels[l].mem.pop_back() else {
+                return;
+            };
+            let paged = match m.loc {
+                Some(loc) => Paged::of(&m, loc, false),
+                None => {
+                    let meta = RecordMeta {
+                        priority: m.msg.properties.priority().unwrap_or(0),
+                        ..RecordMeta::default()
+                    };
+                    let rec = m.msg.encode_record(meta);
+                    match pager
+                        .store
+                        .publish(&pager.transient_key, m.id, &rec, Box::new(|_| {}))
+                    {
+                        Ok(loc) => {
+                            self.paged_transient = true;
+                            Paged::of(&m, loc, true)
+                        }
+                        Err(e) => {
+                            tracing::warn!(queue = %pager.transient_key.trim_start_matches(TRANSIENT_PREFIX).replace('\u{1}', "/"), error = %e, "cannot page a message out; keeping it in memory");
+                            self.levels[l].mem.push_back(m);
+                            return;
+                        }
+                    }
+                }
+            };
+            // `release` inlined: `pager` borrows a field of self.
+            let c = cost(&m);
+            self.mem_len -= 1;
+            self.mem_cost -= c;
+            pager.budget.used.fetch_sub(c, Ordering::Relaxed);
+            self.levels[l].paged.push_back(paged);
+        }
+    }
+}
+
+impl Drop for ReadyList {
+    fn drop(&mut self) {
+        if let Some(p) = &self.pager {
+            p.budget.used.fetch_sub(self.mem_cost, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Read a paged message back. A transient page is forgotten in the store at once; a message that cannot
+/// be read is forgotten and logged.
+fn load(pager: &Pager, p: &Paged) -> Option<QueuedMessage> {
+    let key = if p.transient {
+        Some(pager.transient_key.as_str())
+    } else {
+        pager.durable_key.as_deref()
+    };
+    let read = pager
+        .store
+        .read(p.loc)
+        .map_err(|e| e.to_string())
+        .and_then(|rec| Message::decode_record(rec).map_err(|e| e.to_string()));
+    if p.transient || read.is_err() {
+        if let Some(k) = key {
+            pager.store.ack(k, &[p.id]);
+        }
+    }
+    let mut msg = match read {
+        Ok(m) => m,
+        Err(e) => {
+            let queue = pager
+                .transient_key
+                .trim_start_matches(TRANSIENT_PREFIX)
+                .replace('\u{1}', "/");
+            tracing::error!(%queue, error = %e, "a stored message cannot be read back; dropping it");
+            return None;
+        }
+    };
+    if p.delivery_count > 0 {
+        let count = i64::from(p.delivery_count);
+        msg = msg.with_headers(|h| {
+            h.insert(
+                "x-delivery-count".into(),
+                amq_protocol::types::AMQPValue::LongLongInt(count),
+            );
+        });
+    }
+    Some(QueuedMessage {
+        seq: p.seq,
+        id: p.id,
+        msg: Arc::new(msg),
+        redelivered: p.redelivered,
+        expires: p.expires(),
+        delivery_count: p.delivery_count,
+        loc: (!p.transient).then_some(p.loc),
+    })
 }
 
 #[cfg(test)]
@@ -156,19 +539,98 @@ mod tests {
         if let Some(x) = prio {
             p = p.with_priority(x);
         }
-        QueuedMessage {
+        QueuedMessage::new(
             seq,
-            msg: Arc::new(Message {
+            Arc::new(Message {
                 exchange: "".into(),
                 routing_key: "".into(),
-                header: Bytes::new(),
+                header: crate::protocol::encode_content_header(1, &p),
                 properties: p,
-                body: Bytes::from_static(b"x"),
+                body: Bytes::from(format!("m{seq}")),
             }),
-            redelivered: false,
-            expires: None,
-            delivery_count: 0,
+        )
+    }
+
+    fn paging_list(
+        dir: &crate::store::tests::TempDir,
+        limit: u64,
+    ) -> (ReadyList, Arc<MemoryBudget>) {
+        let (store, _) = MessageStore::open(crate::store::StoreConfig::new(&dir.0)).unwrap();
+        let budget = MemoryBudget::new(limit);
+        let pager = Pager {
+            store,
+            durable_key: Some("q".into()),
+            transient_key: format!("{TRANSIENT_PREFIX}q"),
+            budget: budget.clone(),
+        };
+        (ReadyList::with_pager(None, Some(pager)), budget)
+    }
+
+    fn body(m: &QueuedMessage) -> String {
+        String::from_utf8(m.msg.body.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn pages_out_under_pressure_and_reads_back_in_order() {
+        let dir = crate::store::tests::TempDir::new("ready-pressure");
+        // A budget of zero: everything beyond KEEP_MIN goes to the store.
+        let (mut r, budget) = paging_list(&dir, 0);
+        let n = KEEP_MIN as u64 + 500;
+        for s in 0..n {
+            r.push_back(qm(s, None));
+            r.page_out();
         }
+        assert_eq!(r.len(), n as usize);
+        assert_eq!(r.in_memory(), KEEP_MIN);
+        assert_eq!(
+            r.bytes(),
+            (0..n).map(|s| format!("m{s}").len() as u64).sum::<u64>()
+        );
+        // Pop a few, requeue them: they go back in front of the paged run.
+        let first: Vec<QueuedMessage> = (0..3).filter_map(|_| r.pop_front()).collect();
+        r.requeue(first);
+        let order: Vec<String> = std::iter::from_fn(|| r.pop_front().map(|m| body(&m))).collect();
+        let want: Vec<String> = (0..n).map(|s| format!("m{s}")).collect();
+        assert_eq!(order, want);
+        assert_eq!((r.len(), r.bytes(), budget.used()), (0, 0, 0));
+    }
+
+    #[test]
+    fn stored_messages_page_without_pressure_and_drain_reports_ids() {
+        let dir = crate::store::tests::TempDir::new("ready-stored");
+        let (mut r, budget) = paging_list(&dir, u64::MAX);
+        let store = r.pager.as_ref().unwrap().store.clone();
+        let n = KEEP_STORED as u64 + 10;
+        for s in 0..n {
+            let m = qm(s, None);
+            let loc = store
+                .publish(
+                    "q",
+                    s,
+                    &m.msg.encode_record(RecordMeta::default()),
+                    Box::new(|_| {}),
+                )
+                .unwrap();
+            r.push_back(m);
+            r.set_location(s, loc);
+            r.page_out();
+        }
+        assert_eq!(r.in_memory(), KEEP_STORED);
+        assert!(budget.used() > 0);
+        let (mem, paged) = r.drain(true);
+        assert_eq!(mem.len(), KEEP_STORED);
+        assert_eq!(paged, (KEEP_STORED as u64..n).collect::<Vec<_>>());
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn dropping_the_list_returns_its_budget() {
+        let dir = crate::store::tests::TempDir::new("ready-drop");
+        let (mut r, budget) = paging_list(&dir, u64::MAX);
+        r.push_back(qm(0, None));
+        assert!(budget.used() > 0);
+        drop(r);
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]

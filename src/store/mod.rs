@@ -46,7 +46,7 @@ mod recovery;
 mod state;
 mod sync;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -132,7 +132,13 @@ pub struct RecoveredMessage {
     pub location: Location,
     /// A `delivered` record was written for it: deliver it with redelivered=true.
     pub delivered: bool,
+    /// The payload's first bytes (zero-padded): an owner that keeps a small fixed header at the start of its
+    /// payloads can rebuild its index at boot without reading a single body back.
+    pub head: [u8; RECOVERED_HEAD],
 }
+
+/// How many payload bytes [`RecoveredMessage::head`] carries.
+pub const RECOVERED_HEAD: usize = 16;
 
 /// The live messages of one queue found at `open`, in publish order.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use super::format::{self, Pos, Scan, Scanner, SegKind, HEADER_LEN, RECORD_HEADER_LEN};
 use super::state::{Log, Seg, State};
-use super::{Location, RecoveredMessage, RecoveredQueue, StoreConfig, StoreError};
+use super::{Location, RecoveredMessage, RecoveredQueue, StoreConfig, StoreError, RECOVERED_HEAD};
 
 /// A progress line is logged every this many records.
 const PROGRESS_EVERY_RECORDS: u64 = 1_000_000;
@@ -205,6 +205,10 @@ pub(super) fn recover(cfg: &StoreConfig) -> Result<Recovery, StoreError> {
                         offset,
                         len: (RECORD_HEADER_LEN + body.len()) as u32,
                     };
+                    let mut head = [0u8; RECOVERED_HEAD];
+                    let payload = &body[p.payload_start..];
+                    let n = payload.len().min(RECOVERED_HEAD);
+                    head[..n].copy_from_slice(&payload[..n]);
                     for (q, msg_id) in p.entries() {
                         let qid = names.id(q);
                         if let Some(&(mark, a)) = drops.get(&qid) {
@@ -250,6 +254,7 @@ pub(super) fn recover(cfg: &StoreConfig) -> Result<Recovery, StoreError> {
                                 msg_id,
                                 location,
                                 delivered: dlv.is_some(),
+                                head,
                             },
                             true,
                         ));

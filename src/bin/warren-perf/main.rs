@@ -233,6 +233,9 @@ struct BacklogArgs {
     /// Seconds to let the broker settle before reading its RSS.
     #[arg(long, default_value_t = 2.0)]
     settle: f64,
+    /// Fill and drain, only fill (the queue is kept), or only drain what an earlier fill left.
+    #[arg(long, value_enum, default_value_t = modes::BacklogPhase::Both)]
+    phase: modes::BacklogPhase,
     /// Publisher, consumer and message options (--queues, --duration, --count, --rate are ignored;
     /// defaults: 1 KiB bodies, confirm window 1000, prefetch 1000, multiple-ack 100).
     #[command(flatten)]
@@ -380,7 +383,7 @@ async fn run_cli(cli: Cli) -> Result<(serde_json::Value, String), Error> {
             let mut w = b.w.clone();
             w.count = Some(1);
             let w = w.resolve(Kind::Backlog)?;
-            modes::backlog(&url, w, b.messages, b.settle, &opts).await
+            modes::backlog(&url, w, b.messages, b.settle, b.phase, &opts).await
         }
         Mode::Connections(c) => {
             modes::connections(

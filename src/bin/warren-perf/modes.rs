@@ -36,6 +36,7 @@ pub async fn backlog(
     mut w: Workload,
     messages: u64,
     settle: f64,
+    phase: BacklogPhase,
     opts: &Options,
 ) -> Result<(serde_json::Value, String)> {
     let pid = opts.broker_pid;
@@ -46,6 +47,10 @@ pub async fn backlog(
     w.count = Some(per_pub);
     w.duration = None;
     w.warmup = 0.0;
+    // A fill-only run leaves its queue for a later drain-only run (possibly after a broker restart).
+    if phase == BacklogPhase::Fill {
+        w.keep_queues = true;
+    }
     let consumers = w.consumers.max(1);
     let rss_empty = pid.and_then(|p| proc_sample(Some(p))).map(|s| s.rss_bytes);
 
@@ -55,19 +60,24 @@ pub async fn backlog(
     fill.timestamps = false;
     fill.setup_topology().await?;
     let result = async {
-        fill.start_publishers().await?;
-        let filled = run::measure(&mut fill, opts, "backlog fill").await?;
-        let total = filled.totals.published;
+        let mut filled = None;
+        let mut total = 0;
+        if phase != BacklogPhase::Drain {
+            fill.start_publishers().await?;
+            let m = run::measure(&mut fill, opts, "backlog fill").await?;
+            total = m.totals.published;
+            filled = Some(m);
+        }
         // Wait until the broker reports the whole backlog (confirms may precede the count by a little).
         let mut c = Conn::open(url, "warren-perf backlog check").await?;
         c.channel_open(1).await?;
         let deadline = Instant::now() + Duration::from_secs(60);
-        let mut depth = 0u64;
-        while Instant::now() < deadline {
+        let mut depth;
+        loop {
             depth = c
                 .queue_declare(1, &w.queue_name(0), w.durable, true)
                 .await? as u64;
-            if depth >= total {
+            if depth >= total || Instant::now() >= deadline {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -75,16 +85,20 @@ pub async fn backlog(
         c.close().await?;
         let rss_full = settled_rss(pid, settle).await;
 
-        let mut drain_w = w.clone();
-        drain_w.publishers = 0;
-        drain_w.consumers = consumers;
-        drain_w.count = None;
-        drain_w.drain_target = Some(depth);
-        let mut drain = Engine::new(url.clone(), drain_w);
-        drain.timestamps = false;
-        drain.start_consumers().await?;
-        let drained = run::measure(&mut drain, opts, "backlog drain").await?;
-        let rss_drained = settled_rss(pid, settle).await;
+        let mut drained = None;
+        let mut rss_drained = None;
+        if phase != BacklogPhase::Fill {
+            let mut drain_w = w.clone();
+            drain_w.publishers = 0;
+            drain_w.consumers = consumers;
+            drain_w.count = None;
+            drain_w.drain_target = Some(depth);
+            let mut drain = Engine::new(url.clone(), drain_w);
+            drain.timestamps = false;
+            drain.start_consumers().await?;
+            drained = Some(run::measure(&mut drain, opts, "backlog drain").await?);
+            rss_drained = settled_rss(pid, settle).await;
+        }
         Ok::<_, Error>((filled, depth, rss_full, drained, rss_drained))
     }
     .await;
@@ -93,27 +107,41 @@ pub async fn backlog(
     cleanup?;
 
     let per_msg = match (rss_empty, rss_full) {
-        (Some(a), Some(b)) if depth > 0 => Some((b as f64 - a as f64) / depth as f64),
+        (Some(a), Some(b)) if depth > 0 && phase != BacklogPhase::Drain => {
+            Some((b as f64 - a as f64) / depth as f64)
+        }
         _ => None,
     };
     let json = json!({
         "mode": "backlog",
         "workload": w,
         "messages": depth,
-        "fill": fill_json(&filled),
-        "drain": fill_json(&drained),
+        "fill": filled.as_ref().map(fill_json),
+        "drain": drained.as_ref().map(fill_json),
         "broker_pid": pid,
         "broker_rss_empty_bytes": rss_empty,
         "broker_rss_full_bytes": rss_full,
         "broker_rss_drained_bytes": rss_drained,
         "broker_rss_per_message_bytes": per_msg,
     });
+    let line = |label: &str, m: &Option<Measured>, rate: fn(&Measured) -> f64| match m {
+        Some(m) => format!(
+            "  {label:<10} {:.2} s  {} msg/s  (tool cpu {:.0}%, broker {})\n",
+            m.elapsed_s,
+            fmt_rate(rate(m)),
+            m.cpu.tool_cpu_pct,
+            m.cpu
+                .broker_cpu_pct
+                .map_or("n/a".into(), |b| format!("{b:.0}%")),
+        ),
+        None => format!("  {label:<10} skipped\n"),
+    };
     let human = format!(
         "warren-perf backlog: {} messages of {} B, {}, {} queue, {} publisher(s) with confirm window {}, {} consumer(s)\n\
-         \x20 fill       {:.2} s  {} msg/s  (tool cpu {:.0}%, broker {})\n\
+         {}\
          \x20 queue      {} messages reported by queue.declare\n\
          \x20 broker rss empty {}  full {}  drained {}{}\n\
-         \x20 drain      {:.2} s  {} msg/s  (tool cpu {:.0}%, broker {})\n",
+         {}",
         messages,
         w.size,
         if w.persistent { "persistent" } else { "transient" },
@@ -121,27 +149,26 @@ pub async fn backlog(
         w.publishers,
         w.confirm,
         consumers,
-        filled.elapsed_s,
-        fmt_rate(filled.confirmed_per_s.max(filled.published_per_s)),
-        filled.cpu.tool_cpu_pct,
-        filled
-            .cpu
-            .broker_cpu_pct
-            .map_or("n/a".into(), |b| format!("{b:.0}%")),
+        line("fill", &filled, |m| m.confirmed_per_s.max(m.published_per_s)),
         depth,
         rss_text(rss_empty),
         rss_text(rss_full),
         rss_text(rss_drained),
         per_msg.map_or(String::new(), |b| format!("  ({b:.0} B per queued message)")),
-        drained.elapsed_s,
-        fmt_rate(drained.consumed_per_s),
-        drained.cpu.tool_cpu_pct,
-        drained
-            .cpu
-            .broker_cpu_pct
-            .map_or("n/a".into(), |b| format!("{b:.0}%")),
+        line("drain", &drained, |m| m.consumed_per_s),
     );
     Ok((json, human))
+}
+
+/// Which half of a backlog run to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BacklogPhase {
+    /// Fill, then drain.
+    Both,
+    /// Fill and keep the queue (implies --keep-queues).
+    Fill,
+    /// Drain whatever the queue holds (from an earlier fill-only run).
+    Drain,
 }
 
 fn fill_json(m: &Measured) -> serde_json::Value {

@@ -17,10 +17,10 @@ use super::*;
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh directory under the system temp dir, removed on drop.
-pub(super) struct TempDir(pub PathBuf);
+pub(crate) struct TempDir(pub PathBuf);
 
 impl TempDir {
-    pub(super) fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         // Show the store's log lines in a failing test's output (and with --nocapture).
         let _ = tracing_subscriber::fmt()
             .with_test_writer()

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# A large persistent backlog: broker RSS with M queued persistent messages, the time to recover them after
+# a SIGKILL, RSS after recovery, and the drain rate reading the bodies back from disk.
+#
+#   bench/recovery.sh                          # 10 million 16-byte messages
+#   MESSAGES=1000000 SIZE=1024 bench/recovery.sh
+#
+# Environment (all optional): MESSAGES (default 10000000), SIZE body bytes (default 16), PORT (default 5694),
+# DATA_DIR (default a fresh temp dir, removed afterwards), SKIP_BUILD=1, BENCH_LOCK (default
+# /tmp/warren-bench.lock).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+MESSAGES=${MESSAGES:-10000000}
+SIZE=${SIZE:-16}
+PORT=${PORT:-5694}
+BENCH_LOCK=${BENCH_LOCK:-/tmp/warren-bench.lock}
+cd "$root"
+if [ -z "${SKIP_BUILD:-}" ]; then
+  CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} cargo build --release --bin warren --bin warren-perf >&2
+fi
+WARREN=$root/target/release/warren
+PERF=$root/target/release/warren-perf
+work=$(mktemp -d "${TMPDIR:-/tmp}/warren-recovery.XXXXXX")
+data=${DATA_DIR:-$work/data}
+wpid=""
+cleanup() {
+  [ -n "$wpid" ] && kill -KILL "$wpid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+start() {
+  local t0 t1
+  t0=$(date +%s%N)
+  "$WARREN" --bind 127.0.0.1 --port "$PORT" --data-dir "$data" --log-level info >"$work/broker.log" 2>&1 &
+  wpid=$!
+  until grep -q "LISTENING" "$work/broker.log" 2>/dev/null; do
+    kill -0 "$wpid" 2>/dev/null || { cat "$work/broker.log" >&2; exit 1; }
+    sleep 0.01
+  done
+  t1=$(date +%s%N)
+  start_ms=$(((t1 - t0) / 1000000))
+}
+
+rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$wpid/status"; }
+
+url="amqp://guest:guest@127.0.0.1:$PORT/%2f"
+common=(--url "$url" -s "$SIZE" --persistent --durable --confirm 1000 --queue-prefix recovery -q --settle 3)
+exec 9>"$BENCH_LOCK"
+flock 9
+
+start
+rss_empty=$(rss_mib)
+"$PERF" backlog "${common[@]}" -m "$MESSAGES" --phase fill >"$work/fill.txt"
+rss_full=$(rss_mib)
+disk=$(du -sm "$data" | cut -f1)
+kill -KILL "$wpid"
+wait "$wpid" 2>/dev/null || true
+start
+recovered=$(grep -o 'messages recovered.*' "$work/broker.log" | head -1 || true)
+store=$(grep -o 'message store: recovered.*' "$work/broker.log" | head -1 || true)
+sleep 3
+rss_recovered=$(rss_mib)
+"$PERF" backlog "${common[@]}" -m "$MESSAGES" --phase drain --prefetch 1000 --multiple-ack 100 >"$work/drain.txt"
+rss_drained=$(rss_mib)
+
+cat "$work/fill.txt"
+echo "data dir after fill: ${disk} MiB"
+echo "broker RSS: empty ${rss_empty} MiB, ${MESSAGES} queued ${rss_full} MiB, after kill -9 + recovery ${rss_recovered} MiB, drained ${rss_drained} MiB"
+echo "restart after kill -9: ${start_ms} ms to accepting connections"
+echo "  store log: ${store}"
+echo "  queue log: ${recovered}"
+grep -E "drain" "$work/drain.txt"

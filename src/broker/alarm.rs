@@ -1,0 +1,176 @@
+//! Resource alarms: while the process uses more memory than its limit, or the data directory's file system
+//! has less free space than its limit, connections that publish are blocked (RabbitMQ's memory and disk
+//! alarms). A monitor task samples both twice a second; connections watch the alarm state and stop reading
+//! from a publisher's socket until it clears, telling clients that asked with `connection.blocked`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Alarm bits in the watched state.
+pub const MEMORY: u8 = 1;
+pub const DISK: u8 = 2;
+
+const SAMPLE_EVERY: Duration = Duration::from_millis(500);
+
+#[derive(Debug)]
+pub struct Alarms {
+    state: watch::Sender<u8>,
+    memory_limit: AtomicU64,
+    disk_free_limit: AtomicU64,
+    /// The data directory, for the disk alarm; None when ephemeral (no disk alarm).
+    dir: Option<PathBuf>,
+}
+
+/// The reason sent in connection.blocked, in RabbitMQ's words.
+pub fn reason(bits: u8) -> &'static str {
+    match bits & (MEMORY | DISK) {
+        MEMORY => "low on memory",
+        DISK => "low on disk",
+        _ => "low on memory & disk",
+    }
+}
+
+impl Alarms {
+    pub fn new(memory_limit: u64, disk_free_limit: u64, dir: Option<PathBuf>) -> Alarms {
+        Alarms {
+            state: watch::Sender::new(0),
+            memory_limit: AtomicU64::new(memory_limit),
+            disk_free_limit: AtomicU64::new(disk_free_limit),
+            dir,
+        }
+    }
+
+    /// The alarms now set (a combination of [`MEMORY`] and [`DISK`]).
+    pub fn active(&self) -> u8 {
+        *self.state.borrow()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u8> {
+        self.state.subscribe()
+    }
+
+    pub fn memory_limit(&self) -> u64 {
+        self.memory_limit.load(Ordering::Relaxed)
+    }
+
+    /// Change the memory limit at run time (rabbitmqctl set_vm_memory_high_watermark); takes effect at once.
+    pub fn set_memory_limit(&self, bytes: u64) {
+        self.memory_limit.store(bytes, Ordering::Relaxed);
+        self.sample();
+    }
+
+    /// Change the free-disk limit at run time (rabbitmqctl set_disk_free_limit); takes effect at once.
+    pub fn set_disk_free_limit(&self, bytes: u64) {
+        self.disk_free_limit.store(bytes, Ordering::Relaxed);
+        self.sample();
+    }
+
+    /// Measure memory and disk and raise or clear the alarms.
+    pub fn sample(&self) {
+        let mut bits = 0;
+        let rss = resident_bytes();
+        let limit = self.memory_limit();
+        if rss.is_some_and(|r| r > limit) {
+            bits |= MEMORY;
+        }
+        let free = self.dir.as_deref().and_then(free_bytes);
+        let disk_limit = self.disk_free_limit.load(Ordering::Relaxed);
+        if free.is_some_and(|f| f < disk_limit) {
+            bits |= DISK;
+        }
+        let old = self.active();
+        if old == bits {
+            return;
+        }
+        for (bit, name) in [(MEMORY, "memory"), (DISK, "disk")] {
+            match (old & bit != 0, bits & bit != 0) {
+                (false, true) => tracing::warn!(
+                    resource = name,
+                    rss,
+                    memory_limit = limit,
+                    free_disk = free,
+                    disk_free_limit = disk_limit,
+                    "resource limit alarm set; publishers will be blocked"
+                ),
+                (true, false) => tracing::info!(
+                    resource = name,
+                    rss,
+                    free_disk = free,
+                    "resource limit alarm cleared"
+                ),
+                _ => {}
+            }
+        }
+        self.state.send_replace(bits);
+    }
+
+    /// Sample until the broker is dropped.
+    pub fn spawn_monitor(alarms: std::sync::Weak<Alarms>) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SAMPLE_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(a) = alarms.upgrade() else { return };
+                a.sample();
+            }
+        });
+    }
+}
+
+/// The process's resident memory, from /proc (Linux).
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size())
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as u64
+    } else {
+        4096
+    }
+}
+
+/// Free space available to this user on the file system holding `dir`.
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a valid NUL-terminated string and `st` points to writable memory of the right type;
+    // statvfs initialises it when it returns 0.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled the struct.
+    let st = unsafe { st.assume_init() };
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_raise_and_clear_alarms() {
+        let dir = std::env::temp_dir();
+        let a = Alarms::new(u64::MAX, 0, Some(dir));
+        a.sample();
+        assert_eq!(a.active(), 0);
+        a.set_memory_limit(1);
+        assert_eq!(a.active(), MEMORY);
+        a.set_disk_free_limit(u64::MAX);
+        assert_eq!(a.active(), MEMORY | DISK);
+        assert_eq!(reason(a.active()), "low on memory & disk");
+        a.set_memory_limit(u64::MAX);
+        a.set_disk_free_limit(0);
+        assert_eq!(a.active(), 0);
+        assert!(resident_bytes().is_some_and(|r| r > 0));
+    }
+}
