@@ -1,14 +1,14 @@
 //! Frame decode/encode on the hot path: cutting frames from a read buffer, decoding basic.publish and the
 //! content header with amq-protocol, and encoding deliveries.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use warren::protocol;
 
 /// One basic.publish + content header + 16-byte body, as a client sends it.
 fn publish_frames() -> Vec<u8> {
-    let mut b = BytesMut::new();
+    let mut b = protocol::OutBuf::default();
     let mut m = BytesMut::new();
     m.put_u16(60);
     m.put_u16(40);
@@ -24,7 +24,7 @@ fn publish_frames() -> Vec<u8> {
     b.put_u8(protocol::FRAME_END);
     let props = amq_protocol::protocol::BasicProperties::default().with_delivery_mode(2);
     let header = protocol::encode_content_header(16, &props);
-    protocol::write_content(&mut b, 1, &header, &[7u8; 16], 131072);
+    protocol::write_content(&mut b, 1, &header, &Bytes::from_static(&[7u8; 16]), 131072);
     b.to_vec()
 }
 
@@ -69,7 +69,9 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("encode");
     g.throughput(Throughput::Elements(1000));
     g.bench_function("1000 deliveries (deliver + header + 16 B body)", |b| {
-        let mut out = BytesMut::with_capacity(128 * 1000);
+        let mut out = protocol::OutBuf::default();
+        out.reserve(128 * 1000);
+        let body = Bytes::from_static(&[7u8; 16]);
         b.iter(|| {
             out.clear();
             for tag in 0..1000u64 {
@@ -82,7 +84,7 @@ fn bench(c: &mut Criterion) {
                     "",
                     "queue",
                 );
-                protocol::write_content(&mut out, 1, &header, &[7u8; 16], 131072);
+                protocol::write_content(&mut out, 1, &header, &body, 131072);
             }
             black_box(out.len())
         })

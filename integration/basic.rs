@@ -55,6 +55,31 @@ async fn empty_body_round_trip() {
 }
 
 #[tokio::test]
+async fn large_bodies_round_trip_intact_around_the_frame_size() {
+    let (_conn, ch) = setup().await;
+    let q = excl(&ch, "large").await;
+    // Around the size where deliveries switch from copying the body to attaching it, and past frame_max
+    // (131072), where a body spans several frames.
+    let sizes = [4095usize, 4096, 65_536, 131_064, 131_072, 1_000_003];
+    let payload =
+        |n: usize, k: usize| -> Vec<u8> { (0..n).map(|i| ((i * 31 + k) % 251) as u8).collect() };
+    let mut c = consume(&ch, &q, no_ack()).await;
+    for (k, &n) in sizes.iter().enumerate() {
+        publish(&ch, "", &q, &payload(n, k)).await;
+    }
+    for (k, &n) in sizes.iter().enumerate() {
+        let d = c.next().await;
+        assert_eq!(d.data.len(), n);
+        assert!(d.data == payload(n, k), "body of {n} bytes corrupted");
+    }
+    let q2 = excl(&ch, "large-get").await;
+    publish(&ch, "", &q2, &payload(300_000, 9)).await;
+    wait_for_count(&ch, &q2, 1).await;
+    let m = get_one(&ch, &q2, true).await;
+    assert!(m.delivery.data == payload(300_000, 9));
+}
+
+#[tokio::test]
 async fn mandatory_unroutable_is_returned() {
     let (_conn, ch) = setup().await;
     let mandatory = BasicPublishOptions {

@@ -6,7 +6,8 @@
 //! - `channel`: channel state (content assembly, confirms, transactions) and the channel-level methods;
 //!   `ChannelShared` holds delivery tags and unacknowledged messages that queues touch from other tasks.
 //! - `broker`: the broker handle, vhosts, exchanges (one file per type) and bindings.
-//! - `queue`: queue state and dispatch to consumers.
+//! - `queue`: queue state and dispatch to consumers; `queue::ready` pages backlogs out to the store.
+//! - `store`: the message store (segment logs, group commit, recovery); `broker::alarm`: memory/disk alarms.
 //! - `protocol`: pure framing and encoding; amq-protocol is the codec of record.
 //! - `config`, `error`: settings with defaults, and typed protocol errors.
 //!
@@ -16,9 +17,12 @@
 //! through the exchange's bindings, exchange-to-exchange bindings and alternate exchanges to a set of queues.
 //! Each queue appends it and, if a consumer has prefetch room, encodes basic.deliver plus the unchanged header
 //! and body straight into the consumer connection's outbound buffer, registering the delivery as unacked on the
-//! consumer's channel. That connection's writer task flushes the buffer in one write. basic.ack settles the
-//! delivery and lets the queue dispatch again; nack/reject with requeue, recover, or a closing channel put the
-//! message back at its original position marked redelivered.
+//! consumer's channel (a large body is attached by reference, not copied). That connection's writer task
+//! flushes the buffer in one write or `writev`. A persistent message on a durable queue is appended to the
+//! store first; its confirm goes out once the group commit that covers it has synced. A queue that holds
+//! more than it should in memory keeps only index entries for the rest and reads bodies back near the head.
+//! basic.ack settles the delivery and lets the queue dispatch again; nack/reject with requeue, recover, or a
+//! closing channel put the message back at its original position marked redelivered.
 
 pub mod broker;
 pub mod channel;

@@ -180,7 +180,7 @@ impl Connection {
                 .send(|b| b.extend_from_slice(protocol::PROTOCOL_HEADER));
             return;
         }
-        self.shared.outbound.send(handshake::write_start);
+        self.shared.outbound.send(|b| handshake::write_start(b));
         tracing::debug!("sent connection.start");
         loop {
             // Frames already buffered (a client may pipeline the whole handshake in one write) go first.

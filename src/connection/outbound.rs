@@ -1,13 +1,14 @@
 //! The outbound side of a connection: one buffer that every task encodes frames into (method replies from the
 //! connection task, deliveries from whichever task dispatched a queue), and one writer task that swaps it out
-//! and writes it with a single syscall. Nothing holds a lock across an `.await`; the writer only holds the lock
+//! and writes it with a single syscall (`writev` when large bodies are attached by reference). Nothing holds a lock across an `.await`; the writer only holds the lock
 //! for the swap. When the buffer runs past a high-water mark, queues stop dispatching to this connection and
 //! register as waiters; the writer wakes them once it has drained.
 
-use crate::protocol;
+use crate::protocol::{self, OutBuf};
 use crate::queue::Queue;
-use bytes::BytesMut;
+use bytes::{Buf, Bytes};
 use parking_lot::Mutex;
+use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -22,7 +23,7 @@ const KEEP_CAPACITY: usize = 4 << 20;
 
 #[derive(Debug, Default)]
 pub struct Outbound {
-    buf: Mutex<BytesMut>,
+    buf: Mutex<OutBuf>,
     buffered: AtomicUsize,
     notify: Notify,
     waiters: Mutex<Vec<Weak<Queue>>>,
@@ -38,21 +39,21 @@ impl Outbound {
     pub fn new() -> Outbound {
         Outbound {
             // Small to start: idle connections are common; a busy one grows its buffers on demand.
-            buf: Mutex::new(BytesMut::new()),
+            buf: Mutex::new(OutBuf::default()),
             ..Default::default()
         }
     }
 
     /// Encode frames into the outbound buffer and wake the writer.
     #[inline]
-    pub fn send(&self, f: impl FnOnce(&mut BytesMut)) {
+    pub fn send(&self, f: impl FnOnce(&mut OutBuf)) {
         if self.dead.load(Ordering::Relaxed) {
             return;
         }
         {
             let mut b = self.buf.lock();
             f(&mut b);
-            self.buffered.store(b.len(), Ordering::SeqCst);
+            self.buffered.store(b.total_len(), Ordering::SeqCst);
         }
         self.notify.notify_one();
     }
@@ -88,7 +89,7 @@ impl Outbound {
         self.closing.load(Ordering::SeqCst)
     }
 
-    fn take(&self, spare: &mut BytesMut) -> bool {
+    fn take(&self, spare: &mut OutBuf) -> bool {
         let mut b = self.buf.lock();
         if b.is_empty() {
             return false;
@@ -106,20 +107,58 @@ impl Outbound {
     }
 }
 
+/// Write every segment in order with as few `writev` calls as the socket allows.
+async fn write_segments(sock: &mut OwnedWriteHalf, mut segs: Vec<Bytes>) -> std::io::Result<()> {
+    // Linux accepts up to 1024 iovecs per call; a smaller batch keeps the slice array on the stack.
+    const BATCH: usize = 64;
+    let mut first = 0;
+    while first < segs.len() {
+        let slices: smallvec::SmallVec<[IoSlice<'_>; BATCH]> = segs[first..]
+            .iter()
+            .take(BATCH)
+            .map(|s| IoSlice::new(s))
+            .collect();
+        let mut n = sock.write_vectored(&slices).await?;
+        drop(slices);
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && first < segs.len() {
+            let len = segs[first].len();
+            if n >= len {
+                n -= len;
+                first += 1;
+            } else {
+                segs[first].advance(n);
+                n = 0;
+            }
+        }
+        while first < segs.len() && segs[first].is_empty() {
+            first += 1;
+        }
+    }
+    Ok(())
+}
+
 /// The writer task: drains the outbound buffer to the socket, sends heartbeats when idle.
 pub async fn run_writer(mut sock: OwnedWriteHalf, out: Arc<Outbound>) {
-    let mut spare = BytesMut::new();
+    let mut spare = OutBuf::default();
     let mut last_write = tokio::time::Instant::now();
     loop {
         if out.take(&mut spare) {
-            if let Err(e) = sock.write_all(&spare).await {
+            let written = if spare.has_attached() {
+                write_segments(&mut sock, spare.take_segments()).await
+            } else {
+                sock.write_all(&spare).await
+            };
+            if let Err(e) = written {
                 tracing::debug!(error = %e, "write failed");
                 break;
             }
             last_write = tokio::time::Instant::now();
             spare.clear();
             if spare.capacity() > KEEP_CAPACITY {
-                spare = BytesMut::new();
+                spare = OutBuf::default();
             }
             if !out.congested() {
                 out.wake_waiters();
@@ -139,7 +178,7 @@ pub async fn run_writer(mut sock: OwnedWriteHalf, out: Arc<Outbound>) {
                 .await
                 .is_err()
             {
-                out.send(protocol::write_heartbeat);
+                out.send(|b| protocol::write_heartbeat(b));
             }
         }
     }

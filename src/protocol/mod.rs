@@ -4,6 +4,9 @@
 //! message, and a unit test cross-checks each against amq-protocol's own encoding.
 
 pub mod fields;
+pub mod outbuf;
+
+pub use outbuf::OutBuf;
 
 use amq_protocol::frame::{gen_frame, AMQPFrame, WriteContext};
 use amq_protocol::protocol::AMQPClass;
@@ -256,21 +259,31 @@ pub fn write_confirm(
     end_frame(buf, at);
 }
 
-/// The content header (kept raw from the publisher) and the body split by frame_max.
-pub fn write_content(buf: &mut BytesMut, channel: u16, header: &[u8], body: &[u8], frame_max: u32) {
+/// The content header (kept raw from the publisher) and the body split by frame_max. A large body is
+/// attached by reference, not copied (see [`OutBuf`]).
+pub fn write_content(buf: &mut OutBuf, channel: u16, header: &[u8], body: &Bytes, frame_max: u32) {
     let max_chunk = (frame_max as usize).saturating_sub(FRAME_OVERHEAD).max(1);
-    buf.reserve(header.len() + body.len() + FRAME_OVERHEAD * (2 + body.len() / max_chunk));
+    let attach = body.len() >= outbuf::ATTACH_MIN;
+    let copied = if attach { 0 } else { body.len() };
+    buf.reserve(header.len() + copied + FRAME_OVERHEAD * (2 + body.len() / max_chunk));
     buf.put_u8(FRAME_HEADER);
     buf.put_u16(channel);
     buf.put_u32(header.len() as u32);
     buf.put_slice(header);
     buf.put_u8(FRAME_END);
-    for chunk in body.chunks(max_chunk) {
+    let mut at = 0;
+    while at < body.len() {
+        let end = (at + max_chunk).min(body.len());
         buf.put_u8(FRAME_BODY);
         buf.put_u16(channel);
-        buf.put_u32(chunk.len() as u32);
-        buf.put_slice(chunk);
+        buf.put_u32((end - at) as u32);
+        if attach {
+            buf.attach(body.slice(at..end));
+        } else {
+            buf.put_slice(&body[at..end]);
+        }
         buf.put_u8(FRAME_END);
+        at = end;
     }
 }
 
@@ -412,8 +425,8 @@ mod tests {
     fn content_matches_amq_protocol() {
         let props = amq_protocol::protocol::BasicProperties::default().with_delivery_mode(2);
         let header = encode_content_header(5, &props);
-        let mut b = BytesMut::new();
-        write_content(&mut b, 1, &header, b"hello", 4096);
+        let mut b = OutBuf::default();
+        write_content(&mut b, 1, &header, &Bytes::from_static(b"hello"), 4096);
         let mut e = amq(AMQPFrame::Header(
             1,
             amq_protocol::frame::AMQPContentHeader {
@@ -423,20 +436,25 @@ mod tests {
             },
         ));
         e.extend(amq(AMQPFrame::Body(1, b"hello".to_vec())));
-        assert_eq!(&b[..], &e[..]);
+        assert_eq!(b.to_vec(), e);
+        assert!(!b.has_attached());
     }
 
     #[test]
     fn body_split_by_frame_max() {
-        let mut b = BytesMut::new();
-        let body = vec![7u8; 10_000];
+        let mut out = OutBuf::default();
+        let body = Bytes::from(vec![7u8; 10_000]);
         write_content(
-            &mut b,
+            &mut out,
             1,
             &[0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0x27, 0x10, 0, 0],
             &body,
             4096,
         );
+        // A body this large is attached (one segment per frame), not copied.
+        assert!(out.has_attached());
+        assert_eq!(out.total_len(), 22 + 10_000 + 3 * 8);
+        let mut b = BytesMut::from(&out.to_vec()[..]);
         let mut n = 0;
         let mut total = 0;
         let _header = split_frame(&mut b, 4096).unwrap().unwrap();
