@@ -26,7 +26,13 @@ struct Broker {
 }
 
 fn start(dir: &std::path::Path) -> Broker {
+    // Keep only a few stored messages in memory per queue, so that the backlog is mostly paged out and the
+    // harness checks paging and index recovery too.
+    let config = dir.with_extension("toml");
+    std::fs::write(&config, "queue_in_memory_messages = 8\n").expect("write config");
     let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .arg("--config")
+        .arg(&config)
         .args([
             "--port",
             "0",
@@ -262,6 +268,7 @@ async fn crash_harness() {
     println!("crash harness: {cycles} cycles, {total_confirmed} confirmed messages checked");
     assert!(total_confirmed > 0, "no message was ever confirmed");
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(dir.with_extension("toml"));
 }
 
 fn rand_u64() -> u64 {

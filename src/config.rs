@@ -52,6 +52,9 @@ pub struct Config {
     /// Queues page message bodies out to the store once the ready messages held in memory exceed this
     /// fraction of the memory limit (RabbitMQ's vm_memory_high_watermark_paging_ratio).
     pub memory_paging_ratio: f64,
+    /// Messages a queue keeps in memory when their bodies are in the message store anyway (persistent
+    /// messages on durable queues); the rest of its backlog is an index in memory and bodies on disk.
+    pub queue_in_memory_messages: usize,
     /// The disk alarm: publishers are blocked while the data directory's file system has less free space
     /// than this (RabbitMQ's disk_free_limit.absolute).
     pub disk_free_limit_bytes: u64,
@@ -82,6 +85,7 @@ impl Default for Config {
             memory_high_watermark: 0.4,
             memory_limit_bytes: None,
             memory_paging_ratio: 0.5,
+            queue_in_memory_messages: crate::queue::ready::KEEP_STORED,
             disk_free_limit_bytes: 50_000_000,
         }
     }

@@ -101,7 +101,10 @@ impl Broker {
             next_connection: AtomicU64::new(1),
             connections: DashMap::new(),
             startup_definitions: parking_lot::Mutex::new(None),
-            budget: MemoryBudget::new(config.paging_threshold()),
+            budget: MemoryBudget::with_keep_stored(
+                config.paging_threshold(),
+                config.queue_in_memory_messages,
+            ),
             alarms: Arc::new(alarm::Alarms::new(
                 config.memory_limit(),
                 config.disk_free_limit_bytes,

@@ -29,6 +29,29 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+/// Read buffer growth for ordinary traffic, and for connections whose frames are large.
+const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK_BIG: usize = 1024 * 1024;
+
+/// Make room for the next read, in chunks sized to the traffic: a frame that straddles two reads is copied
+/// when the buffer grows, so connections carrying large frames read (and copy) in larger chunks.
+fn reserve_read(buf: &mut BytesMut) {
+    let pending = if buf.len() >= 7 {
+        u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]) as usize + protocol::FRAME_OVERHEAD
+    } else {
+        0
+    };
+    let need = pending.saturating_sub(buf.len());
+    if buf.capacity() - buf.len() < need.max(4096) {
+        let chunk = if pending > READ_CHUNK / 4 {
+            READ_CHUNK_BIG
+        } else {
+            READ_CHUNK
+        };
+        buf.reserve(need.max(chunk));
+    }
+}
+
 /// How long a connection the client closed waits for the client to close its socket (capped by the heartbeat).
 const CLOSED_LINGER_SECS: u64 = 30;
 
@@ -159,8 +182,9 @@ impl Connection {
     async fn run(&mut self, mut rd: OwnedReadHalf) {
         let handshake_deadline =
             Instant::now() + Duration::from_millis(self.broker.config.handshake_timeout_ms);
+        // Small until traffic shows up: most connections sit idle after the handshake.
         // Only the pages a read touches count towards RSS, so an idle connection pays for one page of this.
-        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
         // Protocol header.
         while buf.len() < 8 {
             match tokio::time::timeout_at(handshake_deadline, rd.read_buf(&mut buf)).await {
@@ -227,9 +251,7 @@ impl Connection {
                 }
                 _ => None,
             };
-            if buf.capacity() - buf.len() < 4096 {
-                buf.reserve(64 * 1024);
-            }
+            reserve_read(&mut buf);
             let read = async {
                 match deadline {
                     Some(d) => tokio::time::timeout_at(d, rd.read_buf(&mut buf)).await.ok(),

@@ -75,7 +75,6 @@ pub fn split_frame(
     }
     let total = size as usize + FRAME_OVERHEAD;
     if buf.len() < total {
-        buf.reserve(total - buf.len());
         return Ok(None);
     }
     let mut frame = buf.split_to(total);

@@ -9,7 +9,7 @@
 //! run keeps delivery order. Bodies come back in small batches when a paged message reaches the head.
 //!
 //! What gets paged: a message already in the store (persistent, durable queue) once the queue holds more than
-//! [`KEEP_STORED`] messages in memory, which costs nothing but a read later; any message, written to the store
+//! [`KEEP_STORED`] messages in memory (configurable), which costs nothing but a read later; any message, written to the store
 //! under the queue's transient key only for this, while the broker's [`MemoryBudget`] is exceeded. Transient
 //! pages are forgotten when read back, and all of them are dropped at boot.
 
@@ -20,7 +20,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Messages a queue keeps in memory when their bodies are on disk anyway.
+/// Messages a queue keeps in memory when their bodies are on disk anyway, by default
+/// (`queue_in_memory_messages`).
 pub const KEEP_STORED: usize = 2048;
 /// Messages a queue always keeps in memory, whatever the pressure, so delivery never waits on a read.
 pub const KEEP_MIN: usize = 64;
@@ -29,18 +30,25 @@ const LOAD_BATCH: usize = 128;
 /// What an in-memory message is charged beyond its body and header (the `Message` and queue entry).
 const MESSAGE_OVERHEAD: u64 = 256;
 
-/// The broker-wide bytes of ready messages held in memory, and the level above which queues page out.
+/// The broker-wide bytes of ready messages held in memory, the level above which queues page out, and how
+/// many stored messages a queue keeps in memory regardless.
 #[derive(Debug)]
 pub struct MemoryBudget {
     used: AtomicU64,
     limit: u64,
+    keep_stored: usize,
 }
 
 impl MemoryBudget {
     pub fn new(limit: u64) -> Arc<MemoryBudget> {
+        Self::with_keep_stored(limit, KEEP_STORED)
+    }
+
+    pub fn with_keep_stored(limit: u64, keep_stored: usize) -> Arc<MemoryBudget> {
         Arc::new(MemoryBudget {
             used: AtomicU64::new(0),
             limit,
+            keep_stored,
         })
     }
 
@@ -419,9 +427,11 @@ impl ReadyList {
     /// should (see the module docs). Messages already stored cost no write.
     pub fn page_out(&mut self) {
         let Some(pager) = &self.pager else { return };
-        while self.mem_len > KEEP_MIN {
+        loop {
             let over = pager.budget.over();
-            if !over && self.mem_len <= KEEP_STORED {
+            let keep = pager.budget.keep_stored;
+            let floor = if over { KEEP_MIN.min(keep) } else { keep };
+            if self.mem_len <= floor {
                 return;
             }
             // Lowest priority first: it is delivered last.
@@ -620,6 +630,31 @@ mod tests {
         let (mem, paged) = r.drain(true);
         assert_eq!(mem.len(), KEEP_STORED);
         assert_eq!(paged, (KEEP_STORED as u64..n).collect::<Vec<_>>());
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn priority_levels_page_and_keep_their_order() {
+        let dir = crate::store::tests::TempDir::new("ready-prio");
+        let (store, _) = MessageStore::open(crate::store::StoreConfig::new(&dir.0)).unwrap();
+        let budget = MemoryBudget::new(0);
+        let pager = Pager {
+            store,
+            durable_key: None,
+            transient_key: format!("{TRANSIENT_PREFIX}pq"),
+            budget: budget.clone(),
+        };
+        let mut r = ReadyList::with_pager(Some(3), Some(pager));
+        let n = 600u64;
+        for s in 0..n {
+            r.push_back(qm(s, Some((s % 4) as u8)));
+            r.page_out();
+        }
+        assert_eq!(r.in_memory(), KEEP_MIN);
+        let order: Vec<u64> = std::iter::from_fn(|| r.pop_front().map(|m| m.seq)).collect();
+        let mut want: Vec<u64> = (0..n).collect();
+        want.sort_by_key(|s| (std::cmp::Reverse(s % 4), *s));
+        assert_eq!(order, want);
         assert_eq!(budget.used(), 0);
     }
 
