@@ -76,6 +76,15 @@ pub struct Pager {
     pub budget: Arc<MemoryBudget>,
 }
 
+impl Pager {
+    /// "vhost/queue", for log lines.
+    fn queue_label(&self) -> String {
+        self.transient_key
+            .trim_start_matches(TRANSIENT_PREFIX)
+            .replace('\u{1}', "/")
+    }
+}
+
 /// Prefix of every transient page key: such keys are dropped at boot.
 pub const TRANSIENT_PREFIX: char = '\u{2}';
 
@@ -462,7 +471,7 @@ impl ReadyList {
                             Paged::of(&m, loc, true)
                         }
                         Err(e) => {
-                            tracing::warn!(queue = %pager.transient_key.trim_start_matches(TRANSIENT_PREFIX).replace('\u{1}', "/"), error = %e, "cannot page a message out; keeping it in memory");
+                            tracing::warn!(queue = %pager.queue_label(), error = %e, "cannot page a message out; keeping it in memory");
                             self.levels[l].mem.push_back(m);
                             return;
                         }
@@ -508,11 +517,7 @@ fn load(pager: &Pager, p: &Paged) -> Option<QueuedMessage> {
     let mut msg = match read {
         Ok(m) => m,
         Err(e) => {
-            let queue = pager
-                .transient_key
-                .trim_start_matches(TRANSIENT_PREFIX)
-                .replace('\u{1}', "/");
-            tracing::error!(%queue, error = %e, "a stored message cannot be read back; dropping it");
+            tracing::error!(queue = %pager.queue_label(), error = %e, "a stored message cannot be read back; dropping it");
             return None;
         }
     };
