@@ -8,7 +8,7 @@
 #   DURATION     seconds measured per throughput/latency run (default 15), after WARMUP seconds (default 2)
 #   ROUNDS       runs per broker and workload, alternating Warren, RabbitMQ, Warren, ... (default 1)
 #   ONLY         space-separated workload ids to run (default all): autoack manual persistent fanout big
-#                latency connections queues start
+#                loopback latency connections queues start
 #   CONNECTIONS  idle connections for the RSS-per-connection row (default 1000)
 #   QUEUES       queues for the RSS-per-queue row (default 10000)
 #   RABBIT_PORT  port of the private RabbitMQ node (default 5693); it is (re)started and stopped by this script
@@ -31,7 +31,7 @@ rabbit_sh=${RABBITMQ_SH:-$root/../shared/tools/rabbitmq.sh}
 DURATION=${DURATION:-15}
 WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-1}
-ONLY=${ONLY:-"autoack manual persistent fanout big latency connections queues start"}
+ONLY=${ONLY:-"autoack manual persistent fanout big loopback latency connections queues start"}
 CONNECTIONS=${CONNECTIONS:-1000}
 QUEUES=${QUEUES:-10000}
 RABBIT_PORT=${RABBIT_PORT:-5693}
@@ -153,6 +153,17 @@ alternate manual     throughput "${run[@]}" --size 16 --prefetch 1000 --multiple
 alternate persistent throughput "${run[@]}" --size 1024 --persistent --durable --confirm 1000 --prefetch 1000 --multiple-ack 100
 alternate fanout     fanout     "${run[@]}" --size 16 --queues 10 --autoack
 alternate big        throughput "${run[@]}" --size 65536 --autoack
+# The ceiling for the 64 KiB row: raw TCP on this machine, no broker (64 KiB and 1 MiB writes, best taken).
+if want loopback; then
+  for _ in $(seq 1 "$ROUNDS"); do
+    for size in 65536 1048576; do
+      n=$((n + 1)); out=$work/$n-loopback-$size.json
+      echo "  loopback: warren-perf loopback -s $size" >&2
+      flock "$BENCH_LOCK" "$PERF" --json -q loopback --size "$size" --duration "$DURATION" >"$out" || true
+      echo -e "loopback\traw\t$out" >>"$results"
+    done
+  done
+fi
 alternate latency    latency    "${run[@]}" --size 16 --rate 10000
 stop_warren; stop_rabbit
 
@@ -216,6 +227,19 @@ for ident, title, key, unit, fmt, higher in rows:
         continue
     w, r = get(ident, "warren", key), get(ident, "rabbitmq", key)
     print(f"| {title} | {unit} | {fmt(w)} | {fmt(r)} | {ratio(w, r, higher)} | {cpu(ident, 'warren')} | {cpu(ident, 'rabbitmq')} |")
+if "loopback" in only and "big" in only:
+    # Best direct and relay rate over all write sizes and rounds: the most a broker could be held to.
+    raw = runs.get(("loopback", "raw"), [])
+    best = lambda k: max((d.get(k) or 0 for d in raw), default=0) or None
+    direct, relay = best("direct_bytes_per_s"), best("relay_bytes_per_s")
+    w = get("big", "warren", "consumed_per_s")
+    r = get("big", "rabbitmq", "consumed_per_s")
+    gb = lambda v: "n/a" if v is None else f"{v / 1e9:.2f}"
+    wb = None if w is None else w * 65536
+    rb = None if r is None else r * 65536
+    print(f"| 64 KiB bytes/s | GB/s | {gb(wb)} | {gb(rb)} | {ratio(wb, rb, True)} | | |")
+    print(f"| raw loopback TCP, no broker: writer → reader (best of 64 KiB / 1 MiB writes) | GB/s | {gb(direct)} | | Warren's 64 KiB row at {ratio(wb, direct, True)} of it | | |")
+    print(f"| raw loopback TCP, no broker: writer → relay → reader (a broker that does nothing) | GB/s | {gb(relay)} | | Warren at {ratio(wb, relay, True)} of it; 3× RabbitMQ would need {gb(None if rb is None else 3 * rb)} | | |")
 if "start" in only:
     starts = {}
     for line in open(start_file):

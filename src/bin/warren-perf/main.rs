@@ -7,12 +7,13 @@
 //! manual ack with prefetch and multiple-ack, exchange type, duration or count), `latency` (fixed rate,
 //! percentiles from a timestamp in the body), `fanout` (one exchange, Q bound queues, a consumer each),
 //! `backlog` (fill with no consumer, broker RSS, drain), `connections` and `queues` (time to create N idle ones,
-//! broker RSS per item). Every publisher and consumer has its own connection; everything runs on one
+//! broker RSS per item), `loopback` (raw TCP, no broker: the ceiling for large messages). Every publisher and consumer has its own connection; everything runs on one
 //! multi-thread tokio runtime. The data path uses a small hand-written client (see `wire` and `workload`), so
 //! the tool stays cheaper than the broker it measures: its CPU is shown next to the broker's.
 
 mod amqp;
 mod consumer;
+mod loopback;
 mod modes;
 mod publisher;
 mod run;
@@ -42,7 +43,8 @@ const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
       warren-perf fanout -Q 10 --autoack\n  \
       warren-perf backlog --messages 1000000 -s 1024\n  \
       warren-perf connections -n 1000\n  \
-      warren-perf queues -n 10000"
+      warren-perf queues -n 10000\n  \
+      warren-perf loopback -s 65536"
 )]
 struct Cli {
     #[command(flatten)]
@@ -86,6 +88,19 @@ enum Mode {
     /// Declare N queues; report the time taken and the broker's RSS per queue.
     #[command(alias = "queue-count")]
     Queues(QueueArgs),
+    /// Raw TCP over 127.0.0.1 (no broker, no protocol): writer -> reader and writer -> relay -> reader.
+    /// The ceiling for large-message throughput on this machine.
+    Loopback(LoopbackArgs),
+}
+
+#[derive(Args, Debug)]
+struct LoopbackArgs {
+    /// Bytes per write (the message size it stands in for).
+    #[arg(long, short = 's', default_value_t = 65536)]
+    size: usize,
+    /// Seconds per pass (direct, then relay).
+    #[arg(long, short = 'd', default_value_t = 5.0)]
+    duration: f64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -396,6 +411,12 @@ async fn run_cli(cli: Cli) -> Result<(serde_json::Value, String), Error> {
                 &opts,
             )
             .await
+        }
+        Mode::Loopback(l) => {
+            // Blocking threads; keep them off the runtime's workers.
+            tokio::task::spawn_blocking(move || loopback::loopback(l.size, l.duration))
+                .await
+                .map_err(|e| Error::Usage(format!("loopback: {e}")))?
         }
         Mode::Queues(q) => {
             let prefix = q
