@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use warren::Config;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "warren",
