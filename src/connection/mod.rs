@@ -32,22 +32,28 @@ use tokio::time::Instant;
 /// Read buffer growth for ordinary traffic, and for connections whose frames are large.
 const READ_CHUNK: usize = 64 * 1024;
 const READ_CHUNK_BIG: usize = 1024 * 1024;
+/// The handshake's reads: a client's start-ok is a few hundred bytes.
+const READ_CHUNK_HANDSHAKE: usize = 1024;
 
 /// Make room for the next read, in chunks sized to the traffic: a frame that straddles two reads is copied
-/// when the buffer grows, so connections carrying large frames read (and copy) in larger chunks.
-fn reserve_read(buf: &mut BytesMut) {
+/// when the buffer grows, so connections carrying large frames read (and copy) in larger chunks. `small` (the
+/// handshake) grows only by what the pending frame needs, so a connection that then sits idle holds a small
+/// buffer rather than a mostly untouched 64 KiB one whose first page still counts towards RSS.
+fn reserve_read(buf: &mut BytesMut, small: bool) {
     let pending = if buf.len() >= 7 {
         u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]) as usize + protocol::FRAME_OVERHEAD
     } else {
         0
     };
     let need = pending.saturating_sub(buf.len());
-    if buf.capacity() - buf.len() < need.max(4096) {
-        let chunk = if pending > READ_CHUNK / 4 {
-            READ_CHUNK_BIG
-        } else {
-            READ_CHUNK
-        };
+    let (min_free, chunk) = if small {
+        (256, READ_CHUNK_HANDSHAKE)
+    } else if pending > READ_CHUNK / 4 {
+        (4096, READ_CHUNK_BIG)
+    } else {
+        (4096, READ_CHUNK)
+    };
+    if buf.capacity() - buf.len() < need.max(min_free) {
         buf.reserve(need.max(chunk));
     }
 }
@@ -110,7 +116,8 @@ pub struct Connection {
     user: Option<User>,
     user_name: Option<Arc<str>>,
     vhost: Option<Arc<VHost>>,
-    channels: HashMap<u16, Channel>,
+    /// Boxed: a map sized for a few channels would otherwise hold several empty Channel-sized slots.
+    channels: HashMap<u16, Box<Channel>>,
     channel_max: u16,
     heartbeat: u16,
     auth_failure_close: bool,
@@ -183,8 +190,8 @@ impl Connection {
         let handshake_deadline =
             Instant::now() + Duration::from_millis(self.broker.config.handshake_timeout_ms);
         // Small until traffic shows up: most connections sit idle after the handshake.
-        // Only the pages a read touches count towards RSS, so an idle connection pays for one page of this.
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut buf = BytesMut::with_capacity(READ_CHUNK_HANDSHAKE);
+        let mut grown = false;
         // Protocol header.
         while buf.len() < 8 {
             match tokio::time::timeout_at(handshake_deadline, rd.read_buf(&mut buf)).await {
@@ -233,7 +240,7 @@ impl Connection {
             if std::mem::take(&mut self.published)
                 && self.state == State::Running
                 && self.broker.alarms.active() != 0
-                && !self.wait_out_alarm().await
+                && !Box::pin(self.wait_out_alarm()).await
             {
                 return;
             }
@@ -251,17 +258,35 @@ impl Connection {
                 }
                 _ => None,
             };
-            reserve_read(&mut buf);
             let read = async {
+                let read = async {
+                    if !grown {
+                        // Until the connection carries a stream of traffic, read on the small handshake
+                        // buffer, so an idle connection never holds a large one (its first page would count
+                        // towards RSS). Readiness can be left over from the last read, hence the try loop.
+                        loop {
+                            rd.readable().await?;
+                            reserve_read(&mut buf, true);
+                            let free = buf.capacity() - buf.len();
+                            match rd.try_read_buf(&mut buf) {
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                                // A read that fills the buffer means more is waiting: switch to full chunks.
+                                r => return r.map(|n| (n, n == free)),
+                            }
+                        }
+                    }
+                    reserve_read(&mut buf, false);
+                    rd.read_buf(&mut buf).await.map(|n| (n, true))
+                };
                 match deadline {
-                    Some(d) => tokio::time::timeout_at(d, rd.read_buf(&mut buf)).await.ok(),
-                    None => Some(rd.read_buf(&mut buf).await),
+                    Some(d) => tokio::time::timeout_at(d, read).await.ok(),
+                    None => Some(read.await),
                 }
             };
             tokio::select! {
                 r = read => match r {
-                    Some(Ok(0)) | Some(Err(_)) => return,
-                    Some(Ok(_)) => {}
+                    Some(Ok((0, _))) | Some(Err(_)) => return,
+                    Some(Ok((_, busy))) => grown |= busy,
                     None => {
                         match self.state {
                             State::Running => tracing::info!(heartbeat = self.heartbeat, "missed heartbeats from client, closing"),
@@ -641,7 +666,7 @@ impl Connection {
             )));
         }
         let shared = Arc::new(ChannelShared::new(id, self.shared.clone()));
-        self.channels.insert(id, Channel::new(shared));
+        self.channels.insert(id, Box::new(Channel::new(shared)));
         self.send_method(
             id,
             AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
@@ -816,5 +841,42 @@ fn parse_method(payload: &[u8]) -> Result<AMQPClass, Option<AmqpError>> {
                 Err(None)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame header announcing a `size`-byte payload on channel 0.
+    fn header(size: u32) -> BytesMut {
+        let mut b = BytesMut::new();
+        b.extend_from_slice(&[1, 0, 0]);
+        b.extend_from_slice(&size.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn handshake_reads_grow_only_to_the_pending_frame() {
+        // A client whose start-ok (e.g. large client properties) is bigger than the handshake chunk.
+        let mut buf = header(5000);
+        reserve_read(&mut buf, true);
+        assert!(buf.capacity() >= 5000 + protocol::FRAME_OVERHEAD);
+        assert!(buf.capacity() < READ_CHUNK);
+
+        let mut buf = BytesMut::new();
+        reserve_read(&mut buf, true);
+        assert!(buf.capacity() >= 256 && buf.capacity() < READ_CHUNK);
+    }
+
+    #[test]
+    fn traffic_reads_take_chunks_sized_to_the_frames() {
+        let mut buf = BytesMut::new();
+        reserve_read(&mut buf, false);
+        assert!(buf.capacity() >= READ_CHUNK);
+
+        let mut buf = header(256 * 1024);
+        reserve_read(&mut buf, false);
+        assert!(buf.capacity() >= READ_CHUNK_BIG);
     }
 }

@@ -147,7 +147,8 @@ pub async fn run_writer(mut sock: OwnedWriteHalf, out: Arc<Outbound>) {
     loop {
         if out.take(&mut spare) {
             let written = if spare.has_attached() {
-                write_segments(&mut sock, spare.take_segments()).await
+                // Boxed: its iovec array would otherwise sit in every idle connection's writer task.
+                Box::pin(write_segments(&mut sock, spare.take_segments())).await
             } else {
                 sock.write_all(&spare).await
             };
