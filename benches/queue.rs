@@ -14,7 +14,7 @@ fn msg(prio: u8) -> Arc<Message> {
         exchange: "".into(),
         routing_key: "q".into(),
         header: Bytes::new(),
-        properties: BasicProperties::default().with_priority(prio),
+        properties: Box::new(BasicProperties::default().with_priority(prio)),
         body: Bytes::from_static(&[0u8; 16]),
     })
 }

@@ -12,7 +12,9 @@ pub struct Message {
     pub routing_key: Box<str>,
     /// The content-header payload (class id, weight, body size, property flags and properties).
     pub header: Bytes,
-    pub properties: BasicProperties,
+    /// Boxed: the parsed properties are ~300 bytes and a message moves several times between its header
+    /// frame and its Arc; a pointer keeps those moves cheap.
+    pub properties: Box<BasicProperties>,
     pub body: Bytes,
 }
 
@@ -40,7 +42,7 @@ impl Message {
             exchange: self.exchange.clone(),
             routing_key: self.routing_key.clone(),
             header,
-            properties,
+            properties: Box::new(properties),
             body: self.body.clone(),
         }
     }
@@ -152,7 +154,7 @@ impl Message {
             exchange,
             routing_key,
             header,
-            properties: h.properties,
+            properties: Box::new(h.properties),
             body,
         })
     }
@@ -171,7 +173,7 @@ mod tests {
             exchange: "ex".into(),
             routing_key: "rk".into(),
             header: crate::protocol::encode_content_header(3, &props),
-            properties: props,
+            properties: Box::new(props),
             body: Bytes::from_static(b"abc"),
         };
         let meta = RecordMeta {

@@ -649,7 +649,7 @@ impl Channel {
             ));
         };
         let size = header.body_size;
-        p.header = Some((payload, header.properties, size));
+        p.header = Some((payload, Box::new(header.properties), size));
         Ok(size == 0)
     }
 
@@ -846,7 +846,7 @@ fn routing_list(h: &FieldTable, key: &str) -> Vec<String> {
 
 /// BCC is never delivered: rebuild the header without it.
 fn strip_bcc(msg: &Arc<Message>) -> Arc<Message> {
-    let mut props = msg.properties.clone();
+    let mut props = (*msg.properties).clone();
     if let Some(h) = props.headers().clone() {
         let mut t = FieldTable::default();
         for (k, v) in h.inner() {
@@ -861,7 +861,7 @@ fn strip_bcc(msg: &Arc<Message>) -> Arc<Message> {
         exchange: msg.exchange.clone(),
         routing_key: msg.routing_key.clone(),
         header,
-        properties: props,
+        properties: Box::new(props),
         body: msg.body.clone(),
     })
 }

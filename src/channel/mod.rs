@@ -29,7 +29,7 @@ pub struct PendingPublish {
     pub routing_key: String,
     pub mandatory: bool,
     pub immediate: bool,
-    pub header: Option<(Bytes, BasicProperties, u64)>,
+    pub header: Option<(Bytes, Box<BasicProperties>, u64)>,
     pub body: BytesMut,
     /// The single body frame, kept without copying when the body arrives in one frame.
     pub single: Option<Bytes>,

@@ -91,14 +91,13 @@ impl Channel {
                 "fast reply consumer does not exist",
             ));
         };
-        let properties = msg
-            .properties
+        let properties = (*msg.properties)
             .clone()
             .with_reply_to(reply.name.as_str().into());
         let header = protocol::encode_content_header(msg.body.len() as u64, &properties);
         Ok(Message {
             header,
-            properties,
+            properties: Box::new(properties),
             ..msg
         })
     }

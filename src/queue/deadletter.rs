@@ -82,7 +82,7 @@ pub fn dead_lettered(
     dl_routing_key: Option<&str>,
     now_secs: u64,
 ) -> Message {
-    let mut props = msg.properties.clone();
+    let mut props = (*msg.properties).clone();
     let mut headers = props.headers().clone().unwrap_or_default();
     // The delivery count belongs to the queue the message died in.
     if fields::get(&headers, "x-delivery-count").is_some() {
@@ -204,7 +204,7 @@ pub fn dead_lettered(
         exchange: dlx.into(),
         routing_key,
         header,
-        properties: props2,
+        properties: Box::new(props2),
         body: msg.body.clone(),
     }
 }
@@ -223,7 +223,7 @@ mod tests {
             exchange: "ex".into(),
             routing_key: "rk".into(),
             header: protocol::encode_content_header(3, &p),
-            properties: p,
+            properties: Box::new(p),
             body: Bytes::from_static(b"abc"),
         }
     }

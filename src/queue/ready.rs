@@ -560,7 +560,7 @@ mod tests {
                 exchange: "".into(),
                 routing_key: "".into(),
                 header: crate::protocol::encode_content_header(1, &p),
-                properties: p,
+                properties: Box::new(p),
                 body: Bytes::from(format!("m{seq}")),
             }),
         )
