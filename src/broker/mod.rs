@@ -16,7 +16,7 @@ use crate::queue::ready::MemoryBudget;
 use crate::queue::ready::Paged;
 use crate::queue::unix_ms;
 use crate::store::{MessageStore, RecoveredQueue, StoreConfig, SyncPolicy};
-use dashmap::DashMap;
+use crate::FastDashMap as DashMap;
 use message::RecordMeta;
 use persist::{DefOp, DefsLog, PersistError, StoredPassword};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -96,10 +96,10 @@ impl Broker {
         store: Option<Arc<MessageStore>>,
     ) -> Broker {
         Broker {
-            vhosts: DashMap::new(),
-            users: DashMap::new(),
+            vhosts: DashMap::default(),
+            users: DashMap::default(),
             next_connection: AtomicU64::new(1),
-            connections: DashMap::new(),
+            connections: DashMap::default(),
             startup_definitions: parking_lot::Mutex::new(None),
             budget: MemoryBudget::with_keep_stored(
                 config.paging_threshold(),

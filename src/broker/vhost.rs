@@ -9,8 +9,8 @@ use super::queue_args;
 use crate::error::{AmqpError, AmqpResult};
 use crate::protocol::fields;
 use crate::queue::Queue;
+use crate::FastDashMap as DashMap;
 use amq_protocol::types::{AMQPValue, FieldTable};
-use dashmap::DashMap;
 use smallvec::SmallVec;
 use std::sync::Arc;
 
@@ -71,9 +71,9 @@ impl VHost {
             log,
             store,
             self_ref,
-            exchanges: DashMap::new(),
-            queues: DashMap::new(),
-            replies: DashMap::new(),
+            exchanges: DashMap::default(),
+            queues: DashMap::default(),
+            replies: DashMap::default(),
             policies: parking_lot::RwLock::new(Vec::new()),
             operator_policies: parking_lot::RwLock::new(Vec::new()),
         };

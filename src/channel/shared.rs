@@ -6,9 +6,10 @@ use crate::connection::ConnShared;
 use crate::error::{AmqpError, AmqpResult};
 use crate::protocol;
 use crate::queue::{Consumer, Queue, QueuedMessage};
+use crate::FastMap as HashMap;
 use amq_protocol::protocol::{basic, AMQPClass};
 use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -89,7 +90,7 @@ impl ChannelShared {
                 unacked: 0,
                 global_prefetch: 0,
             }),
-            consumers: Mutex::new(HashMap::new()),
+            consumers: Mutex::new(HashMap::default()),
             closed: AtomicBool::new(false),
             confirms: Mutex::new(Default::default()),
         }

@@ -14,11 +14,11 @@ use crate::channel::{Channel, ChannelShared, ChannelState};
 use crate::error::AmqpError;
 use crate::protocol::{self, split_frame, RawFrame};
 use crate::queue::Queue;
+use crate::FastMap as HashMap;
 use amq_protocol::protocol::{access, basic, channel, connection, AMQPClass};
 use bytes::BytesMut;
 pub use outbound::Outbound;
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -158,7 +158,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
         user: None,
         user_name: None,
         vhost: None,
-        channels: HashMap::new(),
+        channels: HashMap::default(),
         auth_failure_close: false,
         blocked_capable: false,
         published: false,

@@ -5,7 +5,8 @@
 //! The ack log is read first so that only live messages are ever held in memory: the set of acked
 //! positions is filtered to msg segments that still exist, and shrinks as publishes consume it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use crate::{FastMap as HashMap, FastSet as HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -103,9 +104,9 @@ pub(super) fn recover(cfg: &StoreConfig) -> Result<Recovery, StoreError> {
 
     // Phase 1: the ack log.
     let mut names = Names::default();
-    let mut acked: HashMap<(u32, Pos), u32> = HashMap::new();
-    let mut delivered: HashMap<(u32, Pos), u32> = HashMap::new();
-    let mut drops: HashMap<u32, (Pos, u32)> = HashMap::new();
+    let mut acked: HashMap<(u32, Pos), u32> = HashMap::default();
+    let mut delivered: HashMap<(u32, Pos), u32> = HashMap::default();
+    let mut drops: HashMap<u32, (Pos, u32)> = HashMap::default();
     let mut max_ref = 0u32;
     let mut ack_lens: BTreeMap<u32, u64> = BTreeMap::new();
     for &id in &ack_ids {
@@ -175,7 +176,7 @@ pub(super) fn recover(cfg: &StoreConfig) -> Result<Recovery, StoreError> {
 
     // Phase 2: the msg log, in publish order.
     let mut queues: Vec<RecQueue> = Vec::new();
-    let mut refs: HashMap<u32, HashSet<u32>> = HashMap::new();
+    let mut refs: HashMap<u32, HashSet<u32>> = HashMap::default();
     let mut msg_segs: BTreeMap<u32, Seg> = BTreeMap::new();
     for &id in &msg_ids {
         let path = dir.join(format::segment_file_name(SegKind::Msg, id));
@@ -335,7 +336,7 @@ pub(super) fn recover(cfg: &StoreConfig) -> Result<Recovery, StoreError> {
     }
 
     // The in-memory index and the caller's view.
-    let mut index = HashMap::new();
+    let mut index = HashMap::default();
     let mut recovered = Vec::new();
     for (qid, rq) in queues.into_iter().enumerate() {
         if rq.index.is_empty() {

@@ -2,7 +2,8 @@
 //! mutex: the two logs (segments, their pending write buffers, live counts and ack references) and the
 //! per-queue index `msg_id → position`. Everything here is bookkeeping; the sync thread does the I/O.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use crate::{FastMap as HashMap, FastSet as HashSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,7 +58,7 @@ impl Seg {
             durable: 0,
             file: None,
             live: 0,
-            refs: HashSet::new(),
+            refs: HashSet::default(),
             deleting: false,
         }
     }
@@ -69,7 +70,7 @@ impl Seg {
             durable: len,
             file,
             live: 0,
-            refs: HashSet::new(),
+            refs: HashSet::default(),
             deleting: false,
         }
     }
@@ -274,7 +275,7 @@ impl State {
             seg: self.msg.active,
             off: u32::try_from(self.msg.len).unwrap_or(u32::MAX),
         };
-        let mut segs = HashSet::new();
+        let mut segs = HashSet::default();
         for (_, p) in index {
             self.release(p);
             segs.insert(p.seg);

@@ -1,7 +1,7 @@
 //! Direct exchange: a binding matches when its key equals the routing key exactly.
 
 use super::{Binding, Destination};
-use std::collections::HashMap;
+use crate::FastMap as HashMap;
 
 #[derive(Default, Debug)]
 pub struct DirectIndex {
@@ -10,7 +10,7 @@ pub struct DirectIndex {
 
 impl DirectIndex {
     pub fn rebuild(bindings: &[Binding]) -> Self {
-        let mut by_key: HashMap<String, Vec<Destination>> = HashMap::new();
+        let mut by_key: HashMap<String, Vec<Destination>> = HashMap::default();
         for b in bindings {
             by_key
                 .entry(b.routing_key.clone())
