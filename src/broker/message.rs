@@ -148,13 +148,13 @@ impl Message {
         ]) as usize;
         let header = rec.slice(take(&mut pos, hl)?);
         let body = rec.slice(pos..);
-        let (_, h) = amq_protocol::frame::parsing::parse_content_header(&header[..])
-            .map_err(|_| RecordError("content header does not decode"))?;
+        let (_, properties) = crate::protocol::decode_content_header(&header)
+            .ok_or(RecordError("content header does not decode"))?;
         Ok(Message {
             exchange,
             routing_key,
             header,
-            properties: Box::new(h.properties),
+            properties: Box::new(properties),
             body,
         })
     }

@@ -50,10 +50,15 @@ pub fn generated_name(prefix: &str) -> String {
 
 /// RabbitMQ strips CR and LF from entity names.
 fn clean_name(s: &str) -> String {
+    clean_owned_name(s.to_string())
+}
+
+/// `clean_name` for a string the caller owns: no copy unless there is something to strip.
+fn clean_owned_name(s: String) -> String {
     if s.contains(['\r', '\n']) {
         s.chars().filter(|c| *c != '\r' && *c != '\n').collect()
     } else {
-        s.to_string()
+        s
     }
 }
 
@@ -314,9 +319,10 @@ impl Channel {
         let id = self.id();
         match m {
             basic::AMQPMethod::Publish(p) => {
+                // Once per message: take the decoded strings over instead of copying them.
                 self.publish = Some(PendingPublish {
-                    exchange: clean_name(p.exchange.as_str()),
-                    routing_key: p.routing_key.to_string(),
+                    exchange: clean_owned_name(p.exchange.into()),
+                    routing_key: p.routing_key.into(),
                     mandatory: p.mandatory,
                     immediate: p.immediate,
                     header: None,
@@ -634,13 +640,12 @@ impl Channel {
 
     /// A content header arrived for the pending publish.
     pub fn content_header(&mut self, ctx: &Ctx, payload: Bytes) -> AmqpResult<bool> {
-        let (_, header) = amq_protocol::frame::parsing::parse_content_header(&payload[..])
-            .map_err(|_| AmqpError::frame_error("cannot decode content header"))?;
+        let (size, properties) = protocol::decode_content_header(&payload)
+            .ok_or_else(|| AmqpError::frame_error("cannot decode content header"))?;
         let max = ctx.broker.config.max_message_size;
-        if header.body_size > max {
+        if size > max {
             return Err(AmqpError::precondition_failed(format!(
-                "message size {} is larger than configured max size {}",
-                header.body_size, max
+                "message size {size} is larger than configured max size {max}"
             )));
         }
         let Some(p) = self.publish.as_mut() else {
@@ -648,8 +653,7 @@ impl Channel {
                 "expected method frame, got non method frame instead",
             ));
         };
-        let size = header.body_size;
-        p.header = Some((payload, Box::new(header.properties), size));
+        p.header = Some((payload, Box::new(properties), size));
         Ok(size == 0)
     }
 

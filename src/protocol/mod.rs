@@ -138,6 +138,87 @@ pub fn parse_publish(p: &[u8]) -> Option<amq_protocol::protocol::basic::Publish>
     })
 }
 
+/// Decode a basic content header (class 60) by hand when its properties hold no header table: one arrives
+/// with every message and amq-protocol's generic parser costs more than the rest of the header's handling.
+/// Returns the body size and the properties; `None` (a header table, flag bits beyond the 14 properties, a
+/// truncated field, invalid UTF-8) falls back to amq-protocol, which decodes it or produces the error.
+pub fn parse_content_header(p: &[u8]) -> Option<(u64, amq_protocol::protocol::BasicProperties)> {
+    use amq_protocol::types::ShortString;
+    if p.len() < 14 || p[..2] != [0, 60] {
+        return None;
+    }
+    let body_size = u64::from_be_bytes(p[4..12].try_into().ok()?);
+    let flags = u16::from_be_bytes([p[12], p[13]]);
+    let mut props = amq_protocol::protocol::BasicProperties::default();
+    if flags & 0x2003 != 0 {
+        return None;
+    }
+    let mut i = 14;
+    let short = |i: &mut usize| -> Option<ShortString> {
+        let n = *p.get(*i)? as usize;
+        let s = p.get(*i + 1..*i + 1 + n)?;
+        *i += 1 + n;
+        Some(std::str::from_utf8(s).ok()?.into())
+    };
+    let octet = |i: &mut usize| -> Option<u8> {
+        let v = *p.get(*i)?;
+        *i += 1;
+        Some(v)
+    };
+    if flags & 0x8000 != 0 {
+        props = props.with_content_type(short(&mut i)?);
+    }
+    if flags & 0x4000 != 0 {
+        props = props.with_content_encoding(short(&mut i)?);
+    }
+    if flags & 0x1000 != 0 {
+        props = props.with_delivery_mode(octet(&mut i)?);
+    }
+    if flags & 0x0800 != 0 {
+        props = props.with_priority(octet(&mut i)?);
+    }
+    if flags & 0x0400 != 0 {
+        props = props.with_correlation_id(short(&mut i)?);
+    }
+    if flags & 0x0200 != 0 {
+        props = props.with_reply_to(short(&mut i)?);
+    }
+    if flags & 0x0100 != 0 {
+        props = props.with_expiration(short(&mut i)?);
+    }
+    if flags & 0x0080 != 0 {
+        props = props.with_message_id(short(&mut i)?);
+    }
+    if flags & 0x0040 != 0 {
+        let t = p.get(i..i + 8)?;
+        i += 8;
+        props = props.with_timestamp(u64::from_be_bytes(t.try_into().ok()?));
+    }
+    if flags & 0x0020 != 0 {
+        props = props.with_type(short(&mut i)?);
+    }
+    if flags & 0x0010 != 0 {
+        props = props.with_user_id(short(&mut i)?);
+    }
+    if flags & 0x0008 != 0 {
+        props = props.with_app_id(short(&mut i)?);
+    }
+    if flags & 0x0004 != 0 {
+        props = props.with_cluster_id(short(&mut i)?);
+    }
+    Some((body_size, props))
+}
+
+/// Body size and properties of a basic content header: the hand-written path when it applies, else
+/// amq-protocol's parser. `None` when neither can decode it.
+pub fn decode_content_header(p: &[u8]) -> Option<(u64, amq_protocol::protocol::BasicProperties)> {
+    parse_content_header(p).or_else(|| {
+        amq_protocol::frame::parsing::parse_content_header(p)
+            .ok()
+            .map(|(_, h)| (h.body_size, h.properties))
+    })
+}
+
 /// Append a method frame encoded by amq-protocol.
 pub fn write_method(buf: &mut BytesMut, channel: u16, method: AMQPClass) {
     let frame = AMQPFrame::Method(channel, method);
@@ -347,6 +428,96 @@ mod tests {
             let mut longer = payload.to_vec();
             longer.push(0);
             assert!(parse_publish(&longer).is_none());
+        }
+    }
+
+    #[test]
+    fn content_header_fast_path_matches_amq_protocol() {
+        use amq_protocol::frame::AMQPContentHeader;
+        use amq_protocol::protocol::BasicProperties;
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let s = |rng: &mut rand::rngs::StdRng| -> amq_protocol::types::ShortString {
+            let n = rng.gen_range(0..20);
+            (0..n)
+                .map(|_| ['a', 'é', '.', '0', ' '][rng.gen_range(0..5)])
+                .collect::<String>()
+                .into()
+        };
+        for case in 0..2000 {
+            let mut p = BasicProperties::default();
+            let bits: u16 = rng.gen();
+            let on = |b: u16| bits & (1 << b) != 0;
+            if on(0) {
+                p = p.with_content_type(s(&mut rng));
+            }
+            if on(1) {
+                p = p.with_content_encoding(s(&mut rng));
+            }
+            if on(2) {
+                p = p.with_delivery_mode(rng.gen());
+            }
+            if on(3) {
+                p = p.with_priority(rng.gen());
+            }
+            if on(4) {
+                p = p.with_correlation_id(s(&mut rng));
+            }
+            if on(5) {
+                p = p.with_reply_to(s(&mut rng));
+            }
+            if on(6) {
+                p = p.with_expiration(s(&mut rng));
+            }
+            if on(7) {
+                p = p.with_message_id(s(&mut rng));
+            }
+            if on(8) {
+                p = p.with_timestamp(rng.gen());
+            }
+            if on(9) {
+                p = p.with_type(s(&mut rng));
+            }
+            if on(10) {
+                p = p.with_user_id(s(&mut rng));
+            }
+            if on(11) {
+                p = p.with_app_id(s(&mut rng));
+            }
+            if on(12) {
+                p = p.with_cluster_id(s(&mut rng));
+            }
+            let with_table = case % 10 == 0;
+            if with_table {
+                let mut t = amq_protocol::types::FieldTable::default();
+                t.insert("k".into(), amq_protocol::types::AMQPValue::LongLongInt(1));
+                p = p.with_headers(t);
+            }
+            let body_size = rng.gen::<u32>() as u64;
+            let frame = amq(AMQPFrame::Header(
+                1,
+                AMQPContentHeader {
+                    class_id: 60,
+                    body_size,
+                    properties: p.clone(),
+                },
+            ));
+            let payload = &frame[7..frame.len() - 1];
+            let (_, theirs) = amq_protocol::frame::parsing::parse_content_header(payload).unwrap();
+            assert_eq!(theirs.properties, p);
+            match parse_content_header(payload) {
+                Some((size, ours)) => {
+                    assert!(!with_table);
+                    assert_eq!((size, ours), (body_size, p));
+                    // Any truncation is refused, never misread.
+                    for cut in 0..payload.len() {
+                        if let Some((_, short)) = parse_content_header(&payload[..cut]) {
+                            panic!("case {case}: truncated to {cut} decoded as {short:?}");
+                        }
+                    }
+                }
+                None => assert!(with_table, "case {case}: fast path refused {p:?}"),
+            }
         }
     }
 
