@@ -20,7 +20,7 @@ cd "$root"
 if [ -z "${SKIP_BUILD:-}" ]; then
   CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} cargo build --release --bin warren --bin warren-perf >&2
 fi
-WARREN=$root/target/release/warren
+WARREN=${WARREN:-$root/target/release/warren}
 PERF=$root/target/release/warren-perf
 work=$(mktemp -d "${TMPDIR:-/tmp}/warren-recovery.XXXXXX")
 data=${DATA_DIR:-$work/data}

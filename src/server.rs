@@ -36,6 +36,8 @@ pub enum StartError {
     Definitions(#[from] DefinitionsError),
     #[error(transparent)]
     Persist(#[from] crate::broker::persist::PersistError),
+    #[error("recovery thread: {0}")]
+    RecoveryThread(String),
 }
 
 pub struct Server {
@@ -173,7 +175,20 @@ impl Server {
             addr: addr.clone(),
             source,
         })?;
-        let broker = Broker::open(config)?;
+        // Recovery on a thread of its own that ends with it: the allocator frees a finished thread's empty
+        // pages and hands the rest to the threads that later free them. Done on this (long-lived, mostly
+        // idle) thread, the recovery's temporary maps and the pages of the recovered queue index stayed
+        // resident: 10M messages recovered to 1.8 GiB RSS instead of 0.8 GiB, and kept 0.5 GiB after a drain.
+        let handle = tokio::runtime::Handle::current();
+        let broker = std::thread::Builder::new()
+            .name("warren-recovery".into())
+            .spawn(move || {
+                let _rt = handle.enter();
+                Broker::open(config)
+            })
+            .map_err(|e| StartError::RecoveryThread(e.to_string()))?
+            .join()
+            .map_err(|_| StartError::RecoveryThread("panicked".into()))??;
         if let Some(d) = definitions {
             broker.load_startup_definitions(d)?;
         }
