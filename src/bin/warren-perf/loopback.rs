@@ -8,7 +8,7 @@
 //!
 //! Blocking sockets and plain threads: nothing here should cost more than the kernel's copies.
 
-use crate::amqp::{Error, Result};
+use crate::amqp::{io_error, Error, Result};
 use crate::run::{fmt_bytes, fmt_rate};
 use crate::stats::ResourceSnapshot;
 use serde_json::json;
@@ -25,13 +25,6 @@ struct Pass {
     bytes: u64,
     seconds: f64,
     cpu_pct: f64,
-}
-
-fn io_err(what: &str, source: std::io::Error) -> Error {
-    Error::Io {
-        context: what.to_string(),
-        source,
-    }
 }
 
 /// Read until EOF; returns the bytes read.
@@ -59,16 +52,22 @@ fn forward(mut from: TcpStream, mut to: TcpStream) {
 }
 
 fn listener() -> Result<TcpListener> {
-    TcpListener::bind("127.0.0.1:0").map_err(|e| io_err("bind 127.0.0.1", e))
+    TcpListener::bind("127.0.0.1:0").map_err(|e| io_error("loopback", "bind 127.0.0.1", e))
 }
 
 fn connect(l: &TcpListener) -> Result<(TcpStream, TcpStream)> {
-    let addr = l.local_addr().map_err(|e| io_err("local_addr", e))?;
-    let client = TcpStream::connect(addr).map_err(|e| io_err("connect", e))?;
-    let (server, _) = l.accept().map_err(|e| io_err("accept", e))?;
+    let addr = l
+        .local_addr()
+        .map_err(|e| io_error("loopback", "local_addr", e))?;
+    let client = TcpStream::connect(addr).map_err(|e| io_error("loopback", "connect", e))?;
+    let (server, _) = l.accept().map_err(|e| io_error("loopback", "accept", e))?;
     // Same as the broker and the AMQP tool: Nagle off.
-    client.set_nodelay(true).map_err(|e| io_err("nodelay", e))?;
-    server.set_nodelay(true).map_err(|e| io_err("nodelay", e))?;
+    client
+        .set_nodelay(true)
+        .map_err(|e| io_error("loopback", "nodelay", e))?;
+    server
+        .set_nodelay(true)
+        .map_err(|e| io_error("loopback", "nodelay", e))?;
     Ok((client, server))
 }
 
@@ -97,7 +96,7 @@ fn pass(size: usize, duration: f64, relay: bool) -> Result<Pass> {
     while !stop.load(Ordering::Relaxed) {
         writer
             .write_all(&chunk)
-            .map_err(|e| io_err("loopback write", e))?;
+            .map_err(|e| io_error("loopback", "write", e))?;
     }
     drop(writer);
     let bytes = reader.join().map_err(|_| Error::Protocol {
