@@ -410,9 +410,8 @@ mod tests {
         }
     }
 
-    /// A counted run against an in-process Warren: every message published is confirmed and consumed once.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn counted_runs_end_to_end() {
+    /// An in-process Warren on a free port, nothing on disk, and its URL.
+    async fn start_warren() -> (warren::Server, Url) {
         let server = warren::Server::start(warren::Config {
             port: 0,
             ephemeral: true,
@@ -421,6 +420,13 @@ mod tests {
         .await
         .expect("start warren");
         let url = Url::parse(&server.amqp_url()).expect("url");
+        (server, url)
+    }
+
+    /// A counted run against an in-process Warren: every message published is confirmed and consumed once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn counted_runs_end_to_end() {
+        let (server, url) = start_warren().await;
         let opts = Options::new(false, true, None);
         for (i, t) in [
             ExchangeType::Direct,
@@ -452,14 +458,7 @@ mod tests {
     /// A broker-side failure (publishing to a missing exchange) ends the run with that error.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn broker_errors_end_the_run() {
-        let server = warren::Server::start(warren::Config {
-            port: 0,
-            ephemeral: true,
-            ..Default::default()
-        })
-        .await
-        .expect("start warren");
-        let url = Url::parse(&server.amqp_url()).expect("url");
+        let (server, url) = start_warren().await;
         let mut w = workload("err");
         w.exchange = "warren-perf.missing".into();
         let mut e = Engine::new(url, w);
