@@ -5,7 +5,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use std::sync::Arc;
-use warren::broker::message::Message;
+use warren::queue::message::Message;
 use warren::queue::ready::ReadyList;
 use warren::queue::QueuedMessage;
 

@@ -26,6 +26,7 @@
 
 pub mod broker;
 pub mod channel;
+pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod definitions;

@@ -13,7 +13,7 @@
 //! # }
 //! ```
 
-use crate::broker::{Broker, Password, User};
+use crate::broker::{Broker, Command, StoredPassword};
 use crate::config::Config;
 use crate::definitions::{Definitions, DefinitionsError};
 use std::net::SocketAddr;
@@ -35,7 +35,9 @@ pub enum StartError {
     #[error(transparent)]
     Definitions(#[from] DefinitionsError),
     #[error(transparent)]
-    Persist(#[from] crate::broker::persist::PersistError),
+    Boot(#[from] crate::broker::BootError),
+    #[error("start-up definitions: {0}")]
+    Startup(crate::error::AmqpError),
     #[error("recovery thread: {0}")]
     RecoveryThread(String),
 }
@@ -99,39 +101,42 @@ impl ServerBuilder {
     }
 
     pub async fn start(self) -> Result<Server, StartError> {
-        let mut defs = Definitions::default();
+        let c = &self.config;
+        let mut cmds = Vec::new();
         for v in &self.vhosts {
-            defs.vhosts
-                .push(crate::definitions::VhostDef { name: v.clone() });
-        }
-        let mut grants = vec![self.config.default_vhost.clone()];
-        grants.extend(self.vhosts.iter().cloned());
-        let mut broker_users = Vec::new();
-        for (name, pass) in &self.users {
-            broker_users.push(User {
-                name: name.clone(),
-                password: Password::Plain(pass.clone()),
-                tags: vec!["administrator".into()],
-                vhosts: grants.clone(),
+            cmds.push(Command::AddVhost {
+                name: v.clone(),
+                description: String::new(),
+                tags: Vec::new(),
+                default_queue_type: None,
+                tracing: false,
             });
         }
-        let server = Server::start_with(self.config, |b| {
+        let grant = |user: &str, vhost: &str| Command::SetPermissions {
+            user: user.to_string(),
+            vhost: vhost.to_string(),
+            configure: ".*".into(),
+            write: ".*".into(),
+            read: ".*".into(),
+        };
+        for v in &self.vhosts {
+            cmds.push(grant(&c.default_user, v));
+        }
+        for (name, pass) in &self.users {
+            cmds.push(Command::PutUser {
+                name: name.clone(),
+                password: StoredPassword::hash(pass),
+                tags: vec!["administrator".into()],
+            });
+            cmds.push(grant(name, &c.default_vhost));
             for v in &self.vhosts {
-                b.add_vhost(v);
+                cmds.push(grant(name, v));
             }
-            for g in &self.vhosts {
-                b.grant(&b.config.default_user.clone(), g);
-            }
-            for u in broker_users {
-                b.add_user(u);
-            }
-            for d in &self.definitions {
-                b.load_startup_definitions(d.clone())?;
-            }
-            Ok(())
-        })
-        .await?;
-        Ok(server)
+        }
+        for d in &self.definitions {
+            cmds.extend(d.to_commands(None)?);
+        }
+        Server::start_with(self.config, cmds).await
     }
 }
 
@@ -153,13 +158,12 @@ impl Server {
 
     /// Bind and start serving with `config`.
     pub async fn start(config: Config) -> Result<Server, StartError> {
-        Self::start_with(config, |_| Ok(())).await
+        Self::start_with(config, Vec::new()).await
     }
 
-    async fn start_with(
-        config: Config,
-        setup: impl FnOnce(&Broker) -> Result<(), DefinitionsError>,
-    ) -> Result<Server, StartError> {
+    /// Start, then apply `setup` after the configured definitions and policies; all of them make the start
+    /// state that `Broker::reset` returns to.
+    async fn start_with(config: Config, setup: Vec<Command>) -> Result<Server, StartError> {
         let addr = format!("{}:{}", config.bind, config.port);
         let definitions = match &config.definitions {
             Some(p) => Some(crate::definitions::read_file(p)?),
@@ -189,13 +193,17 @@ impl Server {
             .map_err(|e| StartError::RecoveryThread(e.to_string()))?
             .join()
             .map_err(|_| StartError::RecoveryThread("panicked".into()))??;
-        if let Some(d) = definitions {
-            broker.load_startup_definitions(d)?;
-        }
-        setup(&broker)?;
+        let mut startup = match &definitions {
+            Some(d) => d.to_commands(None)?,
+            None => Vec::new(),
+        };
+        startup.extend(setup);
+        startup.extend(broker.config_policy_commands());
         broker
-            .apply_config_policies()
-            .map_err(DefinitionsError::Apply)?;
+            .apply_startup(startup)
+            .await
+            .map_err(StartError::Startup)?;
+        broker.timers.spawn_driver();
         broker.alarms.sample();
         crate::broker::alarm::Alarms::spawn_monitor(Arc::downgrade(&broker.alarms));
         let (stop, mut stopped) = watch::channel(false);

@@ -1,66 +1,64 @@
-//! The broker handle: virtual hosts, users and their permissions, and connection ids. Everything a client can
-//! change goes through here and `VHost`, so the AMQP methods and the management API share one implementation.
+//! The broker: virtual hosts, users and what they may do, runtime parameters, and the registry of client
+//! connections. It is the core's top: it knows queues and exchanges, and reaches connections only through
+//! the [`Session`] trait. Every change goes through [`Broker::execute`] (see [`command`]); [`boot`] opens
+//! the data directory, replays the definitions log and recovers stored messages.
 
 pub mod alarm;
+mod apply;
+pub mod boot;
+pub mod command;
+pub mod deflog;
 pub mod exchange;
-pub mod message;
-pub mod persist;
 pub mod policy;
-pub mod queue_args;
+pub mod users;
 pub mod vhost;
 
-use crate::config::Config;
-use crate::connection::ConnShared;
-use crate::definitions::{Definitions, DefinitionsError};
-use crate::queue::ready::MemoryBudget;
-use crate::queue::ready::Paged;
-use crate::queue::unix_ms;
-use crate::store::{MessageStore, RecoveredQueue, StoreConfig, SyncPolicy};
-use crate::FastDashMap as DashMap;
-use message::RecordMeta;
-use persist::{DefOp, DefsLog, PersistError, StoredPassword};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use vhost::QueueDeclare;
+pub use boot::BootError;
+pub use command::{Actor, Command, DeleteCause, Executed, Mode, Outcome, Ticket};
+pub use users::{StoredPassword, User};
 pub use vhost::VHost;
 
-/// How a user's password is stored.
-#[derive(Debug, Clone)]
-pub enum Password {
-    Plain(String),
-    /// RabbitMQ's rabbit_password_hashing_sha256 format (base64 of salt + SHA-256(salt + password)).
-    Sha256(String),
-    /// No password: password login is refused.
-    None,
+use crate::clock::Scheduler;
+use crate::config::Config;
+use crate::error::{AmqpError, AmqpResult};
+use crate::queue::ready::MemoryBudget;
+use crate::store::MessageStore;
+use crate::FastDashMap as DashMap;
+use command::Effects;
+use deflog::DefsLog;
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+/// A client connection, as the broker sees it (the connection layer implements it).
+pub trait Session: Send + Sync {
+    fn id(&self) -> u64;
+    /// The vhost the connection opened, once it has.
+    fn vhost(&self) -> Option<&str>;
+    /// Close the connection from the broker side with 320 CONNECTION_FORCED and `reason`.
+    fn force_close(&self, reason: &str);
+    /// For the layers above, which know the concrete type.
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
-impl Password {
-    pub fn matches(&self, given: &str) -> bool {
-        match self {
-            Password::Plain(p) => p == given,
-            Password::Sha256(h) => crate::definitions::check_password_hash(h, given),
-            Password::None => false,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct User {
-    pub name: String,
-    pub password: Password,
-    pub tags: Vec<String>,
-    /// Vhosts this user may open.
-    pub vhosts: Vec<String>,
-}
-
-#[derive(Debug)]
 pub struct Broker {
     pub config: Arc<Config>,
+    /// The broker's clock and every timer on it.
+    pub timers: Arc<Scheduler>,
+    self_ref: Weak<Broker>,
     vhosts: DashMap<String, Arc<VHost>>,
-    users: DashMap<String, User>,
+    pub users: users::Users,
+    /// Serialises commands: each applies, and is queued in the log, while holding it.
+    meta: Arc<Mutex<()>>,
+    /// Runtime parameters: (component, vhost, name) → value; and global ones by name.
+    parameters: Mutex<BTreeMap<(String, String, String), serde_json::Value>>,
+    global_parameters: Mutex<BTreeMap<String, serde_json::Value>>,
     next_connection: AtomicU64,
-    connections: DashMap<u64, Arc<ConnShared>>,
-    startup_definitions: parking_lot::Mutex<Option<Definitions>>,
+    connections: DashMap<u64, Arc<dyn Session>>,
+    /// Commands that made the start state (builder users and vhosts, startup definitions, configured
+    /// policies), applied again by `reset`.
+    startup: Mutex<Vec<Command>>,
     /// The durable topology log; None when ephemeral.
     log: Option<Arc<DefsLog>>,
     /// Persistent messages of durable queues; None when ephemeral.
@@ -70,37 +68,55 @@ pub struct Broker {
     /// Memory and disk alarms, which block publishers.
     pub alarms: Arc<alarm::Alarms>,
     /// The data directory's lock, held for the broker's lifetime.
-    dir_lock: Option<std::fs::File>,
+    _dir_lock: Option<std::fs::File>,
 }
 
-/// Present in the data directory only between a clean shutdown and the next start.
-const CLEAN_SHUTDOWN: &str = "clean-shutdown";
-
-impl std::fmt::Debug for MessageStore {
+impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MessageStore").finish_non_exhaustive()
+        f.debug_struct("Broker").finish_non_exhaustive()
     }
 }
 
 impl Broker {
-    /// A broker that keeps nothing on disk.
+    /// A broker that keeps nothing on disk, on the real clock.
     pub fn new(config: Config) -> Arc<Broker> {
-        let b = Self::build(config, None, None);
-        b.create_defaults();
-        Arc::new(b)
+        Self::with_clock(config, crate::clock::Clock::real())
     }
 
-    fn build(
-        config: Config,
-        log: Option<Arc<DefsLog>>,
-        store: Option<Arc<MessageStore>>,
-    ) -> Broker {
-        Broker {
+    /// A broker that keeps nothing on disk, on the given clock.
+    pub fn with_clock(config: Config, clock: crate::clock::Clock) -> Arc<Broker> {
+        let b = Self::build(boot::Parts {
+            config,
+            clock,
+            meta: Arc::new(Mutex::new(())),
+            log: None,
+            store: None,
+            dir_lock: None,
+        });
+        b.create_defaults();
+        b
+    }
+
+    fn build(p: boot::Parts) -> Arc<Broker> {
+        let boot::Parts {
+            config,
+            clock,
+            meta,
+            log,
+            store,
+            dir_lock,
+        } = p;
+        Arc::new_cyclic(|w| Broker {
+            timers: Scheduler::new(clock),
+            self_ref: w.clone(),
             vhosts: DashMap::default(),
-            users: DashMap::default(),
+            users: Default::default(),
+            meta,
+            parameters: Mutex::new(BTreeMap::new()),
+            global_parameters: Mutex::new(BTreeMap::new()),
             next_connection: AtomicU64::new(1),
             connections: DashMap::default(),
-            startup_definitions: parking_lot::Mutex::new(None),
+            startup: Mutex::new(Vec::new()),
             budget: MemoryBudget::with_keep_stored(
                 config.paging_threshold(),
                 config.queue_in_memory_messages,
@@ -113,417 +129,274 @@ impl Broker {
             config: Arc::new(config),
             log,
             store,
-            dir_lock: None,
-        }
+            _dir_lock: dir_lock,
+        })
     }
 
-    /// A broker backed by its data directory (or `new` when the configuration is ephemeral): the durable
-    /// topology is replayed from the definitions log, which is then compacted.
-    pub fn open(config: Config) -> Result<Arc<Broker>, PersistError> {
-        if config.ephemeral {
-            return Ok(Self::new(config));
-        }
-        let dir_lock = persist::lock_data_dir(&config.data_dir)?;
-        let (log, ops) = DefsLog::open(&config.data_dir)?;
-        let log = Arc::new(log);
-        let mut store_cfg = StoreConfig::new(config.data_dir.join("messages"));
-        store_cfg.sync = match config.sync.as_str() {
-            "never" => SyncPolicy::Never,
-            "interval" => {
-                SyncPolicy::Interval(std::time::Duration::from_millis(config.sync_interval_ms))
+    /// Validate, apply and (when durable) record one command. The change is in effect when this returns;
+    /// answer the client once the returned ticket resolves (it fails with 541 if the change could not be
+    /// recorded, in which case it has been undone).
+    pub fn execute(&self, cmd: Command, actor: &Actor) -> AmqpResult<Executed> {
+        let _serial = self.meta.lock();
+        let mut fx = Effects::default();
+        let outcome = match self.apply(cmd, actor, Mode::Live, &mut fx) {
+            Ok(o) => o,
+            Err(e) => {
+                fx.rollback();
+                return Err(e);
             }
-            _ => SyncPolicy::Always,
         };
-        let (store, recovered) = MessageStore::open(store_cfg)?;
-        // Delivery marks are written lazily; after a crash a message may have been delivered without its mark
-        // reaching the disk, so every recovered message counts as possibly redelivered, as the spec allows.
-        let marker = config.data_dir.join(CLEAN_SHUTDOWN);
-        let clean = marker.exists();
-        let _ = std::fs::remove_file(&marker);
-        if !clean {
-            tracing::info!(dir = %config.data_dir.display(), "last shutdown was not clean; recovered messages will be marked redelivered");
-        }
-        let mut b = Self::build(config, Some(log.clone()), Some(store.clone()));
-        b.dir_lock = Some(dir_lock);
-        let replayed = ops.len();
-        for op in ops {
-            b.replay(op);
-        }
-        b.recover_messages(&store, recovered, clean);
-        b.create_defaults();
-        let mut snapshot = Vec::new();
-        b.snapshot(&mut snapshot);
-        log.compact_and_enable(&snapshot)?;
-        tracing::info!(operations = replayed, kept = snapshot.len(), dir = %b.config.data_dir.display(), "definitions recovered");
-        Ok(Arc::new(b))
+        let ticket = self.record(fx)?;
+        Ok(Executed { outcome, ticket })
     }
 
-    /// Put the store's live messages back into their queues; messages of queues that are gone are dropped.
-    fn recover_messages(
-        &self,
-        store: &Arc<MessageStore>,
-        recovered: Vec<RecoveredQueue>,
-        clean: bool,
-    ) {
-        let queues: std::collections::HashMap<String, Arc<crate::queue::Queue>> = self
-            .vhosts
-            .iter()
-            .flat_map(|v| v.queues())
-            .map(|q| (crate::queue::store_key(&q.vhost, &q.name), q))
-            .collect();
-        let mut total = 0usize;
-        let started = std::time::Instant::now();
-        for rq in recovered {
-            if rq.queue.starts_with(crate::queue::ready::TRANSIENT_PREFIX) {
-                // Pages of transient messages, written only to save memory: they die with the process.
-                store.drop_queue(&rq.queue);
-                continue;
-            }
-            let Some(q) = queues.get(&rq.queue) else {
-                tracing::info!(queue = %rq.queue.replace('\u{1}', "/"), messages = rq.messages.len(), "dropping stored messages of a queue that no longer exists");
-                store.drop_queue(&rq.queue);
-                continue;
-            };
-            let mut msgs = Vec::with_capacity(rq.messages.len());
-            let (now, wall_now) = (crate::queue::now_ms(), unix_ms());
-            for m in rq.messages {
-                let Some(meta) = RecordMeta::decode(&m.head) else {
-                    tracing::warn!(vhost = %q.vhost, queue = %q.name, msg_id = m.msg_id, "stored message in an unknown format skipped");
-                    store.ack(&rq.queue, &[m.msg_id]);
-                    continue;
-                };
-                // Expiry deadlines are stored as wall-clock times and mapped back onto this process's clock.
-                let expires = match meta.expires_at {
-                    0 => u64::MAX,
-                    at => now.saturating_add(at.saturating_sub(wall_now)),
-                };
-                let paged = Paged {
-                    seq: m.msg_id,
-                    id: m.msg_id,
-                    loc: m.location,
-                    expires,
-                    body_len: meta.body_len,
-                    delivery_count: 0,
-                    redelivered: m.delivered || !clean,
-                    transient: false,
-                };
-                msgs.push((meta.priority, paged));
-            }
-            total += msgs.len();
-            q.recover(msgs);
-            if total > 0 && total % 100_000 < 1 {
-                tracing::info!(messages = total, "recovering messages");
-            }
-        }
-        tracing::info!(
-            messages = total,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "messages recovered"
-        );
+    /// `execute`, then wait until the change is durable.
+    pub async fn run(&self, cmd: Command, actor: &Actor) -> AmqpResult<Outcome> {
+        let e = self.execute(cmd, actor)?;
+        e.ticket.wait().await?;
+        Ok(e.outcome)
     }
 
-    /// Flush everything to disk and note a clean shutdown (so the next start trusts the delivery marks).
-    pub fn shutdown_storage(&self) {
-        let Some(store) = &self.store else { return };
-        match store.sync_now() {
-            Ok(()) => {
-                if let Err(e) = std::fs::write(self.config.data_dir.join(CLEAN_SHUTDOWN), b"") {
-                    tracing::warn!(error = %e, "cannot write the clean-shutdown marker");
+    /// Queue a command's durable effects in the log, or commit them now when there is nothing to record.
+    fn record(&self, mut fx: Effects) -> AmqpResult<Ticket> {
+        match &self.log {
+            Some(log) if !fx.logged.is_empty() => {
+                if let Err(why) = log.usable() {
+                    fx.rollback();
+                    return Err(AmqpError::internal_error(format!(
+                        "cannot record the change in the definitions log: {why}"
+                    )));
                 }
+                let cmds = std::mem::take(&mut fx.logged);
+                Ok(log.append(&cmds, fx))
             }
-            Err(e) => tracing::error!(error = %e, "final sync of the message store failed"),
+            _ => {
+                fx.run_commits();
+                Ok(Ticket::Done)
+            }
         }
     }
 
-    fn log(&self, op: DefOp) {
-        if let Some(l) = &self.log {
-            l.append(op);
+    /// Run a command for the broker itself (expiry, auto-delete, startup), without waiting for the disk.
+    pub fn execute_internal(&self, cmd: Command) {
+        let name = cmd.name();
+        if let Err(e) = self.execute(cmd, &Actor::internal()) {
+            tracing::warn!(command = name, error = %e, "internal command failed");
         }
     }
 
-    /// Apply one definitions-log operation through the normal broker functions.
-    fn replay(&self, op: DefOp) {
-        let vh = |name: &str| self.vhost(name);
-        let result: Result<(), String> = match op {
-            DefOp::Vhost { name } => {
-                self.add_vhost(&name);
-                Ok(())
-            }
-            DefOp::DeleteVhost { name } => {
-                self.delete_vhost(&name);
-                Ok(())
-            }
-            DefOp::User {
-                name,
-                password,
-                tags,
-            } => {
-                let password = match password {
-                    StoredPassword::Plain(p) => Password::Plain(p),
-                    StoredPassword::Sha256(h) => Password::Sha256(h),
-                    StoredPassword::None => Password::None,
-                };
-                let vhosts = self.user(&name).map(|u| u.vhosts).unwrap_or_default();
-                self.users.insert(
-                    name.clone(),
-                    User {
-                        name,
-                        password,
-                        tags,
-                        vhosts,
-                    },
-                );
-                Ok(())
-            }
-            DefOp::DeleteUser { name } => {
-                self.users.remove(&name);
-                Ok(())
-            }
-            DefOp::Grant { user, vhost } => {
-                self.grant(&user, &vhost);
-                Ok(())
-            }
-            DefOp::Exchange {
-                vhost,
-                name,
-                kind,
-                auto_delete,
-                internal,
-                arguments,
-            } => vh(&vhost)
-                .map(|v| {
-                    v.declare_exchange(&name, &kind, false, true, auto_delete, internal, &arguments)
-                })
-                .map_or(Ok(()), |r| r.map_err(|e| e.reply_text())),
-            DefOp::DeleteExchange { vhost, name } => vh(&vhost)
-                .map(|v| v.delete_exchange(&name, false))
-                .map_or(Ok(()), |r| r.map_err(|e| e.reply_text())),
-            DefOp::Queue {
-                vhost,
-                name,
-                auto_delete,
-                arguments,
-            } => {
-                let req = QueueDeclare {
-                    name: &name,
-                    passive: false,
-                    durable: true,
-                    exclusive: false,
-                    auto_delete,
-                    arguments: &arguments,
-                };
-                vh(&vhost)
-                    .map(|v| v.declare_queue_unchecked(&req, 0).map(|_| ()))
-                    .map_or(Ok(()), |r| r.map_err(|e| e.reply_text()))
-            }
-            DefOp::DeleteQueue { vhost, name } => vh(&vhost)
-                .map(|v| v.delete_queue(&name, false, false, 0).map(|_| ()))
-                .map_or(Ok(()), |r| r.map_err(|e| e.reply_text())),
-            DefOp::Bind {
-                vhost,
-                source,
-                destination,
-                to_exchange,
-                routing_key,
-                arguments,
-            } => vh(&vhost)
-                .map(|v| {
-                    if to_exchange {
-                        v.bind_exchange(&destination, &source, &routing_key, &arguments)
-                    } else {
-                        v.bind_queue(&destination, &source, &routing_key, &arguments, 0)
-                    }
-                })
-                .map_or(Ok(()), |r| r.map_err(|e| e.reply_text())),
-            DefOp::Unbind {
-                vhost,
-                source,
-                destination,
-                to_exchange,
-                routing_key,
-                arguments,
-            } => vh(&vhost)
-                .map(|v| {
-                    if to_exchange {
-                        v.unbind_exchange(&destination, &source, &routing_key, &arguments)
-                    } else {
-                        v.unbind_queue(&destination, &source, &routing_key, &arguments, 0)
-                    }
-                })
-                .map_or(Ok(()), |r| r.map_err(|e| e.reply_text())),
-            DefOp::Policy { def, operator } => {
-                vh(&def.vhost.clone()).map_or(Ok(()), |v| v.set_policy(def, operator))
-            }
-            DefOp::ClearPolicy {
-                vhost,
-                name,
-                operator,
-            } => {
-                if let Some(v) = vh(&vhost) {
-                    v.clear_policy(&name, operator);
-                }
-                Ok(())
-            }
-        };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "definitions log entry could not be applied; skipped");
-        }
-    }
-
-    /// The durable state as definitions-log operations.
-    fn snapshot(&self, out: &mut Vec<DefOp>) {
-        for v in self.vhosts.iter() {
-            out.push(DefOp::Vhost {
-                name: v.key().clone(),
-            });
-        }
-        for u in self.users.iter() {
-            out.push(Self::user_op(&u));
-            for v in &u.vhosts {
-                out.push(DefOp::Grant {
-                    user: u.name.clone(),
-                    vhost: v.clone(),
-                });
-            }
-        }
-        for v in self.vhosts.iter() {
-            v.snapshot(out);
-        }
-    }
-
-    fn user_op(u: &User) -> DefOp {
-        let password = match &u.password {
-            Password::Plain(p) => StoredPassword::Plain(p.clone()),
-            Password::Sha256(h) => StoredPassword::Sha256(h.clone()),
-            Password::None => StoredPassword::None,
-        };
-        DefOp::User {
-            name: u.name.clone(),
-            password,
-            tags: u.tags.clone(),
-        }
-    }
-
-    /// The default vhost and user from the configuration.
+    /// The default vhost and user from the configuration (the user's password is what the config says,
+    /// on every start).
     fn create_defaults(&self) {
-        let vhost = self.config.default_vhost.clone();
-        self.add_vhost(&vhost);
-        let user = User {
-            name: self.config.default_user.clone(),
-            password: Password::Plain(self.config.default_pass.clone()),
-            tags: vec!["administrator".to_string()],
-            vhosts: vec![vhost],
-        };
-        self.users.insert(user.name.clone(), user);
+        let c = &self.config;
+        for cmd in [
+            Command::AddVhost {
+                name: c.default_vhost.clone(),
+                description: "Default virtual host".into(),
+                tags: Vec::new(),
+                default_queue_type: None,
+                tracing: false,
+            },
+            Command::PutUser {
+                name: c.default_user.clone(),
+                password: StoredPassword::hash(&c.default_pass),
+                tags: vec!["administrator".into()],
+            },
+            Command::SetPermissions {
+                user: c.default_user.clone(),
+                vhost: c.default_vhost.clone(),
+                configure: ".*".into(),
+                write: ".*".into(),
+                read: ".*".into(),
+            },
+        ] {
+            if matches!(&cmd, Command::AddVhost { name, .. } if self.vhosts.contains_key(name)) {
+                continue;
+            }
+            self.execute_internal(cmd);
+        }
     }
 
-    /// Apply definitions and remember them as part of the start state that `reset` returns to.
-    pub fn load_startup_definitions(&self, d: Definitions) -> Result<(), DefinitionsError> {
-        crate::definitions::apply(self, &d)?;
-        *self.startup_definitions.lock() = Some(d);
+    /// Create a vhost (a convenience for embedders; the command path underneath).
+    pub fn add_vhost(&self, name: &str) {
+        self.execute_internal(Command::AddVhost {
+            name: name.into(),
+            description: String::new(),
+            tags: Vec::new(),
+            default_queue_type: None,
+            tracing: false,
+        });
+    }
+
+    /// Delete a vhost and everything in it; its connections are closed with RabbitMQ's 320 reason. Returns
+    /// false when there was no such vhost.
+    pub fn delete_vhost(&self, name: &str) -> bool {
+        if self.vhost(name).is_none() {
+            return false;
+        }
+        self.execute_internal(Command::DeleteVhost { name: name.into() });
+        true
+    }
+
+    /// Apply commands and remember them as part of the start state that `reset` returns to.
+    pub async fn apply_startup(&self, cmds: Vec<Command>) -> AmqpResult<()> {
+        for c in &cmds {
+            self.run(c.clone(), &Actor::internal()).await?;
+        }
+        self.startup.lock().extend(cmds);
         Ok(())
     }
 
-    /// Delete a vhost and everything in it; its connections are closed with RabbitMQ's 320 reason.
-    /// Returns false when there was no such vhost.
-    pub fn delete_vhost(&self, name: &str) -> bool {
-        if self.vhosts.remove(name).is_none() {
-            return false;
-        }
-        self.log(DefOp::DeleteVhost {
-            name: name.to_string(),
-        });
-        for c in self.connections() {
-            if c.vhost() == Some(name) {
-                c.force_close(&format!("vhost '{name}' is deleted"));
-            }
-        }
-        for mut u in self.users.iter_mut() {
-            u.vhosts.retain(|v| v != name);
-        }
-        tracing::info!(vhost = name, "vhost deleted");
-        true
-    }
-
-    /// Empty a vhost back to a fresh one (predeclared exchanges only), keeping who may use it. Its connections
-    /// are closed first.
-    pub fn reset_vhost(&self, name: &str) -> bool {
-        let users: Vec<String> = self
-            .users
-            .iter()
-            .filter(|u| u.vhosts.iter().any(|v| v == name))
-            .map(|u| u.name.clone())
-            .collect();
-        if !self.delete_vhost(name) {
-            return false;
-        }
-        self.add_vhost(name);
-        for u in users {
-            self.grant(&u, name);
-        }
-        true
-    }
-
     /// Return the whole broker to its start state without a restart: every connection closed, every vhost
-    /// and user gone, then the configured defaults and the startup definitions applied again.
+    /// and user gone, then the configured defaults and the startup commands applied again.
     pub fn reset(&self) {
         self.close_all_connections("broker reset");
-        let names: Vec<String> = self.vhosts.iter().map(|v| v.key().clone()).collect();
-        for n in names {
-            self.delete_vhost(&n);
+        for n in self.vhost_names() {
+            self.execute_internal(Command::DeleteVhost { name: n });
         }
-        self.users.clear();
+        for u in self.users.list() {
+            self.execute_internal(Command::DeleteUser { name: u.name });
+        }
+        {
+            let _serial = self.meta.lock();
+            self.parameters.lock().clear();
+            self.global_parameters.lock().clear();
+        }
         self.create_defaults();
-        if let Some(d) = self.startup_definitions.lock().as_ref() {
-            if let Err(e) = crate::definitions::apply(self, d) {
-                tracing::error!(error = %e, "reapplying startup definitions after reset failed");
-            }
-        }
-        if let Err(e) = self.apply_config_policies() {
-            tracing::error!(error = %e, "reapplying configured policies after reset failed");
+        for c in self.startup.lock().clone() {
+            self.execute_internal(c);
         }
         tracing::info!("broker reset to its start state");
     }
 
-    /// Apply the policies and operator policies from the configuration file.
-    pub fn apply_config_policies(&self) -> Result<(), String> {
+    /// Empty a vhost back to a fresh one (predeclared exchanges only), keeping who may use it. Its
+    /// connections are closed first.
+    pub fn reset_vhost(&self, name: &str) -> bool {
+        let Some(v) = self.vhost(name) else {
+            return false;
+        };
+        let grants: Vec<_> = self
+            .users
+            .permissions()
+            .into_iter()
+            .filter(|(_, vh, _)| vh == name)
+            .collect();
+        let meta = v.meta();
+        self.execute_internal(Command::DeleteVhost { name: name.into() });
+        self.execute_internal(Command::AddVhost {
+            name: name.into(),
+            description: meta.description,
+            tags: meta.tags,
+            default_queue_type: meta.default_queue_type,
+            tracing: meta.tracing,
+        });
+        for (user, vhost, p) in grants {
+            self.execute_internal(Command::SetPermissions {
+                user,
+                vhost,
+                configure: p.configure.clone(),
+                write: p.write.clone(),
+                read: p.read.clone(),
+            });
+        }
+        true
+    }
+
+    /// The policies and operator policies from the configuration file, as commands.
+    pub fn config_policy_commands(&self) -> Vec<Command> {
+        let mut out = Vec::new();
         for (list, operator) in [
             (&self.config.policies, false),
             (&self.config.operator_policies, true),
         ] {
             for p in list {
-                let v = self
-                    .vhost(&p.vhost)
-                    .ok_or_else(|| format!("policy '{}': no vhost '{}'", p.name, p.vhost))?;
-                v.set_policy(p.clone(), operator)?;
+                out.push(Command::SetPolicy {
+                    def: p.clone(),
+                    operator,
+                });
             }
         }
-        Ok(())
+        out
+    }
+
+    /// The durable state as commands, in an order that replays (for the definitions log's snapshot).
+    pub fn snapshot(&self) -> Vec<Command> {
+        let mut out = Vec::new();
+        let mut vhosts: Vec<Arc<VHost>> = self.vhosts.iter().map(|v| v.clone()).collect();
+        vhosts.sort_by(|a, b| a.name.cmp(&b.name));
+        for v in &vhosts {
+            let m = v.meta();
+            out.push(Command::AddVhost {
+                name: v.name.to_string(),
+                description: m.description,
+                tags: m.tags,
+                default_queue_type: m.default_queue_type,
+                tracing: m.tracing,
+            });
+        }
+        for u in self.users.list() {
+            out.push(Command::PutUser {
+                name: u.name.clone(),
+                password: u.password.clone(),
+                tags: u.tags.clone(),
+            });
+            for (name, value) in &u.limits {
+                out.push(Command::SetUserLimit {
+                    user: u.name.clone(),
+                    name: name.clone(),
+                    value: *value,
+                });
+            }
+        }
+        for (user, vhost, p) in self.users.permissions() {
+            out.push(Command::SetPermissions {
+                user,
+                vhost,
+                configure: p.configure.clone(),
+                write: p.write.clone(),
+                read: p.read.clone(),
+            });
+        }
+        for (user, vhost, t) in self.users.all_topic_permissions() {
+            out.push(Command::SetTopicPermissions {
+                user,
+                vhost,
+                exchange: t.exchange,
+                write: t.write,
+                read: t.read,
+            });
+        }
+        for ((component, vhost, name), value) in self.parameters.lock().iter() {
+            out.push(Command::SetParameter {
+                component: component.clone(),
+                vhost: vhost.clone(),
+                name: name.clone(),
+                value: value.clone(),
+            });
+        }
+        for (name, value) in self.global_parameters.lock().iter() {
+            out.push(Command::SetGlobalParameter {
+                name: name.clone(),
+                value: value.clone(),
+            });
+        }
+        for v in &vhosts {
+            v.snapshot(&mut out);
+        }
+        out
+    }
+
+    /// Flush everything to disk and note a clean shutdown (so the next start trusts the delivery marks).
+    pub fn shutdown_storage(&self) {
+        if let Some(log) = &self.log {
+            log.close();
+        }
+        boot::shutdown_store(self);
     }
 
     pub fn vhost_names(&self) -> Vec<String> {
-        self.vhosts.iter().map(|v| v.key().clone()).collect()
-    }
-
-    pub fn add_vhost(&self, name: &str) -> Arc<VHost> {
-        let mut created = false;
-        let v = self
-            .vhosts
-            .entry(name.to_string())
-            .or_insert_with(|| {
-                created = true;
-                let storage = self.store.clone().map(|store| crate::queue::Storage {
-                    store,
-                    budget: self.budget.clone(),
-                });
-                VHost::new(name, self.log.clone(), storage)
-            })
-            .clone();
-        if created {
-            self.log(DefOp::Vhost {
-                name: name.to_string(),
-            });
-        }
+        let mut v: Vec<String> = self.vhosts.iter().map(|v| v.key().clone()).collect();
+        v.sort();
         v
     }
 
@@ -531,23 +404,14 @@ impl Broker {
         self.vhosts.get(name).map(|v| v.clone())
     }
 
+    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
+        let mut v: Vec<Arc<VHost>> = self.vhosts.iter().map(|v| v.clone()).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
     pub fn user(&self, name: &str) -> Option<User> {
-        self.users.get(name).map(|u| u.clone())
-    }
-
-    pub fn add_user(&self, user: User) {
-        self.log(Self::user_op(&user));
-        for v in &user.vhosts {
-            self.log(DefOp::Grant {
-                user: user.name.clone(),
-                vhost: v.clone(),
-            });
-        }
-        self.users.insert(user.name.clone(), user);
-    }
-
-    pub fn next_connection_id(&self) -> u64 {
-        self.next_connection.fetch_add(1, Ordering::Relaxed)
+        self.users.get(name)
     }
 
     /// Check a user's password; `None` when the login is refused.
@@ -555,28 +419,40 @@ impl Broker {
         self.user(username).filter(|u| u.password.matches(password))
     }
 
-    /// Let `user` open `vhost`.
-    pub fn grant(&self, user: &str, vhost: &str) {
-        if let Some(mut u) = self.users.get_mut(user) {
-            if !u.vhosts.iter().any(|v| v == vhost) {
-                u.vhosts.push(vhost.to_string());
-                self.log(DefOp::Grant {
-                    user: user.to_string(),
-                    vhost: vhost.to_string(),
-                });
-            }
-        }
+    /// Whether `user` may open `vhost` (it has permissions there).
+    pub fn can_access(&self, user: &str, vhost: &str) -> bool {
+        self.users.permission(user, vhost).is_some()
     }
 
-    pub fn register_connection(&self, c: Arc<ConnShared>) {
-        self.connections.insert(c.id, c);
+    pub fn parameters(&self) -> Vec<((String, String, String), serde_json::Value)> {
+        self.parameters
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    pub fn global_parameters(&self) -> Vec<(String, serde_json::Value)> {
+        self.global_parameters
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn register_connection(&self, c: Arc<dyn Session>) {
+        self.connections.insert(c.id(), c);
     }
 
     pub fn unregister_connection(&self, id: u64) {
         self.connections.remove(&id);
     }
 
-    pub fn connections(&self) -> Vec<Arc<ConnShared>> {
+    pub fn connections(&self) -> Vec<Arc<dyn Session>> {
         self.connections.iter().map(|c| c.value().clone()).collect()
     }
 
@@ -586,4 +462,24 @@ impl Broker {
             c.force_close(reason);
         }
     }
+
+    /// The message store, when the broker keeps one.
+    pub fn store(&self) -> Option<&Arc<MessageStore>> {
+        self.store.as_ref()
+    }
 }
+
+impl vhost::Deleter for Broker {
+    fn delete_queue(&self, vhost: &str, name: &str, cause: DeleteCause) {
+        self.execute_internal(Command::DeleteQueue {
+            vhost: vhost.into(),
+            name: name.into(),
+            if_unused: false,
+            if_empty: false,
+            cause,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

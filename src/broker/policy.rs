@@ -3,7 +3,7 @@
 //! stricter value winning. How a policy combines with the object's own x-arguments follows RabbitMQ: the lower
 //! value wins for TTLs and lengths, the argument wins for dead-lettering and overflow.
 
-use super::queue_args::{Overflow, QueueConfig, QueueType};
+use crate::queue::args::{Overflow, QueueConfig, QueueType};
 use serde::Deserialize;
 use serde_json::Value;
 

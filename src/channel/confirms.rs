@@ -33,6 +33,11 @@ impl Confirms {
         }
     }
 
+    /// Publish `seq` is refused (a queue rejected it): it will be nacked whatever its writes do.
+    pub fn nack(&mut self, seq: u64) {
+        self.nacked.insert(seq);
+    }
+
     /// One durable write of `seq` finished; a failed write turns the outcome into a nack.
     pub fn write_done(&mut self, seq: u64, ok: bool) {
         if !ok {

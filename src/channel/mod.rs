@@ -1,39 +1,25 @@
-//! Channels. `shared` holds what other tasks touch (delivery tags, unacked messages, consumers); the rest of a
-//! channel's state lives here and is owned by its connection task: content assembly for basic.publish,
-//! publisher-confirm sequence numbers, the transaction buffer, and the last declared queue name. `methods`
-//! implements the channel-level AMQP methods.
+//! Channels: the layer between a connection and the core. [`shared`] holds what queues touch from other tasks
+//! (delivery tags, unacknowledged messages, consumers, confirms) and implements the core's
+//! `ConsumerChannel`, `ConfirmSink` and `ReplySink`; the rest of a channel's state lives here, owned by its
+//! connection task: [`content`] (content assembly), [`lifecycle`] (which frames a channel accepts when),
+//! publisher-confirm sequence numbers, the transaction buffer, and the last declared queue name.
+//! [`methods`] implements the channel-level AMQP methods, one file per class; topology changes go through
+//! the broker's command path, and their replies wait for durability as [`Pending`] replies.
 
 pub mod confirms;
+pub mod content;
+pub mod lifecycle;
 pub mod methods;
 pub mod reply_to;
 mod shared;
 
 pub use shared::{ChannelShared, Unacked};
 
-use crate::broker::message::Message;
-use amq_protocol::protocol::BasicProperties;
-use bytes::{Bytes, BytesMut};
+use crate::broker::Ticket;
+use crate::queue::message::Message;
+use crate::queue::Consumer;
+use amq_protocol::protocol::AMQPClass;
 use std::sync::Arc;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChannelState {
-    Open,
-    /// The broker sent channel.close and waits for close-ok; everything else is ignored.
-    Closing,
-}
-
-/// A basic.publish whose content is still arriving.
-#[derive(Debug)]
-pub struct PendingPublish {
-    pub exchange: String,
-    pub routing_key: String,
-    pub mandatory: bool,
-    pub immediate: bool,
-    pub header: Option<(Bytes, Box<BasicProperties>, u64)>,
-    pub body: BytesMut,
-    /// The single body frame, kept without copying when the body arrives in one frame.
-    pub single: Option<Bytes>,
-}
 
 /// What a transaction holds until commit.
 #[derive(Debug)]
@@ -50,11 +36,25 @@ pub enum TxOp {
     },
 }
 
+/// A reply that may go out only once a command's change is durable. The connection stops handling frames
+/// until the ticket resolves, then sends the reply (and tells the channel about consumers the command
+/// cancelled) — or closes the connection with 541 if the change could not be recorded.
+#[derive(Debug)]
+pub struct Pending {
+    pub ticket: Ticket,
+    pub channel: u16,
+    pub reply: Option<AMQPClass>,
+    /// Consumers of this channel that the command cancelled: told after the reply, as RabbitMQ orders it.
+    pub cancelled: Vec<Arc<Consumer>>,
+    pub class_id: u16,
+    pub method_id: u16,
+}
+
 #[derive(Debug)]
 pub struct Channel {
-    pub state: ChannelState,
+    pub phase: lifecycle::Phase,
     pub shared: Arc<ChannelShared>,
-    pub publish: Option<PendingPublish>,
+    pub content: content::Assembly,
     /// Prefetch applied to consumers created from now on (basic.qos global=false).
     pub consumer_prefetch: u32,
     pub confirm: bool,
@@ -62,8 +62,6 @@ pub struct Channel {
     pub publish_seq: u64,
     pub tx: Option<Vec<TxOp>>,
     pub last_queue: Option<String>,
-    /// A body overran its declared size; RabbitMQ then refuses every further method on the channel.
-    pub wedged: bool,
     /// The direct reply-to consumer, if this channel has one.
     pub reply: Option<reply_to::ReplyConsumer>,
 }
@@ -71,15 +69,14 @@ pub struct Channel {
 impl Channel {
     pub fn new(shared: Arc<ChannelShared>) -> Channel {
         Channel {
-            state: ChannelState::Open,
+            phase: lifecycle::Phase::Open,
             shared,
-            publish: None,
+            content: content::Assembly::Idle,
             consumer_prefetch: 0,
             confirm: false,
             publish_seq: 0,
             tx: None,
             last_queue: None,
-            wedged: false,
             reply: None,
         }
     }

@@ -3,22 +3,16 @@
 //! exchange with that name as routing key reaches the requester's channel directly, with no queue in between.
 
 use super::methods::Ctx;
-use super::{Channel, ChannelShared};
-use crate::broker::message::Message;
+use super::Channel;
+use crate::broker::vhost::{ReplySink, ReplyTarget};
 use crate::error::{AmqpError, AmqpResult};
 use crate::protocol;
+use crate::queue::message::Message;
 use amq_protocol::protocol::{basic, AMQPClass};
 use std::sync::{Arc, Weak};
 
 pub const PSEUDO_QUEUE: &str = "amq.rabbitmq.reply-to";
 pub const PREFIX: &str = "amq.rabbitmq.reply-to.";
-
-/// Where replies to one channel go.
-#[derive(Debug, Clone)]
-pub struct ReplyTarget {
-    pub channel: Weak<ChannelShared>,
-    pub consumer_tag: Arc<str>,
-}
 
 /// A channel's reply consumer.
 #[derive(Debug, Clone)]
@@ -42,10 +36,11 @@ impl Channel {
         let tag = self.consumer_tag(c.consumer_tag.as_str())?;
         let name = reply_name(ctx.conn.id, self.id());
         let tag: Arc<str> = Arc::from(tag.as_str());
+        let sink: Weak<dyn ReplySink> = Arc::downgrade(&self.shared) as Weak<dyn ReplySink>;
         ctx.vhost.register_reply(
             &name,
             ReplyTarget {
-                channel: Arc::downgrade(&self.shared),
+                sink,
                 consumer_tag: tag.clone(),
             },
         );
@@ -115,14 +110,4 @@ fn reply_name(conn: u64, channel: u16) -> String {
     let key: [u8; 16] = rand::random();
     let b64 = base64::engine::general_purpose::STANDARD;
     format!("{PREFIX}{}.{}", b64.encode(id), b64.encode(key))
-}
-
-impl ChannelShared {
-    /// Deliver a reply straight to this channel's reply consumer (always no-ack).
-    pub fn deliver_reply(&self, consumer_tag: &str, msg: &Message) {
-        if self.is_closed() {
-            return;
-        }
-        self.deliver_untracked(consumer_tag, msg);
-    }
 }

@@ -2,10 +2,12 @@
 //! them when they dispatch from any task), prefetch limits, and the consumer registry (a queue deletion elsewhere
 //! cancels consumers here). Everything else about a channel is owned by its connection task.
 
+use crate::broker::vhost::ReplySink;
 use crate::connection::ConnShared;
 use crate::error::{AmqpError, AmqpResult};
 use crate::protocol;
-use crate::queue::{Consumer, Queue, QueuedMessage};
+use crate::queue::message::Message;
+use crate::queue::{ConfirmSink, Consumer, ConsumerChannel, Queue, QueuedMessage};
 use crate::FastMap as HashMap;
 use amq_protocol::protocol::{basic, AMQPClass};
 use parking_lot::Mutex;
@@ -129,69 +131,8 @@ impl ChannelShared {
         self.deliveries.lock().global_prefetch = n;
     }
 
-    /// Deliver `qm` from `queue` to `consumer` if the consumer and channel have capacity. Called under the
-    /// queue's lock; the delivery is encoded under the channel's lock so tags go out in order.
-    pub fn deliver(
-        &self,
-        consumer: &Arc<Consumer>,
-        queue: &Arc<Queue>,
-        qm: &QueuedMessage,
-    ) -> bool {
-        if self.is_closed() {
-            return false;
-        }
-        let out = &self.conn.outbound;
-        if out.congested() {
-            out.add_waiter(queue);
-            // The writer may have drained between the check and the registration.
-            if out.congested() {
-                return false;
-            }
-        }
-        let mut d = self.deliveries.lock();
-        if !consumer.no_ack {
-            if consumer.prefetch != 0
-                && consumer.unacked.load(Ordering::Relaxed) >= consumer.prefetch
-            {
-                return false;
-            }
-            if d.global_prefetch != 0 && d.unacked >= d.global_prefetch {
-                return false;
-            }
-        }
-        let tag = if consumer.no_ack {
-            d.push(None)
-        } else {
-            consumer.unacked.fetch_add(1, Ordering::Relaxed);
-            {
-                let tag = d.next_tag;
-                d.push(Some(Unacked {
-                    tag,
-                    queue: queue.clone(),
-                    msg: qm.clone(),
-                    consumer: Some(consumer.clone()),
-                }))
-            }
-        };
-        let frame_max = self.conn.frame_max();
-        let m = &qm.msg;
-        out.send(|buf| {
-            protocol::write_deliver(
-                buf,
-                self.id,
-                &consumer.tag,
-                tag,
-                qm.redelivered,
-                &m.exchange,
-                &m.routing_key,
-            );
-            protocol::write_content(buf, self.id, &m.header, &m.body, frame_max);
-        });
-        true
-    }
-
     /// A no-ack delivery that no queue tracks (direct reply-to).
-    pub fn deliver_untracked(&self, consumer_tag: &str, m: &crate::broker::message::Message) {
+    pub fn deliver_untracked(&self, consumer_tag: &str, m: &Message) {
         let mut d = self.deliveries.lock();
         let tag = d.push(None);
         let frame_max = self.conn.frame_max();
@@ -206,37 +147,6 @@ impl ChannelShared {
                 &m.routing_key,
             );
             protocol::write_content(buf, self.id, &m.header, &m.body, frame_max);
-        });
-    }
-
-    /// Answer basic.get with get-ok and the message.
-    pub fn deliver_get(&self, queue: &Arc<Queue>, qm: QueuedMessage, no_ack: bool, remaining: u32) {
-        let mut d = self.deliveries.lock();
-        let msg = qm.msg.clone();
-        let redelivered = qm.redelivered;
-        let tag = if no_ack {
-            d.push(None)
-        } else {
-            let tag = d.next_tag;
-            d.push(Some(Unacked {
-                tag,
-                queue: queue.clone(),
-                msg: qm,
-                consumer: None,
-            }))
-        };
-        let frame_max = self.conn.frame_max();
-        self.conn.outbound.send(|buf| {
-            protocol::write_get_ok(
-                buf,
-                self.id,
-                tag,
-                redelivered,
-                &msg.exchange,
-                &msg.routing_key,
-                remaining,
-            );
-            protocol::write_content(buf, self.id, &msg.header, &msg.body, frame_max);
         });
     }
 
@@ -329,9 +239,98 @@ impl ChannelShared {
         }
         qs
     }
+}
+
+impl ConsumerChannel for ChannelShared {
+    /// Deliver `qm` from `queue` to `consumer` if the consumer and channel have capacity. Called under the
+    /// queue's lock; the delivery is encoded under the channel's lock so tags go out in order.
+    fn deliver(&self, consumer: &Arc<Consumer>, queue: &Arc<Queue>, qm: &QueuedMessage) -> bool {
+        if self.is_closed() {
+            return false;
+        }
+        let out = &self.conn.outbound;
+        if out.congested() {
+            out.add_waiter(queue);
+            // The writer may have drained between the check and the registration.
+            if out.congested() {
+                return false;
+            }
+        }
+        let mut d = self.deliveries.lock();
+        if !consumer.no_ack {
+            if consumer.prefetch != 0
+                && consumer.unacked.load(Ordering::Relaxed) >= consumer.prefetch
+            {
+                return false;
+            }
+            if d.global_prefetch != 0 && d.unacked >= d.global_prefetch {
+                return false;
+            }
+        }
+        let tag = if consumer.no_ack {
+            d.push(None)
+        } else {
+            consumer.unacked.fetch_add(1, Ordering::Relaxed);
+            {
+                let tag = d.next_tag;
+                d.push(Some(Unacked {
+                    tag,
+                    queue: queue.clone(),
+                    msg: qm.clone(),
+                    consumer: Some(consumer.clone()),
+                }))
+            }
+        };
+        let frame_max = self.conn.frame_max();
+        let m = &qm.msg;
+        out.send(|buf| {
+            protocol::write_deliver(
+                buf,
+                self.id,
+                &consumer.tag,
+                tag,
+                qm.redelivered,
+                &m.exchange,
+                &m.routing_key,
+            );
+            protocol::write_content(buf, self.id, &m.header, &m.body, frame_max);
+        });
+        true
+    }
+
+    /// Answer basic.get with get-ok and the message.
+    fn deliver_get(&self, queue: &Arc<Queue>, qm: QueuedMessage, no_ack: bool, remaining: u32) {
+        let mut d = self.deliveries.lock();
+        let msg = qm.msg.clone();
+        let redelivered = qm.redelivered;
+        let tag = if no_ack {
+            d.push(None)
+        } else {
+            let tag = d.next_tag;
+            d.push(Some(Unacked {
+                tag,
+                queue: queue.clone(),
+                msg: qm,
+                consumer: None,
+            }))
+        };
+        let frame_max = self.conn.frame_max();
+        self.conn.outbound.send(|buf| {
+            protocol::write_get_ok(
+                buf,
+                self.id,
+                tag,
+                redelivered,
+                &msg.exchange,
+                &msg.routing_key,
+                remaining,
+            );
+            protocol::write_content(buf, self.id, &msg.header, &msg.body, frame_max);
+        });
+    }
 
     /// The queue this consumer was on is gone: forget the consumer and tell the client if it asked to know.
-    pub fn server_cancel(&self, c: &Arc<Consumer>) {
+    fn cancelled(&self, c: &Arc<Consumer>) {
         let removed = {
             let mut m = self.consumers.lock();
             match m.get(&c.tag) {
@@ -352,5 +351,29 @@ impl ChannelShared {
                 )
             });
         }
+    }
+
+    fn key(&self) -> (u64, u16) {
+        (self.conn.id, self.id)
+    }
+}
+
+impl ConfirmSink for ChannelShared {
+    fn write_done(&self, seq: u64, ok: bool) {
+        self.confirms.lock().write_done(seq, ok);
+        self.flush_confirms();
+    }
+}
+
+impl ReplySink for ChannelShared {
+    fn deliver_reply(&self, consumer_tag: &str, msg: &Message) {
+        if self.is_closed() {
+            return;
+        }
+        self.deliver_untracked(consumer_tag, msg);
+    }
+
+    fn is_closed(&self) -> bool {
+        ChannelShared::is_closed(self)
     }
 }

@@ -92,6 +92,38 @@ pub fn split_frame(
     }))
 }
 
+/// The class and method ids at the start of a method frame's payload (0 where the payload is too short).
+pub fn peek_method(payload: &[u8]) -> (u16, u16) {
+    let at = |i: usize| {
+        payload
+            .get(i..i + 2)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    (at(0), at(2))
+}
+
+/// basic.qos's prefetch_size, which amq-protocol's decoder drops (RabbitMQ refuses a non-zero one).
+pub fn peek_qos_prefetch_size(payload: &[u8]) -> Option<u32> {
+    if payload.len() >= 8 && payload[..4] == [0, 60, 0, 10] {
+        Some(u32::from_be_bytes([
+            payload[4], payload[5], payload[6], payload[7],
+        ]))
+    } else {
+        None
+    }
+}
+
+/// The class id a content header frame names (its first two bytes).
+pub fn peek_header_class(payload: &[u8]) -> u16 {
+    peek_method(payload).0
+}
+
+/// The whole size (header, payload and end octet) of the frame starting `buf`, once its header is in.
+pub fn peek_frame_len(buf: &[u8]) -> Option<usize> {
+    (buf.len() >= 7)
+        .then(|| u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]) as usize + FRAME_OVERHEAD)
+}
+
 /// Format bytes the way Erlang prints a binary, as RabbitMQ does in frame error texts.
 pub fn erlang_binary(b: &[u8]) -> String {
     if !b.is_empty() && b.iter().all(|&c| (32..127).contains(&c)) {

@@ -2,8 +2,8 @@
 //! to the dead-letter exchange, with RabbitMQ's `x-death` bookkeeping (one entry per queue and reason, newest
 //! first, with a count), the `x-first-death-*` headers, and the per-message expiration moved into the entry.
 
-use crate::broker::message::Message;
 use crate::protocol::{self, fields};
+use crate::queue::message::Message;
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,56 +1,54 @@
-//! Queue state and dispatch. A queue is a short critical section behind a mutex, not a task: the publisher's
-//! connection task pushes a message and, when a consumer has capacity, encodes the delivery straight into that
-//! consumer's connection outbound buffer, so a message crosses one hand-off between sockets. Acks, requeues and
-//! consumer changes run the same dispatch loop from whichever task freed capacity.
+//! Queues: what a queue holds and how it hands messages out. A queue is a short critical section behind a
+//! mutex, not a task: the publisher's connection task pushes a message and, when a consumer has capacity,
+//! the consumer's channel encodes the delivery straight into its connection's outbound buffer, so a message
+//! crosses one hand-off between sockets. Acks, requeues and consumer changes run the same dispatch loop from
+//! whichever task freed capacity.
+//!
+//! This module sits in the core, below the channel layer: it reaches channels, confirms and its vhost only
+//! through the traits in [`consumer`]. Files: [`enqueue`] (publishing, with one store write per persistent
+//! message however many durable queues it reaches), [`dispatch`] (consumers, basic.get, round-robin and
+//! prefetch), [`settle`] (ack, requeue, reject, purge), [`timers`] (TTL and x-expires on the broker clock),
+//! [`ready`] (the ready list and paging to the store), [`deadletter`] (x-death bookkeeping), [`message`] and
+//! [`args`] (the message and the queue arguments).
 //!
 //! Messages that die (rejected without requeue, expired, dropped by a length limit, past their delivery limit)
 //! are collected under the lock and dead-lettered after it is released, so two queues dead-lettering into each
-//! other never deadlock. Timers (message TTL at the head, queue expiry) are one-shot tokio tasks holding a weak
-//! reference; no timer exists while nothing can expire, so TTL costs nothing when unused.
+//! other never deadlock.
 
+pub mod args;
+pub mod consumer;
 pub mod deadletter;
+mod dispatch;
+pub mod enqueue;
+pub mod message;
 pub mod ready;
+mod settle;
+mod timers;
 
-use crate::broker::message::{MessageRef, RecordMeta};
-use crate::broker::queue_args::{Overflow, QueueConfig, QueueType};
-use crate::broker::VHost;
-use crate::channel::ChannelShared;
+pub use consumer::{ConfirmRef, ConfirmSink, Consumer, ConsumerChannel, QueueHost, Routed};
+pub use enqueue::{enqueue, Enqueued};
+
+use crate::clock::Scheduler;
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::MessageStore;
-use amq_protocol::types::{AMQPValue, FieldTable};
+use amq_protocol::types::FieldTable;
+use args::{Overflow, QueueConfig, QueueType};
 use deadletter::Reason;
+use message::MessageRef;
 use parking_lot::Mutex;
 use ready::ReadyList;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
-
-/// Milliseconds on a monotonic clock private to this process (for expiry deadlines).
-pub fn now_ms() -> u64 {
-    static START: OnceLock<std::time::Instant> = OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as u64
-}
-
-/// Milliseconds since the Unix epoch (for expiry deadlines kept across restarts).
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 
 /// A message in a queue: its position (for requeue at the original place) and redelivery state.
 #[derive(Clone, Debug)]
 pub struct QueuedMessage {
     pub seq: u64,
-    /// Its id in the message store: the `seq` it was first published with (a quorum queue renumbers
-    /// requeued messages, the store id stays).
+    /// Its id in the message store, when it is stored there (otherwise equal to `seq`).
     pub id: u64,
     pub msg: MessageRef,
     pub redelivered: bool,
-    /// Expiry deadline on the `now_ms` clock, when the queue or the message has a TTL.
+    /// Expiry deadline on the broker clock, when the queue or the message has a TTL.
     pub expires: Option<u64>,
     /// How many times the message came back to the queue unacknowledged.
     pub delivery_count: u32,
@@ -73,43 +71,12 @@ impl QueuedMessage {
     }
 }
 
-/// A consumer registered on a queue by a channel.
-#[derive(Debug)]
-pub struct Consumer {
-    pub tag: Arc<str>,
-    pub channel: Arc<ChannelShared>,
-    pub queue: Arc<Queue>,
-    pub no_ack: bool,
-    pub exclusive: bool,
-    pub priority: i32,
-    /// Per-consumer prefetch (basic.qos global=false at consume time); 0 is unlimited.
-    pub prefetch: u32,
-    /// Unacknowledged deliveries to this consumer; changed only under the channel's delivery lock.
-    pub unacked: AtomicU32,
-}
-
-impl Consumer {
-    /// A lock-free hint used to skip full consumers; the channel re-checks under its lock.
-    fn may_take(&self) -> bool {
-        self.no_ack || self.prefetch == 0 || self.unacked.load(Ordering::Relaxed) < self.prefetch
-    }
-}
-
 /// What a publish to a queue came to, for publisher confirms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {
     Yes,
     /// Refused by x-overflow=reject-publish(-dlx), or the store could not take it: the publisher gets a nack.
     Rejected,
-    /// Written to the message store; the confirm follows when the write is durable.
-    Pending,
-}
-
-/// Who to tell when a stored publish is durable: the publishing channel and the publish's sequence number.
-#[derive(Debug, Clone)]
-pub struct ConfirmRef {
-    pub channel: Arc<ChannelShared>,
-    pub seq: u64,
 }
 
 /// Where a durable queue keeps its persistent messages.
@@ -150,7 +117,10 @@ pub struct QueueSpec<'a> {
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
-    pub vhost_ref: Weak<VHost>,
+    /// The vhost the queue lives in (dead-lettering, expiry).
+    pub host: Weak<dyn QueueHost>,
+    /// The broker's clock and timers.
+    pub timers: Arc<Scheduler>,
     /// Persistent messages of a durable queue go to the store, and any queue pages bodies out to it.
     pub storage: Option<Storage>,
 }
@@ -165,7 +135,6 @@ pub struct Storage {
 /// Messages that died under the lock, dead-lettered once it is released.
 type Dead = Vec<(QueuedMessage, Reason)>;
 
-#[derive(Debug)]
 pub struct Queue {
     pub name: Arc<str>,
     pub vhost: Arc<str>,
@@ -174,10 +143,21 @@ pub struct Queue {
     pub auto_delete: bool,
     pub arguments: FieldTable,
     pub queue_type: QueueType,
-    vhost_ref: Weak<VHost>,
+    host: Weak<dyn QueueHost>,
+    timers: Arc<Scheduler>,
     durable_store: Option<Durable>,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("vhost", &self.vhost)
+            .field("name", &self.name)
+            .field("durable", &self.durable)
+            .finish_non_exhaustive()
+    }
 }
 
 impl QueueState {
@@ -200,6 +180,16 @@ impl QueueState {
                 .is_some_and(|n| self.ready.bytes() > n)
     }
 
+    /// Drop from the head while over a length limit (x-overflow=drop-head).
+    fn drop_head_over_limit(&mut self, dead: &mut Dead) {
+        while self.over_limit() {
+            match self.ready.pop_front() {
+                Some(m) => dead.push((m, Reason::Maxlen)),
+                None => break,
+            }
+        }
+    }
+
     /// Whether deliveries are counted (quorum queues always; others with a delivery limit).
     fn counts_deliveries(&self) -> bool {
         self.config.queue_type == QueueType::Quorum || self.config.delivery_limit.is_some()
@@ -215,7 +205,8 @@ impl Queue {
             exclusive_owner,
             auto_delete,
             arguments,
-            vhost_ref,
+            host,
+            timers,
             storage,
         } = spec;
         let config = QueueConfig::from_args(&arguments);
@@ -230,6 +221,7 @@ impl Queue {
         let durable_store = store
             .filter(|_| durable)
             .map(|store| Durable { store, key });
+        let now = timers.now_ms();
         Queue {
             name: Arc::from(name),
             vhost: Arc::from(vhost),
@@ -238,12 +230,13 @@ impl Queue {
             auto_delete,
             queue_type: config.queue_type,
             arguments,
-            vhost_ref,
+            host,
+            timers,
             durable_store,
             state: Mutex::new(QueueState {
                 ready: ReadyList::with_pager(config.max_priority, pager),
                 config,
-                last_used: now_ms(),
+                last_used: now,
                 ..Default::default()
             }),
             deleted: AtomicBool::new(false),
@@ -268,11 +261,8 @@ impl Queue {
                 max_priority,
                 ..config
             };
-            while st.over_limit() && st.config.overflow == Overflow::DropHead {
-                match st.ready.pop_front() {
-                    Some(m) => dead.push((m, Reason::Maxlen)),
-                    None => break,
-                }
+            if st.config.overflow == Overflow::DropHead {
+                st.drop_head_over_limit(&mut dead);
             }
             self.arm_expiry(&mut st);
         }
@@ -302,14 +292,19 @@ impl Queue {
     /// The queue was used (declare, get, consume): restart its x-expires countdown.
     pub fn touch(self: &Arc<Self>) {
         let mut st = self.state.lock();
-        st.last_used = now_ms();
+        st.last_used = self.timers.now_ms();
         self.arm_expiry(&mut st);
     }
 
     /// Whether a message is written to the store: persistent messages on durable queues, and every message on
     /// a durable quorum queue.
-    fn stores(&self, m: &crate::broker::message::Message) -> bool {
+    pub fn stores(&self, m: &message::Message) -> bool {
         self.durable_store.is_some() && (m.persistent() || self.queue_type == QueueType::Quorum)
+    }
+
+    /// The queue's store key, when it is durable and the broker has a store.
+    pub fn store_key(&self) -> Option<&str> {
+        self.durable_store.as_ref().map(|d| d.key.as_str())
     }
 
     /// The store forgets these messages (acked, dropped, dead-lettered).
@@ -336,431 +331,21 @@ impl Queue {
         }
     }
 
-    /// Put messages recovered from the store back, paged and in order, at start: `(priority, message)`.
+    /// Put messages recovered from the store back at start, paged and in the store's order:
+    /// `(priority, message)`, their `seq` assigned here.
     pub fn recover(self: &Arc<Self>, msgs: Vec<(u8, ready::Paged)>) {
         let mut st = self.state.lock();
-        for (priority, m) in msgs {
-            st.next_seq = st.next_seq.max(m.seq + 1);
+        for (priority, mut m) in msgs {
+            m.seq = st.next_seq;
+            st.next_seq += 1;
             st.ready.push_paged(priority, m);
         }
         self.arm_timer(&mut st);
     }
 
-    /// Enqueue a message and hand it to a consumer if one has capacity.
-    pub fn publish(self: &Arc<Self>, msg: MessageRef) -> Accepted {
-        self.publish_confirmed(msg, None)
-    }
-
-    /// Enqueue a message; a stored one reports its durability to `confirm`.
-    pub fn publish_confirmed(
-        self: &Arc<Self>,
-        msg: MessageRef,
-        confirm: Option<&ConfirmRef>,
-    ) -> Accepted {
-        let stores = self.stores(&msg);
-        let mut dead = Dead::new();
-        let accepted = {
-            let mut st = self.state.lock();
-            if self.is_deleted() {
-                return Accepted::Yes;
-            }
-            let ttl = match (st.config.message_ttl, per_message_ttl(&msg)) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let payload = stores.then(|| {
-                msg.encode_record(RecordMeta {
-                    priority: msg.properties.priority().unwrap_or(0),
-                    expires_at: ttl.map_or(0, |t| unix_ms().saturating_add(t).max(1)),
-                    body_len: 0,
-                })
-            });
-            let seq = st.next_seq;
-            st.next_seq += 1;
-            let expires = ttl.map(|t| now_ms().saturating_add(t));
-            st.ready.push_back(QueuedMessage {
-                expires,
-                ..QueuedMessage::new(seq, msg)
-            });
-            let mut accepted = Accepted::Yes;
-            let mut refused = false;
-            if st.over_limit() {
-                match st.config.overflow {
-                    Overflow::DropHead => {
-                        while st.over_limit() {
-                            match st.ready.pop_front() {
-                                Some(m) => dead.push((m, Reason::Maxlen)),
-                                None => break,
-                            }
-                        }
-                    }
-                    Overflow::RejectPublish | Overflow::RejectPublishDlx => {
-                        // Refuse the new message, unless a consumer can take it at once.
-                        self.dispatch_locked(&mut st, &mut dead);
-                        if st.over_limit() {
-                            if let Some(m) = st.ready.remove_seq(seq) {
-                                refused = true;
-                                if st.config.overflow == Overflow::RejectPublishDlx {
-                                    dead.push((m, Reason::Maxlen));
-                                }
-                                accepted = Accepted::Rejected;
-                            }
-                        }
-                    }
-                }
-            }
-            if let (Some(payload), Some(d), false) = (payload, &self.durable_store, refused) {
-                // Written under the queue lock so that the store sees this queue's messages in order.
-                let done: crate::store::Done = match confirm {
-                    Some(c) => {
-                        let c = c.clone();
-                        Box::new(move |r: Result<(), crate::store::StoreError>| {
-                            c.channel.confirms.lock().write_done(c.seq, r.is_ok());
-                            c.channel.flush_confirms();
-                        })
-                    }
-                    None => Box::new(|_| {}),
-                };
-                match d.store.publish(&d.key, seq, &payload, done) {
-                    Ok(loc) => {
-                        st.ready.set_location(seq, loc);
-                        if confirm.is_some() {
-                            accepted = Accepted::Pending;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(vhost = %self.vhost, queue = %self.name, error = %e, "cannot store a persistent message; refusing it");
-                        st.ready.remove_seq(seq);
-                        return Accepted::Rejected;
-                    }
-                }
-            }
-            self.dispatch_locked(&mut st, &mut dead);
-            if ttl.is_some() {
-                st.expire_head(now_ms(), &mut dead);
-                self.arm_timer(&mut st);
-            }
-            st.ready.page_out();
-            accepted
-        };
-        self.dead_letter(dead);
-        accepted
-    }
-
-    pub fn dispatch(self: &Arc<Self>) {
-        let mut dead = Dead::new();
-        {
-            let mut st = self.state.lock();
-            self.dispatch_locked(&mut st, &mut dead);
-        }
-        self.dead_letter(dead);
-    }
-
-    fn dispatch_locked(self: &Arc<Self>, st: &mut QueueState, dead: &mut Dead) {
-        let single = st.config.single_active_consumer;
-        'outer: loop {
-            if st.ready.front_expires().is_some() {
-                // A message whose TTL ends this very millisecond (TTL 0) may still go to a waiting consumer.
-                st.expire_head(now_ms().saturating_sub(1), dead);
-            }
-            let Some(front) = st.ready.front() else { break };
-            let eligible = if single {
-                st.consumers.len().min(1)
-            } else {
-                st.consumers.len()
-            };
-            for i in 0..eligible {
-                let c = &st.consumers[i];
-                if !c.may_take() {
-                    continue;
-                }
-                if c.channel.deliver(c, self, front) {
-                    self.note_delivery(front, c.no_ack);
-                    if !c.no_ack {
-                        st.unacked += 1;
-                    }
-                    st.ready.pop_front();
-                    if !single {
-                        Self::rotate(&mut st.consumers, i);
-                    }
-                    continue 'outer;
-                }
-            }
-            break;
-        }
-    }
-
-    /// Move the consumer at `i` to the end of its priority group.
-    fn rotate(consumers: &mut [Arc<Consumer>], i: usize) {
-        let prio = consumers[i].priority;
-        let mut end = i;
-        while end + 1 < consumers.len() && consumers[end + 1].priority == prio {
-            end += 1;
-        }
-        if end > i {
-            consumers[i..=end].rotate_left(1);
-        }
-    }
-
-    /// Make sure a timer fires when the head message expires.
-    fn arm_timer(self: &Arc<Self>, st: &mut QueueState) {
-        let Some(deadline) = st.ready.front_expires() else {
-            return;
-        };
-        if st.timer.is_some_and(|t| t <= deadline) {
-            return;
-        }
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        st.timer = Some(deadline);
-        let weak = Arc::downgrade(self);
-        rt.spawn(async move {
-            let wait = deadline.saturating_sub(now_ms());
-            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-            if let Some(q) = weak.upgrade() {
-                q.on_timer(deadline);
-            }
-        });
-    }
-
-    fn on_timer(self: &Arc<Self>, deadline: u64) {
-        let mut dead = Dead::new();
-        {
-            let mut st = self.state.lock();
-            if st.timer == Some(deadline) {
-                st.timer = None;
-            }
-            st.expire_head(now_ms(), &mut dead);
-            self.dispatch_locked(&mut st, &mut dead);
-            self.arm_timer(&mut st);
-        }
-        self.dead_letter(dead);
-    }
-
-    /// Arm the x-expires timer while the queue has no consumers.
-    fn arm_expiry(self: &Arc<Self>, st: &mut QueueState) {
-        let Some(expires) = st.config.expires else {
-            return;
-        };
-        if st.expiry_armed || !st.consumers.is_empty() || self.is_deleted() {
-            return;
-        }
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        st.expiry_armed = true;
-        let deadline = st.last_used.saturating_add(expires);
-        let weak = Arc::downgrade(self);
-        rt.spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(
-                deadline.saturating_sub(now_ms()),
-            ))
-            .await;
-            if let Some(q) = weak.upgrade() {
-                q.on_expiry_timer();
-            }
-        });
-    }
-
-    fn on_expiry_timer(self: &Arc<Self>) {
-        let expired = {
-            let mut st = self.state.lock();
-            st.expiry_armed = false;
-            let due = st.config.expires.map(|e| st.last_used.saturating_add(e));
-            match due {
-                Some(due) if st.consumers.is_empty() && now_ms() >= due => true,
-                _ => {
-                    // Used since the timer was armed (or a consumer came and went): count again.
-                    self.arm_expiry(&mut st);
-                    false
-                }
-            }
-        };
-        if expired {
-            if let Some(v) = self.vhost_ref.upgrade() {
-                tracing::info!(vhost = %self.vhost, queue = %self.name, "queue expired (x-expires)");
-                v.remove_queue(self);
-            }
-        }
-    }
-
-    /// basic.get: hand the head message to `channel`. Returns false when the queue is empty.
-    pub fn get(self: &Arc<Self>, channel: &Arc<ChannelShared>, no_ack: bool) -> bool {
-        let mut dead = Dead::new();
-        let got = {
-            let mut st = self.state.lock();
-            st.last_used = now_ms();
-            st.expire_head(now_ms(), &mut dead);
-            match st.ready.pop_front() {
-                None => false,
-                Some(mut qm) => {
-                    self.note_delivery(&qm, no_ack);
-                    if self.queue_type == QueueType::Quorum && qm.delivery_count == 0 {
-                        // RabbitMQ's quorum queues add x-delivery-count 0 on a first basic.get (though not on a
-                        // first consumer delivery).
-                        qm.msg = Arc::new(qm.msg.with_headers(|h| {
-                            h.insert("x-delivery-count".into(), AMQPValue::LongLongInt(0));
-                        }));
-                    }
-                    let remaining = st.ready.len() as u32;
-                    if !no_ack {
-                        st.unacked += 1;
-                    }
-                    channel.deliver_get(self, qm, no_ack, remaining);
-                    self.arm_timer(&mut st);
-                    true
-                }
-            }
-        };
-        self.dead_letter(dead);
-        got
-    }
-
-    /// Register a consumer. `announce` runs under the queue lock before the first dispatch, so that
-    /// basic.consume-ok reaches the client ahead of any delivery.
-    pub fn add_consumer(
-        self: &Arc<Self>,
-        c: Arc<Consumer>,
-        announce: impl FnOnce(),
-    ) -> AmqpResult<()> {
-        let mut dead = Dead::new();
-        {
-            let mut st = self.state.lock();
-            if self.is_deleted() {
-                return Err(AmqpError::not_found(format!(
-                    "no queue '{}' in vhost '{}'",
-                    self.name, self.vhost
-                )));
-            }
-            if (c.exclusive && !st.consumers.is_empty()) || st.consumers.iter().any(|x| x.exclusive)
-            {
-                return Err(AmqpError::access_refused(format!(
-                    "queue '{}' in vhost '{}' in exclusive use",
-                    self.name, self.vhost
-                )));
-            }
-            let pos = if st.config.single_active_consumer {
-                st.consumers.len()
-            } else {
-                st.consumers
-                    .iter()
-                    .position(|x| x.priority < c.priority)
-                    .unwrap_or(st.consumers.len())
-            };
-            st.consumers.insert(pos, c);
-            st.had_consumer = true;
-            st.last_used = now_ms();
-            announce();
-            self.dispatch_locked(&mut st, &mut dead);
-        }
-        self.dead_letter(dead);
-        Ok(())
-    }
-
-    /// Remove a consumer; returns true when the queue is auto-delete and has just lost its last consumer.
-    pub fn remove_consumer(self: &Arc<Self>, c: &Arc<Consumer>) -> bool {
-        let mut dead = Dead::new();
-        let auto_delete = {
-            let mut st = self.state.lock();
-            let before = st.consumers.len();
-            st.consumers.retain(|x| !Arc::ptr_eq(x, c));
-            let removed = st.consumers.len() != before;
-            if removed {
-                st.last_used = now_ms();
-                // A single-active-consumer queue hands over to the next consumer.
-                self.dispatch_locked(&mut st, &mut dead);
-                self.arm_expiry(&mut st);
-            }
-            removed
-                && self.auto_delete
-                && st.consumers.is_empty()
-                && st.had_consumer
-                && !self.is_deleted()
-        };
-        self.dead_letter(dead);
-        auto_delete
-    }
-
-    /// Settle acknowledged deliveries and refill consumers.
-    pub fn acked(self: &Arc<Self>, msgs: &[QueuedMessage]) {
-        self.forget_stored(msgs.iter());
-        self.settled(msgs.len() as u32);
-    }
-
-    fn settled(self: &Arc<Self>, n: u32) {
-        let mut dead = Dead::new();
-        {
-            let mut st = self.state.lock();
-            st.unacked = st.unacked.saturating_sub(n);
-            self.dispatch_locked(&mut st, &mut dead);
-        }
-        self.dead_letter(dead);
-    }
-
-    /// Settle deliveries rejected without requeue: they are dead-lettered when the queue has a DLX (and the
-    /// store forgets them either way).
-    pub fn discard(self: &Arc<Self>, msgs: Vec<QueuedMessage>) {
-        self.settled(msgs.len() as u32);
-        self.dead_letter(msgs.into_iter().map(|m| (m, Reason::Rejected)).collect());
-    }
-
-    /// Take back unacknowledged messages, marked redelivered: a classic queue puts them at their original
-    /// positions, a quorum queue at the back. Counted deliveries past the limit are dead-lettered instead.
-    pub fn requeue(self: &Arc<Self>, msgs: Vec<QueuedMessage>) {
-        let mut dead = Dead::new();
-        {
-            let mut st = self.state.lock();
-            st.unacked = st.unacked.saturating_sub(msgs.len() as u32);
-            if self.is_deleted() {
-                return;
-            }
-            let counting = st.counts_deliveries();
-            let mut back = Vec::with_capacity(msgs.len());
-            for mut m in msgs {
-                m.redelivered = true;
-                if counting {
-                    m.delivery_count += 1;
-                    if st
-                        .config
-                        .delivery_limit
-                        .is_some_and(|l| m.delivery_count as u64 > l)
-                    {
-                        dead.push((m, Reason::DeliveryLimit));
-                        continue;
-                    }
-                    let count = m.delivery_count as i64;
-                    m.msg = Arc::new(m.msg.with_headers(|h| {
-                        h.insert("x-delivery-count".into(), AMQPValue::LongLongInt(count));
-                    }));
-                }
-                back.push(m);
-            }
-            if st.config.queue_type == QueueType::Quorum {
-                for mut m in back {
-                    m.seq = st.next_seq;
-                    st.next_seq += 1;
-                    st.ready.push_back(m);
-                }
-            } else {
-                st.ready.requeue(back);
-            }
-            self.dispatch_locked(&mut st, &mut dead);
-            self.arm_timer(&mut st);
-        }
-        self.dead_letter(dead);
-    }
-
-    /// Drop all ready messages; returns how many.
-    pub fn purge(&self) -> u32 {
-        let mut st = self.state.lock();
-        let n = st.ready.len() as u32;
-        let (mem, paged) = st.ready.drain(true);
-        self.forget_stored(mem.iter());
-        if let (Some(d), false) = (&self.durable_store, paged.is_empty()) {
-            d.store.ack(&d.key, &paged);
-        }
-        n
+    /// The message TTL this queue applies, from its arguments and policies.
+    pub fn message_ttl(&self) -> Option<u64> {
+        self.state.lock().config.message_ttl
     }
 
     pub fn message_count(&self) -> u32 {
@@ -785,17 +370,37 @@ impl Queue {
         self.state.lock().unacked
     }
 
-    /// Mark deleted and take what must be cleaned up: the number of ready messages dropped and the consumers
-    /// to cancel.
-    pub fn take_for_delete(&self) -> (u32, Vec<Arc<Consumer>>) {
+    /// Stop taking messages and consumers: the first step of deletion, undone by `restore`. Returns the
+    /// consumers, which the caller cancels.
+    pub fn detach(&self) -> Vec<Arc<Consumer>> {
         let mut st = self.state.lock();
         self.deleted.store(true, Ordering::Release);
+        std::mem::take(&mut st.consumers)
+    }
+
+    /// Undo `detach` (a deletion that could not be recorded): the queue takes messages again.
+    pub fn restore(self: &Arc<Self>) {
+        let mut st = self.state.lock();
+        self.deleted.store(false, Ordering::Release);
+        self.arm_expiry(&mut st);
+    }
+
+    /// The last step of deletion: drop every message, here and in the store. Returns how many were ready.
+    pub fn discard_all(&self) -> u32 {
+        let mut st = self.state.lock();
         if let Some(d) = &self.durable_store {
             d.store.drop_queue(&d.key);
         }
         let n = st.ready.clear() as u32;
         st.ready.forget_transient_pages();
-        (n, std::mem::take(&mut st.consumers))
+        n
+    }
+
+    /// Mark deleted and take what must be cleaned up: the number of ready messages dropped and the consumers
+    /// to cancel.
+    pub fn take_for_delete(&self) -> (u32, Vec<Arc<Consumer>>) {
+        let consumers = self.detach();
+        (self.discard_all(), consumers)
     }
 
     /// Republish dead messages to the queue's dead-letter exchange (called without the queue lock).
@@ -811,17 +416,10 @@ impl Queue {
                 st.config.dead_letter_routing_key.clone(),
             )
         };
-        let (Some(dlx), Some(vhost)) = (dlx, self.vhost_ref.upgrade()) else {
+        let (Some(dlx), Some(host)) = (dlx, self.host.upgrade()) else {
             return;
         };
-        // A dead-letter exchange that does not exist drops the messages, as in RabbitMQ.
-        let Some(x) = vhost.exchange(&dlx) else {
-            return;
-        };
-        let now_secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now_secs = self.timers.wall_ms() / 1000;
         for (qm, reason) in dead {
             let keys = match &dlrk {
                 Some(k) => vec![k.clone()],
@@ -837,25 +435,26 @@ impl Queue {
             );
             let (history, rejected) = deadletter::death_history(&dm);
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-            let mut routed = crate::broker::vhost::Routed::new();
-            vhost.route(&x, &keys, dm.properties.headers().as_ref(), &mut routed);
-            let dm = Arc::new(dm);
-            for q in routed {
-                // A message that would return to a queue it already died in, with no rejection on the way, is in
-                // a cycle and is dropped.
-                if !rejected && history.iter().any(|h| **h == *q.name) {
-                    continue;
-                }
-                q.publish(dm.clone());
+            let mut routed = Routed::new();
+            // A dead-letter exchange that does not exist drops the messages, as in RabbitMQ.
+            if !host.route(&dlx, &keys, dm.properties.headers().as_ref(), &mut routed) {
+                return;
             }
+            // A message that would return to a queue it already died in, with no rejection on the way, is in a
+            // cycle and is dropped there.
+            routed.retain(|q| rejected || !history.iter().any(|h| **h == *q.name));
+            enqueue(&routed, &Arc::new(dm), None);
         }
     }
 }
 
 /// The per-message TTL from the expiration property (validated at publish).
-fn per_message_ttl(msg: &crate::broker::message::Message) -> Option<u64> {
+fn per_message_ttl(msg: &message::Message) -> Option<u64> {
     msg.properties
         .expiration()
         .as_ref()
         .and_then(|e| e.as_str().parse::<u64>().ok())
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,7 +14,7 @@
 //! pages are forgotten when read back, and all of them are dropped at boot.
 
 use super::QueuedMessage;
-use crate::broker::message::{Message, RecordMeta};
+use crate::queue::message::{Message, RecordMeta};
 use crate::store::{Location, MessageStore};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,7 +95,7 @@ pub struct Paged {
     /// Its id in the store.
     pub id: u64,
     pub loc: Location,
-    /// Expiry deadline on the `now_ms` clock; `u64::MAX` for none.
+    /// Expiry deadline on the broker clock; `u64::MAX` for none.
     pub expires: u64,
     pub body_len: u32,
     pub delivery_count: u32,
@@ -248,16 +248,6 @@ impl ReadyList {
         self.len += 1;
         self.bytes += u64::from(p.body_len);
         self.levels[l].paged.push_back(p);
-    }
-
-    /// Record where the message `seq`, just pushed, is stored, so that it can be paged without a write.
-    pub fn set_location(&mut self, seq: u64, loc: Location) {
-        for level in self.levels.iter_mut() {
-            if let Some(m) = level.mem.back_mut().filter(|m| m.seq == seq) {
-                m.loc = Some(loc);
-                return;
-            }
-        }
     }
 
     fn head_level(&self) -> Option<usize> {
@@ -544,7 +534,7 @@ fn load(pager: &Pager, p: &Paged) -> Option<QueuedMessage> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::message::Message;
+    use crate::queue::message::Message;
     use amq_protocol::protocol::BasicProperties;
     use bytes::Bytes;
     use std::sync::Arc;
@@ -617,7 +607,7 @@ mod tests {
         let store = r.pager.as_ref().unwrap().store.clone();
         let n = KEEP_STORED as u64 + 10;
         for s in 0..n {
-            let m = qm(s, None);
+            let mut m = qm(s, None);
             let loc = store
                 .publish(
                     "q",
@@ -626,8 +616,8 @@ mod tests {
                     Box::new(|_| {}),
                 )
                 .unwrap();
+            m.loc = Some(loc);
             r.push_back(m);
-            r.set_location(s, loc);
             r.page_out();
         }
         assert_eq!(r.in_memory(), KEEP_STORED);

@@ -138,7 +138,7 @@ pub struct RecoveredMessage {
 }
 
 /// How many payload bytes [`RecoveredMessage::head`] carries.
-pub const RECOVERED_HEAD: usize = 16;
+pub const RECOVERED_HEAD: usize = 24;
 
 /// The live messages of one queue found at `open`, in publish order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -205,6 +205,14 @@ impl Shared {
 pub struct MessageStore {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The next id `allocate_id` hands out: above every id found at open.
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for MessageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageStore").finish_non_exhaustive()
+    }
 }
 
 impl MessageStore {
@@ -226,11 +234,24 @@ impl MessageStore {
             .name("warren-store-sync".into())
             .spawn(move || sync::run(thread_shared))
             .map_err(|e| StoreError::io("start the sync thread for", &cfg.dir, e))?;
+        let max_id = rec
+            .queues
+            .iter()
+            .flat_map(|q| q.messages.iter().map(|m| m.msg_id))
+            .max();
         let store = MessageStore {
             shared,
             thread: Mutex::new(Some(thread)),
+            next_id: std::sync::atomic::AtomicU64::new(max_id.map_or(1, |m| m + 1)),
         };
         Ok((Arc::new(store), rec.queues))
+    }
+
+    /// A message id no live message of any queue has (ids found at open included), for a message that is
+    /// published to several queues under one id.
+    pub fn allocate_id(&self) -> u64 {
+        self.next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Appends a publish record for one queue and returns its location at once (the record is buffered).

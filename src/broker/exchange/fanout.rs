@@ -1,9 +1,9 @@
 //! Fanout exchange: every binding matches, whatever the routing key.
 
-use super::{Binding, Destination};
+use super::{Bound, Destination};
 
-pub fn route(bindings: &[Binding], out: &mut impl FnMut(&Destination)) {
+pub fn route<'a>(bindings: impl Iterator<Item = &'a Bound>, out: &mut impl FnMut(&Destination)) {
     for b in bindings {
-        out(&b.destination);
+        out(&b.binding.destination);
     }
 }

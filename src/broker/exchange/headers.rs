@@ -36,7 +36,21 @@ pub fn parse_x_match(args: &FieldTable) -> AmqpResult<XMatch> {
     }
 }
 
-/// Does a message with `headers` match a binding with `args`?
+/// Every binding whose arguments match the message's headers.
+pub fn route<'a>(
+    bindings: impl Iterator<Item = &'a super::Bound>,
+    headers: Option<&FieldTable>,
+    out: &mut impl FnMut(&super::Destination),
+) {
+    for b in bindings {
+        if matches(&b.binding.arguments, b.xmatch, headers) {
+            out(&b.binding.destination);
+        }
+    }
+}
+
+/// Does a message with `headers` match a binding with `args`? Linear in the binding's arguments (each a
+/// map lookup in the headers): polynomial in what a client can send, whatever it declares.
 pub fn matches(args: &FieldTable, kind: XMatch, headers: Option<&FieldTable>) -> bool {
     let with_x = matches!(kind, XMatch::AllWithX | XMatch::AnyWithX);
     let all = matches!(kind, XMatch::All | XMatch::AllWithX);

@@ -1,7 +1,9 @@
-//! Exchanges and their bindings. Each exchange type lives in its own file behind a pure routing function; this
-//! module holds what they share: the exchange record, its binding list, and the per-type index that routing
-//! reads. Routing across exchange-to-exchange bindings and alternate exchanges happens in `VHost::route`.
+//! Exchanges and their bindings. Each exchange type lives in its own file behind a pure routing index; this
+//! module holds what they share: the exchange record and its binding set. Bind and unbind update the set and
+//! the type's index in O(1) (O(words) for topic patterns), whatever the number of bindings; routing reads the
+//! index. Routing across exchange-to-exchange bindings and alternate exchanges happens in `VHost::route`.
 
+pub mod dense;
 pub mod direct;
 pub mod fanout;
 pub mod headers;
@@ -10,6 +12,7 @@ pub mod topic;
 use crate::error::{AmqpError, AmqpResult};
 use crate::queue::Queue;
 use amq_protocol::types::FieldTable;
+use dense::DenseMap;
 use parking_lot::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -50,6 +53,25 @@ pub enum Destination {
     Exchange(Arc<str>),
 }
 
+/// A destination by name: what identifies it in binding sets and the vhost's reverse index.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum DestKey {
+    Queue(Arc<str>),
+    Exchange(Arc<str>),
+}
+
+impl DestKey {
+    pub fn name(&self) -> &str {
+        match self {
+            DestKey::Queue(n) | DestKey::Exchange(n) => n,
+        }
+    }
+
+    pub fn is_queue(&self) -> bool {
+        matches!(self, DestKey::Queue(_))
+    }
+}
+
 impl Destination {
     pub fn name(&self) -> &str {
         match self {
@@ -62,8 +84,11 @@ impl Destination {
         matches!(self, Destination::Queue(_))
     }
 
-    fn same(&self, other: &Destination) -> bool {
-        self.is_queue() == other.is_queue() && self.name() == other.name()
+    pub fn key(&self) -> DestKey {
+        match self {
+            Destination::Queue(q) => DestKey::Queue(q.name.clone()),
+            Destination::Exchange(x) => DestKey::Exchange(x.clone()),
+        }
     }
 }
 
@@ -74,18 +99,59 @@ pub struct Binding {
     pub arguments: FieldTable,
 }
 
-/// Per-type routing index, rebuilt when bindings change (rare) so that routing (hot) stays cheap.
+/// What makes a binding distinct: destination, key and arguments (compared in their wire encoding, which
+/// is canonical because a field table keeps its keys sorted).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BindingId {
+    pub dest: DestKey,
+    pub routing_key: String,
+    args: Box<[u8]>,
+}
+
+impl BindingId {
+    pub fn new(dest: DestKey, routing_key: &str, args: &FieldTable) -> BindingId {
+        BindingId {
+            dest,
+            routing_key: routing_key.to_string(),
+            args: encode_args(args),
+        }
+    }
+}
+
+fn encode_args(args: &FieldTable) -> Box<[u8]> {
+    if args.inner().is_empty() {
+        return Box::default();
+    }
+    let ctx = amq_protocol::frame::WriteContext::from(Vec::new());
+    match amq_protocol::types::generation::gen_field_table(args)(ctx) {
+        Ok(ctx) => ctx.into_inner().0.into_boxed_slice(),
+        // Cannot happen for a table that was decoded or built in memory; fall back to a distinct key.
+        Err(_) => format!("{args:?}").into_bytes().into_boxed_slice(),
+    }
+}
+
+/// The per-type routing index, updated binding by binding.
 #[derive(Debug)]
 enum Index {
     Direct(direct::DirectIndex),
-    Fanout,
-    Topic(Vec<(topic::Pattern, Destination)>),
-    Headers(Vec<(headers::XMatch, FieldTable, Destination)>),
+    /// Fanout and headers route by walking every binding.
+    Walk,
+    Topic(topic::TopicIndex),
+}
+
+/// A binding as an exchange keeps it, with what routing needs precomputed.
+#[derive(Debug)]
+pub struct Bound {
+    pub binding: Binding,
+    /// A headers binding's x-match (validated at bind).
+    pub xmatch: headers::XMatch,
 }
 
 #[derive(Debug)]
 struct Bindings {
-    list: Vec<Binding>,
+    list: DenseMap<BindingId, Bound>,
+    /// The bindings to each destination, so deleting a queue touches only its own.
+    by_dest: crate::FastMap<DestKey, Vec<BindingId>>,
     index: Index,
 }
 
@@ -115,9 +181,10 @@ impl Exchange {
         let alternate = crate::protocol::fields::get(&arguments, "alternate-exchange")
             .and_then(crate::protocol::fields::as_str)
             .map(|s| s.into_owned());
-        let bindings = Bindings {
-            list: Vec::new(),
-            index: Self::index(kind, &[]),
+        let index = match kind {
+            ExchangeKind::Direct => Index::Direct(Default::default()),
+            ExchangeKind::Fanout | ExchangeKind::Headers => Index::Walk,
+            ExchangeKind::Topic => Index::Topic(Default::default()),
         };
         Exchange {
             name: Arc::from(name),
@@ -127,34 +194,12 @@ impl Exchange {
             internal,
             arguments,
             alternate: RwLock::new(alternate),
-            bindings: RwLock::new(bindings),
+            bindings: RwLock::new(Bindings {
+                list: DenseMap::default(),
+                by_dest: Default::default(),
+                index,
+            }),
             deleted: AtomicBool::new(false),
-        }
-    }
-
-    fn index(kind: ExchangeKind, list: &[Binding]) -> Index {
-        match kind {
-            ExchangeKind::Direct => Index::Direct(direct::DirectIndex::rebuild(list)),
-            ExchangeKind::Fanout => Index::Fanout,
-            ExchangeKind::Topic => Index::Topic(
-                list.iter()
-                    .map(|b| {
-                        (
-                            topic::Pattern::compile(&b.routing_key),
-                            b.destination.clone(),
-                        )
-                    })
-                    .collect(),
-            ),
-            ExchangeKind::Headers => Index::Headers(
-                list.iter()
-                    .map(|b| {
-                        let xm =
-                            headers::parse_x_match(&b.arguments).unwrap_or(headers::XMatch::All);
-                        (xm, b.arguments.clone(), b.destination.clone())
-                    })
-                    .collect(),
-            ),
         }
     }
 
@@ -173,8 +218,8 @@ impl Exchange {
         *self.alternate.write() = ae;
     }
 
-    pub fn mark_deleted(&self) {
-        self.deleted.store(true, Ordering::Release);
+    pub fn mark_deleted(&self, deleted: bool) {
+        self.deleted.store(deleted, Ordering::Release);
     }
 
     pub fn is_deleted(&self) -> bool {
@@ -189,53 +234,74 @@ impl Exchange {
         Ok(())
     }
 
-    /// Add a binding; an identical one (same destination, key and arguments) is a no-op.
+    /// Add a binding; an identical one (same destination, key and arguments) is a no-op (false).
     pub fn bind(&self, b: Binding) -> bool {
+        let id = BindingId::new(b.destination.key(), &b.routing_key, &b.arguments);
         let mut g = self.bindings.write();
-        if g.list.iter().any(|x| {
-            x.destination.same(&b.destination)
-                && x.routing_key == b.routing_key
-                && x.arguments == b.arguments
-        }) {
+        if g.list.contains_key(&id) {
             return false;
         }
-        g.list.push(b);
-        g.index = Self::index(self.kind, &g.list);
+        match &mut g.index {
+            Index::Direct(ix) => ix.insert(&b.routing_key, b.destination.clone()),
+            Index::Topic(ix) => ix.insert(&b.routing_key, b.destination.clone()),
+            Index::Walk => {}
+        }
+        let xmatch = headers::parse_x_match(&b.arguments).unwrap_or(headers::XMatch::All);
+        g.by_dest
+            .entry(id.dest.clone())
+            .or_default()
+            .push(id.clone());
+        g.list.insert(id, Bound { binding: b, xmatch });
         true
     }
 
-    /// Remove a binding; returns whether one was removed.
-    pub fn unbind(&self, dest: &Destination, routing_key: &str, args: &FieldTable) -> bool {
+    /// Remove one binding; returns it if it existed.
+    pub fn unbind(&self, id: &BindingId) -> Option<Binding> {
         let mut g = self.bindings.write();
-        let before = g.list.len();
-        g.list.retain(|x| {
-            !(x.destination.same(dest) && x.routing_key == routing_key && &x.arguments == args)
-        });
-        let removed = g.list.len() != before;
-        if removed {
-            g.index = Self::index(self.kind, &g.list);
+        let b = g.list.remove(id)?.binding;
+        if let Some(ids) = g.by_dest.get_mut(&id.dest) {
+            if let Some(i) = ids.iter().position(|x| x == id) {
+                ids.swap_remove(i);
+            }
+            if ids.is_empty() {
+                g.by_dest.remove(&id.dest);
+            }
         }
-        removed
+        match &mut g.index {
+            Index::Direct(ix) => ix.remove(&b.routing_key, &id.dest),
+            Index::Topic(ix) => ix.remove(&b.routing_key, &id.dest),
+            Index::Walk => {}
+        }
+        Some(b)
     }
 
-    /// Remove every binding to a destination (when it is deleted); returns whether any was removed.
-    pub fn unbind_all_to(&self, dest: &Destination) -> bool {
-        let mut g = self.bindings.write();
-        let before = g.list.len();
-        g.list.retain(|x| !x.destination.same(dest));
-        let removed = g.list.len() != before;
-        if removed {
-            g.index = Self::index(self.kind, &g.list);
-        }
-        removed
+    /// Remove every binding to `dest` (it is being deleted), returning them.
+    pub fn unbind_all_to(&self, dest: &DestKey) -> Vec<Binding> {
+        let ids = self
+            .bindings
+            .read()
+            .by_dest
+            .get(dest)
+            .cloned()
+            .unwrap_or_default();
+        ids.iter().filter_map(|id| self.unbind(id)).collect()
     }
 
     pub fn has_bindings(&self) -> bool {
         !self.bindings.read().list.is_empty()
     }
 
+    pub fn binding_count(&self) -> usize {
+        self.bindings.read().list.len()
+    }
+
     pub fn bindings(&self) -> Vec<Binding> {
-        self.bindings.read().list.clone()
+        self.bindings
+            .read()
+            .list
+            .values()
+            .map(|b| b.binding.clone())
+            .collect()
     }
 
     /// The destinations this exchange's own bindings select for a message.
@@ -248,22 +314,9 @@ impl Exchange {
         let g = self.bindings.read();
         match &g.index {
             Index::Direct(ix) => ix.route(routing_key, out),
-            Index::Fanout => fanout::route(&g.list, out),
-            Index::Topic(pats) => {
-                let key = topic::words(routing_key);
-                for (p, d) in pats {
-                    if p.matches_words(&key) {
-                        out(d);
-                    }
-                }
-            }
-            Index::Headers(hs) => {
-                for (xm, args, d) in hs {
-                    if headers::matches(args, *xm, headers) {
-                        out(d);
-                    }
-                }
-            }
+            Index::Topic(ix) => ix.route(routing_key, out),
+            Index::Walk if self.kind == ExchangeKind::Fanout => fanout::route(g.list.values(), out),
+            Index::Walk => headers::route(g.list.values(), headers, out),
         }
     }
 }

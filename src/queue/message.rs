@@ -55,37 +55,77 @@ pub struct RecordError(&'static str);
 
 /// The fixed header at the start of every stored message record: what a queue needs to hold the message
 /// in its index without its body, so recovery reads no bodies back (see `store::RecoveredMessage::head`).
+/// One record can serve several queues (a persistent message routed to several durable queues is written
+/// once), so it holds only what is the same for all of them; each queue adds its own TTL at recovery.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RecordMeta {
     pub priority: u8,
-    /// When the message expires in this queue, in Unix milliseconds; 0 for never.
+    /// When the message was published, in Unix milliseconds (a queue's message TTL counts from here);
+    /// 0 when unknown (records of the first format, whose `expires_at` already includes the queue TTL).
+    pub published_at: u64,
+    /// When the message's own expiration property makes it expire, in Unix milliseconds; 0 for never.
     pub expires_at: u64,
     pub body_len: u32,
 }
 
-/// Record format version, the first byte of every record.
+/// Record format versions, the first byte of every record. Version 1 had no `published_at` and stored the
+/// queue's TTL in `expires_at`; it is still read.
 const RECORD_V1: u8 = 1;
+const RECORD_V2: u8 = 2;
 
 impl RecordMeta {
-    pub const LEN: usize = 14;
+    pub const LEN: usize = 22;
+    const LEN_V1: usize = 14;
 
     fn encode(&self, out: &mut Vec<u8>) {
-        out.push(RECORD_V1);
+        out.push(RECORD_V2);
         out.push(self.priority);
+        out.extend_from_slice(&self.published_at.to_be_bytes());
         out.extend_from_slice(&self.expires_at.to_be_bytes());
         out.extend_from_slice(&self.body_len.to_be_bytes());
     }
 
     /// Reads the header from a record's first bytes; `None` if they are not a record this version wrote.
     pub fn decode(b: &[u8]) -> Option<RecordMeta> {
-        if b.len() < Self::LEN || b[0] != RECORD_V1 {
-            return None;
+        let u64_at = |i: usize| Some(u64::from_be_bytes(b.get(i..i + 8)?.try_into().ok()?));
+        let u32_at = |i: usize| Some(u32::from_be_bytes(b.get(i..i + 4)?.try_into().ok()?));
+        match *b.first()? {
+            RECORD_V1 => Some(RecordMeta {
+                priority: *b.get(1)?,
+                published_at: 0,
+                expires_at: u64_at(2)?,
+                body_len: u32_at(10)?,
+            }),
+            RECORD_V2 => Some(RecordMeta {
+                priority: *b.get(1)?,
+                published_at: u64_at(2)?,
+                expires_at: u64_at(10)?,
+                body_len: u32_at(18)?,
+            }),
+            _ => None,
         }
-        Some(RecordMeta {
-            priority: b[1],
-            expires_at: u64::from_be_bytes(b[2..10].try_into().ok()?),
-            body_len: u32::from_be_bytes(b[10..14].try_into().ok()?),
-        })
+    }
+
+    /// The length of the header this record starts with.
+    fn len_of(b: &[u8]) -> usize {
+        if b.first() == Some(&RECORD_V1) {
+            Self::LEN_V1
+        } else {
+            Self::LEN
+        }
+    }
+
+    /// The message's expiry deadline in a queue whose message TTL is `queue_ttl` (Unix ms; 0 for never).
+    pub fn deadline(&self, queue_ttl: Option<u64>) -> u64 {
+        let by_queue = match (queue_ttl, self.published_at) {
+            (Some(ttl), at) if at > 0 => at.saturating_add(ttl).max(1),
+            _ => 0,
+        };
+        match (self.expires_at, by_queue) {
+            (0, q) => q,
+            (m, 0) => m,
+            (m, q) => m.min(q),
+        }
     }
 }
 
@@ -122,7 +162,7 @@ impl Message {
         if RecordMeta::decode(&rec).is_none() {
             return Err(RecordError("unknown record version"));
         }
-        let mut pos = RecordMeta::LEN;
+        let mut pos = RecordMeta::len_of(&rec);
         let take = |pos: &mut usize, n: usize| -> Result<std::ops::Range<usize>, RecordError> {
             let r = *pos..pos.checked_add(n).ok_or(RecordError("length overflow"))?;
             if r.end > rec.len() {
@@ -178,6 +218,7 @@ mod tests {
         };
         let meta = RecordMeta {
             priority: 3,
+            published_at: 1_699_999_999_000,
             expires_at: 1_700_000_000_000,
             body_len: 0,
         };
@@ -197,5 +238,24 @@ mod tests {
         assert_eq!(d.header, m.header);
         assert!(d.persistent());
         assert!(Message::decode_record(Bytes::from_static(&[5, b'a'])).is_err());
+        assert_eq!(meta.deadline(Some(500)), 1_699_999_999_500);
+        assert_eq!(meta.deadline(None), 1_700_000_000_000);
+    }
+
+    #[test]
+    fn first_format_records_still_decode() {
+        let mut v1 = vec![1u8, 4];
+        v1.extend_from_slice(&77u64.to_be_bytes());
+        v1.extend_from_slice(&9u32.to_be_bytes());
+        let m = RecordMeta::decode(&v1).unwrap();
+        assert_eq!(
+            (m.priority, m.published_at, m.expires_at, m.body_len),
+            (4, 0, 77, 9)
+        );
+        assert_eq!(
+            m.deadline(Some(10)),
+            77,
+            "a v1 deadline already includes the queue TTL"
+        );
     }
 }

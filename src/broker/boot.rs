@@ -1,0 +1,219 @@
+//! Opening a broker on its data directory: lock the directory, read the definitions log and replay it
+//! through the same apply the live commands use, open the message store and put every stored message back
+//! in its queue (from the records' fixed headers: no body is read), then compact the log into a snapshot and
+//! start recording. Also the clean-shutdown marker that tells the next start whether delivery marks can be
+//! trusted.
+
+use super::command::{Actor, Effects, Mode};
+use super::deflog::{DefsLog, LogError};
+use super::Broker;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::queue::message::RecordMeta;
+use crate::queue::ready::{Paged, TRANSIENT_PREFIX};
+use crate::store::{MessageStore, RecoveredQueue, StoreConfig, SyncPolicy};
+use parking_lot::Mutex;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Present in the data directory only between a clean shutdown and the next start.
+const CLEAN_SHUTDOWN: &str = "clean-shutdown";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("data directory {0} is in use by another Warren (its lock file is held)")]
+    Locked(PathBuf),
+    #[error("message store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("data directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a broker is built from.
+pub(super) struct Parts {
+    pub config: Config,
+    pub clock: Clock,
+    pub meta: Arc<Mutex<()>>,
+    pub log: Option<Arc<DefsLog>>,
+    pub store: Option<Arc<MessageStore>>,
+    pub dir_lock: Option<File>,
+}
+
+/// Hold the data directory's lock file for as long as the value lives: two brokers on one directory would
+/// corrupt each other's files.
+pub fn lock_data_dir(dir: &Path) -> Result<File, BootError> {
+    let io = |source| BootError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))
+        .map_err(io)?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(BootError::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
+impl Broker {
+    /// A broker backed by its data directory (or `new` when the configuration is ephemeral).
+    pub fn open(config: Config) -> Result<Arc<Broker>, BootError> {
+        Self::open_with_clock(config, Clock::real())
+    }
+
+    pub fn open_with_clock(config: Config, clock: Clock) -> Result<Arc<Broker>, BootError> {
+        if config.ephemeral {
+            return Ok(Self::with_clock(config, clock));
+        }
+        let dir_lock = lock_data_dir(&config.data_dir)?;
+        let meta = Arc::new(Mutex::new(()));
+        let (log, cmds) = DefsLog::open(&config.data_dir, meta.clone())?;
+        let log = Arc::new(log);
+        let mut store_cfg = StoreConfig::new(config.data_dir.join("messages"));
+        store_cfg.sync = match config.sync.as_str() {
+            "never" => SyncPolicy::Never,
+            "interval" => {
+                SyncPolicy::Interval(std::time::Duration::from_millis(config.sync_interval_ms))
+            }
+            _ => SyncPolicy::Always,
+        };
+        let (store, recovered) = MessageStore::open(store_cfg)?;
+        // Delivery marks are written lazily; after a crash a message may have been delivered without its mark
+        // reaching the disk, so every recovered message counts as possibly redelivered, as the spec allows.
+        let marker = config.data_dir.join(CLEAN_SHUTDOWN);
+        let clean = marker.exists();
+        let _ = std::fs::remove_file(&marker);
+        if !clean {
+            tracing::info!(dir = %config.data_dir.display(), "last shutdown was not clean; recovered messages will be marked redelivered");
+        }
+        let b = Self::build(Parts {
+            config,
+            clock,
+            meta,
+            log: Some(log.clone()),
+            store: Some(store.clone()),
+            dir_lock: Some(dir_lock),
+        });
+        let replayed = cmds.len();
+        b.replay(cmds);
+        b.recover_messages(&store, recovered, clean);
+        b.create_defaults();
+        let snapshot = {
+            let _serial = b.meta.lock();
+            b.snapshot()
+        };
+        let weak = Arc::downgrade(&b);
+        log.compact_and_start(
+            &snapshot,
+            Box::new(move || weak.upgrade().map(|b| b.snapshot()).unwrap_or_default()),
+        )?;
+        tracing::info!(commands = replayed, kept = snapshot.len(), dir = %b.config.data_dir.display(), "definitions recovered");
+        Ok(b)
+    }
+
+    /// Apply recorded commands in order; one that no longer applies is logged and skipped.
+    fn replay(&self, cmds: Vec<super::Command>) {
+        let _serial = self.meta.lock();
+        let actor = Actor::internal();
+        for cmd in cmds {
+            let name = cmd.name();
+            let mut fx = Effects::default();
+            match self.apply(cmd, &actor, Mode::Replay, &mut fx) {
+                Ok(_) => fx.run_commits(),
+                Err(e) => {
+                    tracing::warn!(command = name, error = %e, "definitions log entry could not be applied; skipped")
+                }
+            }
+        }
+    }
+
+    /// Put the store's live messages back into their queues; messages of queues that are gone are dropped.
+    fn recover_messages(
+        &self,
+        store: &Arc<MessageStore>,
+        recovered: Vec<RecoveredQueue>,
+        clean: bool,
+    ) {
+        let queues: std::collections::HashMap<String, Arc<crate::queue::Queue>> = self
+            .vhosts
+            .iter()
+            .flat_map(|v| v.queues())
+            .filter_map(|q| q.store_key().map(|k| (k.to_string(), q.clone())))
+            .collect();
+        let mut total = 0usize;
+        let started = std::time::Instant::now();
+        let clock = self.timers.clock().clone();
+        for rq in recovered {
+            if rq.queue.starts_with(TRANSIENT_PREFIX) {
+                // Pages of transient messages, written only to save memory: they die with the process.
+                store.drop_queue(&rq.queue);
+                continue;
+            }
+            let Some(q) = queues.get(&rq.queue) else {
+                tracing::info!(queue = %rq.queue.replace('\u{1}', "/"), messages = rq.messages.len(), "dropping stored messages of a queue that no longer exists");
+                store.drop_queue(&rq.queue);
+                continue;
+            };
+            let ttl = q.message_ttl();
+            let mut msgs = Vec::with_capacity(rq.messages.len());
+            for m in rq.messages {
+                let Some(meta) = RecordMeta::decode(&m.head) else {
+                    tracing::warn!(vhost = %q.vhost, queue = %q.name, msg_id = m.msg_id, "stored message in an unknown format skipped");
+                    store.ack(&rq.queue, &[m.msg_id]);
+                    continue;
+                };
+                // Expiry deadlines are stored as wall-clock times and mapped back onto the broker clock.
+                let expires = match meta.deadline(ttl) {
+                    0 => u64::MAX,
+                    at => clock.deadline_from_wall(at),
+                };
+                let paged = Paged {
+                    seq: 0,
+                    id: m.msg_id,
+                    loc: m.location,
+                    expires,
+                    body_len: meta.body_len,
+                    delivery_count: 0,
+                    redelivered: m.delivered || !clean,
+                    transient: false,
+                };
+                msgs.push((meta.priority, paged));
+            }
+            total += msgs.len();
+            q.recover(msgs);
+            if total > 0 && total % 100_000 < 1 {
+                tracing::info!(messages = total, "recovering messages");
+            }
+        }
+        tracing::info!(
+            messages = total,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "messages recovered"
+        );
+    }
+}
+
+/// Sync the message store and note a clean shutdown.
+pub(super) fn shutdown_store(b: &Broker) {
+    let Some(store) = &b.store else { return };
+    match store.sync_now() {
+        Ok(()) => {
+            if let Err(e) = std::fs::write(b.config.data_dir.join(CLEAN_SHUTDOWN), b"") {
+                tracing::warn!(error = %e, "cannot write the clean-shutdown marker");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "final sync of the message store failed"),
+    }
+}

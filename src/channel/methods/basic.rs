@@ -1,0 +1,238 @@
+//! basic.qos, consume, cancel, get, ack, nack, reject and recover. (basic.publish is in `publish`.)
+
+use super::{clean_owned_name, reply, Ctx};
+use crate::broker::{Command, DeleteCause};
+use crate::channel::content::PublishStart;
+use crate::channel::{reply_to, Channel, TxOp, Unacked};
+use crate::error::{AmqpError, AmqpResult};
+use crate::protocol::{self, fields};
+use crate::queue::args::QueueType;
+use crate::queue::{Consumer, Queue};
+use amq_protocol::protocol::{basic, AMQPClass};
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Settle {
+    Ack,
+    Requeue,
+    Discard,
+}
+
+impl Channel {
+    pub fn basic_method(&mut self, ctx: &mut Ctx, m: basic::AMQPMethod) -> AmqpResult<()> {
+        let id = self.id();
+        match m {
+            basic::AMQPMethod::Publish(p) => {
+                // Once per message: take the decoded strings over instead of copying them.
+                self.content.start(PublishStart {
+                    exchange: clean_owned_name(p.exchange.into()),
+                    routing_key: p.routing_key.into(),
+                    mandatory: p.mandatory,
+                    immediate: p.immediate,
+                });
+            }
+            basic::AMQPMethod::Qos(q) => {
+                if q.global {
+                    self.shared.set_global_prefetch(q.prefetch_count as u32);
+                    for queue in self.shared.consumed_queues() {
+                        queue.dispatch();
+                    }
+                } else {
+                    self.consumer_prefetch = q.prefetch_count as u32;
+                }
+                reply(
+                    ctx,
+                    id,
+                    AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
+                );
+            }
+            basic::AMQPMethod::Consume(c) => self.consume(ctx, c)?,
+            basic::AMQPMethod::Cancel(c) => {
+                let tag = c.consumer_tag.to_string();
+                if !self.reply_cancel(ctx, &tag) {
+                    if let Some(consumer) = self.shared.remove_consumer(&tag) {
+                        release_consumer(ctx, &consumer);
+                    }
+                }
+                if !c.nowait {
+                    reply(
+                        ctx,
+                        id,
+                        AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk {
+                            consumer_tag: c.consumer_tag.clone(),
+                        })),
+                    );
+                }
+            }
+            basic::AMQPMethod::Get(g) => {
+                let qname = self.queue_name(g.queue.as_str())?;
+                let q = ctx.vhost.get_queue(&qname)?;
+                q.check_access(ctx.conn.id)?;
+                if q.queue_type == QueueType::Quorum && q.is_single_active() {
+                    return Err(AmqpError::resource_locked(format!(
+                        "cannot obtain access to locked queue '{}' in vhost '{}'. basic.get operations are not supported by quorum queues with single active consumer",
+                        qname, ctx.vhost.name
+                    )));
+                }
+                if !q.get(&self.as_consumer_channel(), g.no_ack) {
+                    reply(
+                        ctx,
+                        id,
+                        AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+                    );
+                }
+            }
+            basic::AMQPMethod::Ack(a) => {
+                let entries = self.shared.take(a.delivery_tag, a.multiple)?;
+                match &mut self.tx {
+                    Some(ops) => ops.push(TxOp::Ack(entries)),
+                    None => self.settle(entries, Settle::Ack),
+                }
+            }
+            basic::AMQPMethod::Nack(n) => {
+                let entries = self.shared.take(n.delivery_tag, n.multiple)?;
+                self.reject(entries, n.requeue);
+            }
+            basic::AMQPMethod::Reject(r) => {
+                let entries = self.shared.take(r.delivery_tag, false)?;
+                self.reject(entries, r.requeue);
+            }
+            basic::AMQPMethod::Recover(r) => {
+                if !r.requeue {
+                    return Err(AmqpError::not_implemented("requeue=false"));
+                }
+                let entries = self.shared.take_all();
+                self.settle(entries, Settle::Requeue);
+                reply(
+                    ctx,
+                    id,
+                    AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})),
+                );
+            }
+            basic::AMQPMethod::RecoverAsync(r) => {
+                if !r.requeue {
+                    return Err(AmqpError::not_implemented("requeue=false"));
+                }
+                let entries = self.shared.take_all();
+                self.settle(entries, Settle::Requeue);
+            }
+            _ => return Err(AmqpError::command_invalid("unimplemented method")),
+        }
+        Ok(())
+    }
+
+    fn reject(&mut self, entries: Vec<Unacked>, requeue: bool) {
+        match &mut self.tx {
+            Some(ops) => ops.push(TxOp::Reject { entries, requeue }),
+            None => self.settle(entries, Settle::reject_or_requeue(requeue)),
+        }
+    }
+
+    fn consume(&mut self, ctx: &mut Ctx, c: basic::Consume) -> AmqpResult<()> {
+        let id = self.id();
+        let qname = self.queue_name(c.queue.as_str())?;
+        if qname == reply_to::PSEUDO_QUEUE {
+            return self.reply_consume(ctx, c);
+        }
+        let q = ctx.vhost.get_queue(&qname)?;
+        q.check_access(ctx.conn.id)?;
+        if q.queue_type == QueueType::Quorum && self.shared.global_prefetch() > 0 {
+            return Err(AmqpError::not_implemented(format!(
+                "queue '{}' in vhost '{}' does not support global qos",
+                qname, ctx.vhost.name
+            )));
+        }
+        let priority = match fields::get(&c.arguments, "x-priority") {
+            None => 0,
+            Some(v) => fields::as_int(v).ok_or_else(|| {
+                AmqpError::precondition_failed(format!(
+                    "invalid arg 'x-priority' for queue '{}' in vhost '{}': \"expected integer, got {}\"",
+                    qname,
+                    ctx.vhost.name,
+                    fields::type_name(v)
+                ))
+            })? as i32,
+        };
+        let tag = self.consumer_tag(c.consumer_tag.as_str())?;
+        let consumer = Arc::new(Consumer {
+            tag: Arc::from(tag.as_str()),
+            channel: self.as_consumer_channel(),
+            queue: q.clone(),
+            no_ack: c.no_ack,
+            exclusive: c.exclusive,
+            priority,
+            prefetch: self.consumer_prefetch,
+            unacked: AtomicU32::new(0),
+        });
+        let nowait = c.nowait;
+        let conn = ctx.conn.clone();
+        // Registered on the channel first so that a queue deletion racing with us still finds it to cancel.
+        self.shared.add_consumer(consumer.clone());
+        let added = q.add_consumer(consumer.clone(), || {
+            // consume-ok must reach the client before the first delivery, which add_consumer may make at once.
+            if !nowait {
+                conn.outbound.send(|b| {
+                    protocol::write_method(
+                        b,
+                        id,
+                        AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                            consumer_tag: tag.as_str().into(),
+                        })),
+                    )
+                });
+            }
+        });
+        if let Err(e) = added {
+            self.shared.remove_consumer(&consumer.tag);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Apply acks, requeues or discards to the queues the deliveries came from.
+    pub fn settle(&self, entries: Vec<Unacked>, how: Settle) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut groups: Vec<(Arc<Queue>, Vec<crate::queue::QueuedMessage>)> = Vec::new();
+        for u in entries {
+            match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+                Some((_, v)) => v.push(u.msg),
+                None => groups.push((u.queue, vec![u.msg])),
+            }
+        }
+        for (q, msgs) in groups {
+            match how {
+                Settle::Ack => q.acked(&msgs),
+                Settle::Discard => q.discard(msgs),
+                Settle::Requeue => q.requeue(msgs),
+            }
+        }
+        // A channel-wide prefetch may have held back other queues' consumers on this channel.
+        if self.shared.global_prefetch() > 0 {
+            for q in self.shared.consumed_queues() {
+                q.dispatch();
+            }
+        }
+    }
+}
+
+/// Take a consumer off its queue; an auto-delete queue that lost its last consumer is deleted.
+pub(super) fn release_consumer(ctx: &Ctx, consumer: &Arc<Consumer>) {
+    release(ctx.broker, consumer);
+}
+
+/// `release_consumer` without a method context (channel and connection cleanup).
+pub fn release(broker: &crate::broker::Broker, consumer: &Arc<Consumer>) {
+    let q = &consumer.queue;
+    if q.remove_consumer(consumer) {
+        broker.execute_internal(Command::DeleteQueue {
+            vhost: q.vhost.to_string(),
+            name: q.name.to_string(),
+            if_unused: false,
+            if_empty: false,
+            cause: DeleteCause::AutoDelete,
+        });
+    }
+}

@@ -1,0 +1,266 @@
+//! Completing a publish: validating the message (RabbitMQ's checks on properties, internal exchanges,
+//! immediate), rewriting a direct reply-to request, then routing it and enqueueing it — with its publisher
+//! confirm — or buffering it in a transaction.
+
+use super::Ctx;
+use crate::channel::content::Complete;
+use crate::channel::{reply_to, Channel, TxOp};
+use crate::error::{AmqpError, AmqpResult};
+use crate::protocol::{self, fields};
+use crate::queue::message::Message;
+use crate::queue::{enqueue, ConfirmRef, Routed};
+use amq_protocol::protocol::BasicProperties;
+use amq_protocol::types::{AMQPValue, FieldTable};
+use bytes::Bytes;
+use std::sync::Arc;
+
+impl Channel {
+    /// A content header or body frame for the pending publish; routes the message once complete.
+    pub fn content_frame(&mut self, ctx: &mut Ctx, header: bool, payload: Bytes) -> AmqpResult<()> {
+        let complete = if header {
+            self.content
+                .header(payload, ctx.broker.config.max_message_size)?
+        } else {
+            self.content.body(payload)?
+        };
+        match complete {
+            Some(m) => self.finish_publish(ctx, m).map_err(|e| e.on(60, 40)),
+            None => Ok(()),
+        }
+    }
+
+    /// The message is complete: validate it, then route it (or buffer it in a transaction).
+    fn finish_publish(&mut self, ctx: &mut Ctx, m: Complete) -> AmqpResult<()> {
+        let Complete {
+            start: p,
+            header,
+            properties,
+            body,
+        } = m;
+        if p.immediate {
+            return Err(AmqpError::not_implemented("immediate=true"));
+        }
+        let x = ctx.vhost.get_exchange(&p.exchange)?;
+        if x.internal {
+            return Err(AmqpError::access_refused(format!(
+                "cannot publish to internal exchange '{}' in vhost '{}'",
+                p.exchange, ctx.vhost.name
+            )));
+        }
+        validate_properties(&properties, ctx.user)?;
+        if self.confirm {
+            self.publish_seq += 1;
+        }
+        let msg = self.rewrite_reply_to(Message {
+            exchange: x.name.clone(),
+            routing_key: p.routing_key.into_boxed_str(),
+            header,
+            properties,
+            body,
+        })?;
+        let msg = Arc::new(msg);
+        if let Some(ops) = &mut self.tx {
+            ops.push(TxOp::Publish {
+                exchange: p.exchange,
+                mandatory: p.mandatory,
+                msg,
+            });
+            return Ok(());
+        }
+        self.route_and_enqueue(ctx, &x, p.mandatory, msg);
+        Ok(())
+    }
+
+    /// Send basic.return for an unroutable mandatory message.
+    fn return_unroutable(&self, ctx: &Ctx, msg: &Message) {
+        let id = self.id();
+        let frame_max = ctx.conn.frame_max();
+        ctx.conn.outbound.send(|b| {
+            protocol::write_return(b, id, 312, "NO_ROUTE", &msg.exchange, &msg.routing_key);
+            protocol::write_content(b, id, &msg.header, &msg.body, frame_max);
+        });
+    }
+
+    pub(super) fn route_and_enqueue(
+        &mut self,
+        ctx: &Ctx,
+        x: &Arc<crate::broker::exchange::Exchange>,
+        mandatory: bool,
+        msg: Arc<Message>,
+    ) {
+        if x.name.is_empty() && msg.routing_key.starts_with(reply_to::PREFIX) {
+            match ctx.vhost.reply_target(&msg.routing_key) {
+                Some((sink, tag)) => sink.deliver_reply(&tag, &msg),
+                None if mandatory => self.return_unroutable(ctx, &msg),
+                None => {}
+            }
+            if self.confirm {
+                let seq = self.publish_seq;
+                self.confirm(seq, true);
+            }
+            return;
+        }
+        let mut routed = Routed::new();
+        let headers = msg.properties.headers().as_ref();
+        let cc = headers.map(|h| (routing_list(h, "CC"), routing_list(h, "BCC")));
+        match &cc {
+            Some((cc, bcc)) if !cc.is_empty() || !bcc.is_empty() => {
+                let mut keys: Vec<&str> = vec![&msg.routing_key];
+                keys.extend(cc.iter().map(String::as_str));
+                keys.extend(bcc.iter().map(String::as_str));
+                ctx.vhost.route(x, &keys, headers, &mut routed);
+            }
+            _ => ctx
+                .vhost
+                .route(x, &[&msg.routing_key], headers, &mut routed),
+        }
+        let msg = match &cc {
+            Some((_, bcc)) if !bcc.is_empty() => strip_bcc(&msg),
+            _ => msg,
+        };
+        if routed.is_empty() && mandatory {
+            self.return_unroutable(ctx, &msg);
+        }
+        if !self.confirm {
+            enqueue(&routed, &msg, None);
+            return;
+        }
+        let seq = self.publish_seq;
+        // Two pending writes guard the outcome: the store's (which may finish on its sync thread before
+        // `enqueue` returns) and this function's own, released last.
+        self.shared.confirms.lock().register(seq, 2, true);
+        let cref = ConfirmRef {
+            sink: self.shared.clone(),
+            seq,
+        };
+        let r = enqueue(&routed, &msg, Some(&cref));
+        let mut c = self.shared.confirms.lock();
+        if r.rejected {
+            c.nack(seq);
+        }
+        if !r.pending {
+            c.write_done(seq, true);
+        }
+        c.write_done(seq, true);
+    }
+}
+
+/// The extra routing keys in a CC or BCC header (validated at publish).
+fn routing_list(h: &FieldTable, key: &str) -> Vec<String> {
+    match fields::get(h, key) {
+        Some(AMQPValue::FieldArray(a)) => a
+            .as_slice()
+            .iter()
+            .filter_map(fields::as_str)
+            .map(|s| s.into_owned())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// BCC is never delivered: rebuild the header without it.
+fn strip_bcc(msg: &Arc<Message>) -> Arc<Message> {
+    let mut props = (*msg.properties).clone();
+    if let Some(h) = props.headers().clone() {
+        let mut t = FieldTable::default();
+        for (k, v) in h.inner() {
+            if k.as_str() != "BCC" {
+                t.insert(k.clone(), v.clone());
+            }
+        }
+        props = props.with_headers(t);
+    }
+    let header = protocol::encode_content_header(msg.body.len() as u64, &props);
+    Arc::new(Message {
+        exchange: msg.exchange.clone(),
+        routing_key: msg.routing_key.clone(),
+        header,
+        properties: Box::new(props),
+        body: msg.body.clone(),
+    })
+}
+
+/// RabbitMQ's checks on a published message's properties.
+fn validate_properties(p: &BasicProperties, user: &str) -> AmqpResult<()> {
+    if let Some(mode) = p.delivery_mode() {
+        if *mode != 1 && *mode != 2 {
+            return Err(AmqpError::precondition_failed(format!(
+                "invalid message: {{delivery_mode_unknown,{mode}}}"
+            )));
+        }
+    }
+    if let Some(uid) = p.user_id() {
+        if uid.as_str() != user {
+            return Err(AmqpError::precondition_failed(format!(
+                "user_id property set to '{}' but authenticated user was '{}'",
+                uid, user
+            )));
+        }
+    }
+    if let Some(h) = p.headers() {
+        for key in ["CC", "BCC"] {
+            if let Some(v) = fields::get(h, key) {
+                let ok = match v {
+                    AMQPValue::FieldArray(a) => {
+                        a.as_slice().iter().all(|x| fields::as_str(x).is_some())
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    return Err(AmqpError::precondition_failed(format!(
+                        "invalid message: {{unacceptable_type_in_header,\"{key}\",{}}}",
+                        fields::type_name(v)
+                    )));
+                }
+            }
+        }
+    }
+    if let Some(exp) = p.expiration() {
+        validate_expiration(exp.as_str())?;
+    }
+    Ok(())
+}
+
+/// The expiration property must be a non-negative integer string.
+fn validate_expiration(s: &str) -> AmqpResult<u64> {
+    let invalid =
+        |why: String| AmqpError::precondition_failed(format!("invalid expiration '{s}': {why}"));
+    let digits_end = s
+        .char_indices()
+        .find(|(i, c)| !(c.is_ascii_digit() || (*i == 0 && (*c == '-' || *c == '+'))))
+        .map_or(s.len(), |(i, _)| i);
+    let (num, rest) = s.split_at(digits_end);
+    if num.is_empty() || num == "-" || num == "+" {
+        return Err(invalid("no_integer".into()));
+    }
+    if !rest.is_empty() {
+        return Err(invalid(format!("{{leftover_string,\"{rest}\"}}")));
+    }
+    let n: i64 = num.parse().map_err(|_| invalid("no_integer".into()))?;
+    if n < 0 {
+        return Err(invalid(format!("{{value_negative,{n}}}")));
+    }
+    Ok(n as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiration_rules() {
+        assert_eq!(validate_expiration("1000").unwrap(), 1000);
+        assert_eq!(
+            validate_expiration("abc").unwrap_err().text,
+            "invalid expiration 'abc': no_integer"
+        );
+        assert_eq!(
+            validate_expiration("-1").unwrap_err().text,
+            "invalid expiration '-1': {value_negative,-1}"
+        );
+        assert_eq!(
+            validate_expiration("10s").unwrap_err().text,
+            "invalid expiration '10s': {leftover_string,\"s\"}"
+        );
+    }
+}

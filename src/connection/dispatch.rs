@@ -1,0 +1,440 @@
+//! From a frame to its handler: channel 0 and the handshake go to the lifecycle machine, whose actions are
+//! carried out here; channel frames pass the channel lifecycle gate and go to the channel's class handlers
+//! or its content assembly. Also channel and connection release (consumers, unacked messages, exclusive
+//! queues).
+
+use super::lifecycle::Action;
+use super::{handshake, BrokerEnv, Connection, Open};
+use crate::broker::{Command, DeleteCause};
+use crate::channel::lifecycle::{self as chan, Phase, Step};
+use crate::channel::methods::{Ctx, Settle};
+use crate::channel::{Channel, ChannelShared, Pending};
+use crate::error::AmqpError;
+use crate::protocol::{self, RawFrame};
+use amq_protocol::protocol::{access, basic, channel, connection, AMQPClass};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long a connection the client closed waits for the client to close its socket (capped by the heartbeat).
+const CLOSED_LINGER_SECS: u64 = 30;
+
+/// The outcome of handling input: keep going, or stop reading (the writer flushes and closes the socket).
+pub(super) enum Flow {
+    Continue,
+    Stop,
+}
+
+impl Connection {
+    pub(super) fn send_method(&self, channel: u16, m: AMQPClass) {
+        self.shared
+            .outbound
+            .send(|b| protocol::write_method(b, channel, m));
+    }
+
+    /// Carry out the lifecycle machine's actions.
+    pub(super) fn act(&mut self, actions: Vec<Action>) -> Flow {
+        for a in actions {
+            match a {
+                Action::Raw(bytes) => self.shared.outbound.send(|b| b.extend_from_slice(bytes)),
+                Action::Start => {
+                    self.shared.outbound.send(|b| handshake::write_start(b));
+                    tracing::debug!("sent connection.start");
+                }
+                Action::Send(m) => self.send_method(0, m),
+                Action::Tuned(t) => {
+                    self.heartbeat = t.heartbeat;
+                    self.shared.frame_max.store(t.frame_max, Ordering::Relaxed);
+                    self.shared.outbound.set_heartbeat(t.heartbeat);
+                    self.channel_max = t.channel_max;
+                }
+                Action::Opened { user, vhost } => {
+                    self.shared
+                        .cancel_notify
+                        .store(self.machine.caps.cancel_notify, Ordering::Relaxed);
+                    let _ = self.shared.vhost.set(vhost.name.to_string());
+                    let _ = self.shared.user.set(user.name.clone());
+                    tracing::info!(user = %user.name, vhost = %vhost.name, "connection open");
+                    self.open = Some(Open {
+                        user: Arc::from(user.name.as_str()),
+                        vhost,
+                    });
+                }
+                Action::Close(e) => {
+                    tracing::warn!(code = e.code.code(), text = %e.reply_text(), class = e.class_id, method = e.method_id, "closing connection");
+                    self.send_method(
+                        0,
+                        AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+                            reply_code: e.code.code(),
+                            reply_text: e.reply_text().as_str().into(),
+                            class_id: e.class_id,
+                            method_id: e.method_id,
+                        })),
+                    );
+                    self.release();
+                    self.closing_deadline = Some(Instant::now() + self.linger());
+                }
+                Action::Release => {
+                    self.release();
+                    self.closing_deadline = Some(Instant::now() + self.linger());
+                }
+                Action::Stop => return Flow::Stop,
+            }
+        }
+        Flow::Continue
+    }
+
+    /// How long to wait for the peer once closing: the heartbeat interval, at most 30 s.
+    fn linger(&self) -> Duration {
+        Duration::from_secs(match self.heartbeat {
+            0 => CLOSED_LINGER_SECS,
+            hb => (hb as u64).min(CLOSED_LINGER_SECS),
+        })
+    }
+
+    /// Close the connection from the broker side.
+    pub(super) fn close_connection(&mut self, e: AmqpError) -> Flow {
+        let actions = self.machine.close(e);
+        self.act(actions)
+    }
+
+    pub(super) fn handle_frame(&mut self, f: RawFrame) -> Flow {
+        let env = BrokerEnv {
+            broker: &self.broker,
+            peer: self.shared.peer,
+        };
+        if let Some(actions) = self.machine.frame(&f, &env) {
+            return self.act(actions);
+        }
+        match self.running_frame(f) {
+            Ok(flow) => flow,
+            Err(e) => self.close_connection(e),
+        }
+    }
+
+    fn running_frame(&mut self, f: RawFrame) -> Result<Flow, AmqpError> {
+        match f.kind {
+            protocol::FRAME_METHOD => {
+                if let Some(size) = protocol::peek_qos_prefetch_size(&f.payload) {
+                    // amq-protocol drops basic.qos prefetch_size, which RabbitMQ refuses when non-zero.
+                    if size != 0 && f.channel != 0 && self.channels.contains_key(&f.channel) {
+                        return Err(AmqpError::not_implemented(format!(
+                            "prefetch_size!=0 ({size})"
+                        ))
+                        .on(60, 10));
+                    }
+                }
+                let parsed = match protocol::parse_publish(&f.payload) {
+                    Some(p) => {
+                        self.published = true;
+                        Ok(AMQPClass::Basic(basic::AMQPMethod::Publish(p)))
+                    }
+                    None => parse_method(&f.payload),
+                };
+                let method = match parsed {
+                    Ok(m) => m,
+                    Err(None) => {
+                        // RabbitMQ drops the connection without a close on an unknown method.
+                        tracing::warn!("unknown method, dropping connection");
+                        return Ok(Flow::Stop);
+                    }
+                    Err(Some(e)) => return Err(e),
+                };
+                if matches!(method, AMQPClass::Basic(basic::AMQPMethod::Publish(_))) {
+                    self.published = true;
+                }
+                if f.channel == 0 {
+                    let actions = self.machine.running_method(method);
+                    Ok(self.act(actions))
+                } else {
+                    self.channel_method(f.channel, method)?;
+                    Ok(Flow::Continue)
+                }
+            }
+            protocol::FRAME_HEADER | protocol::FRAME_BODY if f.channel == 0 => {
+                Err(AmqpError::unexpected_frame(format!(
+                    "type {}, all octets = {}",
+                    f.kind,
+                    protocol::erlang_binary(&f.payload)
+                )))
+            }
+            protocol::FRAME_HEADER | protocol::FRAME_BODY => {
+                self.channel_content(f)?;
+                Ok(Flow::Continue)
+            }
+            protocol::FRAME_HEARTBEAT if !f.payload.is_empty() => {
+                Err(AmqpError::frame_error(format!(
+                    "type 8, all octets = {}: unknown_frame",
+                    protocol::erlang_binary(&f.payload)
+                )))
+            }
+            protocol::FRAME_HEARTBEAT if f.channel != 0 => {
+                Err(AmqpError::unexpected_frame(format!(
+                    "type 8, all octets = {}",
+                    protocol::erlang_binary(&f.payload)
+                )))
+            }
+            protocol::FRAME_HEARTBEAT => Ok(Flow::Continue),
+            kind => Err(AmqpError::frame_error(format!(
+                "type {kind}, all octets = {}: unknown_frame",
+                protocol::erlang_binary(&f.payload)
+            ))),
+        }
+    }
+
+    fn phase(&self, id: u16) -> Phase {
+        self.channels.get(&id).map_or(Phase::Absent, |c| c.phase)
+    }
+
+    fn channel_method(&mut self, id: u16, m: AMQPClass) -> Result<(), AmqpError> {
+        let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
+        let phase = self.phase(id);
+        if phase == Phase::Open {
+            if let Some(ch) = self.channels.get(&id) {
+                ch.content.check_method()?;
+            }
+        }
+        match chan::on_method(phase, class_id, method_id)? {
+            Step::Open => self.open_channel(id),
+            Step::Ignore => Ok(()),
+            Step::CloseOk => {
+                self.send_close_ok(id);
+                Ok(())
+            }
+            Step::Forget => {
+                self.channels.remove(&id);
+                Ok(())
+            }
+            Step::ClientClose => {
+                if let Some(mut ch) = self.channels.remove(&id) {
+                    self.cleanup_channel(&mut ch);
+                }
+                self.send_close_ok(id);
+                Ok(())
+            }
+            Step::Flow => {
+                if let AMQPClass::Channel(channel::AMQPMethod::Flow(f)) = &m {
+                    if !f.active {
+                        return Err(AmqpError::not_implemented("active=false").on(20, 20));
+                    }
+                }
+                self.send_method(
+                    id,
+                    AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk {
+                        active: true,
+                    })),
+                );
+                Ok(())
+            }
+            Step::Access => {
+                self.send_method(
+                    id,
+                    AMQPClass::Access(access::AMQPMethod::RequestOk(access::RequestOk {})),
+                );
+                Ok(())
+            }
+            Step::Dispatch => match self.dispatch_channel_method(id, m) {
+                Ok(()) => Ok(()),
+                Err(e) => self.channel_failed(id, e.on(class_id, method_id)),
+            },
+        }
+    }
+
+    /// A channel-level error: soft ones close the channel, hard ones the connection.
+    fn channel_failed(&mut self, id: u16, e: AmqpError) -> Result<(), AmqpError> {
+        if e.is_hard() {
+            Err(e)
+        } else {
+            self.close_channel(id, e);
+            Ok(())
+        }
+    }
+
+    fn send_close_ok(&self, id: u16) {
+        self.send_method(
+            id,
+            AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+        );
+    }
+
+    fn open_channel(&mut self, id: u16) -> Result<(), AmqpError> {
+        if self.channels.len() >= self.channel_max as usize {
+            return Err(AmqpError::not_allowed(format!(
+                "number of channels opened ({}) has reached the negotiated channel_max ({})",
+                self.channels.len(),
+                self.channel_max
+            )));
+        }
+        let shared = Arc::new(ChannelShared::new(id, self.shared.clone()));
+        self.channels.insert(id, Box::new(Channel::new(shared)));
+        self.send_method(
+            id,
+            AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
+        );
+        tracing::debug!(channel = id, "channel opened");
+        Ok(())
+    }
+
+    fn dispatch_channel_method(&mut self, id: u16, m: AMQPClass) -> Result<(), AmqpError> {
+        let Some(open) = &self.open else {
+            return Err(AmqpError::internal_error("no vhost"));
+        };
+        let Some(ch) = self.channels.get_mut(&id) else {
+            return Ok(());
+        };
+        let mut ctx = Ctx {
+            broker: &self.broker,
+            vhost: &open.vhost,
+            conn: &self.shared,
+            user: &open.user,
+            exclusive_queues: &mut self.exclusive_queues,
+            pending: &mut self.pending,
+        };
+        match m {
+            AMQPClass::Exchange(m) => ch.exchange_method(&mut ctx, m),
+            AMQPClass::Queue(m) => ch.queue_method(&mut ctx, m),
+            AMQPClass::Basic(m) => {
+                let is_publish = matches!(m, basic::AMQPMethod::Publish(_));
+                let r = ch.basic_method(&mut ctx, m);
+                if is_publish && ch.confirm {
+                    self.confirm_dirty.push(id);
+                }
+                r
+            }
+            AMQPClass::Confirm(m) => ch.confirm_method(&mut ctx, m),
+            AMQPClass::Tx(m) => ch.tx_method(&mut ctx, m),
+            _ => Err(AmqpError::command_invalid("unimplemented method")),
+        }
+    }
+
+    fn channel_content(&mut self, f: RawFrame) -> Result<(), AmqpError> {
+        let id = f.channel;
+        if !chan::on_content(self.phase(id))? {
+            return Ok(());
+        }
+        let (Some(open), Some(ch)) = (&self.open, self.channels.get_mut(&id)) else {
+            return Err(AmqpError::internal_error("no vhost"));
+        };
+        let mut ctx = Ctx {
+            broker: &self.broker,
+            vhost: &open.vhost,
+            conn: &self.shared,
+            user: &open.user,
+            exclusive_queues: &mut self.exclusive_queues,
+            pending: &mut self.pending,
+        };
+        let result = ch.content_frame(&mut ctx, f.kind == protocol::FRAME_HEADER, f.payload);
+        if ch.confirm {
+            self.confirm_dirty.push(id);
+        }
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => self.channel_failed(id, e),
+        }
+    }
+
+    /// A reply that waited for durability: send it (and tell the channel about consumers the command
+    /// cancelled), or close the connection if the change could not be recorded.
+    pub(super) fn finish_pending(&mut self, p: Pending, outcome: crate::error::AmqpResult<()>) {
+        match outcome {
+            Ok(()) => {
+                if let Some(m) = p.reply {
+                    self.send_method(p.channel, m);
+                }
+                for c in p.cancelled {
+                    c.channel.cancelled(&c);
+                }
+            }
+            Err(e) => {
+                for c in p.cancelled {
+                    c.channel.cancelled(&c);
+                }
+                self.close_connection(e.on(p.class_id, p.method_id));
+            }
+        }
+    }
+
+    /// Close one channel from the broker side with a soft error.
+    fn close_channel(&mut self, id: u16, e: AmqpError) {
+        tracing::info!(channel = id, code = e.code.code(), text = %e.reply_text(), "closing channel");
+        if let Some(mut ch) = self.channels.remove(&id) {
+            self.cleanup_channel(&mut ch);
+            ch.phase = Phase::Closing;
+            self.channels.insert(id, ch);
+        }
+        self.send_method(
+            id,
+            AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+                reply_code: e.code.code(),
+                reply_text: e.reply_text().as_str().into(),
+                class_id: e.class_id,
+                method_id: e.method_id,
+            })),
+        );
+    }
+
+    /// Release what a channel holds: its consumers (auto-deleting queues that lose their last one) and its
+    /// unacknowledged messages, which go back to their queues.
+    fn cleanup_channel(&self, ch: &mut Channel) {
+        ch.shared.mark_closed();
+        for c in ch.shared.take_consumers() {
+            crate::channel::methods::release(&self.broker, &c);
+        }
+        let entries = ch.shared.take_all();
+        ch.settle(entries, Settle::Requeue);
+        ch.content.reset();
+        ch.tx = None;
+        if let (Some(r), Some(open)) = (ch.reply.take(), &self.open) {
+            open.vhost.unregister_reply(&r.name);
+        }
+    }
+
+    /// Everything a finished connection must give back (once).
+    pub(super) fn release(&mut self) {
+        let channels: Vec<Box<Channel>> = self.channels.drain().map(|(_, c)| c).collect();
+        for mut ch in channels {
+            self.cleanup_channel(&mut ch);
+        }
+        let Some(open) = &self.open else { return };
+        for q in std::mem::take(&mut self.exclusive_queues) {
+            self.broker.execute_internal(Command::DeleteQueue {
+                vhost: open.vhost.name.to_string(),
+                name: q.name.to_string(),
+                if_unused: false,
+                if_empty: false,
+                cause: DeleteCause::OwnerGone,
+            });
+        }
+    }
+
+    pub(super) fn flush_confirms(&mut self) {
+        for id in self.confirm_dirty.drain(..) {
+            if let Some(ch) = self.channels.get_mut(&id) {
+                ch.flush_confirms();
+            }
+        }
+    }
+}
+
+/// Decode a method frame payload with amq-protocol. `Err(None)` is an unknown class or method.
+fn parse_method(payload: &[u8]) -> Result<AMQPClass, Option<AmqpError>> {
+    match amq_protocol::protocol::parse_class(payload) {
+        Ok((_, m)) => Ok(m),
+        Err(_) => {
+            let (class_id, method_id) = protocol::peek_method(payload);
+            if handshake::known_method(class_id, method_id) {
+                let args = payload.get(4..).unwrap_or_default();
+                Err(Some(
+                    AmqpError::frame_error(format!(
+                        "cannot decode {}",
+                        protocol::erlang_binary(args)
+                    ))
+                    .on(class_id, method_id),
+                ))
+            } else {
+                Err(None)
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Publishing into queues. [`enqueue`] takes a routed message to every queue it reached: a persistent message
+//! bound for durable queues is written to the store once, as one record that all of them name, before any
+//! queue takes it, so its publisher confirm waits for exactly one durable write however far it fans out.
+//! Each queue then appends it, applies its length limit and TTL, and dispatches.
+
+use super::consumer::ConfirmRef;
+use super::message::{MessageRef, RecordMeta};
+use super::{per_message_ttl, Accepted, Dead, Queue, QueuedMessage, Routed};
+use crate::queue::args::Overflow;
+use crate::store::Location;
+use smallvec::SmallVec;
+use std::sync::Arc;
+
+/// A message already written to the store for this queue.
+#[derive(Clone, Copy, Debug)]
+pub struct Stored {
+    pub id: u64,
+    pub loc: Location,
+}
+
+/// What enqueueing a message came to, for its publisher confirm.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    /// Some queue refused it (x-overflow=reject-publish), or the store could not take it: nack.
+    pub rejected: bool,
+    /// It was written to the store; `confirm` is told when the write is durable.
+    pub pending: bool,
+}
+
+/// Enqueue `msg` on every queue in `routed`. A persistent message bound for durable queues is written to
+/// the store once; `confirm`, if given, hears when that write is durable (`Enqueued::pending`).
+pub fn enqueue(routed: &Routed, msg: &MessageRef, confirm: Option<&ConfirmRef>) -> Enqueued {
+    let mut out = Enqueued::default();
+    let storing: SmallVec<[&Arc<Queue>; 4]> = routed.iter().filter(|q| q.stores(msg)).collect();
+    let stored = match storing.first().and_then(|q| q.durable_store.as_ref()) {
+        None => None,
+        Some(d) => {
+            let first = storing[0];
+            let id = d.store.allocate_id();
+            let payload = msg.encode_record(RecordMeta {
+                priority: msg.properties.priority().unwrap_or(0),
+                published_at: first.timers.wall_ms(),
+                expires_at: per_message_ttl(msg)
+                    .map_or(0, |t| first.timers.wall_ms().saturating_add(t).max(1)),
+                body_len: 0,
+            });
+            let targets: SmallVec<[(&str, u64); 4]> = storing
+                .iter()
+                .filter_map(|q| q.store_key().map(|k| (k, id)))
+                .collect();
+            let done: crate::store::Done = match confirm {
+                Some(c) => {
+                    let c = c.clone();
+                    Box::new(move |r: Result<(), crate::store::StoreError>| {
+                        c.sink.write_done(c.seq, r.is_ok())
+                    })
+                }
+                None => Box::new(|_| {}),
+            };
+            match d.store.publish_many(&targets, &payload, done) {
+                Ok(loc) => {
+                    out.pending = confirm.is_some();
+                    Some(Stored { id, loc })
+                }
+                Err(e) => {
+                    tracing::error!(vhost = %first.vhost, queue = %first.name, error = %e, "cannot store a persistent message; refusing it");
+                    out.rejected = true;
+                    None
+                }
+            }
+        }
+    };
+    for q in routed {
+        let s = if q.stores(msg) {
+            match stored {
+                Some(s) => Some(s),
+                // The store refused it: durable queues do not take it.
+                None => continue,
+            }
+        } else {
+            None
+        };
+        if q.push(msg.clone(), s) == Accepted::Rejected {
+            out.rejected = true;
+        }
+    }
+    out
+}
+
+impl Queue {
+    /// Enqueue a message on this queue alone (no confirm).
+    pub fn publish(self: &Arc<Self>, msg: MessageRef) -> Accepted {
+        let mut routed = Routed::new();
+        routed.push(self.clone());
+        if enqueue(&routed, &msg, None).rejected {
+            Accepted::Rejected
+        } else {
+            Accepted::Yes
+        }
+    }
+
+    /// Append a message (already in the store when `stored` is given) and hand it to a consumer if one has
+    /// capacity.
+    pub(crate) fn push(self: &Arc<Self>, msg: MessageRef, stored: Option<Stored>) -> Accepted {
+        let mut dead = Dead::new();
+        let accepted = {
+            let mut st = self.state.lock();
+            if self.is_deleted() {
+                drop(st);
+                self.forget_unqueued(stored);
+                return Accepted::Yes;
+            }
+            let ttl = match (st.config.message_ttl, per_message_ttl(&msg)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            let now = self.timers.now_ms();
+            st.ready.push_back(QueuedMessage {
+                expires: ttl.map(|t| now.saturating_add(t)),
+                id: stored.map_or(seq, |s| s.id),
+                loc: stored.map(|s| s.loc),
+                ..QueuedMessage::new(seq, msg)
+            });
+            let mut accepted = Accepted::Yes;
+            if st.over_limit() {
+                match st.config.overflow {
+                    Overflow::DropHead => st.drop_head_over_limit(&mut dead),
+                    Overflow::RejectPublish | Overflow::RejectPublishDlx => {
+                        // Refuse the new message, unless a consumer can take it at once.
+                        self.dispatch_locked(&mut st, &mut dead);
+                        if st.over_limit() {
+                            if let Some(m) = st.ready.remove_seq(seq) {
+                                accepted = Accepted::Rejected;
+                                if st.config.overflow == Overflow::RejectPublishDlx {
+                                    dead.push((m, super::Reason::Maxlen));
+                                } else {
+                                    self.forget_stored(std::iter::once(&m));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            self.dispatch_locked(&mut st, &mut dead);
+            if ttl.is_some() {
+                st.expire_head(now, &mut dead);
+                self.arm_timer(&mut st);
+            }
+            st.ready.page_out();
+            accepted
+        };
+        self.dead_letter(dead);
+        accepted
+    }
+
+    /// A stored message that this queue did not take after all: the store forgets it for this queue.
+    fn forget_unqueued(&self, stored: Option<Stored>) {
+        if let (Some(s), Some(d)) = (stored, &self.durable_store) {
+            d.store.ack(&d.key, &[s.id]);
+        }
+    }
+}

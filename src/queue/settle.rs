@@ -1,0 +1,90 @@
+//! Settling deliveries: acks, rejects without requeue (dead-lettered), requeues to the original position
+//! (or the back, for quorum queues, with delivery counting and limits), and purge.
+
+use super::args::QueueType;
+use super::{Dead, Queue, QueuedMessage, Reason};
+use amq_protocol::types::AMQPValue;
+use std::sync::Arc;
+
+impl Queue {
+    /// Settle acknowledged deliveries and refill consumers.
+    pub fn acked(self: &Arc<Self>, msgs: &[QueuedMessage]) {
+        self.forget_stored(msgs.iter());
+        self.settled(msgs.len() as u32);
+    }
+
+    fn settled(self: &Arc<Self>, n: u32) {
+        let mut dead = Dead::new();
+        {
+            let mut st = self.state.lock();
+            st.unacked = st.unacked.saturating_sub(n);
+            self.dispatch_locked(&mut st, &mut dead);
+        }
+        self.dead_letter(dead);
+    }
+
+    /// Settle deliveries rejected without requeue: they are dead-lettered when the queue has a DLX (and the
+    /// store forgets them either way).
+    pub fn discard(self: &Arc<Self>, msgs: Vec<QueuedMessage>) {
+        self.settled(msgs.len() as u32);
+        self.dead_letter(msgs.into_iter().map(|m| (m, Reason::Rejected)).collect());
+    }
+
+    /// Take back unacknowledged messages, marked redelivered: a classic queue puts them at their original
+    /// positions, a quorum queue at the back. Counted deliveries past the limit are dead-lettered instead.
+    pub fn requeue(self: &Arc<Self>, msgs: Vec<QueuedMessage>) {
+        let mut dead = Dead::new();
+        {
+            let mut st = self.state.lock();
+            st.unacked = st.unacked.saturating_sub(msgs.len() as u32);
+            if self.is_deleted() {
+                return;
+            }
+            let counting = st.counts_deliveries();
+            let mut back = Vec::with_capacity(msgs.len());
+            for mut m in msgs {
+                m.redelivered = true;
+                if counting {
+                    m.delivery_count += 1;
+                    if st
+                        .config
+                        .delivery_limit
+                        .is_some_and(|l| m.delivery_count as u64 > l)
+                    {
+                        dead.push((m, Reason::DeliveryLimit));
+                        continue;
+                    }
+                    let count = m.delivery_count as i64;
+                    m.msg = Arc::new(m.msg.with_headers(|h| {
+                        h.insert("x-delivery-count".into(), AMQPValue::LongLongInt(count));
+                    }));
+                }
+                back.push(m);
+            }
+            if st.config.queue_type == QueueType::Quorum {
+                for mut m in back {
+                    m.seq = st.next_seq;
+                    st.next_seq += 1;
+                    st.ready.push_back(m);
+                }
+            } else {
+                st.ready.requeue(back);
+            }
+            self.dispatch_locked(&mut st, &mut dead);
+            self.arm_timer(&mut st);
+        }
+        self.dead_letter(dead);
+    }
+
+    /// Drop all ready messages; returns how many.
+    pub fn purge(&self) -> u32 {
+        let mut st = self.state.lock();
+        let n = st.ready.len() as u32;
+        let (mem, paged) = st.ready.drain(true);
+        self.forget_stored(mem.iter());
+        if let (Some(d), false) = (&self.durable_store, paged.is_empty()) {
+            d.store.ack(&d.key, &paged);
+        }
+        n
+    }
+}
