@@ -3,6 +3,7 @@
 
 mod common;
 mod crash;
+mod definitions_log;
 mod durability;
 mod embedding;
 mod paging;

@@ -319,6 +319,17 @@ impl DefsLog {
         Ticket::Pending(rx)
     }
 
+    /// Point the log at `/dev/full`, so that every further write fails with ENOSPC (a real failing file, for
+    /// the undo tests).
+    #[cfg(test)]
+    pub(crate) fn fail_writes_for_test(&self) {
+        let full = OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        self.shared.lock().file = Some(full);
+    }
+
     /// Write and sync everything queued, and stop the thread (shutdown).
     pub fn close(&self) {
         self.shared.lock().shutdown = true;

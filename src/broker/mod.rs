@@ -210,7 +210,19 @@ impl Broker {
                 read: ".*".into(),
             },
         ] {
-            if matches!(&cmd, Command::AddVhost { name, .. } if self.vhosts.contains_key(name)) {
+            // What a previous start already made stays as it is (and is not logged again).
+            let done = match &cmd {
+                Command::AddVhost { name, .. } => self.vhosts.contains_key(name),
+                Command::PutUser { name, .. } => self
+                    .users
+                    .get(name)
+                    .is_some_and(|u| u.password.matches(&c.default_pass)),
+                Command::SetPermissions { user, vhost, .. } => {
+                    self.users.permission(user, vhost).is_some()
+                }
+                _ => false,
+            };
+            if done {
                 continue;
             }
             self.execute_internal(cmd);

@@ -8,12 +8,14 @@
 
 pub mod confirms;
 pub mod content;
+pub mod deliveries;
 pub mod lifecycle;
 pub mod methods;
 pub mod reply_to;
 mod shared;
 
-pub use shared::{ChannelShared, Unacked};
+pub use deliveries::Unacked;
+pub use shared::ChannelShared;
 
 use crate::broker::Ticket;
 use crate::queue::message::Message;

@@ -2,71 +2,18 @@
 //! them when they dispatch from any task), prefetch limits, and the consumer registry (a queue deletion elsewhere
 //! cancels consumers here). Everything else about a channel is owned by its connection task.
 
+use super::deliveries::{Deliveries, Unacked};
 use crate::broker::vhost::ReplySink;
 use crate::connection::ConnShared;
-use crate::error::{AmqpError, AmqpResult};
+use crate::error::AmqpResult;
 use crate::protocol;
 use crate::queue::message::Message;
 use crate::queue::{ConfirmSink, Consumer, ConsumerChannel, Queue, QueuedMessage};
 use crate::FastMap as HashMap;
 use amq_protocol::protocol::{basic, AMQPClass};
 use parking_lot::Mutex;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-/// A delivery waiting for basic.ack / nack / reject.
-#[derive(Debug)]
-pub struct Unacked {
-    pub tag: u64,
-    pub queue: Arc<Queue>,
-    pub msg: QueuedMessage,
-    pub consumer: Option<Arc<Consumer>>,
-}
-
-/// Delivery tags form a contiguous window starting at `base`; acknowledged and no-ack tags leave `None` holes
-/// that are trimmed from the front, so the common in-order ack is O(1).
-#[derive(Debug)]
-struct Deliveries {
-    next_tag: u64,
-    base: u64,
-    window: VecDeque<Option<Unacked>>,
-    unacked: u32,
-    global_prefetch: u32,
-}
-
-impl Deliveries {
-    fn push(&mut self, entry: Option<Unacked>) -> u64 {
-        let tag = self.next_tag;
-        self.next_tag += 1;
-        if entry.is_none() && self.window.is_empty() {
-            self.base = self.next_tag;
-        } else {
-            if entry.is_some() {
-                self.unacked += 1;
-            }
-            self.window.push_back(entry);
-        }
-        tag
-    }
-
-    fn trim(&mut self) {
-        while let Some(None) = self.window.front() {
-            self.window.pop_front();
-            self.base += 1;
-        }
-        if self.window.is_empty() {
-            self.base = self.next_tag;
-        }
-    }
-
-    fn settle(&mut self, u: &Unacked) {
-        self.unacked -= 1;
-        if let Some(c) = &u.consumer {
-            c.unacked.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
 
 #[derive(Debug)]
 pub struct ChannelShared {
@@ -85,13 +32,7 @@ impl ChannelShared {
         ChannelShared {
             id,
             conn,
-            deliveries: Mutex::new(Deliveries {
-                next_tag: 1,
-                base: 1,
-                window: VecDeque::new(),
-                unacked: 0,
-                global_prefetch: 0,
-            }),
+            deliveries: Mutex::new(Deliveries::default()),
             consumers: Mutex::new(HashMap::default()),
             closed: AtomicBool::new(false),
             confirms: Mutex::new(Default::default()),
@@ -150,62 +91,14 @@ impl ChannelShared {
         });
     }
 
-    /// Take the deliveries a basic.ack / nack / reject names, with RabbitMQ's rules: tag 0 with multiple means
-    /// all outstanding; an unknown tag is a 406 and settles nothing.
+    /// Take the deliveries a basic.ack / nack / reject names (see `Deliveries::take`).
     pub fn take(&self, tag: u64, multiple: bool) -> AmqpResult<Vec<Unacked>> {
-        let mut d = self.deliveries.lock();
-        let mut out = Vec::new();
-        if multiple && tag == 0 {
-            let window = std::mem::take(&mut d.window);
-            for u in window.into_iter().flatten() {
-                d.settle(&u);
-                out.push(u);
-            }
-            d.trim();
-            return Ok(out);
-        }
-        let unknown = || AmqpError::precondition_failed(format!("unknown delivery tag {tag}"));
-        if tag < d.base || tag >= d.next_tag {
-            return Err(unknown());
-        }
-        let idx = (tag - d.base) as usize;
-        if d.window.get(idx).is_none_or(|e| e.is_none()) {
-            return Err(unknown());
-        }
-        let range = if multiple { 0..=idx } else { idx..=idx };
-        for i in range {
-            if let Some(u) = d.window[i].take() {
-                d.settle(&u);
-                out.push(u);
-            }
-        }
-        d.trim();
-        Ok(out)
+        self.deliveries.lock().take(tag, multiple)
     }
 
     /// Put deliveries back as outstanding (a rolled-back transaction's acks), at their own tags.
     pub fn restore(&self, entries: Vec<Unacked>) {
-        let mut d = self.deliveries.lock();
-        for u in entries {
-            if u.tag >= d.next_tag {
-                continue;
-            }
-            while u.tag < d.base {
-                d.window.push_front(None);
-                d.base -= 1;
-            }
-            let idx = (u.tag - d.base) as usize;
-            while d.window.len() <= idx {
-                d.window.push_back(None);
-            }
-            if d.window[idx].is_none() {
-                d.unacked += 1;
-                if let Some(c) = &u.consumer {
-                    c.unacked.fetch_add(1, Ordering::Relaxed);
-                }
-                d.window[idx] = Some(u);
-            }
-        }
+        self.deliveries.lock().restore(entries);
     }
 
     /// Take every outstanding delivery (recover, channel close).

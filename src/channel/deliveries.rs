@@ -1,0 +1,243 @@
+//! A channel's delivery tags and unacknowledged deliveries. Tags form a contiguous window starting at `base`;
+//! acknowledged and no-ack tags leave `None` holes that are trimmed from the front, so the common in-order
+//! ack is O(1) and memory follows what is outstanding, not how many tags were ever issued. RabbitMQ's rules
+//! for ack / nack / reject live here: tag 0 with `multiple` means everything outstanding, an unknown tag is a
+//! 406 and settles nothing.
+
+use crate::error::{AmqpError, AmqpResult};
+use crate::queue::{Consumer, Queue, QueuedMessage};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// A delivery waiting for basic.ack / nack / reject.
+#[derive(Debug)]
+pub struct Unacked {
+    pub tag: u64,
+    pub queue: Arc<Queue>,
+    pub msg: QueuedMessage,
+    pub consumer: Option<Arc<Consumer>>,
+}
+
+#[derive(Debug)]
+pub struct Deliveries {
+    pub(super) next_tag: u64,
+    base: u64,
+    window: VecDeque<Option<Unacked>>,
+    pub(super) unacked: u32,
+    pub(super) global_prefetch: u32,
+}
+
+impl Default for Deliveries {
+    fn default() -> Self {
+        Deliveries {
+            next_tag: 1,
+            base: 1,
+            window: VecDeque::new(),
+            unacked: 0,
+            global_prefetch: 0,
+        }
+    }
+}
+
+impl Deliveries {
+    /// Issue the next tag, for an unacked delivery (`Some`) or a no-ack one (`None`).
+    pub fn push(&mut self, entry: Option<Unacked>) -> u64 {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        if entry.is_none() && self.window.is_empty() {
+            self.base = self.next_tag;
+        } else {
+            if entry.is_some() {
+                self.unacked += 1;
+            }
+            self.window.push_back(entry);
+        }
+        tag
+    }
+
+    fn trim(&mut self) {
+        while let Some(None) = self.window.front() {
+            self.window.pop_front();
+            self.base += 1;
+        }
+        if self.window.is_empty() {
+            self.base = self.next_tag;
+        }
+    }
+
+    fn settle(&mut self, u: &Unacked) {
+        self.unacked -= 1;
+        if let Some(c) = &u.consumer {
+            c.unacked.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Take the deliveries an ack / nack / reject names.
+    pub fn take(&mut self, tag: u64, multiple: bool) -> AmqpResult<Vec<Unacked>> {
+        let mut out = Vec::new();
+        if multiple && tag == 0 {
+            let window = std::mem::take(&mut self.window);
+            for u in window.into_iter().flatten() {
+                self.settle(&u);
+                out.push(u);
+            }
+            self.trim();
+            return Ok(out);
+        }
+        let unknown = || AmqpError::precondition_failed(format!("unknown delivery tag {tag}"));
+        if tag < self.base || tag >= self.next_tag {
+            return Err(unknown());
+        }
+        let idx = (tag - self.base) as usize;
+        if self.window.get(idx).is_none_or(|e| e.is_none()) {
+            return Err(unknown());
+        }
+        let range = if multiple { 0..=idx } else { idx..=idx };
+        for i in range {
+            if let Some(u) = self.window[i].take() {
+                self.settle(&u);
+                out.push(u);
+            }
+        }
+        self.trim();
+        Ok(out)
+    }
+
+    /// Put deliveries back as outstanding, at their own tags.
+    pub fn restore(&mut self, entries: Vec<Unacked>) {
+        for u in entries {
+            if u.tag >= self.next_tag {
+                continue;
+            }
+            while u.tag < self.base {
+                self.window.push_front(None);
+                self.base -= 1;
+            }
+            let idx = (u.tag - self.base) as usize;
+            while self.window.len() <= idx {
+                self.window.push_back(None);
+            }
+            if self.window[idx].is_none() {
+                self.unacked += 1;
+                if let Some(c) = &u.consumer {
+                    c.unacked.fetch_add(1, Ordering::Relaxed);
+                }
+                self.window[idx] = Some(u);
+            }
+        }
+    }
+
+    /// How many tag slots are held (outstanding deliveries and the holes between them).
+    pub fn window_len(&self) -> usize {
+        self.window.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::message::Message;
+
+    fn queue() -> Arc<Queue> {
+        let host: std::sync::Weak<dyn crate::queue::QueueHost> =
+            std::sync::Weak::<crate::broker::VHost>::new();
+        Arc::new(Queue::new(crate::queue::QueueSpec {
+            name: "q",
+            vhost: "/",
+            durable: false,
+            exclusive_owner: None,
+            auto_delete: false,
+            arguments: Default::default(),
+            host,
+            timers: crate::clock::Scheduler::new(crate::clock::Clock::manual()),
+            storage: None,
+        }))
+    }
+
+    fn unacked(q: &Arc<Queue>, tag: u64) -> Unacked {
+        let msg = Arc::new(Message {
+            exchange: "".into(),
+            routing_key: "q".into(),
+            header: bytes::Bytes::new(),
+            properties: Box::default(),
+            body: bytes::Bytes::new(),
+        });
+        Unacked {
+            tag,
+            queue: q.clone(),
+            msg: QueuedMessage::new(tag, msg),
+            consumer: None,
+        }
+    }
+
+    fn fill(d: &mut Deliveries, q: &Arc<Queue>, n: u64) {
+        for _ in 0..n {
+            let tag = d.next_tag;
+            d.push(Some(unacked(q, tag)));
+        }
+    }
+
+    fn tags(v: &[Unacked]) -> Vec<u64> {
+        v.iter().map(|u| u.tag).collect()
+    }
+
+    #[test]
+    fn single_multiple_and_all() {
+        let q = queue();
+        let mut d = Deliveries::default();
+        fill(&mut d, &q, 5);
+        assert_eq!(tags(&d.take(2, false).unwrap()), [2]);
+        assert_eq!(
+            tags(&d.take(3, true).unwrap()),
+            [1, 3],
+            "multiple skips what was settled"
+        );
+        assert_eq!(d.unacked, 2);
+        assert_eq!(tags(&d.take(0, true).unwrap()), [4, 5]);
+        assert_eq!((d.unacked, d.window_len()), (0, 0));
+    }
+
+    #[test]
+    fn unknown_and_settled_tags_are_406_and_settle_nothing() {
+        let q = queue();
+        let mut d = Deliveries::default();
+        fill(&mut d, &q, 3);
+        d.take(2, false).unwrap();
+        for bad in [2, 4, 99] {
+            let e = d.take(bad, false).unwrap_err();
+            assert_eq!(e.text, format!("unknown delivery tag {bad}"));
+            assert_eq!(e.code.code(), 406);
+        }
+        assert_eq!(d.unacked, 2);
+    }
+
+    #[test]
+    fn no_ack_tags_cost_no_memory_and_in_order_acks_trim() {
+        let q = queue();
+        let mut d = Deliveries::default();
+        for _ in 0..1000 {
+            d.push(None);
+        }
+        assert_eq!(d.window_len(), 0);
+        fill(&mut d, &q, 100);
+        for t in 1001..=1100 {
+            d.take(t, false).unwrap();
+        }
+        assert_eq!(d.window_len(), 0);
+        assert_eq!(d.next_tag, 1101);
+    }
+
+    #[test]
+    fn restore_puts_entries_back_at_their_tags() {
+        let q = queue();
+        let mut d = Deliveries::default();
+        fill(&mut d, &q, 4);
+        let taken = d.take(3, true).unwrap();
+        assert_eq!(d.unacked, 1);
+        d.restore(taken);
+        assert_eq!(d.unacked, 4);
+        assert_eq!(tags(&d.take(2, false).unwrap()), [2]);
+        assert_eq!(tags(&d.take(0, true).unwrap()), [1, 3, 4]);
+    }
+}
