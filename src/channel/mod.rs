@@ -19,7 +19,7 @@ pub use shared::ChannelShared;
 
 use crate::broker::Ticket;
 use crate::queue::message::Message;
-use crate::queue::Consumer;
+use crate::queue::{Consumer, Queue};
 use amq_protocol::protocol::AMQPClass;
 use std::sync::Arc;
 
@@ -38,18 +38,34 @@ pub enum TxOp {
     },
 }
 
-/// A reply that may go out only once a command's change is durable. The connection stops handling frames
-/// until the ticket resolves, then sends the reply (and tells the channel about consumers the command
-/// cancelled) — or closes the connection with 541 if the change could not be recorded.
+/// Something the connection must wait for before it handles the next frame, so replies keep their order:
+/// a command's change becoming durable, or a paged message being read back for basic.get.
+#[derive(Debug)]
+pub enum Wait {
+    Durable(Ticket),
+    Loaded(tokio::sync::oneshot::Receiver<()>),
+}
+
+/// What to do once the wait is over.
+#[derive(Debug)]
+pub enum Then {
+    /// Send the reply (and tell the channel about consumers the command cancelled, after it, as RabbitMQ
+    /// orders them) — or close the connection with 541 if the change could not be recorded.
+    Reply {
+        reply: Option<AMQPClass>,
+        cancelled: Vec<Arc<Consumer>>,
+        class_id: u16,
+        method_id: u16,
+    },
+    /// Try the basic.get again.
+    Get { queue: Arc<Queue>, no_ack: bool },
+}
+
 #[derive(Debug)]
 pub struct Pending {
-    pub ticket: Ticket,
+    pub wait: Wait,
     pub channel: u16,
-    pub reply: Option<AMQPClass>,
-    /// Consumers of this channel that the command cancelled: told after the reply, as RabbitMQ orders it.
-    pub cancelled: Vec<Arc<Consumer>>,
-    pub class_id: u16,
-    pub method_id: u16,
+    pub then: Then,
 }
 
 #[derive(Debug)]

@@ -8,7 +8,7 @@ use super::{handshake, BrokerEnv, Connection, Open};
 use crate::broker::{Command, DeleteCause};
 use crate::channel::lifecycle::{self as chan, Phase, Step};
 use crate::channel::methods::{Ctx, Settle};
-use crate::channel::{Channel, ChannelShared, Pending};
+use crate::channel::{Channel, ChannelShared, Pending, Then};
 use crate::error::AmqpError;
 use crate::protocol::{self, RawFrame};
 use amq_protocol::protocol::{access, basic, channel, connection, AMQPClass};
@@ -276,12 +276,14 @@ impl Connection {
         Ok(())
     }
 
-    fn dispatch_channel_method(&mut self, id: u16, m: AMQPClass) -> Result<(), AmqpError> {
-        let Some(open) = &self.open else {
-            return Err(AmqpError::internal_error("no vhost"));
-        };
-        let Some(ch) = self.channels.get_mut(&id) else {
-            return Ok(());
+    /// Run `f` on channel `id` with the method context of this connection (`None`: no such channel).
+    fn with_channel<R>(
+        &mut self,
+        id: u16,
+        f: impl FnOnce(&mut Channel, &mut Ctx) -> R,
+    ) -> Option<R> {
+        let (Some(open), Some(ch)) = (&self.open, self.channels.get_mut(&id)) else {
+            return None;
         };
         let mut ctx = Ctx {
             broker: &self.broker,
@@ -291,21 +293,30 @@ impl Connection {
             exclusive_queues: &mut self.exclusive_queues,
             pending: &mut self.pending,
         };
-        match m {
-            AMQPClass::Exchange(m) => ch.exchange_method(&mut ctx, m),
-            AMQPClass::Queue(m) => ch.queue_method(&mut ctx, m),
-            AMQPClass::Basic(m) => {
-                let is_publish = matches!(m, basic::AMQPMethod::Publish(_));
-                let r = ch.basic_method(&mut ctx, m);
-                if is_publish && ch.confirm {
-                    self.confirm_dirty.push(id);
-                }
-                r
-            }
-            AMQPClass::Confirm(m) => ch.confirm_method(&mut ctx, m),
-            AMQPClass::Tx(m) => ch.tx_method(&mut ctx, m),
-            _ => Err(AmqpError::command_invalid("unimplemented method")),
+        Some(f(ch, &mut ctx))
+    }
+
+    fn dispatch_channel_method(&mut self, id: u16, m: AMQPClass) -> Result<(), AmqpError> {
+        if self.open.is_none() {
+            return Err(AmqpError::internal_error("no vhost"));
         }
+        let is_publish = matches!(m, AMQPClass::Basic(basic::AMQPMethod::Publish(_)));
+        let r = self.with_channel(id, |ch, ctx| {
+            let r = match m {
+                AMQPClass::Exchange(m) => ch.exchange_method(ctx, m),
+                AMQPClass::Queue(m) => ch.queue_method(ctx, m),
+                AMQPClass::Basic(m) => ch.basic_method(ctx, m),
+                AMQPClass::Confirm(m) => ch.confirm_method(ctx, m),
+                AMQPClass::Tx(m) => ch.tx_method(ctx, m),
+                _ => Err(AmqpError::command_invalid("unimplemented method")),
+            };
+            (r, is_publish && ch.confirm)
+        });
+        let Some((r, dirty)) = r else { return Ok(()) };
+        if dirty {
+            self.confirm_dirty.push(id);
+        }
+        r
     }
 
     fn channel_content(&mut self, f: RawFrame) -> Result<(), AmqpError> {
@@ -313,19 +324,14 @@ impl Connection {
         if !chan::on_content(self.phase(id))? {
             return Ok(());
         }
-        let (Some(open), Some(ch)) = (&self.open, self.channels.get_mut(&id)) else {
+        let done = self.with_channel(id, |ch, ctx| {
+            let r = ch.content_frame(ctx, f.kind == protocol::FRAME_HEADER, f.payload);
+            (r, ch.confirm)
+        });
+        let Some((result, confirm)) = done else {
             return Err(AmqpError::internal_error("no vhost"));
         };
-        let mut ctx = Ctx {
-            broker: &self.broker,
-            vhost: &open.vhost,
-            conn: &self.shared,
-            user: &open.user,
-            exclusive_queues: &mut self.exclusive_queues,
-            pending: &mut self.pending,
-        };
-        let result = ch.content_frame(&mut ctx, f.kind == protocol::FRAME_HEADER, f.payload);
-        if ch.confirm {
+        if confirm {
             self.confirm_dirty.push(id);
         }
         match result {
@@ -334,23 +340,33 @@ impl Connection {
         }
     }
 
-    /// A reply that waited for durability: send it (and tell the channel about consumers the command
-    /// cancelled), or close the connection if the change could not be recorded.
+    /// The wait is over: send the reply (and tell the channel about consumers the command cancelled), close
+    /// the connection if the change could not be recorded, or retry a basic.get.
     pub(super) fn finish_pending(&mut self, p: Pending, outcome: crate::error::AmqpResult<()>) {
-        match outcome {
-            Ok(()) => {
-                if let Some(m) = p.reply {
+        match p.then {
+            Then::Reply {
+                reply,
+                cancelled,
+                class_id,
+                method_id,
+            } => {
+                let failed = outcome.err();
+                if let (None, Some(m)) = (&failed, reply) {
                     self.send_method(p.channel, m);
                 }
-                for c in p.cancelled {
+                for c in cancelled {
                     c.channel.cancelled(&c);
+                }
+                if let Some(e) = failed {
+                    self.close_connection(e.on(class_id, method_id));
                 }
             }
-            Err(e) => {
-                for c in p.cancelled {
-                    c.channel.cancelled(&c);
-                }
-                self.close_connection(e.on(p.class_id, p.method_id));
+            Then::Get { queue, no_ack } => {
+                self.with_channel(p.channel, |ch, ctx| {
+                    if ch.phase == Phase::Open {
+                        ch.get(ctx, queue, no_ack);
+                    }
+                });
             }
         }
     }

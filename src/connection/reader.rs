@@ -89,7 +89,7 @@ impl Connection {
                     self.flush_confirms();
                     return;
                 }
-                if let Some(p) = self.pending.take() {
+                while let Some(p) = self.pending.take() {
                     if !self.wait_pending(p).await {
                         return;
                     }
@@ -180,11 +180,21 @@ impl Connection {
     /// Wait for a command's change to be durable before its reply goes out (other input waits too, so
     /// replies keep their order). Returns false when the connection must stop.
     async fn wait_pending(&mut self, mut p: crate::channel::Pending) -> bool {
+        use crate::channel::Wait;
         // Confirms of publishes before this command may be ready.
         self.flush_confirms();
-        let ticket = std::mem::replace(&mut p.ticket, crate::broker::Ticket::Done);
+        let wait = std::mem::replace(&mut p.wait, Wait::Durable(crate::broker::Ticket::Done));
         let waited = tokio::select! {
-            r = ticket.wait() => Some(r),
+            r = async {
+                match wait {
+                    Wait::Durable(t) => t.wait().await,
+                    // A dropped sender (the queue went) just means: look again.
+                    Wait::Loaded(rx) => {
+                        let _ = rx.await;
+                        Ok(())
+                    }
+                }
+            } => Some(r),
             _ = self.shared.kill.notified() => None,
         };
         match waited {

@@ -3,7 +3,8 @@
 
 use super::args::QueueType;
 use super::consumer::{Consumer, ConsumerChannel};
-use super::{Dead, Queue, QueueState};
+use super::ready::Head;
+use super::{Dead, Got, Queue, QueueState};
 use crate::error::{AmqpError, AmqpResult};
 use amq_protocol::types::AMQPValue;
 use std::sync::Arc;
@@ -51,35 +52,42 @@ impl Queue {
             }
             break;
         }
+        self.start_load(st);
     }
 
-    /// basic.get: hand the head message to `channel`. Returns false when the queue is empty.
-    pub fn get(self: &Arc<Self>, channel: &Arc<dyn ConsumerChannel>, no_ack: bool) -> bool {
+    /// basic.get: hand the head message to `channel`, or say the queue is empty, or (the head is paged)
+    /// that it is being read back.
+    pub fn get(self: &Arc<Self>, channel: &Arc<dyn ConsumerChannel>, no_ack: bool) -> Got {
         let mut dead = Dead::new();
         let got = {
             let mut st = self.state.lock();
             let now = self.timers.now_ms();
             st.last_used = now;
             st.expire_head(now, &mut dead);
-            match st.ready.pop_front() {
-                None => false,
-                Some(mut qm) => {
-                    self.note_delivery(&qm, no_ack);
-                    if self.queue_type == QueueType::Quorum && qm.delivery_count == 0 {
-                        // RabbitMQ's quorum queues add x-delivery-count 0 on a first basic.get (though not on a
-                        // first consumer delivery).
-                        qm.msg = Arc::new(qm.msg.with_headers(|h| {
-                            h.insert("x-delivery-count".into(), AMQPValue::LongLongInt(0));
-                        }));
+            match st.ready.head() {
+                Head::Empty => Got::Empty,
+                Head::Paged | Head::Loading => Got::Wait(self.wait_for_load(&mut st)),
+                Head::InMemory => match st.ready.pop_front() {
+                    None => Got::Empty,
+                    Some(mut qm) => {
+                        self.note_delivery(&qm, no_ack);
+                        if self.queue_type == QueueType::Quorum && qm.delivery_count == 0 {
+                            // RabbitMQ's quorum queues add x-delivery-count 0 on a first basic.get (though not on a
+                            // first consumer delivery).
+                            qm.msg = Arc::new(qm.msg.with_headers(|h| {
+                                h.insert("x-delivery-count".into(), AMQPValue::LongLongInt(0));
+                            }));
+                        }
+                        let remaining = st.ready.len() as u32;
+                        if !no_ack {
+                            st.unacked += 1;
+                        }
+                        channel.deliver_get(self, qm, no_ack, remaining);
+                        self.arm_timer(&mut st);
+                        self.start_load(&mut st);
+                        Got::Delivered
                     }
-                    let remaining = st.ready.len() as u32;
-                    if !no_ack {
-                        st.unacked += 1;
-                    }
-                    channel.deliver_get(self, qm, no_ack, remaining);
-                    self.arm_timer(&mut st);
-                    true
-                }
+                },
             }
         };
         self.dead_letter(dead);

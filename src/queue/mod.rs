@@ -20,6 +20,7 @@ pub mod consumer;
 pub mod deadletter;
 mod dispatch;
 pub mod enqueue;
+mod load;
 pub mod message;
 pub mod ready;
 mod settle;
@@ -27,6 +28,7 @@ mod timers;
 
 pub use consumer::{ConfirmRef, ConfirmSink, Consumer, ConsumerChannel, QueueHost, Routed};
 pub use enqueue::{enqueue, Enqueued};
+pub use load::Got;
 
 use crate::clock::Scheduler;
 use crate::error::{AmqpError, AmqpResult};
@@ -107,6 +109,8 @@ struct QueueState {
     /// Last use (declare, get, consume) for x-expires, and whether an expiry timer is armed.
     last_used: u64,
     expiry_armed: bool,
+    /// basic.get callers waiting for a paged head to be read back.
+    load_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// What a new queue is made of.
@@ -161,11 +165,36 @@ impl std::fmt::Debug for Queue {
 }
 
 impl QueueState {
-    /// Drop expired messages at the head (RabbitMQ expires per-message TTLs only at the head).
+    /// Take the head off for `reason`: dead-lettered when in memory, or — when paged and nothing needs its
+    /// body (no dead-letter exchange) — forgotten unread. False when it must be read back first.
+    fn drop_head(&mut self, reason: Reason, dead: &mut Dead) -> bool {
+        match self.ready.head() {
+            ready::Head::InMemory => match self.ready.pop_front() {
+                Some(m) => {
+                    dead.push((m, reason));
+                    true
+                }
+                None => false,
+            },
+            ready::Head::Paged if self.config.dead_letter_exchange.is_none() => {
+                match self.ready.pop_paged_front() {
+                    Some(p) => {
+                        self.ready.forget_pages(&[p]);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// Drop expired messages at the head (RabbitMQ expires per-message TTLs only at the head). A paged
+    /// backlog with no dead-letter exchange expires without reading a body.
     fn expire_head(&mut self, now: u64, dead: &mut Dead) {
         while self.ready.front_expires().is_some_and(|e| e <= now) {
-            if let Some(m) = self.ready.pop_front() {
-                dead.push((m, Reason::Expired));
+            if !self.drop_head(Reason::Expired, dead) {
+                break;
             }
         }
     }
@@ -183,9 +212,8 @@ impl QueueState {
     /// Drop from the head while over a length limit (x-overflow=drop-head).
     fn drop_head_over_limit(&mut self, dead: &mut Dead) {
         while self.over_limit() {
-            match self.ready.pop_front() {
-                Some(m) => dead.push((m, Reason::Maxlen)),
-                None => break,
+            if !self.drop_head(Reason::Maxlen, dead) {
+                break;
             }
         }
     }

@@ -127,21 +127,63 @@ impl Paged {
 struct Level {
     mem: VecDeque<QueuedMessage>,
     paged: VecDeque<Paged>,
+    /// Paged messages being read back (taken from the front of `paged`), and the lowest `seq` among them.
+    loading: usize,
+    loading_min: u64,
+}
+
+/// Where a level's (or the list's) head is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    Empty,
+    /// In memory: `front` and `pop_front` serve it.
+    InMemory,
+    /// In the store: `begin_load` starts reading it back.
+    Paged,
+    /// Being read back: wait for `finish_load`.
+    Loading,
 }
 
 impl Level {
-    /// Whether the head of the level is paged.
-    fn head_paged(&self) -> bool {
-        match (self.mem.front(), self.paged.front()) {
-            (_, None) => false,
-            (None, Some(_)) => true,
-            (Some(m), Some(p)) => p.seq < m.seq,
+    fn head(&self) -> Head {
+        let mem = self.mem.front().map_or(u64::MAX, |m| m.seq);
+        let paged = self.paged.front().map_or(u64::MAX, |p| p.seq);
+        let loading = if self.loading > 0 {
+            self.loading_min
+        } else {
+            u64::MAX
+        };
+        let min = mem.min(paged).min(loading);
+        if min == u64::MAX {
+            Head::Empty
+        } else if loading == min {
+            Head::Loading
+        } else if mem == min {
+            Head::InMemory
+        } else {
+            Head::Paged
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.mem.is_empty() && self.paged.is_empty()
+        self.mem.is_empty() && self.paged.is_empty() && self.loading == 0
     }
+
+    /// How many in-memory messages can be served before a paged one is due.
+    fn runway(&self) -> usize {
+        match self.paged.front() {
+            None => usize::MAX,
+            Some(p) => self.mem.partition_point(|m| m.seq < p.seq),
+        }
+    }
+}
+
+/// Paged messages being read back from the store, to be handed to `finish_load`.
+#[derive(Debug)]
+pub struct Load {
+    level: usize,
+    pub items: Vec<Paged>,
+    generation: u64,
 }
 
 #[derive(Debug)]
@@ -156,6 +198,8 @@ pub struct ReadyList {
     pager: Option<Pager>,
     /// Something was written under the transient key.
     paged_transient: bool,
+    /// Bumped whenever the list is emptied, so that a load begun before is recognised as stale.
+    generation: u64,
 }
 
 impl Default for ReadyList {
@@ -183,6 +227,7 @@ impl ReadyList {
             mem_cost: 0,
             pager,
             paged_transient: false,
+            generation: 0,
         }
     }
 
@@ -256,70 +301,127 @@ impl ReadyList {
             .find(|&l| !self.levels[l].is_empty())
     }
 
-    /// Bring the head of level `l` into memory if it is paged. A message that cannot be read back is
-    /// logged and forgotten.
-    fn load_head(&mut self, l: usize) {
-        while self.levels[l].head_paged() {
-            let Some(pager) = &self.pager else {
-                // Cannot happen (only a list with a pager holds paged messages), but must not spin.
-                let dropped = std::mem::take(&mut self.levels[l].paged);
-                self.len -= dropped.len();
-                self.bytes -= dropped.iter().map(|p| u64::from(p.body_len)).sum::<u64>();
-                return;
-            };
-            let level = &mut self.levels[l];
-            let limit = level.mem.front().map_or(u64::MAX, |m| m.seq);
-            let mut batch = Vec::new();
-            while batch.len() < LOAD_BATCH && level.paged.front().is_some_and(|p| p.seq < limit) {
-                batch.extend(level.paged.pop_front());
-            }
-            let mut loaded = Vec::with_capacity(batch.len());
-            for p in batch {
-                match load(pager, &p) {
-                    Some(m) => loaded.push(m),
-                    None => {
-                        self.len -= 1;
-                        self.bytes -= u64::from(p.body_len);
-                    }
-                }
-            }
-            for m in loaded.into_iter().rev() {
-                self.charge(&m);
-                self.levels[l].mem.push_front(m);
-            }
+    /// Where the next message to deliver is.
+    pub fn head(&self) -> Head {
+        self.head_level()
+            .map_or(Head::Empty, |l| self.levels[l].head())
+    }
+
+    /// The head message, when it is in memory (see `head`).
+    pub fn front(&self) -> Option<&QueuedMessage> {
+        let l = self.head_level()?;
+        match self.levels[l].head() {
+            Head::InMemory => self.levels[l].mem.front(),
+            _ => None,
         }
     }
 
-    /// The head message, read back from the store if it was paged.
-    pub fn front(&mut self) -> Option<&QueuedMessage> {
-        loop {
-            let l = self.head_level()?;
-            self.load_head(l);
-            // Reading back may have failed for every paged message of the level: look again.
-            if !self.levels[l].mem.is_empty() {
-                return self.levels[l].mem.front();
-            }
-        }
-    }
-
-    /// The head's expiry deadline, without reading a paged head back.
+    /// The head's expiry deadline, whether it is in memory or paged (not while it is being read back).
     pub fn front_expires(&self) -> Option<u64> {
         let level = &self.levels[self.head_level()?];
-        if level.head_paged() {
-            level.paged.front().and_then(Paged::expires)
-        } else {
-            level.mem.front().and_then(|m| m.expires)
+        match level.head() {
+            Head::InMemory => level.mem.front().and_then(|m| m.expires),
+            Head::Paged => level.paged.front().and_then(Paged::expires),
+            Head::Empty | Head::Loading => None,
         }
     }
 
+    /// Take the head message, when it is in memory.
     pub fn pop_front(&mut self) -> Option<QueuedMessage> {
-        self.front()?;
         let l = self.head_level()?;
+        if self.levels[l].head() != Head::InMemory {
+            return None;
+        }
         let m = self.levels[l].mem.pop_front()?;
         self.len -= 1;
         self.bytes -= m.msg.body.len() as u64;
         self.release(&m);
         Some(m)
+    }
+
+    /// Take the head when it is paged, without reading it (it expired and nothing needs its body); the
+    /// caller tells the store to forget it.
+    pub fn pop_paged_front(&mut self) -> Option<Paged> {
+        let l = self.head_level()?;
+        if self.levels[l].head() != Head::Paged {
+            return None;
+        }
+        let p = self.levels[l].paged.pop_front()?;
+        self.len -= 1;
+        self.bytes -= u64::from(p.body_len);
+        Some(p)
+    }
+
+    /// Start reading paged messages back: when the head is paged, or (read-ahead) when fewer than a batch
+    /// of in-memory messages stand before the next paged one. At most one load is in flight per list.
+    pub fn begin_load(&mut self) -> Option<Load> {
+        let l = self.head_level()?;
+        let level = &mut self.levels[l];
+        if level.loading > 0 || level.paged.is_empty() {
+            return None;
+        }
+        let due = level.head() == Head::Paged || level.runway() < LOAD_BATCH / 2;
+        if !due {
+            return None;
+        }
+        let n = level.paged.len().min(LOAD_BATCH);
+        let items: Vec<Paged> = level.paged.drain(..n).collect();
+        level.loading = items.len();
+        level.loading_min = items.first().map_or(u64::MAX, |p| p.seq);
+        Some(Load {
+            level: l,
+            items,
+            generation: self.generation,
+        })
+    }
+
+    /// The store's reader read `load` back (`read[i]` for `load.items[i]`; `None` when it could not be
+    /// read, which drops that message). Messages go to their places in memory by `seq`.
+    pub fn finish_load(&mut self, load: Load, read: Vec<Option<QueuedMessage>>) {
+        if load.generation != self.generation {
+            // The list was emptied meanwhile (purge, delete): these messages are gone with it.
+            self.forget_pages(&load.items);
+            return;
+        }
+        self.levels[load.level].loading = 0;
+        let mut loaded: Vec<QueuedMessage> = Vec::with_capacity(read.len());
+        for (p, m) in load.items.iter().zip(read) {
+            match m {
+                Some(m) => loaded.push(m),
+                None => {
+                    self.len -= 1;
+                    self.bytes -= u64::from(p.body_len);
+                }
+            }
+        }
+        for m in &loaded {
+            self.charge(m);
+        }
+        merge_into(&mut self.levels[load.level].mem, loaded);
+    }
+
+    /// Tell the store to forget paged messages that leave the list unread.
+    pub fn forget_pages(&self, pages: &[Paged]) {
+        let Some(pager) = &self.pager else { return };
+        let (mut durable, mut transient) = (Vec::new(), Vec::new());
+        for p in pages {
+            if p.transient {
+                transient.push(p.id);
+            } else {
+                durable.push(p.id);
+            }
+        }
+        if let (Some(k), false) = (&pager.durable_key, durable.is_empty()) {
+            pager.store.ack(k, &durable);
+        }
+        if !transient.is_empty() {
+            pager.store.ack(&pager.transient_key, &transient);
+        }
+    }
+
+    /// The store, for reading a load back.
+    pub fn pager(&self) -> Option<&Pager> {
+        self.pager.as_ref()
     }
 
     /// Take back the message just pushed (a publish refused by x-overflow=reject-publish).
@@ -346,34 +448,7 @@ impl ReadyList {
             per_level[l].push(m);
         }
         for (l, msgs) in per_level.into_iter().enumerate() {
-            if msgs.is_empty() {
-                continue;
-            }
-            let level = &mut self.levels[l].mem;
-            let head = level.front().map(|m| m.seq);
-            match head {
-                Some(h) if msgs.last().is_some_and(|m| m.seq > h) => {
-                    let old = std::mem::take(level);
-                    let mut merged = VecDeque::with_capacity(old.len() + msgs.len());
-                    let mut a = old.into_iter().peekable();
-                    let mut b = msgs.into_iter().peekable();
-                    loop {
-                        let take_a = match (a.peek(), b.peek()) {
-                            (Some(x), Some(y)) => x.seq < y.seq,
-                            (Some(_), None) => true,
-                            (None, Some(_)) => false,
-                            (None, None) => break,
-                        };
-                        merged.extend(if take_a { a.next() } else { b.next() });
-                    }
-                    *level = merged;
-                }
-                _ => {
-                    for m in msgs.into_iter().rev() {
-                        level.push_front(m);
-                    }
-                }
-            }
+            merge_into(&mut self.levels[l].mem, msgs);
         }
     }
 
@@ -400,6 +475,10 @@ impl ReadyList {
                 p.store.ack(&p.transient_key, &transient);
             }
         }
+        for level in self.levels.iter_mut() {
+            level.loading = 0;
+        }
+        self.generation += 1;
         self.len = 0;
         self.bytes = 0;
         self.mem_len = 0;
@@ -486,17 +565,19 @@ impl Drop for ReadyList {
     }
 }
 
-/// Read a paged message back. A transient page is forgotten in the store at once; a message that cannot
-/// be read is forgotten and logged.
-fn load(pager: &Pager, p: &Paged) -> Option<QueuedMessage> {
+/// Turn a record read back into the queued message it was. A transient page is forgotten in the store at
+/// once; a record that cannot be read or decoded is forgotten and logged.
+pub fn decode_loaded(
+    pager: &Pager,
+    p: &Paged,
+    read: Result<bytes::Bytes, crate::store::StoreError>,
+) -> Option<QueuedMessage> {
     let key = if p.transient {
         Some(pager.transient_key.as_str())
     } else {
         pager.durable_key.as_deref()
     };
-    let read = pager
-        .store
-        .read(p.loc)
+    let read = read
         .map_err(|e| e.to_string())
         .and_then(|rec| Message::decode_record(rec).map_err(|e| e.to_string()));
     if p.transient || read.is_err() {
@@ -529,6 +610,49 @@ fn load(pager: &Pager, p: &Paged) -> Option<QueuedMessage> {
         delivery_count: p.delivery_count,
         loc: (!p.transient).then_some(p.loc),
     })
+}
+
+/// Merge `msgs` (any order) into `run` (sorted by `seq`), keeping it sorted.
+fn merge_into(run: &mut VecDeque<QueuedMessage>, mut msgs: Vec<QueuedMessage>) {
+    if msgs.is_empty() {
+        return;
+    }
+    msgs.sort_by_key(|m| m.seq);
+    match run.front().map(|m| m.seq) {
+        Some(h) if msgs.last().is_some_and(|m| m.seq > h) => {
+            let old = std::mem::take(run);
+            let mut merged = VecDeque::with_capacity(old.len() + msgs.len());
+            let mut a = old.into_iter().peekable();
+            let mut b = msgs.into_iter().peekable();
+            loop {
+                let take_a = match (a.peek(), b.peek()) {
+                    (Some(x), Some(y)) => x.seq < y.seq,
+                    (Some(_), None) => true,
+                    (None, Some(_)) => false,
+                    (None, None) => break,
+                };
+                merged.extend(if take_a { a.next() } else { b.next() });
+            }
+            *run = merged;
+        }
+        _ => {
+            for m in msgs.into_iter().rev() {
+                run.push_front(m);
+            }
+        }
+    }
+}
+
+/// Read `load` back synchronously (tests; the queue uses the store's reader thread).
+#[cfg(test)]
+pub fn load_now(list: &mut ReadyList, load: Load) {
+    let pager = list.pager.as_ref().expect("paged lists have a pager");
+    let read: Vec<Option<QueuedMessage>> = load
+        .items
+        .iter()
+        .map(|p| decode_loaded(pager, p, pager.store.read(p.loc)))
+        .collect();
+    list.finish_load(load, read);
 }
 
 #[cfg(test)]
@@ -575,6 +699,20 @@ mod tests {
         String::from_utf8(m.msg.body.to_vec()).unwrap()
     }
 
+    /// Pop the head, reading paged messages back first (as the queue does through the reader thread).
+    fn pop(r: &mut ReadyList) -> Option<QueuedMessage> {
+        loop {
+            match r.head() {
+                Head::Empty => return None,
+                Head::InMemory => return r.pop_front(),
+                Head::Paged | Head::Loading => {
+                    let load = r.begin_load().expect("a paged head can be loaded");
+                    load_now(r, load);
+                }
+            }
+        }
+    }
+
     #[test]
     fn pages_out_under_pressure_and_reads_back_in_order() {
         let dir = crate::store::tests::TempDir::new("ready-pressure");
@@ -594,7 +732,7 @@ mod tests {
         // Pop a few, requeue them: they go back in front of the paged run.
         let first: Vec<QueuedMessage> = (0..3).filter_map(|_| r.pop_front()).collect();
         r.requeue(first);
-        let order: Vec<String> = std::iter::from_fn(|| r.pop_front().map(|m| body(&m))).collect();
+        let order: Vec<String> = std::iter::from_fn(|| pop(&mut r).map(|m| body(&m))).collect();
         let want: Vec<String> = (0..n).map(|s| format!("m{s}")).collect();
         assert_eq!(order, want);
         assert_eq!((r.len(), r.bytes(), budget.used()), (0, 0, 0));
@@ -646,11 +784,59 @@ mod tests {
             r.page_out();
         }
         assert_eq!(r.in_memory(), KEEP_MIN);
-        let order: Vec<u64> = std::iter::from_fn(|| r.pop_front().map(|m| m.seq)).collect();
+        let order: Vec<u64> = std::iter::from_fn(|| pop(&mut r).map(|m| m.seq)).collect();
         let mut want: Vec<u64> = (0..n).collect();
         want.sort_by_key(|s| (std::cmp::Reverse(s % 4), *s));
         assert_eq!(order, want);
         assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn read_ahead_starts_before_the_head_is_paged_and_keeps_order() {
+        let dir = crate::store::tests::TempDir::new("ready-ahead");
+        let (mut r, _) = paging_list(&dir, 0);
+        let n = KEEP_MIN as u64 + 300;
+        for s in 0..n {
+            r.push_back(qm(s, None));
+            r.page_out();
+        }
+        // KEEP_MIN (64) in memory ahead of the paged run: fewer than half a batch stand before it once
+        // a few are served, so a load begins while the head is still in memory.
+        assert!(r.begin_load().is_none(), "enough runway yet");
+        for _ in 0..10 {
+            r.pop_front().unwrap();
+        }
+        let load = r.begin_load().expect("read-ahead begins");
+        assert_eq!(
+            r.head(),
+            Head::InMemory,
+            "the in-memory head is still served"
+        );
+        assert!(r.begin_load().is_none(), "one load at a time");
+        let mut served: Vec<u64> = (0..10).collect();
+        while r.head() == Head::InMemory {
+            served.push(r.pop_front().unwrap().seq);
+        }
+        assert_eq!(r.head(), Head::Loading, "the next one is being read back");
+        load_now(&mut r, load);
+        served.extend(std::iter::from_fn(|| pop(&mut r).map(|m| m.seq)));
+        assert_eq!(served, (0..n).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_load_that_returns_after_a_purge_is_forgotten() {
+        let dir = crate::store::tests::TempDir::new("ready-stale");
+        let (mut r, budget) = paging_list(&dir, 0);
+        for s in 0..(KEEP_MIN as u64 + 10) {
+            r.push_back(qm(s, None));
+            r.page_out();
+        }
+        while r.pop_front().is_some() {}
+        let load = r.begin_load().unwrap();
+        r.drain(true);
+        load_now(&mut r, load);
+        assert_eq!((r.len(), r.in_memory(), budget.used()), (0, 0, 0));
+        assert_eq!(r.head(), Head::Empty);
     }
 
     #[test]

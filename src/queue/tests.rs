@@ -222,7 +222,7 @@ fn requeued_messages_return_to_their_places_marked_redelivered() {
     q.requeue(taken.into_iter().rev().collect());
     let ch: Arc<dyn ConsumerChannel> = f.ch.clone();
     for _ in 0..4 {
-        assert!(q.get(&ch, true));
+        assert!(matches!(q.get(&ch, true), Got::Delivered));
     }
     let got: Vec<(String, bool)> = f.ch.got.lock()[2..]
         .iter()

@@ -66,6 +66,11 @@ use state::State;
 /// (`sync_now` from inside a callback would deadlock).
 pub type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
+/// Called once on the store's reader thread with the payloads `read_async` was asked for, in order.
+pub type ReadDone = Box<dyn FnOnce(Vec<Result<Bytes, StoreError>>) + Send>;
+
+type ReadJob = (Vec<Location>, ReadDone);
+
 /// How long a `read` of a record that is being written waits for the write before giving up.
 const READ_WAIT: Duration = Duration::from_secs(30);
 
@@ -198,6 +203,53 @@ impl Shared {
     pub(crate) fn path(&self, kind: SegKind, id: u32) -> PathBuf {
         self.cfg.dir.join(format::segment_file_name(kind, id))
     }
+
+    fn read(&self, loc: Location) -> Result<Bytes, StoreError> {
+        let end = loc.offset + u64::from(loc.len);
+        let waited = Instant::now();
+        let mut st = self.lock();
+        loop {
+            let Some(seg) = st.msg.segs.get(&loc.segment) else {
+                return Err(StoreError::NotFound(loc));
+            };
+            if loc.offset < HEADER_LEN || (loc.len as usize) < RECORD_HEADER_LEN || end > seg.len {
+                return Err(StoreError::NotFound(loc));
+            }
+            if end <= seg.written {
+                if let Some(file) = seg.file.clone() {
+                    drop(st);
+                    return self.read_at(&file, loc);
+                }
+            }
+            let pending = st
+                .msg
+                .chunks
+                .iter()
+                .find(|c| c.seg == loc.segment && c.start <= loc.offset && end <= c.end());
+            if let Some(c) = pending {
+                let from = (loc.offset - c.start) as usize;
+                let buf = c.bytes[from..from + loc.len as usize].to_vec();
+                drop(st);
+                return decode_read(loc, buf);
+            }
+            // The sync thread is writing it right now.
+            if st.shutdown || waited.elapsed() > READ_WAIT {
+                return Err(StoreError::NotFound(loc));
+            }
+            st = self
+                .written
+                .wait_timeout(st, Duration::from_millis(100))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    fn read_at(&self, file: &File, loc: Location) -> Result<Bytes, StoreError> {
+        let mut buf = vec![0u8; loc.len as usize];
+        file.read_exact_at(&mut buf, loc.offset)
+            .map_err(|e| StoreError::io("read", &self.path(SegKind::Msg, loc.segment), e))?;
+        decode_read(loc, buf)
+    }
 }
 
 /// The message store. `Send + Sync`; share it as `Arc<MessageStore>`. Dropping the last handle flushes,
@@ -205,6 +257,9 @@ impl Shared {
 pub struct MessageStore {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Jobs for the reader thread (`read_async`); None once closing.
+    reads: Mutex<Option<std::sync::mpsc::Sender<ReadJob>>>,
+    reader: Mutex<Option<JoinHandle<()>>>,
     /// The next id `allocate_id` hands out: above every id found at open.
     next_id: std::sync::atomic::AtomicU64,
 }
@@ -234,6 +289,17 @@ impl MessageStore {
             .name("warren-store-sync".into())
             .spawn(move || sync::run(thread_shared))
             .map_err(|e| StoreError::io("start the sync thread for", &cfg.dir, e))?;
+        let (reads, jobs) = std::sync::mpsc::channel::<ReadJob>();
+        let reader_shared = shared.clone();
+        let reader = std::thread::Builder::new()
+            .name("warren-store-read".into())
+            .spawn(move || {
+                for (locs, done) in jobs {
+                    let out = locs.into_iter().map(|l| reader_shared.read(l)).collect();
+                    done(out);
+                }
+            })
+            .map_err(|e| StoreError::io("start the reader thread for", &cfg.dir, e))?;
         let max_id = rec
             .queues
             .iter()
@@ -242,6 +308,8 @@ impl MessageStore {
         let store = MessageStore {
             shared,
             thread: Mutex::new(Some(thread)),
+            reads: Mutex::new(Some(reads)),
+            reader: Mutex::new(Some(reader)),
             next_id: std::sync::atomic::AtomicU64::new(max_id.map_or(1, |m| m + 1)),
         };
         Ok((Arc::new(store), rec.queues))
@@ -374,53 +442,21 @@ impl MessageStore {
     }
 
     /// Reads a publish record's payload back, checking its checksum. Safe while appends continue; a
-    /// record not yet written is served from the write buffer.
+    /// record not yet written is served from the write buffer. Blocking: call it off the async runtime.
     pub fn read(&self, loc: Location) -> Result<Bytes, StoreError> {
-        let end = loc.offset + u64::from(loc.len);
-        let waited = Instant::now();
-        let mut st = self.shared.lock();
-        loop {
-            let Some(seg) = st.msg.segs.get(&loc.segment) else {
-                return Err(StoreError::NotFound(loc));
-            };
-            if loc.offset < HEADER_LEN || (loc.len as usize) < RECORD_HEADER_LEN || end > seg.len {
-                return Err(StoreError::NotFound(loc));
-            }
-            if end <= seg.written {
-                if let Some(file) = seg.file.clone() {
-                    drop(st);
-                    return self.read_at(&file, loc);
-                }
-            }
-            let pending = st
-                .msg
-                .chunks
-                .iter()
-                .find(|c| c.seg == loc.segment && c.start <= loc.offset && end <= c.end());
-            if let Some(c) = pending {
-                let from = (loc.offset - c.start) as usize;
-                let buf = c.bytes[from..from + loc.len as usize].to_vec();
-                drop(st);
-                return decode_read(loc, buf);
-            }
-            // The sync thread is writing it right now.
-            if st.shutdown || waited.elapsed() > READ_WAIT {
-                return Err(StoreError::NotFound(loc));
-            }
-            st = self
-                .shared
-                .written
-                .wait_timeout(st, Duration::from_millis(100))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        self.shared.read(loc)
     }
 
-    fn read_at(&self, file: &File, loc: Location) -> Result<Bytes, StoreError> {
-        let mut buf = vec![0u8; loc.len as usize];
-        file.read_exact_at(&mut buf, loc.offset)
-            .map_err(|e| StoreError::io("read", &self.shared.path(SegKind::Msg, loc.segment), e))?;
-        decode_read(loc, buf)
+    /// Read records back on the store's reader thread, then call `done` there with the payloads, in order.
+    /// Callers holding locks or running on an async worker use this instead of `read`.
+    pub fn read_async(&self, locs: Vec<Location>, done: ReadDone) {
+        let sent = match &*self.reads.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(tx) => tx.send((locs, done)).map_err(|e| e.0),
+            None => Err((locs, done)),
+        };
+        if let Err((locs, done)) = sent {
+            done(locs.into_iter().map(|_| Err(StoreError::Closed)).collect());
+        }
     }
 
     /// Writes and syncs everything accepted so far (both logs), whatever the policy; returns when done.
@@ -466,6 +502,21 @@ impl MessageStore {
 
 impl Drop for MessageStore {
     fn drop(&mut self) {
+        // The reader finishes what it was given, then ends (its channel closes).
+        self.reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let reader = self
+            .reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = reader {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
         self.shared.lock().shutdown = true;
         self.shared.work.notify_one();
         let thread = self

@@ -3,11 +3,11 @@
 use super::{clean_owned_name, reply, Ctx};
 use crate::broker::{Command, DeleteCause};
 use crate::channel::content::PublishStart;
-use crate::channel::{reply_to, Channel, TxOp, Unacked};
+use crate::channel::{reply_to, Channel, Pending, Then, TxOp, Unacked, Wait};
 use crate::error::{AmqpError, AmqpResult};
 use crate::protocol::{self, fields};
 use crate::queue::args::QueueType;
-use crate::queue::{Consumer, Queue};
+use crate::queue::{Consumer, Got, Queue};
 use amq_protocol::protocol::{basic, AMQPClass};
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
@@ -75,13 +75,7 @@ impl Channel {
                         qname, ctx.vhost.name
                     )));
                 }
-                if !q.get(&self.as_consumer_channel(), g.no_ack) {
-                    reply(
-                        ctx,
-                        id,
-                        AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
-                    );
-                }
+                self.get(ctx, q, g.no_ack);
             }
             basic::AMQPMethod::Ack(a) => {
                 let entries = self.shared.take(a.delivery_tag, a.multiple)?;
@@ -120,6 +114,27 @@ impl Channel {
             _ => return Err(AmqpError::command_invalid("unimplemented method")),
         }
         Ok(())
+    }
+
+    /// basic.get on `q`: get-ok, get-empty, or (the head is being read back from the store) a wait, after
+    /// which the connection calls this again.
+    pub fn get(&self, ctx: &mut Ctx, q: Arc<Queue>, no_ack: bool) {
+        let id = self.id();
+        match q.get(&self.as_consumer_channel(), no_ack) {
+            Got::Delivered => {}
+            Got::Empty => reply(
+                ctx,
+                id,
+                AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+            ),
+            Got::Wait(rx) => {
+                *ctx.pending = Some(Pending {
+                    wait: Wait::Loaded(rx),
+                    channel: id,
+                    then: Then::Get { queue: q, no_ack },
+                })
+            }
+        }
     }
 
     fn reject(&mut self, entries: Vec<Unacked>, requeue: bool) {

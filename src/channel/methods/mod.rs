@@ -114,12 +114,14 @@ impl Ctx<'_> {
             return;
         }
         *self.pending = Some(Pending {
-            ticket: executed.ticket,
+            wait: super::Wait::Durable(executed.ticket),
             channel,
-            reply,
-            cancelled,
-            class_id,
-            method_id,
+            then: super::Then::Reply {
+                reply,
+                cancelled,
+                class_id,
+                method_id,
+            },
         });
     }
 }

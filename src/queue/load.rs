@@ -1,0 +1,82 @@
+//! Reading paged messages back. A queue never reads the store under its lock or on an async worker: when
+//! its head is paged — or fewer than half a batch of in-memory messages stand before the next paged one
+//! (read-ahead, so a draining consumer never waits) — it hands a batch of locations to the store's reader
+//! thread and goes on; the reader's callback puts the messages back in place, then dispatches. A basic.get
+//! that finds the head paged gets a receiver that fires when the batch is in.
+
+use super::ready::{decode_loaded, Load};
+use super::{Dead, Queue, QueueState};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// What a basic.get came to.
+#[derive(Debug)]
+pub enum Got {
+    /// The head was handed to the channel.
+    Delivered,
+    Empty,
+    /// The head is being read back from the store: try again when this fires.
+    Wait(oneshot::Receiver<()>),
+}
+
+impl Queue {
+    /// Start reading paged messages back, if the list wants it and no load is in flight.
+    pub(super) fn start_load(self: &Arc<Self>, st: &mut QueueState) {
+        let Some(load) = st.ready.begin_load() else {
+            return;
+        };
+        let Some(store) = st.ready.pager().map(|p| p.store.clone()) else {
+            return;
+        };
+        let locs = load.items.iter().map(|p| p.loc).collect();
+        let weak = Arc::downgrade(self);
+        store.read_async(
+            locs,
+            Box::new(move |read| {
+                if let Some(q) = weak.upgrade() {
+                    q.finish_load(load, read);
+                }
+            }),
+        );
+    }
+
+    /// A batch is back (on the store's reader thread): put it in place, then serve consumers and getters.
+    fn finish_load(
+        self: &Arc<Self>,
+        load: Load,
+        read: Vec<Result<bytes::Bytes, crate::store::StoreError>>,
+    ) {
+        let mut dead = Dead::new();
+        let waiters = {
+            let mut st = self.state.lock();
+            let decoded = match st.ready.pager() {
+                Some(pager) => load
+                    .items
+                    .iter()
+                    .zip(read)
+                    .map(|(p, r)| decode_loaded(pager, p, r))
+                    .collect(),
+                None => Vec::new(),
+            };
+            st.ready.finish_load(load, decoded);
+            if st.over_limit() && st.config.overflow == super::Overflow::DropHead {
+                st.drop_head_over_limit(&mut dead);
+            }
+            self.dispatch_locked(&mut st, &mut dead);
+            self.arm_timer(&mut st);
+            std::mem::take(&mut st.load_waiters)
+        };
+        self.dead_letter(dead);
+        for w in waiters {
+            let _ = w.send(());
+        }
+    }
+
+    /// basic.get found the head paged: start reading it back and return a receiver for when it is in.
+    pub(super) fn wait_for_load(self: &Arc<Self>, st: &mut QueueState) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        st.load_waiters.push(tx);
+        self.start_load(st);
+        rx
+    }
+}
