@@ -41,9 +41,9 @@ pub struct Config {
     pub sync: String,
     pub sync_interval_ms: u64,
     /// Policies applied at start, in RabbitMQ's shape (vhost, name, pattern, apply-to, priority, definition).
-    pub policies: Vec<crate::broker::policy::PolicyDef>,
+    pub policies: Vec<PolicyDef>,
     /// Operator policies applied at start.
-    pub operator_policies: Vec<crate::broker::policy::PolicyDef>,
+    pub operator_policies: Vec<PolicyDef>,
     /// The memory alarm: publishers are blocked while the process's resident memory is above this
     /// fraction of the machine's (or cgroup's) memory (RabbitMQ's vm_memory_high_watermark.relative).
     pub memory_high_watermark: f64,
@@ -89,6 +89,34 @@ impl Default for Config {
             disk_free_limit_bytes: 50_000_000,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApplyTo {
+    #[default]
+    All,
+    Queues,
+    Exchanges,
+}
+
+/// A policy as RabbitMQ's definitions, management API and Warren's config file write it (applied by
+/// `broker::policy`).
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+pub struct PolicyDef {
+    #[serde(default = "default_vhost")]
+    pub vhost: String,
+    pub name: String,
+    pub pattern: String,
+    #[serde(rename = "apply-to", default)]
+    pub apply_to: ApplyTo,
+    #[serde(default)]
+    pub priority: i64,
+    pub definition: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_vhost() -> String {
+    "/".to_string()
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -165,8 +165,12 @@ impl Server {
     /// state that `Broker::reset` returns to.
     async fn start_with(config: Config, setup: Vec<Command>) -> Result<Server, StartError> {
         let addr = format!("{}:{}", config.bind, config.port);
-        let definitions = match &config.definitions {
-            Some(p) => Some(crate::definitions::read_file(p)?),
+        let definitions = match config.definitions.clone() {
+            Some(p) => Some(
+                tokio::task::spawn_blocking(move || crate::definitions::read_file(&p))
+                    .await
+                    .map_err(|e| StartError::RecoveryThread(e.to_string()))??,
+            ),
             None => None,
         };
         let listener = TcpListener::bind(&addr)

@@ -106,17 +106,19 @@ impl Alarms {
         self.state.send_replace(bits);
     }
 
-    /// Sample until the broker is dropped.
+    /// Sample until the broker is dropped, on a thread of its own: reading /proc and statvfs are file
+    /// system calls, which do not belong on the async workers.
     pub fn spawn_monitor(alarms: std::sync::Weak<Alarms>) {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SAMPLE_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
+        let spawned = std::thread::Builder::new()
+            .name("warren-alarms".into())
+            .spawn(move || loop {
+                std::thread::sleep(SAMPLE_EVERY);
                 let Some(a) = alarms.upgrade() else { return };
                 a.sample();
-            }
-        });
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the resource alarm monitor; alarms will not fire");
+        }
     }
 }
 

@@ -4,35 +4,9 @@
 //! value wins for TTLs and lengths, the argument wins for dead-lettering and overflow.
 
 use crate::queue::args::{Overflow, QueueConfig, QueueType};
-use serde::Deserialize;
 use serde_json::Value;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ApplyTo {
-    #[default]
-    All,
-    Queues,
-    Exchanges,
-}
-
-/// A policy as RabbitMQ's definitions and management API write it.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
-pub struct PolicyDef {
-    #[serde(default = "default_vhost")]
-    pub vhost: String,
-    pub name: String,
-    pub pattern: String,
-    #[serde(rename = "apply-to", default)]
-    pub apply_to: ApplyTo,
-    #[serde(default)]
-    pub priority: i64,
-    pub definition: serde_json::Map<String, Value>,
-}
-
-fn default_vhost() -> String {
-    "/".to_string()
-}
+pub use crate::config::{ApplyTo, PolicyDef};
 
 #[derive(Debug, Clone)]
 pub struct Policy {
