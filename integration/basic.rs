@@ -1,29 +1,13 @@
 //! basic.*: publish, consume, get, ack/nack/reject, recover, qos, cancel, properties.
 
+use crate::common::excl_queue as excl;
+use crate::common::raw::{self, Raw};
 use crate::common::*;
-use crate::connection::raw::{self, Raw};
 use lapin::{
     options::*,
     types::{AMQPValue, DecimalValue, FieldArray, FieldTable},
-    BasicProperties, Channel, ExchangeKind,
+    BasicProperties, ExchangeKind,
 };
-
-async fn excl(ch: &Channel, prefix: &str) -> String {
-    declare_queue_with(
-        ch,
-        &unique(prefix),
-        QueueDeclareOptions {
-            exclusive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-}
-
-fn bodies(ds: &[lapin::message::Delivery]) -> Vec<String> {
-    ds.iter().map(body).collect()
-}
 
 #[tokio::test]
 async fn publish_consume_round_trip() {

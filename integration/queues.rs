@@ -1,34 +1,12 @@
 //! queue.declare / bind / unbind / purge / delete and queue lifetimes.
 
+use crate::common::try_declare_queue as declare;
 use crate::common::*;
 use lapin::{
     options::*,
     types::{AMQPValue, FieldTable},
     Channel, ExchangeKind,
 };
-
-fn passive() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    }
-}
-
-fn exclusive() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        exclusive: true,
-        ..Default::default()
-    }
-}
-
-async fn declare(
-    ch: &Channel,
-    name: &str,
-    opts: QueueDeclareOptions,
-    args: FieldTable,
-) -> lapin::Result<lapin::Queue> {
-    within(ch.queue_declare(name.into(), opts, args)).await
-}
 
 async fn delete(ch: &Channel, name: &str) {
     within(ch.queue_delete(name.into(), Default::default()))
