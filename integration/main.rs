@@ -12,6 +12,16 @@ mod confirms_tx;
 mod connection;
 mod exchanges;
 mod policies;
-mod queue_features;
 mod queues;
 mod routing;
+
+// RabbitMQ queue features, one file each.
+mod consumer_priorities;
+mod dead_lettering;
+mod direct_reply_to;
+mod length_limits;
+mod message_ttl;
+mod priority_queues;
+mod queue_expiry;
+mod quorum_queues;
+mod single_active_consumer;
