@@ -7,11 +7,13 @@ mod durability;
 mod embedding;
 mod paging;
 
-mod basic;
+mod acks;
 mod confirms_tx;
 mod connection;
+mod consume;
 mod exchanges;
 mod policies;
+mod publish;
 mod queues;
 mod routing;
 
