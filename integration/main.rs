@@ -11,6 +11,8 @@ mod acks;
 mod confirms_tx;
 mod connection;
 mod consume;
+mod exchange_deletion;
+mod exchange_routing;
 mod exchanges;
 mod policies;
 mod publish;

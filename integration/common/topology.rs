@@ -126,6 +126,17 @@ async fn found<T>(ch: Channel, res: lapin::Result<T>, kind: &str, name: &str) ->
     }
 }
 
+/// exchange.declare with the broker's answer, for tests that expect it to fail.
+pub async fn try_declare_exchange(
+    ch: &Channel,
+    name: &str,
+    kind: ExchangeKind,
+    opts: ExchangeDeclareOptions,
+    args: FieldTable,
+) -> lapin::Result<()> {
+    within(ch.exchange_declare(name.into(), kind, opts, args)).await
+}
+
 pub async fn declare_exchange(ch: &Channel, name: &str, kind: ExchangeKind) {
     within(ch.exchange_declare(
         name.into(),
