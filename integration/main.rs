@@ -16,6 +16,8 @@ mod exchange_routing;
 mod exchanges;
 mod policies;
 mod publish;
+mod queue_lifetimes;
+mod queue_operations;
 mod queues;
 mod routing;
 

@@ -17,11 +17,10 @@ async fn quorum(ch: &Channel, prefix: &str, mut args: Vec<(&str, AMQPValue)>) ->
     declare_queue_with(ch, &unique(prefix), durable(), table(args)).await
 }
 
+/// Delete `q` on a throwaway channel of `conn`.
 async fn delete_queue(conn: &Connection, q: &str) {
     let ch = open(conn).await;
-    within(ch.queue_delete(q.into(), QueueDeleteOptions::default()))
-        .await
-        .unwrap_or_else(|e| panic!("queue.delete {q}: {e:?}"));
+    queue_delete(&ch, q).await;
     let _ = ch.close(200, "bye".into()).await;
 }
 

@@ -76,6 +76,13 @@ pub async fn excl_queue(ch: &Channel, prefix: &str) -> String {
     xq(ch, prefix, vec![]).await
 }
 
+/// queue.delete of `name` on `ch` (no if-empty / if-unused), which must succeed.
+pub async fn queue_delete(ch: &Channel, name: &str) {
+    within(ch.queue_delete(name.into(), Default::default()))
+        .await
+        .unwrap_or_else(|e| panic!("queue.delete {name} failed: {e:?}"));
+}
+
 /// (message_count, consumer_count) via passive declare.
 pub async fn queue_counts(ch: &Channel, name: &str) -> (u32, u32) {
     let q = within(ch.queue_declare(name.into(), passive(), FieldTable::default()))
