@@ -12,7 +12,6 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,16 +46,8 @@ fn start(dir: &std::path::Path) -> Broker {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn warren");
-    let mut line = String::new();
     let stdout = child.stdout.take().expect("stdout");
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("LISTENING line");
-    let port: u16 = line
-        .trim()
-        .strip_prefix("LISTENING port=")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("bad first line {line:?}"));
+    let port = listening_port(stdout).unwrap_or_else(|e| panic!("{e}"));
     Broker {
         child,
         url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),

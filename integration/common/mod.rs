@@ -47,6 +47,8 @@ use lapin::{
 };
 use std::{
     future::Future,
+    io::{BufRead, BufReader},
+    process::ChildStdout,
     sync::atomic::{AtomicU64, Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -185,6 +187,19 @@ pub fn unique(prefix: &str) -> String {
 /// A fresh data directory under the system temp dir, for tests that restart a broker on it.
 pub fn data_dir(tag: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("warren-it-{}", unique(tag)))
+}
+
+/// The port that the warren binary, started with `--port 0`, prints on its first stdout line
+/// (`LISTENING port=N`); or, as the error, what it printed instead.
+pub fn listening_port(stdout: ChildStdout) -> Result<u16, String> {
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the LISTENING line: {e}"))?;
+    line.trim()
+        .strip_prefix("LISTENING port=")
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| format!("unexpected first stdout line {line:?}"))
 }
 
 /// Await `f`, failing the test if it takes longer than [`WAIT`].
