@@ -1,52 +1,8 @@
 //! Publisher confirms and transactions.
 
+use crate::common::excl_queue as excl;
 use crate::common::*;
-use lapin::{
-    options::*,
-    types::{AMQPValue, FieldTable},
-    BasicProperties, Channel, Confirmation,
-};
-
-async fn excl(ch: &Channel, prefix: &str) -> String {
-    declare_queue_with(
-        ch,
-        &unique(prefix),
-        QueueDeclareOptions {
-            exclusive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-}
-
-async fn confirm_select(ch: &Channel) {
-    within(ch.confirm_select(ConfirmSelectOptions::default()))
-        .await
-        .expect("confirm.select");
-}
-
-async fn publish_confirm(
-    ch: &Channel,
-    exchange: &str,
-    rk: &str,
-    mandatory: bool,
-    body: &[u8],
-) -> Confirmation {
-    let pc = within(ch.basic_publish(
-        exchange.into(),
-        rk.into(),
-        BasicPublishOptions {
-            mandatory,
-            immediate: false,
-        },
-        body,
-        BasicProperties::default(),
-    ))
-    .await
-    .expect("publish");
-    within(pc).await.expect("confirmation")
-}
+use lapin::{options::*, types::AMQPValue, BasicProperties, Confirmation};
 
 #[tokio::test]
 async fn confirms_ack_routable_publishes() {

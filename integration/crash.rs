@@ -2,20 +2,23 @@
 //! which is killed with SIGKILL at a random moment, restarted on the same data directory, and checked:
 //! every confirmed message is still there or was consumed, no message whose ack was known to be durable comes
 //! back, and nothing is duplicated. `WARREN_CRASH_CYCLES` sets the number of cycles (default 50).
+//!
+//! Every random choice of a run (when to kill the broker in each cycle) comes from one seed, printed at the
+//! start and named in every failure. `WARREN_CRASH_SEED=<seed>` replays that kill schedule; the broker's own
+//! timing still varies from run to run.
 
 use crate::common::*;
 use futures_lite::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions,
+    ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const QUEUE: &str = "crash-q";
 const MARKERS: &str = "crash-markers";
@@ -25,11 +28,12 @@ struct Broker {
     url: String,
 }
 
-fn start(dir: &std::path::Path) -> Broker {
+fn start(dir: &std::path::Path, seed: u64) -> Broker {
     // Keep only a few stored messages in memory per queue, so that the backlog is mostly paged out and the
     // harness checks paging and index recovery too.
     let config = dir.with_extension("toml");
-    std::fs::write(&config, "queue_in_memory_messages = 8\n").expect("write config");
+    std::fs::write(&config, "queue_in_memory_messages = 8\n")
+        .unwrap_or_else(|e| panic!("seed {seed}: write {config:?}: {e}"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
         .arg("--config")
         .arg(&config)
@@ -46,17 +50,12 @@ fn start(dir: &std::path::Path) -> Broker {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn warren");
-    let mut line = String::new();
-    let stdout = child.stdout.take().expect("stdout");
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("LISTENING line");
-    let port: u16 = line
-        .trim()
-        .strip_prefix("LISTENING port=")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("bad first line {line:?}"));
+        .unwrap_or_else(|e| panic!("seed {seed}: spawn warren: {e}"));
+    let stdout = child
+        .stdout
+        .take()
+        .unwrap_or_else(|| panic!("seed {seed}: no stdout pipe"));
+    let port = listening_port(stdout).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     Broker {
         child,
         url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
@@ -76,33 +75,37 @@ fn persistent() -> BasicProperties {
     BasicProperties::default().with_delivery_mode(2)
 }
 
-async fn declare(conn: &Connection) -> lapin::Channel {
-    let ch = conn.create_channel().await.expect("channel");
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    ch.queue_declare(QUEUE.into(), durable, FieldTable::default())
+/// A channel on `conn` with both queues declared.
+async fn declare(conn: &Connection) -> lapin::Result<lapin::Channel> {
+    let ch = conn.create_channel().await?;
+    ch.queue_declare(QUEUE.into(), durable(), FieldTable::default())
+        .await?;
+    ch.queue_declare(MARKERS.into(), durable(), FieldTable::default())
+        .await?;
+    Ok(ch)
+}
+
+/// A connection and a channel in confirm mode with both queues declared; `None` once the broker is gone.
+async fn confirming_channel(url: &str) -> Option<(Connection, lapin::Channel)> {
+    let conn = Connection::connect(url, ConnectionProperties::default())
         .await
-        .expect("declare");
-    ch.queue_declare(MARKERS.into(), durable, FieldTable::default())
+        .ok()?;
+    let ch = declare(&conn).await.ok()?;
+    ch.confirm_select(ConfirmSelectOptions::default())
         .await
-        .expect("declare markers");
-    ch
+        .ok()?;
+    Some((conn, ch))
+}
+
+/// The record of what the clients saw; a poisoned lock still holds sound sets.
+fn lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
+    seen.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 async fn publisher(url: String, start_id: u64, seen: Arc<Mutex<Seen>>) {
-    let Ok(conn) = Connection::connect(&url, ConnectionProperties::default()).await else {
+    let Some((_conn, ch)) = confirming_channel(&url).await else {
         return;
     };
-    let ch = declare(&conn).await;
-    if ch
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .is_err()
-    {
-        return;
-    }
     let mut id = start_id;
     loop {
         let body = id.to_be_bytes();
@@ -120,7 +123,7 @@ async fn publisher(url: String, start_id: u64, seen: Arc<Mutex<Seen>>) {
         };
         match confirm.await {
             Ok(c) if c.is_ack() => {
-                seen.lock().expect("lock").confirmed.insert(id);
+                lock(&seen).confirmed.insert(id);
             }
             _ => return,
         }
@@ -129,17 +132,9 @@ async fn publisher(url: String, start_id: u64, seen: Arc<Mutex<Seen>>) {
 }
 
 async fn consumer(url: String, seen: Arc<Mutex<Seen>>) {
-    let Ok(conn) = Connection::connect(&url, ConnectionProperties::default()).await else {
+    let Some((_conn, ch)) = confirming_channel(&url).await else {
         return;
     };
-    let ch = declare(&conn).await;
-    if ch
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .is_err()
-    {
-        return;
-    }
     let _ = ch.basic_qos(50, BasicQosOptions::default()).await;
     let Ok(mut deliveries) = ch
         .basic_consume(
@@ -155,7 +150,7 @@ async fn consumer(url: String, seen: Arc<Mutex<Seen>>) {
     let mut pending = Vec::new();
     while let Some(Ok(d)) = deliveries.next().await {
         let id = u64::from_be_bytes(d.data[..8].try_into().unwrap_or_default());
-        seen.lock().expect("lock").delivered.insert(id);
+        lock(&seen).delivered.insert(id);
         if d.ack(BasicAckOptions::default()).await.is_err() {
             return;
         }
@@ -175,11 +170,7 @@ async fn consumer(url: String, seen: Arc<Mutex<Seen>>) {
                 return;
             };
             match c.await {
-                Ok(c) if c.is_ack() => seen
-                    .lock()
-                    .expect("lock")
-                    .durably_acked
-                    .extend(pending.drain(..)),
+                Ok(c) if c.is_ack() => lock(&seen).durably_acked.extend(pending.drain(..)),
                 _ => return,
             }
         }
@@ -187,23 +178,25 @@ async fn consumer(url: String, seen: Arc<Mutex<Seen>>) {
 }
 
 /// Everything in the queue after a restart, in order, with redelivered flags.
-async fn drain(url: &str) -> Vec<(u64, bool)> {
+async fn drain(url: &str, seed: u64) -> Vec<(u64, bool)> {
     let conn = Connection::connect(url, ConnectionProperties::default())
         .await
-        .expect("connect after restart");
-    let ch = declare(&conn).await;
+        .unwrap_or_else(|e| panic!("seed {seed}: connect after restart: {e:?}"));
+    let ch = declare(&conn)
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed}: declare after restart: {e:?}"));
     let mut out = Vec::new();
     while let Some(m) = ch
         .basic_get(QUEUE.into(), BasicGetOptions { no_ack: true })
         .await
-        .expect("get")
+        .unwrap_or_else(|e| panic!("seed {seed}: basic.get after restart: {e:?}"))
     {
         let id = u64::from_be_bytes(m.delivery.data[..8].try_into().unwrap_or_default());
         out.push((id, m.delivery.redelivered));
     }
     ch.queue_purge(MARKERS.into(), Default::default())
         .await
-        .expect("purge markers");
+        .unwrap_or_else(|e| panic!("seed {seed}: purge markers: {e:?}"));
     let _ = conn.close(200, "bye".into()).await;
     out
 }
@@ -214,24 +207,27 @@ async fn crash_harness() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(50);
-    let dir = std::env::temp_dir().join(format!("warren-crash-{}", unique("c")));
+    let seed = seed();
+    eprintln!("crash harness seed {seed} (replay with WARREN_CRASH_SEED={seed})");
+    let mut rng = SplitMix64(seed);
+    let dir = data_dir("crash");
     let mut next_id = 0u64;
     let mut total_confirmed = 0usize;
     for cycle in 0..cycles {
-        let mut broker = start(&dir);
+        let mut broker = start(&dir, seed);
         let seen = Arc::new(Mutex::new(Seen::default()));
         let p = tokio::spawn(publisher(broker.url.clone(), next_id, seen.clone()));
         let c = tokio::spawn(consumer(broker.url.clone(), seen.clone()));
-        let run_ms = 100 + (rand_u64() % 300);
+        let run_ms = 100 + rng.next_u64() % 300;
         tokio::time::sleep(Duration::from_millis(run_ms)).await;
         let _ = broker.child.kill();
         let _ = broker.child.wait();
         let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
-        let seen = std::mem::take(&mut *seen.lock().expect("lock"));
+        let seen = std::mem::take(&mut *lock(&seen));
 
-        let mut broker = start(&dir);
-        let present = drain(&broker.url).await;
+        let mut broker = start(&dir, seed);
+        let present = drain(&broker.url, seed).await;
         let _ = broker.child.kill();
         let _ = broker.child.wait();
 
@@ -240,44 +236,62 @@ async fn crash_harness() {
         assert_eq!(
             unique_ids.len(),
             ids.len(),
-            "cycle {cycle}: duplicates after restart: {ids:?}"
+            "seed {seed}, cycle {cycle}: duplicates after restart: {ids:?}"
         );
         for id in &seen.confirmed {
             assert!(
                 unique_ids.contains(id) || seen.delivered.contains(id),
-                "cycle {cycle}: confirmed message {id} lost"
+                "seed {seed}, cycle {cycle}: confirmed message {id} lost"
             );
         }
         for id in &seen.durably_acked {
             assert!(
                 !unique_ids.contains(id),
-                "cycle {cycle}: acked message {id} came back"
+                "seed {seed}, cycle {cycle}: acked message {id} came back"
             );
         }
         for (id, redelivered) in &present {
             if seen.delivered.contains(id) {
                 assert!(
                     *redelivered,
-                    "cycle {cycle}: message {id} delivered before the crash lacks redelivered"
+                    "seed {seed}, cycle {cycle}: message {id} delivered before the crash lacks redelivered"
                 );
             }
         }
         total_confirmed += seen.confirmed.len();
         next_id += 1_000_000;
     }
-    println!("crash harness: {cycles} cycles, {total_confirmed} confirmed messages checked");
-    assert!(total_confirmed > 0, "no message was ever confirmed");
+    println!("crash harness: {cycles} cycles, {total_confirmed} confirmed messages checked (seed {seed})");
+    assert!(
+        total_confirmed > 0,
+        "seed {seed}: no message was ever confirmed"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(dir.with_extension("toml"));
 }
 
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
+/// The run's seed: `WARREN_CRASH_SEED` when set, otherwise one taken from the clock.
+fn seed() -> u64 {
+    match std::env::var("WARREN_CRASH_SEED") {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("WARREN_CRASH_SEED={s:?} is not a u64")),
+        Err(_) => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64),
-    );
-    h.finish()
+    }
+}
+
+/// splitmix64: a small deterministic generator, so that a run's random choices follow from its seed alone.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
 }

@@ -5,10 +5,6 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::ExchangeKind;
 
-fn data_dir(tag: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("warren-it-{}", unique(tag)))
-}
-
 async fn start(dir: &std::path::Path) -> (warren::Server, TestBroker) {
     let server = warren::Server::builder()
         .ephemeral(false)

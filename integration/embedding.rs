@@ -182,15 +182,7 @@ fn spawn_binary(
             }
         }
     });
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read LISTENING line");
-    let port = line
-        .trim()
-        .strip_prefix("LISTENING port=")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first stdout line {line:?}"));
+    let port = listening_port(stdout).unwrap_or_else(|e| panic!("{e}"));
     (child, port, rx)
 }
 

@@ -8,11 +8,27 @@ mod durability;
 mod embedding;
 mod paging;
 
-mod basic;
+mod acks;
 mod confirms_tx;
 mod connection;
+mod consume;
+mod exchange_deletion;
+mod exchange_routing;
 mod exchanges;
 mod policies;
-mod queue_features;
+mod publish;
+mod queue_lifetimes;
+mod queue_operations;
 mod queues;
 mod routing;
+
+// RabbitMQ queue features, one file each.
+mod consumer_priorities;
+mod dead_lettering;
+mod direct_reply_to;
+mod length_limits;
+mod message_ttl;
+mod priority_queues;
+mod queue_expiry;
+mod quorum_queues;
+mod single_active_consumer;

@@ -2,17 +2,10 @@
 //! restart too; resource alarms block publishers (and only publishers) until they clear.
 
 use crate::common::*;
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
-    QueueDeclareOptions,
-};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
 use lapin::BasicProperties;
 use warren::queue::ready::{KEEP_MIN, KEEP_STORED};
-
-fn data_dir(tag: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("warren-it-{}", unique(tag)))
-}
 
 /// A broker on `dir`; `paging_ratio` sets how early queues page transient messages out.
 async fn start(dir: &std::path::Path, paging_ratio: f64) -> (warren::Server, TestBroker) {
@@ -32,13 +25,6 @@ async fn start(dir: &std::path::Path, paging_ratio: f64) -> (warren::Server, Tes
         .expect("start");
     let b = TestBroker::from_url(server.url_for("guest", "guest", "%2f"));
     (server, b)
-}
-
-fn durable() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    }
 }
 
 /// Publish `n` messages numbered from `from` with confirms, 500 in flight at a time.
@@ -69,18 +55,6 @@ async fn publish_numbered(ch: &lapin::Channel, queue: &str, from: u32, n: u32, p
     for c in pending {
         assert!(within(c).await.unwrap().is_ack());
     }
-}
-
-/// Drain a queue with basic.get (no-ack) and return the bodies.
-async fn drain(ch: &lapin::Channel, queue: &str) -> Vec<String> {
-    let mut got = Vec::new();
-    while let Some(m) = within(ch.basic_get(queue.into(), BasicGetOptions { no_ack: true }))
-        .await
-        .unwrap()
-    {
-        got.push(String::from_utf8(m.delivery.data.clone()).unwrap());
-    }
-    got
 }
 
 fn numbered(from: u32, to: u32) -> Vec<String> {

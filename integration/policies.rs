@@ -11,7 +11,7 @@
 //! * apply-to restricts to queues or exchanges; patterns are unanchored regexes.
 
 use crate::common::*;
-use crate::queue_features::*;
+use crate::common::{exclusive as excl, try_declare_queue as declare};
 use lapin::{
     options::*,
     types::{AMQPValue, FieldTable},

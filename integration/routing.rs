@@ -7,19 +7,6 @@ use lapin::{
     BasicProperties, Channel, ExchangeKind,
 };
 
-async fn excl_queue(ch: &Channel, prefix: &str) -> String {
-    declare_queue_with(
-        ch,
-        &unique(prefix),
-        QueueDeclareOptions {
-            exclusive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-}
-
 /// Publish a marker to the default exchange behind the test messages and wait for it: once it
 /// is in the queue, everything published before it on this channel has been routed.
 async fn settle(ch: &Channel) {
@@ -246,10 +233,6 @@ async fn topic_unbind_stops_routing() {
     publish(&ch, "amq.topic", &format!("{q}.two"), b"2").await;
     settle(&ch).await;
     assert_eq!(drain(&ch, &q).await, vec!["1"]);
-}
-
-fn long(v: i64) -> AMQPValue {
-    AMQPValue::LongLongInt(v)
 }
 
 #[tokio::test]

@@ -1,4 +1,6 @@
-//! Throughput measurements on this machine; printed (run with `--nocapture`), never asserted.
+//! Throughput measurements on this machine; printed, never asserted (beyond a sanity check), so they are
+//! ignored by a plain `cargo test`. Run them with
+//! `cargo test --release --lib store::tests::bench -- --ignored --nocapture`.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -59,6 +61,7 @@ fn confirmed_rate(
 }
 
 #[test]
+#[ignore = "measurement only: run with --ignored --nocapture"]
 fn bench_publish_rate_with_always() {
     let run = Duration::from_millis(1500);
     for (publishers, window) in [(1u64, 1usize), (1, 64), (8, 64)] {
@@ -74,6 +77,7 @@ fn bench_publish_rate_with_always() {
 }
 
 #[test]
+#[ignore = "measurement only: run with --ignored --nocapture"]
 fn bench_recovery_of_a_large_store() {
     let d = TempDir::new("bench-recovery");
     let cfg = config(&d.0, 8 << 20, SyncPolicy::Never);

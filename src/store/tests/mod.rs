@@ -1,5 +1,6 @@
 //! Unit tests of the message store: round trips, recovery, torn tails, GC, group commit, sync policies and
-//! I/O errors. `model.rs` holds the model-based and crash tests, `bench.rs` the throughput measurement.
+//! I/O errors. `model.rs` holds the model-based and crash tests, `bench.rs` the throughput measurements
+//! (ignored unless asked for).
 
 mod bench;
 mod model;
