@@ -6,7 +6,6 @@
 use crate::common::*;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
@@ -54,15 +53,7 @@ fn start(dir: &std::path::Path) -> Limited {
         });
     }
     let mut child = cmd.spawn().expect("spawn warren");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("LISTENING line");
-    let port: u16 = line
-        .trim()
-        .strip_prefix("LISTENING port=")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("bad first line {line:?}"));
+    let port = listening_port(child.stdout.take().expect("stdout")).expect("LISTENING line");
     Limited {
         child,
         url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
