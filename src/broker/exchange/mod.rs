@@ -151,7 +151,7 @@ pub struct Bound {
 struct Bindings {
     list: DenseMap<BindingId, Bound>,
     /// The bindings to each destination, so deleting a queue touches only its own.
-    by_dest: crate::FastMap<DestKey, Vec<BindingId>>,
+    by_dest: crate::FastMap<DestKey, crate::FastSet<BindingId>>,
     index: Index,
 }
 
@@ -250,7 +250,7 @@ impl Exchange {
         g.by_dest
             .entry(id.dest.clone())
             .or_default()
-            .push(id.clone());
+            .insert(id.clone());
         g.list.insert(id, Bound { binding: b, xmatch });
         true
     }
@@ -260,9 +260,7 @@ impl Exchange {
         let mut g = self.bindings.write();
         let b = g.list.remove(id)?.binding;
         if let Some(ids) = g.by_dest.get_mut(&id.dest) {
-            if let Some(i) = ids.iter().position(|x| x == id) {
-                ids.swap_remove(i);
-            }
+            ids.remove(id);
             if ids.is_empty() {
                 g.by_dest.remove(&id.dest);
             }
@@ -277,12 +275,12 @@ impl Exchange {
 
     /// Remove every binding to `dest` (it is being deleted), returning them.
     pub fn unbind_all_to(&self, dest: &DestKey) -> Vec<Binding> {
-        let ids = self
+        let ids: Vec<BindingId> = self
             .bindings
             .read()
             .by_dest
             .get(dest)
-            .cloned()
+            .map(|s| s.iter().cloned().collect())
             .unwrap_or_default();
         ids.iter().filter_map(|id| self.unbind(id)).collect()
     }
