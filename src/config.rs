@@ -58,6 +58,30 @@ pub struct Config {
     /// The disk alarm: publishers are blocked while the data directory's file system has less free space
     /// than this (RabbitMQ's disk_free_limit.absolute).
     pub disk_free_limit_bytes: u64,
+    /// The management HTTP API (and web UI) listener.
+    pub management: Listener,
+    /// The Prometheus metrics listener.
+    pub prometheus: Listener,
+}
+
+/// An HTTP listener: where, and whether at all.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Listener {
+    pub enabled: bool,
+    pub bind: String,
+    /// None: the protocol's usual port (15672 for management, 15692 for Prometheus); 0 picks a free one.
+    pub port: Option<u16>,
+}
+
+impl Default for Listener {
+    fn default() -> Self {
+        Listener {
+            enabled: true,
+            bind: "0.0.0.0".to_string(),
+            port: None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -87,6 +111,8 @@ impl Default for Config {
             memory_paging_ratio: 0.5,
             queue_in_memory_messages: crate::queue::ready::KEEP_STORED,
             disk_free_limit_bytes: 50_000_000,
+            management: Listener::default(),
+            prometheus: Listener::default(),
         }
     }
 }

@@ -50,6 +50,8 @@ pub mod config;
 pub mod connection;
 pub mod definitions;
 pub mod error;
+pub mod http;
+pub mod metrics;
 pub mod protocol;
 pub mod queue;
 pub mod server;

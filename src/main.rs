@@ -33,6 +33,12 @@ struct Cli {
     /// RabbitMQ-format definitions file applied at start.
     #[arg(long)]
     definitions: Option<PathBuf>,
+    /// Management HTTP API port (default 15672; 0 picks a free port).
+    #[arg(long)]
+    management_port: Option<u16>,
+    /// Prometheus metrics port (default 15692; 0 picks a free port).
+    #[arg(long)]
+    prometheus_port: Option<u16>,
     /// Log level or tracing filter (e.g. info, debug, warren=trace).
     #[arg(long, env = "WARREN_LOG_LEVEL")]
     log_level: Option<String>,
@@ -71,6 +77,12 @@ fn main() -> ExitCode {
     }
     if let Some(d) = cli.data_dir {
         config.data_dir = d;
+    }
+    if let Some(p) = cli.management_port {
+        config.management.port = Some(p);
+    }
+    if let Some(p) = cli.prometheus_port {
+        config.prometheus.port = Some(p);
     }
     if let Some(d) = cli.definitions {
         config.definitions = Some(d);
@@ -114,6 +126,12 @@ fn main() -> ExitCode {
         };
         // A machine-readable line for harnesses that start Warren on port 0.
         println!("LISTENING port={}", server.port());
+        if let Some(p) = server.management_port() {
+            println!("LISTENING management port={p}");
+        }
+        if let Some(p) = server.prometheus_port() {
+            println!("LISTENING prometheus port={p}");
+        }
         tracing::info!("Server startup complete; 0 plugins started.");
         tokio::spawn(return_free_memory());
         wait_for_signal().await;

@@ -47,6 +47,31 @@ pub struct Server {
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
     accept: Option<JoinHandle<()>>,
+    /// The management API and Prometheus listeners, when enabled.
+    management: Option<SocketAddr>,
+    prometheus: Option<SocketAddr>,
+    http_tasks: Vec<JoinHandle<()>>,
+}
+
+/// Bind an HTTP listener from its configuration. Its port defaults to `usual`, or to a free one when the
+/// AMQP port itself was asked to be free (harnesses that start several brokers side by side).
+async fn bind_http(
+    l: &crate::config::Listener,
+    usual: u16,
+    amqp_port: u16,
+) -> Result<Option<(TcpListener, SocketAddr)>, StartError> {
+    if !l.enabled {
+        return Ok(None);
+    }
+    let port = l.port.unwrap_or(if amqp_port == 0 { 0 } else { usual });
+    let addr = format!("{}:{port}", l.bind);
+    let bind_err = |source| StartError::Bind {
+        addr: addr.clone(),
+        source,
+    };
+    let listener = TcpListener::bind(&addr).await.map_err(bind_err)?;
+    let local = listener.local_addr().map_err(bind_err)?;
+    Ok(Some((listener, local)))
 }
 
 /// Builds an embedded broker. Its defaults suit tests: loopback only, a free port, nothing on disk.
@@ -78,6 +103,18 @@ impl ServerBuilder {
     }
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.config.data_dir = dir.into();
+        self
+    }
+    /// The management API's port (0: a free one, the builder's default); `None` turns it off.
+    pub fn management_port(mut self, port: Option<u16>) -> Self {
+        self.config.management.enabled = port.is_some();
+        self.config.management.port = port;
+        self
+    }
+    /// The Prometheus listener's port (0: a free one, the builder's default); `None` turns it off.
+    pub fn prometheus_port(mut self, port: Option<u16>) -> Self {
+        self.config.prometheus.enabled = port.is_some();
+        self.config.prometheus.port = port;
         self
     }
     /// Create a vhost at start; every user added with `user` may use it.
@@ -144,11 +181,16 @@ impl Server {
     /// A builder with test-friendly defaults (127.0.0.1, port 0, ephemeral).
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
-            config: Config {
-                bind: "127.0.0.1".into(),
-                port: 0,
-                ephemeral: true,
-                ..Default::default()
+            config: {
+                let mut c = Config {
+                    bind: "127.0.0.1".into(),
+                    port: 0,
+                    ephemeral: true,
+                    ..Default::default()
+                };
+                c.management.bind = "127.0.0.1".into();
+                c.prometheus.bind = "127.0.0.1".into();
+                c
             },
             vhosts: Vec::new(),
             users: Vec::new(),
@@ -165,6 +207,7 @@ impl Server {
     /// state that `Broker::reset` returns to.
     async fn start_with(config: Config, setup: Vec<Command>) -> Result<Server, StartError> {
         let addr = format!("{}:{}", config.bind, config.port);
+        let config_port = config.port;
         let definitions = match config.definitions.clone() {
             Some(p) => Some(
                 tokio::task::spawn_blocking(move || crate::definitions::read_file(&p))
@@ -210,6 +253,30 @@ impl Server {
         broker.timers.spawn_driver();
         broker.alarms.sample();
         crate::broker::alarm::Alarms::spawn_monitor(Arc::downgrade(&broker.alarms));
+        let mut http_tasks = Vec::new();
+        let mgmt = bind_http(&broker.config.management, 15672, config_port).await?;
+        let prom = bind_http(&broker.config.prometheus, 15692, config_port).await?;
+        let (management, prometheus) = (mgmt.as_ref().map(|m| m.1), prom.as_ref().map(|p| p.1));
+        if let Some((listener, addr)) = mgmt {
+            let stats = crate::http::stats::Sampler::new();
+            stats.spawn(Arc::downgrade(&broker), crate::http::collect::read_all);
+            let api = Arc::new(crate::http::Api {
+                broker: broker.clone(),
+                stats,
+                amqp_port: local_addr.port(),
+                mgmt_port: addr.port(),
+                prometheus_port: prometheus.map(|p| p.port()),
+            });
+            http_tasks.push(tokio::spawn(crate::http::serve(listener, api)));
+            tracing::info!(address = %addr, "listening for the management HTTP API");
+        }
+        if let Some((listener, addr)) = prom {
+            http_tasks.push(tokio::spawn(crate::http::prometheus::serve(
+                listener,
+                broker.clone(),
+            )));
+            tracing::info!(address = %addr, "listening for Prometheus scrapes");
+        }
         let (stop, mut stopped) = watch::channel(false);
         let b = broker.clone();
         let accept = tokio::spawn(async move {
@@ -235,6 +302,31 @@ impl Server {
             local_addr,
             stop,
             accept: Some(accept),
+            management,
+            prometheus,
+            http_tasks,
+        })
+    }
+
+    /// The management API's port, when it listens.
+    pub fn management_port(&self) -> Option<u16> {
+        self.management.map(|a| a.port())
+    }
+
+    /// The Prometheus listener's port, when it listens.
+    pub fn prometheus_port(&self) -> Option<u16> {
+        self.prometheus.map(|a| a.port())
+    }
+
+    /// The management API's base URL, e.g. `http://127.0.0.1:15672`.
+    pub fn management_url(&self) -> Option<String> {
+        self.management.map(|a| {
+            let host = if a.ip().is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                a.ip().to_string()
+            };
+            format!("http://{host}:{}", a.port())
         })
     }
 
@@ -298,6 +390,9 @@ impl Drop for Server {
         let _ = self.stop.send(true);
         if let Some(a) = self.accept.take() {
             a.abort();
+        }
+        for t in self.http_tasks.drain(..) {
+            t.abort();
         }
         self.broker
             .close_all_connections("broker forced connection closure with reason 'shutdown'");

@@ -21,6 +21,9 @@ pub struct Alarms {
     disk_free_limit: AtomicU64,
     /// The data directory, for the disk alarm; None when ephemeral (no disk alarm).
     dir: Option<PathBuf>,
+    /// The last measurements (for the management API, which must not make these calls itself).
+    last_rss: AtomicU64,
+    last_free: AtomicU64,
 }
 
 /// The reason sent in connection.blocked, in RabbitMQ's words.
@@ -39,7 +42,23 @@ impl Alarms {
             memory_limit: AtomicU64::new(memory_limit),
             disk_free_limit: AtomicU64::new(disk_free_limit),
             dir,
+            last_rss: AtomicU64::new(0),
+            last_free: AtomicU64::new(0),
         }
+    }
+
+    /// Resident memory at the last sample.
+    pub fn last_rss(&self) -> u64 {
+        self.last_rss.load(Ordering::Relaxed)
+    }
+
+    /// Free space in the data directory's file system at the last sample (0 when ephemeral).
+    pub fn last_free_disk(&self) -> u64 {
+        self.last_free.load(Ordering::Relaxed)
+    }
+
+    pub fn disk_free_limit(&self) -> u64 {
+        self.disk_free_limit.load(Ordering::Relaxed)
     }
 
     /// The alarms now set (a combination of [`MEMORY`] and [`DISK`]).
@@ -76,6 +95,8 @@ impl Alarms {
             bits |= MEMORY;
         }
         let free = self.dir.as_deref().and_then(free_bytes);
+        self.last_rss.store(rss.unwrap_or(0), Ordering::Relaxed);
+        self.last_free.store(free.unwrap_or(0), Ordering::Relaxed);
         let disk_limit = self.disk_free_limit.load(Ordering::Relaxed);
         if free.is_some_and(|f| f < disk_limit) {
             bits |= DISK;

@@ -230,7 +230,14 @@ impl Broker {
                     auto_delete,
                     arguments: &arguments,
                 };
-                return self.vhost_of(&vhost)?.declare_queue(&req, actor, mode, fx);
+                let v = self.vhost_of(&vhost)?;
+                let existed = v.queue(&name).is_some();
+                let out = v.declare_queue(&req, actor, mode, fx)?;
+                self.churn.queue_declared.add(1);
+                if !existed {
+                    self.churn.queue_created.add(1);
+                }
+                return Ok(out);
             }
             Command::DeleteQueue {
                 vhost,
@@ -239,9 +246,13 @@ impl Broker {
                 if_empty,
                 cause,
             } => {
-                return self
-                    .vhost_of(&vhost)?
-                    .delete_queue(&name, if_unused, if_empty, cause, actor, mode, fx);
+                let v = self.vhost_of(&vhost)?;
+                let existed = v.queue(&name).is_some();
+                let out = v.delete_queue(&name, if_unused, if_empty, cause, actor, mode, fx)?;
+                if existed && v.queue(&name).is_none() {
+                    self.churn.queue_deleted.add(1);
+                }
+                return Ok(out);
             }
             Command::Bind(b) => self.vhost_of(&b.vhost)?.bind(&b, actor, mode, fx)?,
             Command::Unbind(b) => self.vhost_of(&b.vhost)?.unbind(&b, actor, mode, fx)?,

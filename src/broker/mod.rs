@@ -42,8 +42,24 @@ pub trait Session: Send + Sync {
     fn as_any(&self) -> &dyn std::any::Any;
 }
 
+crate::counters! {
+    /// Objects coming and going (RabbitMQ's churn rates).
+    pub struct ChurnStats {
+        connection_created,
+        connection_closed,
+        channel_created,
+        channel_closed,
+        queue_declared,
+        queue_created,
+        queue_deleted,
+    }
+}
+
 pub struct Broker {
     pub config: Arc<Config>,
+    pub churn: ChurnStats,
+    /// When the broker started, in Unix milliseconds on the broker clock.
+    pub started_at: u64,
     /// The broker's clock and every timer on it.
     pub timers: Arc<Scheduler>,
     self_ref: Weak<Broker>,
@@ -106,8 +122,12 @@ impl Broker {
             store,
             dir_lock,
         } = p;
+        let timers = Scheduler::new(clock);
+        let started_at = timers.wall_ms();
         Arc::new_cyclic(|w| Broker {
-            timers: Scheduler::new(clock),
+            churn: ChurnStats::default(),
+            started_at,
+            timers,
             self_ref: w.clone(),
             vhosts: DashMap::default(),
             users: Default::default(),

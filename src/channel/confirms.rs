@@ -51,6 +51,11 @@ impl Confirms {
         }
     }
 
+    /// Publishes waiting for their outcome (RabbitMQ's messages_unconfirmed).
+    pub fn unconfirmed(&self) -> u64 {
+        self.published.saturating_sub(self.sent)
+    }
+
     /// The frames that can be sent now, in order.
     pub fn drain(&mut self, out: &mut Vec<Outcome>) {
         let limit = match self.waiting.keys().next() {

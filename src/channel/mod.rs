@@ -15,7 +15,7 @@ pub mod reply_to;
 mod shared;
 
 pub use deliveries::Unacked;
-pub use shared::ChannelShared;
+pub use shared::{ChannelShared, ChannelStats};
 
 use crate::broker::Ticket;
 use crate::queue::message::Message;

@@ -25,6 +25,25 @@ pub struct ChannelShared {
     closed: AtomicBool,
     /// Publisher-confirm outcomes waiting to be sent.
     pub confirms: Mutex<super::confirms::Confirms>,
+    pub stats: ChannelStats,
+    /// What the owning connection task decides, mirrored for the management API.
+    pub mode: ChannelMode,
+}
+
+/// What a channel did, for message_stats. Publish-side counts are bumped by the owning connection task;
+/// delivery counts under the channel's delivery lock; confirms under its confirms lock.
+pub type ChannelStats = crate::metrics::MessageStats;
+
+/// A channel's modes and settings as the management API shows them.
+#[derive(Debug, Default)]
+pub struct ChannelMode {
+    pub confirm: AtomicBool,
+    pub transactional: AtomicBool,
+    /// basic.qos prefetch for new consumers.
+    pub prefetch: std::sync::atomic::AtomicU32,
+    /// Messages and acks buffered in an open transaction.
+    pub uncommitted_messages: std::sync::atomic::AtomicU32,
+    pub uncommitted_acks: std::sync::atomic::AtomicU32,
 }
 
 impl ChannelShared {
@@ -36,7 +55,20 @@ impl ChannelShared {
             consumers: Mutex::new(HashMap::default()),
             closed: AtomicBool::new(false),
             confirms: Mutex::new(Default::default()),
+            stats: ChannelStats::default(),
+            mode: ChannelMode::default(),
         }
+    }
+
+    /// Unacknowledged deliveries, and publishes awaiting confirms.
+    pub fn pending_counts(&self) -> (u64, u64) {
+        let unacked = u64::from(self.deliveries.lock().unacked);
+        (unacked, self.confirms.lock().unconfirmed())
+    }
+
+    /// The consumers registered on this channel.
+    pub fn consumers(&self) -> Vec<Arc<Consumer>> {
+        self.consumers.lock().values().cloned().collect()
     }
 
     /// Send every confirm outcome that is ready, in order.
@@ -44,7 +76,11 @@ impl ChannelShared {
         let mut out = Vec::new();
         // Sent under the lock: the store's sync thread flushes too, and frames must not overtake each other.
         let mut confirms = self.confirms.lock();
+        let before = confirms.unconfirmed();
         confirms.drain(&mut out);
+        self.stats
+            .confirm
+            .bump(before.saturating_sub(confirms.unconfirmed()));
         if out.is_empty() || self.is_closed() {
             return;
         }
@@ -160,6 +196,14 @@ impl ConsumerChannel for ChannelShared {
                 return false;
             }
         }
+        if consumer.no_ack {
+            self.stats.deliver_no_ack.bump(1);
+        } else {
+            self.stats.deliver.bump(1);
+        }
+        if qm.redelivered {
+            self.stats.redeliver.bump(1);
+        }
         let tag = if consumer.no_ack {
             d.push(None)
         } else {
@@ -196,6 +240,14 @@ impl ConsumerChannel for ChannelShared {
         let mut d = self.deliveries.lock();
         let msg = qm.msg.clone();
         let redelivered = qm.redelivered;
+        if no_ack {
+            self.stats.get_no_ack.bump(1);
+        } else {
+            self.stats.get.bump(1);
+        }
+        if redelivered {
+            self.stats.redeliver.bump(1);
+        }
         let tag = if no_ack {
             d.push(None)
         } else {

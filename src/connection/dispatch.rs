@@ -53,6 +53,13 @@ impl Connection {
                     self.shared
                         .cancel_notify
                         .store(self.machine.caps.cancel_notify, Ordering::Relaxed);
+                    let _ = self.shared.info.set(super::ConnInfo {
+                        client_properties: std::mem::take(&mut self.machine.client_properties),
+                        mechanism: std::mem::take(&mut self.machine.mechanism),
+                        channel_max: self.channel_max,
+                        frame_max: self.shared.frame_max(),
+                        heartbeat: self.heartbeat,
+                    });
                     let _ = self.shared.vhost.set(vhost.name.to_string());
                     let _ = self.shared.user.set(user.name.clone());
                     tracing::info!(user = %user.name, vhost = %vhost.name, "connection open");
@@ -267,6 +274,8 @@ impl Connection {
             )));
         }
         let shared = Arc::new(ChannelShared::new(id, self.shared.clone()));
+        self.shared.channels.lock().insert(id, shared.clone());
+        self.broker.churn.channel_created.add(1);
         self.channels.insert(id, Box::new(Channel::new(shared)));
         self.send_method(
             id,
@@ -394,6 +403,13 @@ impl Connection {
     /// unacknowledged messages, which go back to their queues.
     fn cleanup_channel(&self, ch: &mut Channel) {
         ch.shared.mark_closed();
+        // The channel leaves the management API's view; its counts stay in its vhost's totals.
+        if self.shared.channels.lock().remove(&ch.id()).is_some() {
+            self.broker.churn.channel_closed.add(1);
+            if let Some(open) = &self.open {
+                open.vhost.totals.channels.absorb(&ch.shared.stats);
+            }
+        }
         for c in ch.shared.take_consumers() {
             crate::channel::methods::release(&self.broker, &c);
         }

@@ -85,6 +85,9 @@ pub trait Env {
 pub struct Machine {
     pub phase: Phase,
     pub caps: Caps,
+    /// What the client said about itself in start-ok, and how it authenticated.
+    pub client_properties: amq_protocol::types::FieldTable,
+    pub mechanism: String,
 }
 
 fn close_ok() -> AMQPClass {
@@ -258,6 +261,8 @@ impl Machine {
             cancel_notify: cap("consumer_cancel_notify"),
         };
         self.phase = Phase::Done;
+        self.client_properties = s.client_properties.clone();
+        self.mechanism = s.mechanism.to_string();
         let mechanism = s.mechanism.as_str();
         if mechanism != "PLAIN" && mechanism != "AMQPLAIN" {
             tracing::info!(mechanism, "unsupported authentication mechanism");

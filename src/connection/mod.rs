@@ -25,12 +25,38 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+crate::counters! {
+    /// What the reader received (bumped by the connection task only).
+    pub struct RecvStats {
+        recv_oct,
+        recv_cnt,
+    }
+}
+
+/// What a connection negotiated and said about itself, fixed once it is open.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub client_properties: amq_protocol::types::FieldTable,
+    pub mechanism: String,
+    pub channel_max: u16,
+    pub frame_max: u32,
+    pub heartbeat: u16,
+}
+
 /// What other tasks may see of a connection.
 #[derive(Debug)]
 pub struct ConnShared {
     pub id: u64,
     pub peer: SocketAddr,
+    /// The broker's side of the socket.
+    pub local: SocketAddr,
+    /// When the connection was accepted, in Unix milliseconds.
+    pub connected_at: u64,
     pub outbound: Arc<Outbound>,
+    pub recv: RecvStats,
+    /// The open channels, for the management API.
+    pub channels: Mutex<HashMap<u16, Arc<crate::channel::ChannelShared>>>,
+    info: std::sync::OnceLock<ConnInfo>,
     frame_max: AtomicU32,
     cancel_notify: AtomicBool,
     /// Set with a reason to make the connection close itself with 320 CONNECTION_FORCED.
@@ -48,6 +74,16 @@ impl ConnShared {
     /// The user this connection logged in as, once it has.
     pub fn user(&self) -> Option<&str> {
         self.user.get().map(String::as_str)
+    }
+
+    /// What the connection negotiated, once it is open.
+    pub fn info(&self) -> Option<&ConnInfo> {
+        self.info.get()
+    }
+
+    /// RabbitMQ's connection name: "peer -> local".
+    pub fn name(&self) -> String {
+        format!("{} -> {}", self.peer, self.local)
     }
 
     pub fn cancel_notify(&self) -> bool {
@@ -102,13 +138,19 @@ pub struct Connection {
 /// Serve one accepted TCP connection until it closes.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
     let (rd, wr) = stream.into_split();
     let outbound = Arc::new(Outbound::new());
     let id = broker.next_connection_id();
     let shared = Arc::new(ConnShared {
         id,
         peer,
+        local,
+        connected_at: broker.timers.wall_ms(),
         outbound: outbound.clone(),
+        recv: RecvStats::default(),
+        channels: Mutex::new(HashMap::default()),
+        info: std::sync::OnceLock::new(),
         // Until tune-ok, frames are limited to the protocol minimum.
         frame_max: AtomicU32::new(protocol::FRAME_MIN_SIZE),
         cancel_notify: AtomicBool::new(false),
@@ -118,6 +160,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
         user: std::sync::OnceLock::new(),
     });
     broker.register_connection(shared.clone());
+    broker.churn.connection_created.add(1);
     let writer = tokio::spawn(outbound::run_writer(wr, outbound.clone()));
     let mut conn = Connection {
         heartbeat: broker.config.heartbeat,
@@ -140,8 +183,13 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     }
     conn.release();
     broker.unregister_connection(id);
+    broker.churn.connection_closed.add(1);
     outbound.close();
     let _ = writer.await;
+    if let Some(v) = conn.open.as_ref().map(|o| &o.vhost) {
+        v.totals.recv_oct.add(shared.recv.recv_oct.get());
+        v.totals.send_oct.add(outbound.sent.send_oct.get());
+    }
 }
 
 /// The broker as the lifecycle machine sees it.

@@ -33,6 +33,16 @@ pub struct Outbound {
     dead: AtomicBool,
     /// Negotiated heartbeat in seconds (0 = off), read by the writer to pace heartbeats.
     heartbeat: AtomicU16,
+    /// Bytes and writes to the socket (bumped by the writer task only).
+    pub sent: SendStats,
+}
+
+crate::counters! {
+    /// What the writer sent.
+    pub struct SendStats {
+        send_oct,
+        send_cnt,
+    }
 }
 
 impl Outbound {
@@ -140,12 +150,21 @@ async fn write_segments(sock: &mut OwnedWriteHalf, mut segs: Vec<Bytes>) -> std:
     Ok(())
 }
 
+impl Outbound {
+    /// Bytes waiting to be written (RabbitMQ's send_pend).
+    pub fn pending_bytes(&self) -> usize {
+        self.buffered.load(Ordering::Relaxed)
+    }
+}
+
 /// The writer task: drains the outbound buffer to the socket, sends heartbeats when idle.
 pub async fn run_writer(mut sock: OwnedWriteHalf, out: Arc<Outbound>) {
     let mut spare = OutBuf::default();
     let mut last_write = tokio::time::Instant::now();
     loop {
         if out.take(&mut spare) {
+            out.sent.send_oct.bump(spare.total_len() as u64);
+            out.sent.send_cnt.bump(1);
             let written = if spare.has_attached() {
                 // Boxed: its iovec array would otherwise sit in every idle connection's writer task.
                 Box::pin(write_segments(&mut sock, spare.take_segments())).await

@@ -150,6 +150,8 @@ impl Connection {
                     Some(Ok((n, busy))) => {
                         grown |= busy;
                         last_read = n;
+                        self.shared.recv.recv_oct.bump(n as u64);
+                        self.shared.recv.recv_cnt.bump(1);
                     }
                     None => {
                         if self.machine.is_handshaking() {

@@ -62,6 +62,8 @@ pub struct Consumer {
     pub prefetch: u32,
     /// Unacknowledged deliveries to this consumer; changed only under the channel's delivery lock.
     pub unacked: AtomicU32,
+    /// The basic.consume arguments (shown by the management API).
+    pub arguments: FieldTable,
 }
 
 impl Consumer {

@@ -39,6 +39,14 @@ impl Queue {
                     continue;
                 }
                 if c.channel.deliver(c, self, front) {
+                    if c.no_ack {
+                        self.stats.deliver_no_ack.bump(1);
+                    } else {
+                        self.stats.deliver.bump(1);
+                    }
+                    if front.redelivered {
+                        self.stats.redeliver.bump(1);
+                    }
                     self.note_delivery(front, c.no_ack);
                     if !c.no_ack {
                         st.unacked += 1;
@@ -65,7 +73,10 @@ impl Queue {
             st.last_used = now;
             st.expire_head(now, &mut dead);
             match st.ready.head() {
-                Head::Empty => Got::Empty,
+                Head::Empty => {
+                    self.stats.get_empty.bump(1);
+                    Got::Empty
+                }
                 Head::Paged | Head::Loading => Got::Wait(self.wait_for_load(&mut st)),
                 Head::InMemory => match st.ready.pop_front() {
                     None => Got::Empty,

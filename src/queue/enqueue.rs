@@ -114,6 +114,7 @@ impl Queue {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            self.stats.publish.bump(1);
             let seq = st.next_seq;
             st.next_seq += 1;
             let now = self.timers.now_ms();

@@ -73,6 +73,22 @@ impl QueuedMessage {
     }
 }
 
+/// A queue's state at one instant, for the management API.
+#[derive(Debug, Clone, Default)]
+pub struct QueueStatus {
+    pub ready: u64,
+    pub unacked: u64,
+    pub consumers: u64,
+    pub ready_bytes: u64,
+    pub ready_in_memory: u64,
+    /// What the ready messages held in memory cost.
+    pub memory: u64,
+    /// The active consumer of a single-active-consumer queue.
+    pub single_active: Option<Arc<str>>,
+    /// The exclusive consumer, if one holds the queue.
+    pub exclusive_consumer: Option<Arc<str>>,
+}
+
 /// What a publish to a queue came to, for publisher confirms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {
@@ -136,6 +152,20 @@ pub struct Storage {
     pub budget: Arc<ready::MemoryBudget>,
 }
 
+crate::counters! {
+    /// What a queue did, for the management API's message_stats (each bumped under the queue lock).
+    pub struct QueueStats {
+        publish,
+        deliver,
+        deliver_no_ack,
+        get,
+        get_no_ack,
+        get_empty,
+        ack,
+        redeliver,
+    }
+}
+
 /// Messages that died under the lock, dead-lettered once it is released.
 type Dead = Vec<(QueuedMessage, Reason)>;
 
@@ -152,6 +182,9 @@ pub struct Queue {
     durable_store: Option<Durable>,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
+    pub stats: QueueStats,
+    /// When the queue was created, in Unix milliseconds on the broker clock.
+    pub created_at: u64,
 }
 
 impl std::fmt::Debug for Queue {
@@ -250,6 +283,7 @@ impl Queue {
             .filter(|_| durable)
             .map(|store| Durable { store, key });
         let now = timers.now_ms();
+        let created_at = timers.wall_ms();
         Queue {
             name: Arc::from(name),
             vhost: Arc::from(vhost),
@@ -268,6 +302,8 @@ impl Queue {
                 ..Default::default()
             }),
             deleted: AtomicBool::new(false),
+            stats: QueueStats::default(),
+            created_at,
         }
     }
 
@@ -387,6 +423,41 @@ impl Queue {
     pub fn counts(&self) -> (u32, u32) {
         let st = self.state.lock();
         (st.ready.len() as u32, st.consumers.len() as u32)
+    }
+
+    /// Body bytes of the ready messages.
+    pub fn ready_bytes(&self) -> u64 {
+        self.state.lock().ready.bytes()
+    }
+
+    /// The consumers, in dispatch order.
+    pub fn consumers(&self) -> Vec<Arc<Consumer>> {
+        self.state.lock().consumers.clone()
+    }
+
+    /// The effective policy and operator-policy names are the vhost's business; this is what the
+    /// management API shows of the queue's own state in one lock: (ready, unacked, consumers, ready
+    /// bytes, ready in memory).
+    pub fn status(&self) -> QueueStatus {
+        let st = self.state.lock();
+        QueueStatus {
+            ready: st.ready.len() as u64,
+            unacked: u64::from(st.unacked),
+            consumers: st.consumers.len() as u64,
+            ready_bytes: st.ready.bytes(),
+            ready_in_memory: st.ready.in_memory() as u64,
+            memory: st.ready.mem_cost(),
+            single_active: st
+                .config
+                .single_active_consumer
+                .then(|| st.consumers.first().map(|c| c.tag.clone()))
+                .flatten(),
+            exclusive_consumer: st
+                .consumers
+                .iter()
+                .find(|c| c.exclusive)
+                .map(|c| c.tag.clone()),
+        }
     }
 
     /// Ready messages whose bodies are in memory (the rest are paged out to the store).

@@ -256,6 +256,11 @@ impl ReadyList {
         self.bytes
     }
 
+    /// What the in-memory messages cost (bodies, headers and bookkeeping).
+    pub fn mem_cost(&self) -> u64 {
+        self.mem_cost
+    }
+
     /// Ready messages whose bodies are in memory.
     pub fn in_memory(&self) -> usize {
         self.mem_len

@@ -10,13 +10,16 @@ impl Queue {
     /// Settle acknowledged deliveries and refill consumers.
     pub fn acked(self: &Arc<Self>, msgs: &[QueuedMessage]) {
         self.forget_stored(msgs.iter());
-        self.settled(msgs.len() as u32);
+        self.settled(msgs.len() as u32, true);
     }
 
-    fn settled(self: &Arc<Self>, n: u32) {
+    fn settled(self: &Arc<Self>, n: u32, ack: bool) {
         let mut dead = Dead::new();
         {
             let mut st = self.state.lock();
+            if ack {
+                self.stats.ack.bump(u64::from(n));
+            }
             st.unacked = st.unacked.saturating_sub(n);
             self.dispatch_locked(&mut st, &mut dead);
         }
@@ -26,7 +29,7 @@ impl Queue {
     /// Settle deliveries rejected without requeue: they are dead-lettered when the queue has a DLX (and the
     /// store forgets them either way).
     pub fn discard(self: &Arc<Self>, msgs: Vec<QueuedMessage>) {
-        self.settled(msgs.len() as u32);
+        self.settled(msgs.len() as u32, false);
         self.dead_letter(msgs.into_iter().map(|m| (m, Reason::Rejected)).collect());
     }
 

@@ -139,6 +139,7 @@ impl Fixture {
             priority,
             prefetch,
             unacked: AtomicU32::new(0),
+            arguments: FieldTable::default(),
         });
         q.add_consumer(c.clone(), || {}).unwrap();
         c

@@ -155,6 +155,15 @@ struct Bindings {
     index: Index,
 }
 
+crate::counters! {
+    /// Messages published into an exchange, and those that matched nothing (publish_out is the
+    /// difference). Added to by every publishing task at once.
+    pub struct ExchangeStats {
+        publish_in,
+        unroutable,
+    }
+}
+
 #[derive(Debug)]
 pub struct Exchange {
     pub name: Arc<str>,
@@ -167,6 +176,7 @@ pub struct Exchange {
     alternate: RwLock<Option<String>>,
     bindings: RwLock<Bindings>,
     deleted: AtomicBool,
+    pub stats: ExchangeStats,
 }
 
 impl Exchange {
@@ -200,6 +210,7 @@ impl Exchange {
                 index,
             }),
             deleted: AtomicBool::new(false),
+            stats: ExchangeStats::default(),
         }
     }
 

@@ -69,6 +69,16 @@ pub struct VHost {
     operator_policies: RwLock<Vec<Policy>>,
     meta: RwLock<VhostMeta>,
     limits: RwLock<BTreeMap<String, i64>>,
+    /// Counts of channels and connections that have closed, so the vhost's totals survive them.
+    pub totals: VhostTotals,
+}
+
+/// What closed channels and connections of a vhost did.
+#[derive(Debug, Default)]
+pub struct VhostTotals {
+    pub channels: crate::metrics::MessageStats,
+    pub recv_oct: crate::metrics::Counter,
+    pub send_oct: crate::metrics::Counter,
 }
 
 impl std::fmt::Debug for VHost {
@@ -105,6 +115,7 @@ impl VHost {
                 operator_policies: RwLock::new(Vec::new()),
                 meta: RwLock::new(VhostMeta::default()),
                 limits: RwLock::new(BTreeMap::new()),
+                totals: VhostTotals::default(),
             };
             let builtin = [
                 ("", ExchangeKind::Direct, false),
@@ -234,6 +245,25 @@ impl VHost {
     /// The name of the policy that applies to a queue (or exchange), if any.
     pub fn policy_for(&self, name: &str, to_queue: bool) -> Option<String> {
         policy::select(&self.policies.read(), name, to_queue).map(|p| p.name().to_string())
+    }
+
+    /// The definitions of the policy and operator policy that apply to an object, merged (the operator
+    /// policy's values win), as the management API's effective_policy_definition.
+    pub fn effective_policy(
+        &self,
+        name: &str,
+        to_queue: bool,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        if let Some(p) = policy::select(&self.policies.read(), name, to_queue) {
+            out.extend(p.def.definition.clone());
+        }
+        if to_queue {
+            if let Some(p) = policy::select(&self.operator_policies.read(), name, true) {
+                out.extend(p.def.definition.clone());
+            }
+        }
+        out
     }
 
     /// The name of the operator policy that applies to a queue, if any.

@@ -5,8 +5,10 @@
 
 use super::VHost;
 use crate::broker::exchange::{Destination, Exchange};
-use crate::queue::{Queue, Routed};
-use amq_protocol::types::FieldTable;
+use crate::protocol::{self, fields};
+use crate::queue::message::Message;
+use crate::queue::{enqueue, ConfirmRef, Enqueued, Queue, Routed};
+use amq_protocol::types::{AMQPValue, FieldTable};
 use smallvec::SmallVec;
 use std::sync::Arc;
 
@@ -54,7 +56,88 @@ impl<'a> RouteSet<'a> {
     }
 }
 
+/// What publishing a message came to.
+#[derive(Debug)]
+pub struct Published {
+    /// It reached at least one queue.
+    pub routed: bool,
+    pub enqueued: Enqueued,
+    /// The message as queues got it (without its BCC header), for a basic.return.
+    pub msg: Arc<Message>,
+}
+
+/// The extra routing keys in a CC or BCC header (validated at publish).
+fn routing_list(h: &FieldTable, key: &str) -> Vec<String> {
+    match fields::get(h, key) {
+        Some(AMQPValue::FieldArray(a)) => a
+            .as_slice()
+            .iter()
+            .filter_map(fields::as_str)
+            .map(|s| s.into_owned())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// BCC is never delivered: rebuild the header without it.
+fn strip_bcc(msg: &Arc<Message>) -> Arc<Message> {
+    let mut props = (*msg.properties).clone();
+    if let Some(h) = props.headers().clone() {
+        let mut t = FieldTable::default();
+        for (k, v) in h.inner() {
+            if k.as_str() != "BCC" {
+                t.insert(k.clone(), v.clone());
+            }
+        }
+        props = props.with_headers(t);
+    }
+    let header = protocol::encode_content_header(msg.body.len() as u64, &props);
+    Arc::new(Message {
+        exchange: msg.exchange.clone(),
+        routing_key: msg.routing_key.clone(),
+        header,
+        properties: Box::new(props),
+        body: msg.body.clone(),
+    })
+}
+
 impl VHost {
+    /// Publish a message to `x`: route it with its routing key and any CC and BCC keys, count it on the
+    /// exchange, and enqueue it (a stored message tells `confirm` when it is durable).
+    pub fn publish(
+        &self,
+        x: &Arc<Exchange>,
+        msg: Arc<Message>,
+        confirm: Option<&ConfirmRef>,
+    ) -> Published {
+        let mut routed = Routed::new();
+        let headers = msg.properties.headers().as_ref();
+        let cc = headers.map(|h| (routing_list(h, "CC"), routing_list(h, "BCC")));
+        match &cc {
+            Some((cc, bcc)) if !cc.is_empty() || !bcc.is_empty() => {
+                let mut keys: Vec<&str> = vec![&msg.routing_key];
+                keys.extend(cc.iter().map(String::as_str));
+                keys.extend(bcc.iter().map(String::as_str));
+                self.route(x, &keys, headers, &mut routed);
+            }
+            _ => self.route(x, &[&msg.routing_key], headers, &mut routed),
+        }
+        let msg = match &cc {
+            Some((_, bcc)) if !bcc.is_empty() => strip_bcc(&msg),
+            _ => msg,
+        };
+        x.stats.publish_in.add(1);
+        if routed.is_empty() {
+            x.stats.unroutable.add(1);
+        }
+        let enqueued = enqueue(&routed, &msg, confirm);
+        Published {
+            routed: !routed.is_empty(),
+            enqueued,
+            msg,
+        }
+    }
+
     /// Route a message published to `x` with `keys` (its routing key, then any CC and BCC keys) into `out`.
     pub fn route(
         &self,

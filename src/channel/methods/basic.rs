@@ -9,7 +9,7 @@ use crate::protocol::{self, fields};
 use crate::queue::args::QueueType;
 use crate::queue::{Consumer, Got, Queue};
 use amq_protocol::protocol::{basic, AMQPClass};
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +40,10 @@ impl Channel {
                     }
                 } else {
                     self.consumer_prefetch = q.prefetch_count as u32;
+                    self.shared
+                        .mode
+                        .prefetch
+                        .store(self.consumer_prefetch, Ordering::Relaxed);
                 }
                 reply(
                     ctx,
@@ -80,7 +84,13 @@ impl Channel {
             basic::AMQPMethod::Ack(a) => {
                 let entries = self.shared.take(a.delivery_tag, a.multiple)?;
                 match &mut self.tx {
-                    Some(ops) => ops.push(TxOp::Ack(entries)),
+                    Some(ops) => {
+                        self.shared
+                            .mode
+                            .uncommitted_acks
+                            .fetch_add(entries.len() as u32, Ordering::Relaxed);
+                        ops.push(TxOp::Ack(entries));
+                    }
                     None => self.settle(entries, Settle::Ack),
                 }
             }
@@ -122,11 +132,14 @@ impl Channel {
         let id = self.id();
         match q.get(&self.as_consumer_channel(), no_ack) {
             Got::Delivered => {}
-            Got::Empty => reply(
-                ctx,
-                id,
-                AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
-            ),
+            Got::Empty => {
+                self.shared.stats.get_empty.bump(1);
+                reply(
+                    ctx,
+                    id,
+                    AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+                )
+            }
             Got::Wait(rx) => {
                 *ctx.pending = Some(Pending {
                     wait: Wait::Loaded(rx),
@@ -139,7 +152,13 @@ impl Channel {
 
     fn reject(&mut self, entries: Vec<Unacked>, requeue: bool) {
         match &mut self.tx {
-            Some(ops) => ops.push(TxOp::Reject { entries, requeue }),
+            Some(ops) => {
+                self.shared
+                    .mode
+                    .uncommitted_acks
+                    .fetch_add(entries.len() as u32, Ordering::Relaxed);
+                ops.push(TxOp::Reject { entries, requeue })
+            }
             None => self.settle(entries, Settle::reject_or_requeue(requeue)),
         }
     }
@@ -179,6 +198,7 @@ impl Channel {
             priority,
             prefetch: self.consumer_prefetch,
             unacked: AtomicU32::new(0),
+            arguments: c.arguments.clone(),
         });
         let nowait = c.nowait;
         let conn = ctx.conn.clone();
@@ -210,12 +230,16 @@ impl Channel {
         if entries.is_empty() {
             return;
         }
+        let count = entries.len() as u64;
         let mut groups: Vec<(Arc<Queue>, Vec<crate::queue::QueuedMessage>)> = Vec::new();
         for u in entries {
             match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
                 Some((_, v)) => v.push(u.msg),
                 None => groups.push((u.queue, vec![u.msg])),
             }
+        }
+        if let Settle::Ack = how {
+            self.shared.stats.ack.bump(count);
         }
         for (q, msgs) in groups {
             match how {

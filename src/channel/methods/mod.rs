@@ -12,6 +12,7 @@ mod publish;
 mod queue;
 
 pub use basic::{release, Settle};
+pub use publish::validate_properties;
 
 use super::{Channel, Pending};
 use crate::broker::{Actor, Broker, Executed, VHost};

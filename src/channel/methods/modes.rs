@@ -5,6 +5,7 @@ use super::{reply, Ctx};
 use crate::channel::{Channel, TxOp};
 use crate::error::{AmqpError, AmqpResult};
 use amq_protocol::protocol::{confirm, tx, AMQPClass};
+use std::sync::atomic::Ordering;
 
 impl Channel {
     pub fn confirm_method(&mut self, ctx: &mut Ctx, m: confirm::AMQPMethod) -> AmqpResult<()> {
@@ -16,6 +17,7 @@ impl Channel {
                     ));
                 }
                 self.confirm = true;
+                self.shared.mode.confirm.store(true, Ordering::Relaxed);
                 if !s.nowait {
                     reply(
                         ctx,
@@ -40,6 +42,10 @@ impl Channel {
                 }
                 if self.tx.is_none() {
                     self.tx = Some(Vec::new());
+                    self.shared
+                        .mode
+                        .transactional
+                        .store(true, Ordering::Relaxed);
                 }
                 reply(
                     ctx,
@@ -53,6 +59,7 @@ impl Channel {
                         "channel is not transactional",
                     ));
                 };
+                self.clear_uncommitted();
                 let mut ops = ops.into_iter();
                 while let Some(op) = ops.next() {
                     match op {
@@ -91,6 +98,7 @@ impl Channel {
                         "channel is not transactional",
                     ));
                 };
+                self.clear_uncommitted();
                 self.restore_tx(ops.into_iter());
                 reply(
                     ctx,
@@ -101,6 +109,17 @@ impl Channel {
             _ => return Err(AmqpError::command_invalid("unimplemented method")),
         }
         Ok(())
+    }
+
+    fn clear_uncommitted(&self) {
+        self.shared
+            .mode
+            .uncommitted_messages
+            .store(0, Ordering::Relaxed);
+        self.shared
+            .mode
+            .uncommitted_acks
+            .store(0, Ordering::Relaxed);
     }
 
     /// Put the acks and rejects of uncommitted transaction steps back as outstanding deliveries.

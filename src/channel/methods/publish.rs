@@ -8,9 +8,9 @@ use crate::channel::{reply_to, Channel, TxOp};
 use crate::error::{AmqpError, AmqpResult};
 use crate::protocol::{self, fields};
 use crate::queue::message::Message;
-use crate::queue::{enqueue, ConfirmRef, Routed};
+use crate::queue::ConfirmRef;
 use amq_protocol::protocol::BasicProperties;
-use amq_protocol::types::{AMQPValue, FieldTable};
+use amq_protocol::types::AMQPValue;
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -48,6 +48,7 @@ impl Channel {
             )));
         }
         validate_properties(&properties, ctx.user)?;
+        self.shared.stats.publish.bump(1);
         if self.confirm {
             self.publish_seq += 1;
         }
@@ -60,6 +61,10 @@ impl Channel {
         })?;
         let msg = Arc::new(msg);
         if let Some(ops) = &mut self.tx {
+            self.shared
+                .mode
+                .uncommitted_messages
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             ops.push(TxOp::Publish {
                 exchange: p.exchange,
                 mandatory: p.mandatory,
@@ -100,88 +105,40 @@ impl Channel {
             }
             return;
         }
-        let mut routed = Routed::new();
-        let headers = msg.properties.headers().as_ref();
-        let cc = headers.map(|h| (routing_list(h, "CC"), routing_list(h, "BCC")));
-        match &cc {
-            Some((cc, bcc)) if !cc.is_empty() || !bcc.is_empty() => {
-                let mut keys: Vec<&str> = vec![&msg.routing_key];
-                keys.extend(cc.iter().map(String::as_str));
-                keys.extend(bcc.iter().map(String::as_str));
-                ctx.vhost.route(x, &keys, headers, &mut routed);
-            }
-            _ => ctx
-                .vhost
-                .route(x, &[&msg.routing_key], headers, &mut routed),
-        }
-        let msg = match &cc {
-            Some((_, bcc)) if !bcc.is_empty() => strip_bcc(&msg),
-            _ => msg,
-        };
-        if routed.is_empty() && mandatory {
-            self.return_unroutable(ctx, &msg);
-        }
-        if !self.confirm {
-            enqueue(&routed, &msg, None);
-            return;
-        }
         let seq = self.publish_seq;
-        // Two pending writes guard the outcome: the store's (which may finish on its sync thread before
-        // `enqueue` returns) and this function's own, released last.
-        self.shared.confirms.lock().register(seq, 2, true);
-        let cref = ConfirmRef {
-            sink: self.shared.clone(),
-            seq,
-        };
-        let r = enqueue(&routed, &msg, Some(&cref));
-        let mut c = self.shared.confirms.lock();
-        if r.rejected {
-            c.nack(seq);
+        let cref = self.confirm.then(|| {
+            // Two pending writes guard the outcome: the store's (which may finish on its sync thread
+            // before the publish returns) and this function's own, released last.
+            self.shared.confirms.lock().register(seq, 2, true);
+            ConfirmRef {
+                sink: self.shared.clone(),
+                seq,
+            }
+        });
+        let p = ctx.vhost.publish(x, msg, cref.as_ref());
+        if !p.routed {
+            if mandatory {
+                self.shared.stats.return_unroutable.bump(1);
+                self.return_unroutable(ctx, &p.msg);
+            } else {
+                self.shared.stats.drop_unroutable.bump(1);
+            }
         }
-        if !r.pending {
+        if cref.is_some() {
+            let mut c = self.shared.confirms.lock();
+            if p.enqueued.rejected {
+                c.nack(seq);
+            }
+            if !p.enqueued.pending {
+                c.write_done(seq, true);
+            }
             c.write_done(seq, true);
         }
-        c.write_done(seq, true);
     }
-}
-
-/// The extra routing keys in a CC or BCC header (validated at publish).
-fn routing_list(h: &FieldTable, key: &str) -> Vec<String> {
-    match fields::get(h, key) {
-        Some(AMQPValue::FieldArray(a)) => a
-            .as_slice()
-            .iter()
-            .filter_map(fields::as_str)
-            .map(|s| s.into_owned())
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// BCC is never delivered: rebuild the header without it.
-fn strip_bcc(msg: &Arc<Message>) -> Arc<Message> {
-    let mut props = (*msg.properties).clone();
-    if let Some(h) = props.headers().clone() {
-        let mut t = FieldTable::default();
-        for (k, v) in h.inner() {
-            if k.as_str() != "BCC" {
-                t.insert(k.clone(), v.clone());
-            }
-        }
-        props = props.with_headers(t);
-    }
-    let header = protocol::encode_content_header(msg.body.len() as u64, &props);
-    Arc::new(Message {
-        exchange: msg.exchange.clone(),
-        routing_key: msg.routing_key.clone(),
-        header,
-        properties: Box::new(props),
-        body: msg.body.clone(),
-    })
 }
 
 /// RabbitMQ's checks on a published message's properties.
-fn validate_properties(p: &BasicProperties, user: &str) -> AmqpResult<()> {
+pub fn validate_properties(p: &BasicProperties, user: &str) -> AmqpResult<()> {
     if let Some(mode) = p.delivery_mode() {
         if *mode != 1 && *mode != 2 {
             return Err(AmqpError::precondition_failed(format!(
