@@ -260,8 +260,8 @@ impl Server {
         if let Some((listener, addr)) = mgmt {
             let stats = crate::http::stats::Sampler::new();
             stats.spawn(Arc::downgrade(&broker), crate::http::collect::read_all);
-            let api = Arc::new(crate::http::Api {
-                broker: broker.clone(),
+            let api = Arc::new(crate::http::Shared {
+                broker: Arc::downgrade(&broker),
                 stats,
                 amqp_port: local_addr.port(),
                 mgmt_port: addr.port(),
@@ -273,7 +273,7 @@ impl Server {
         if let Some((listener, addr)) = prom {
             http_tasks.push(tokio::spawn(crate::http::prometheus::serve(
                 listener,
-                broker.clone(),
+                Arc::downgrade(&broker),
             )));
             tracing::info!(address = %addr, "listening for Prometheus scrapes");
         }
@@ -371,6 +371,10 @@ impl Server {
         let _ = self.stop.send(true);
         if let Some(a) = self.accept.take() {
             let _ = a.await;
+        }
+        for t in self.http_tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
         }
         self.broker
             .close_all_connections("broker forced connection closure with reason 'shutdown'");

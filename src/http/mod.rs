@@ -35,11 +35,21 @@ use std::sync::Arc;
 /// Largest request body accepted (RabbitMQ's default).
 const MAX_BODY: usize = 10_000_000;
 
-/// What the handlers share.
+/// What the listener holds: the broker by weak reference, so an idle keep-alive client never keeps a
+/// stopped broker (and its data directory's lock) alive.
+pub struct Shared {
+    pub broker: std::sync::Weak<Broker>,
+    pub stats: Arc<stats::Sampler>,
+    /// Listening ports, for the overview, listeners and health checks.
+    pub amqp_port: u16,
+    pub mgmt_port: u16,
+    pub prometheus_port: Option<u16>,
+}
+
+/// What the handlers of one request share.
 pub struct Api {
     pub broker: Arc<Broker>,
     pub stats: Arc<stats::Sampler>,
-    /// Listening ports, for the overview, listeners and health checks.
     pub amqp_port: u16,
     pub mgmt_port: u16,
     pub prometheus_port: Option<u16>,
@@ -132,8 +142,8 @@ fn accepts_json(headers: &axum::http::HeaderMap) -> bool {
 }
 
 /// Serve the API on `listener` until the broker goes.
-pub async fn serve(listener: tokio::net::TcpListener, api: Arc<Api>) {
-    let app = axum::Router::new().fallback(handle).with_state(api);
+pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    let app = axum::Router::new().fallback(handle).with_state(shared);
     if let Err(e) = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -145,11 +155,21 @@ pub async fn serve(listener: tokio::net::TcpListener, api: Arc<Api>) {
 }
 
 async fn handle(
-    State(api): State<Arc<Api>>,
+    State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request<Body>,
 ) -> Response<Body> {
     let head = req.method() == Method::HEAD;
+    let Some(broker) = shared.broker.upgrade() else {
+        return Reply::status(StatusCode::SERVICE_UNAVAILABLE).into_response(head);
+    };
+    let api = Api {
+        broker,
+        stats: shared.stats.clone(),
+        amqp_port: shared.amqp_port,
+        mgmt_port: shared.mgmt_port,
+        prometheus_port: shared.prometheus_port,
+    };
     let (parts, body) = req.into_parts();
     let raw_path = parts.uri.path().to_string();
     if raw_path == "/api" || raw_path == "/api/" {

@@ -9,7 +9,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, Request, Response, StatusCode};
 use std::fmt::Write;
-use std::sync::Arc;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -718,7 +717,10 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
     r
 }
 
-async fn handle(State(b): State<Arc<Broker>>, req: Request<Body>) -> Response<Body> {
+async fn handle(State(b): State<std::sync::Weak<Broker>>, req: Request<Body>) -> Response<Body> {
+    let Some(b) = b.upgrade() else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, String::new());
+    };
     let path = req.uri().path().trim_end_matches('/').to_string();
     let families: Vec<String> = req
         .uri()
@@ -744,7 +746,7 @@ async fn handle(State(b): State<Arc<Broker>>, req: Request<Body>) -> Response<Bo
 }
 
 /// Serve `/metrics` on `listener`.
-pub async fn serve(listener: tokio::net::TcpListener, broker: Arc<Broker>) {
+pub async fn serve(listener: tokio::net::TcpListener, broker: std::sync::Weak<Broker>) {
     let app = axum::Router::new().fallback(handle).with_state(broker);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "prometheus listener stopped");
