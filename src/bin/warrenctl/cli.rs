@@ -375,11 +375,7 @@ pub fn parse_failure(err: &clap::Error, args: &[String]) -> (String, String, u8)
             (String::new(), err.to_string(), 64)
         }
         ErrorKind::InvalidSubcommand => {
-            let name = args
-                .iter()
-                .find(|a| !a.starts_with('-'))
-                .cloned()
-                .unwrap_or_default();
+            let name = context(err, ContextKind::InvalidSubcommand);
             (
                 String::new(),
                 format!(
