@@ -43,6 +43,16 @@ impl Stub {
         Stub { url, seen }
     }
 
+    /// The JSON body of the first request with this method.
+    fn json_body(&self, method: &str) -> serde_json::Value {
+        let req = self
+            .seen()
+            .into_iter()
+            .find(|r| r.method == method)
+            .expect("a request with that method");
+        serde_json::from_str(&req.body).expect("JSON body")
+    }
+
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().map(|v| v.clone()).unwrap_or_default()
     }
@@ -174,6 +184,10 @@ fn list_queues_json_and_vhost_encoding() {
         stdout(&o),
         "[\n{\"name\":\"q1\",\"policy\":\"p1\"}\n,{\"name\":\"qq1\",\"policy\":\"\"}\n]\n"
     );
+    assert!(stub
+        .seen()
+        .iter()
+        .any(|r| r.method == "GET" && r.path == "/api/queues/a%2Fb"));
     // A vhost that does not exist lists nothing, like rabbitmqctl.
     let o = stub.run(&["list_queues", "-p", "nope"]);
     assert_eq!(o.status.code(), Some(0));
@@ -228,17 +242,13 @@ fn add_user_reads_the_password_from_stdin() {
     let stub = Stub::start(&[("PUT /api/users/u2", 201, "")]);
     let o = stub.run_stdin(&["add_user", "u2"], "s3cret\n");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let put = stub
-        .seen()
-        .into_iter()
-        .find(|r| r.method == "PUT")
-        .expect("a PUT");
-    let body: serde_json::Value = serde_json::from_str(&put.body).expect("JSON body");
+    let body = stub.json_body("PUT");
     assert_eq!(body, serde_json::json!({"password": "s3cret", "tags": ""}));
-    assert!(put
+    // Default credentials guest/guest as HTTP Basic.
+    assert!(stub.seen().iter().all(|r| r
         .headers
         .get("authorization")
-        .is_some_and(|a| a == "Basic Z3Vlc3Q6Z3Vlc3Q="));
+        .is_some_and(|a| a == "Basic Z3Vlc3Q6Z3Vlc3Q=")));
 }
 
 #[test]
@@ -254,12 +264,7 @@ fn set_user_tags_keeps_the_password() {
         stdout(&o),
         "Setting tags for user \"u1\" to [monitoring, policymaker] ...\n"
     );
-    let put = stub
-        .seen()
-        .into_iter()
-        .find(|r| r.method == "PUT")
-        .expect("a PUT");
-    let body: serde_json::Value = serde_json::from_str(&put.body).expect("JSON body");
+    let body = stub.json_body("PUT");
     assert_eq!(
         body,
         serde_json::json!({"password_hash":"kI3GCqW5","hashing_algorithm":"rabbit_password_hashing_sha256","tags":"monitoring,policymaker"})
@@ -332,12 +337,7 @@ fn policy_validation_errors_are_shown_unescaped() {
         stderr(&o),
         "Error:\nValidation failed\n\n[{<<\"bogus\">>,1}] are not recognised policy settings\n\n"
     );
-    let put = stub
-        .seen()
-        .into_iter()
-        .find(|r| r.method == "PUT")
-        .expect("a PUT");
-    let body: serde_json::Value = serde_json::from_str(&put.body).expect("JSON body");
+    let body = stub.json_body("PUT");
     assert_eq!(
         body,
         serde_json::json!({"pattern":"^x","definition":{"bogus":1},"priority":0,"apply-to":"all"})

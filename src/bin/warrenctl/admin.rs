@@ -134,17 +134,9 @@ pub fn change_password(app: &App, user: &str, password: Option<String>) -> Resul
     app.banner(&format!("Changing password for user \"{user}\" ..."));
     let password = password_or_stdin(app, password)?;
     let current = existing_user(app, user)?;
-    // PUT replaces the whole user: keep its tags (mandatory) and limits.
-    let mut body = json!({"password": password, "tags": tags_text(&current)});
-    if let Some(limits) = current
-        .get("limits")
-        .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
-    {
-        body["limits"] = limits.clone();
-    }
-    app.client
-        .put(&format!("users/{}", seg(user)), &body)
-        .map_err(|e| app.fail(e))
+    // PUT replaces the whole user: keep its tags (mandatory).
+    let body = json!({"password": password, "tags": tags_text(&current)});
+    put_user(app, user, body, &current)
 }
 
 pub fn set_user_tags(app: &App, user: &str, tags: &[String]) -> Result<(), CtlError> {
@@ -161,6 +153,11 @@ pub fn set_user_tags(app: &App, user: &str, tags: &[String]) -> Result<(), CtlEr
     if let Some(algo) = current.get("hashing_algorithm").filter(|a| a.is_string()) {
         body["hashing_algorithm"] = algo.clone();
     }
+    put_user(app, user, body, &current)
+}
+
+/// PUT an existing user back; PUT replaces the whole user, so its limits are carried over.
+fn put_user(app: &App, user: &str, mut body: Value, current: &Value) -> Result<(), CtlError> {
     if let Some(limits) = current
         .get("limits")
         .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))

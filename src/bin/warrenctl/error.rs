@@ -193,6 +193,15 @@ pub fn unescape_html(s: &str) -> String {
 mod tests {
     use super::*;
 
+    fn status(status: u16, error: &str, reason: &str) -> ApiError {
+        ApiError::Status {
+            status,
+            error: error.into(),
+            reason: reason.into(),
+            body: String::new(),
+        }
+    }
+
     fn ctx() -> Ctx<'static> {
         Ctx {
             verb: "list_queues",
@@ -204,12 +213,7 @@ mod tests {
 
     #[test]
     fn validation_failure_text_is_unescaped() {
-        let e = ApiError::Status {
-            status: 400,
-            error: "bad_request".into(),
-            reason: "Validation failed\n\n[{&lt;&lt;\"bogus\"&gt;&gt;,1}] are not recognised policy settings\n".into(),
-            body: String::new(),
-        };
+        let e = status(400, "bad_request", "Validation failed\n\n[{&lt;&lt;\"bogus\"&gt;&gt;,1}] are not recognised policy settings\n");
         let c = api_failure(e, &ctx());
         assert_eq!(c.exit_code(), 69);
         assert_eq!(
@@ -235,23 +239,13 @@ mod tests {
 
     #[test]
     fn auth_failures() {
-        let login = ApiError::Status {
-            status: 401,
-            error: "not_authorized".into(),
-            reason: "Login failed".into(),
-            body: String::new(),
-        };
+        let login = status(401, "not_authorized", "Login failed");
         let c = api_failure(login, &ctx());
         assert_eq!(c.exit_code(), 69);
         assert!(c
             .message()
             .contains("refused the credentials of user 'guest'"));
-        let authz = ApiError::Status {
-            status: 401,
-            error: "not_authorised".into(),
-            reason: "Not administrator user".into(),
-            body: String::new(),
-        };
+        let authz = status(401, "not_authorised", "Not administrator user");
         assert_eq!(
             api_failure(authz, &ctx()).message(),
             "Error:\nuser 'guest' is not allowed to do this: Not administrator user"

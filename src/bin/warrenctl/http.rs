@@ -99,25 +99,25 @@ impl Client {
         serde_json::from_str(&body).map_err(|e| ApiError::BadBody(format!("GET /api/{path}: {e}")))
     }
 
-    // Writes accept anything: some resources (e.g. DELETE …/contents) offer no JSON and answer
-    // 406 to `Accept: application/json`.
     /// PUT a JSON body.
     pub fn put(&self, path: &str, body: &Value) -> Result<(), ApiError> {
-        let resp = self
-            .agent
-            .put(&self.url(path))
-            .header("Authorization", &self.auth)
-            .header("Accept", "*/*")
-            .header("Content-Type", "application/json")
-            .send(body.to_string());
-        finish(resp).map(drop)
+        self.send(self.agent.put(&self.url(path)), body.to_string())
+            .map(drop)
     }
 
     /// POST a body (already serialised JSON text).
     pub fn post(&self, path: &str, body: String) -> Result<String, ApiError> {
-        let resp = self
-            .agent
-            .post(&self.url(path))
+        self.send(self.agent.post(&self.url(path)), body)
+    }
+
+    /// Send a JSON body. Writes accept anything: some resources (e.g. DELETE …/contents) offer no
+    /// JSON and answer 406 to `Accept: application/json`.
+    fn send(
+        &self,
+        req: ureq::RequestBuilder<ureq::typestate::WithBody>,
+        body: String,
+    ) -> Result<String, ApiError> {
+        let resp = req
             .header("Authorization", &self.auth)
             .header("Accept", "*/*")
             .header("Content-Type", "application/json")

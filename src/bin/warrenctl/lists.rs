@@ -392,12 +392,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn table(kind: Kind, cols: &[&str], items: Value) -> String {
+    fn render(kind: Kind, cols: &[&str], items: Value, json: bool) -> String {
         let cols: Vec<String> = cols.iter().map(|s| s.to_string()).collect();
         let rows = rows(kind, &cols, &items);
         let mut buf = Vec::new();
         let opts = TableOpts {
-            json: false,
+            json,
             headers: true,
             framing: kind.framing(),
         };
@@ -405,17 +405,12 @@ mod tests {
         String::from_utf8_lossy(&buf).into_owned()
     }
 
+    fn table(kind: Kind, cols: &[&str], items: Value) -> String {
+        render(kind, cols, items, false)
+    }
+
     fn json_out(kind: Kind, cols: &[&str], items: Value) -> String {
-        let cols: Vec<String> = cols.iter().map(|s| s.to_string()).collect();
-        let rows = rows(kind, &cols, &items);
-        let mut buf = Vec::new();
-        let opts = TableOpts {
-            json: true,
-            headers: true,
-            framing: kind.framing(),
-        };
-        format::write_rows(&mut buf, &cols, &rows, opts).unwrap_or_default();
-        String::from_utf8_lossy(&buf).into_owned()
+        render(kind, cols, items, true)
     }
 
     #[test]

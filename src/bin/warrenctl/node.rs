@@ -430,29 +430,37 @@ pub fn check_running(app: &App) -> Result<(), CtlError> {
     }
 }
 
-pub fn check_local_alarms(app: &App) -> Result<(), CtlError> {
-    let node = app.node_name()?;
-    app.banner(&format!(
-        "Asking node {node} to report any local resource alarms ..."
-    ));
-    match app.client.get("health/checks/local-alarms") {
+/// Run one `/api/health/checks/…` endpoint after the banner: `None` when it passed (its success
+/// message printed), the 503 body when it failed.
+fn health_check(
+    app: &App,
+    endpoint: &str,
+    banner: &str,
+    ok_text: &str,
+) -> Result<Option<String>, CtlError> {
+    app.banner(banner);
+    match app.client.get(&format!("health/checks/{endpoint}")) {
         Ok(_) => {
-            check_ok(
-                app,
-                json!({"result": "ok"}),
-                &format!("Node {node} reported no local alarms"),
-            );
-            Ok(())
+            check_ok(app, json!({"result": "ok"}), ok_text);
+            Ok(None)
         }
         Err(ApiError::Status {
             status: 503, body, ..
-        }) => {
-            let lines = alarm_lines(&body, &node);
-            let json = json!({"local": lines, "message": format!("Node {node} reported local alarms"), "result": "error"});
-            Err(check_failed(app, json, lines.join("\n")))
-        }
+        }) => Ok(Some(body)),
         Err(e) => Err(app.fail(e)),
     }
+}
+
+pub fn check_local_alarms(app: &App) -> Result<(), CtlError> {
+    let node = app.node_name()?;
+    let banner = format!("Asking node {node} to report any local resource alarms ...");
+    let ok_text = format!("Node {node} reported no local alarms");
+    let Some(body) = health_check(app, "local-alarms", &banner, &ok_text)? else {
+        return Ok(());
+    };
+    let lines = alarm_lines(&body, &node);
+    let json = json!({"local": lines, "message": format!("Node {node} reported local alarms"), "result": "error"});
+    Err(check_failed(app, json, lines.join("\n")))
 }
 
 /// Alarm lines from a failed local-alarms check body:
@@ -557,49 +565,39 @@ fn tcp_connects(host: &str, port: u16, timeout: Duration) -> bool {
 
 pub fn check_virtual_hosts(app: &App) -> Result<(), CtlError> {
     let node = app.node_name()?;
-    app.banner(&format!(
-        "Checking if all vhosts are running on node {node} ..."
-    ));
-    match app.client.get("health/checks/virtual-hosts") {
-        Ok(_) => {
-            check_ok(
-                app,
-                json!({"result": "ok"}),
-                &format!("Node {node} reported all vhosts as running"),
-            );
-            Ok(())
-        }
-        Err(ApiError::Status { status: 503, .. }) => {
-            // Which vhosts: those whose cluster_state for this node is not "running".
-            let vhosts = app.get("vhosts")?;
-            let down: Vec<String> = vhosts
-                .as_array()
-                .map(|vs| {
-                    vs.iter()
-                        .filter(|v| {
-                            v.pointer(&format!(
-                                "/cluster_state/{}",
-                                node.replace('~', "~0").replace('/', "~1")
-                            ))
-                            .and_then(Value::as_str)
-                            .is_some_and(|s| s != "running")
-                        })
-                        .map(|v| str_of(v, "name").to_string())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let text = format!(
-                "Some virtual hosts on node {node} are down:\n{}",
-                down.join("\n")
-            );
-            Err(check_failed(
-                app,
-                json!({"down_vhosts": down, "result": "error"}),
-                text,
-            ))
-        }
-        Err(e) => Err(app.fail(e)),
+    let banner = format!("Checking if all vhosts are running on node {node} ...");
+    let ok_text = format!("Node {node} reported all vhosts as running");
+    if health_check(app, "virtual-hosts", &banner, &ok_text)?.is_none() {
+        return Ok(());
     }
+    // Which vhosts: those whose cluster_state for this node is not "running".
+    let pointer = format!(
+        "/cluster_state/{}",
+        node.replace('~', "~0").replace('/', "~1")
+    );
+    let vhosts = app.get("vhosts")?;
+    let down: Vec<String> = vhosts
+        .as_array()
+        .map(|vs| {
+            vs.iter()
+                .filter(|v| {
+                    v.pointer(&pointer)
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| s != "running")
+                })
+                .map(|v| str_of(v, "name").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let text = format!(
+        "Some virtual hosts on node {node} are down:\n{}",
+        down.join("\n")
+    );
+    Err(check_failed(
+        app,
+        json!({"down_vhosts": down, "result": "error"}),
+        text,
+    ))
 }
 
 pub fn export_definitions(app: &App, file: &str, format: &str) -> Result<(), CtlError> {
