@@ -6,6 +6,7 @@ mod crash;
 mod definitions_log;
 mod durability;
 mod embedding;
+mod management;
 mod paging;
 
 mod acks;

@@ -56,6 +56,9 @@ pub fn consumer_object(ix: &ConnIndex, c: &Consumer) -> Value {
             "user": user,
         },
         "consumer_tag": c.tag.to_string(),
+        // RabbitMQ 3.12+ reports the delivery-acknowledgement timeout here and clients written for
+        // it (rabbitmq_http_client) require the key; RabbitMQ's default, which Warren does not yet enforce.
+        "consumer_timeout": 1_800_000,
         "exclusive": c.exclusive,
         "prefetch_count": c.prefetch,
         "queue": {"name": c.queue.name.to_string(), "vhost": c.queue.vhost.to_string()},

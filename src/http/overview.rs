@@ -244,6 +244,7 @@ fn node_object(api: &Api, r: &Req) -> Value {
         "disk_free": b.alarms.last_free_disk(),
         "disk_free_details": {"rate": 0.0},
         "cluster_links": [],
+        "being_drained": false,
     });
     if let Some(s) = b.store().map(|s| s.stats()) {
         n["msg_store_write_count"] = json!(s.publishes);
