@@ -7,6 +7,7 @@
 //! external broker by starting their own Warren.
 
 mod client;
+mod endpoints;
 mod http;
 mod prometheus;
 

@@ -28,6 +28,21 @@ pub fn quote_plus(s: &str) -> String {
     out
 }
 
+/// Percent-encoding that keeps RFC 3986's unreserved characters (`~` too), as the Location header of
+/// RabbitMQ's binding POST does: `q3/my.key~W8PYWg`, `q3/a%2Bb%252F…`.
+fn quote_unreserved(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 fn unquote_plus(s: &str) -> String {
     super::decode(&s.replace('+', " "))
@@ -192,8 +207,8 @@ pub async fn create(
     let arguments = args(body.get("arguments"));
     let location = format!(
         "{}/{}",
-        quote_plus(destination),
-        quote_plus(&properties_key(&routing_key, &arguments))
+        quote_unreserved(destination),
+        quote_unreserved(&properties_key(&routing_key, &arguments))
     );
     let cmd = Command::Bind(BindingArgs {
         vhost: vhost.to_string(),
@@ -264,7 +279,9 @@ mod tests {
             k.starts_with("my.key~") && k.len() == "my.key~".len() + 6,
             "{k}"
         );
-        assert_eq!(quote_plus(&properties_key("a b", &none)), "a%2Bb");
+        assert_eq!(quote_unreserved(&properties_key("a b", &none)), "a%2Bb");
+        assert_eq!(quote_unreserved(&k), k, "the args separator stays as it is");
+        assert_eq!(quote_unreserved(&properties_key("", &none)), "~");
         assert_eq!(unquote_plus("a+b%2Fc"), "a b/c");
     }
 }

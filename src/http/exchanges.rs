@@ -89,7 +89,7 @@ pub async fn put(api: &Api, c: &Caller, r: &Req, vhost: &str, name: &str) -> Res
     let kind = body.get("type").and_then(Value::as_str).unwrap_or("direct");
     if crate::broker::exchange::ExchangeKind::parse(kind).is_none() {
         return Err(reply::bad_request(format!(
-            "invalid exchange type '{kind}'"
+            "unknown exchange type '{kind}'"
         )));
     }
     let existed = api

@@ -70,3 +70,37 @@ def test_stop_closes_connections(warren):
     with pytest.raises(Exception):
         for _ in range(50):
             conn.process_data_events(time_limit=0.1)
+
+
+def test_management_api_and_prometheus_are_reachable(warren):
+    import base64
+    import json
+    import urllib.request
+
+    conn = connect(warren.url)
+    conn.channel().queue_declare("seen-by-the-api")
+    req = urllib.request.Request(f"{warren.management_url}/api/queues/%2F/seen-by-the-api")
+    req.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert json.load(r)["name"] == "seen-by-the-api"
+    with urllib.request.urlopen(f"{warren.prometheus_url}/metrics", timeout=10) as r:
+        assert b"rabbitmq_queues 1" in r.read()
+    conn.close()
+
+
+def test_no_management_listener_is_reported(pytester, tmp_path):
+    config = tmp_path / "warren.toml"
+    config.write_text("[management]\nenabled = false\n")
+    pytester.makepyfile(
+        f"""
+        import pytest
+        from pytest_warren import WarrenError
+
+        def test_it(warren):
+            with pytest.raises(WarrenError):
+                warren.management_url
+            assert warren.prometheus_url.startswith("http://127.0.0.1:")
+        """
+    )
+    result = pytester.runpytest_subprocess("--warren-arg=--config", f"--warren-arg={config}")
+    result.assert_outcomes(passed=1)

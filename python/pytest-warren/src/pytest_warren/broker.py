@@ -6,9 +6,12 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 STARTUP_TIMEOUT = 10.0
+# The HTTP listeners' LISTENING lines follow the AMQP one immediately; this only bounds the wait when a
+# config file turned them off.
+HTTP_LINES_TIMEOUT = 2.0
 
 
 class WarrenError(RuntimeError):
@@ -38,10 +41,33 @@ class WarrenBroker:
     user: str = "guest"
     password: str = "guest"
     log: List[str] = field(default_factory=list)
+    _ports: Dict[str, int] = field(default_factory=dict)
+    _http_lines: threading.Event = field(default_factory=threading.Event)
 
     @property
     def url(self) -> str:
         return f"amqp://{self.user}:{self.password}@{self.host}:{self.port}/%2F"
+
+    def _http_port(self, what: str) -> int:
+        self._http_lines.wait(HTTP_LINES_TIMEOUT)
+        port = self._ports.get(what)
+        if port is None:
+            raise WarrenError(f"this broker has no {what} listener")
+        return port
+
+    @property
+    def management_port(self) -> int:
+        return self._http_port("management")
+
+    @property
+    def management_url(self) -> str:
+        """Base URL of RabbitMQ's management HTTP API, e.g. http://127.0.0.1:PORT (the API is under /api)."""
+        return f"http://{self.host}:{self.management_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        """Base URL of the Prometheus listener (scrape {prometheus_url}/metrics)."""
+        return f"http://{self.host}:{self._http_port('prometheus')}"
 
     @property
     def pid(self) -> int:
@@ -73,17 +99,33 @@ def start_broker(binary: Optional[str] = None, args: Optional[List[str]] = None)
 
     threading.Thread(target=drain_stderr, daemon=True).start()
     assert proc.stdout is not None
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    port = None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("LISTENING port="):
-            port = int(line.split("=", 1)[1].split()[0])
-            break
+    ports: Dict[str, int] = {}
+    amqp_ready = threading.Event()
+    http_lines = threading.Event()
+
+    def read_stdout() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            fields = line.split()
+            if len(fields) >= 2 and fields[0] == "LISTENING":
+                what = "amqp" if fields[1].startswith("port=") else fields[1]
+                port = next((f.split("=", 1)[1] for f in fields[1:] if f.startswith("port=")), None)
+                if port is not None and port.isdigit():
+                    ports[what] = int(port)
+                if what == "amqp":
+                    amqp_ready.set()
+                if what == "prometheus":
+                    http_lines.set()
+        amqp_ready.set()
+        http_lines.set()
+
+    threading.Thread(target=read_stdout, daemon=True).start()
+    amqp_ready.wait(STARTUP_TIMEOUT)
+    port = ports.get("amqp")
     if port is None:
         proc.kill()
         proc.wait()
         raise WarrenError(f"warren did not start: {' | '.join(log[-10:])}")
-    return WarrenBroker(host="127.0.0.1", port=port, process=proc, log=log)
+    return WarrenBroker(
+        host="127.0.0.1", port=port, process=proc, log=log, _ports=ports, _http_lines=http_lines
+    )
