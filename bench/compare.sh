@@ -14,6 +14,7 @@
 #   RABBIT_PORT  port of the private RabbitMQ node (default 5693); it is (re)started and stopped by this script
 #   RABBITMQ_SH  the node script (default ../shared/tools/rabbitmq.sh beside the repo)
 #   WARREN_ARGS  extra broker flags (default --ephemeral)
+#   WARREN_BIN   the Warren binary to measure (default target/release/warren; bench/ab.sh A/Bs two of them)
 #   BENCH_LOCK   flock file wrapped around every measurement (default /tmp/warren-bench.lock)
 #   SKIP_BUILD=1 use the existing target/release binaries
 #   QUIET=0      do not wait for running compilers (rustc) to finish before each run (on a shared 2-core
@@ -43,7 +44,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   echo "building release binaries..." >&2
   CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} cargo build --release --bin warren --bin warren-perf >&2
 fi
-WARREN=$root/target/release/warren
+WARREN=${WARREN_BIN:-$root/target/release/warren}
 PERF=$root/target/release/warren-perf
 if [ ! -x "$WARREN" ] || [ ! -x "$PERF" ]; then echo "compare.sh: missing $WARREN or $PERF" >&2; exit 1; fi
 [ -x "$rabbit_sh" ] || { echo "compare.sh: $rabbit_sh not found" >&2; exit 1; }
@@ -59,7 +60,7 @@ stop_warren() {
     wait "$wpid" 2>/dev/null || true
   fi
   wpid=""
-  exec 7<&- 2>/dev/null || true
+  { exec 7<&-; } 2>/dev/null || true
 }
 stop_rabbit() {
   if [ -n "$rabbit_up" ]; then "$rabbit_sh" stop "$RABBIT_PORT" >/dev/null 2>&1 || true; fi

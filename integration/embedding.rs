@@ -173,6 +173,13 @@ fn spawn_binary(
     }
     let mut child = cmd.spawn().expect("spawn warren");
     let stdout = child.stdout.take().expect("stdout");
+    let rx = stderr_lines(&mut child);
+    let port = listening_port(stdout).unwrap_or_else(|e| panic!("{e}"));
+    (child, port, rx)
+}
+
+/// The child's stderr, line by line, read on a thread of its own.
+fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -182,8 +189,7 @@ fn spawn_binary(
             }
         }
     });
-    let port = listening_port(stdout).unwrap_or_else(|e| panic!("{e}"));
-    (child, port, rx)
+    rx
 }
 
 fn wait_for_log(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> bool {
@@ -258,4 +264,29 @@ async fn binary_loads_definitions_file() {
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn binary_survives_a_harness_that_closed_its_stdout() {
+    // Every write to this stdout fails with EPIPE, as when a harness read the first LISTENING line and
+    // dropped the pipe before the management lines were written.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["--port", "0", "--bind", "127.0.0.1", "--ephemeral"])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn warren");
+    let rx = stderr_lines(&mut child);
+    assert!(
+        wait_for_log(&rx, "Server startup complete"),
+        "the broker did not finish starting with a closed stdout"
+    );
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the broker exited"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }

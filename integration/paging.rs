@@ -5,7 +5,7 @@ use crate::common::*;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
 use lapin::BasicProperties;
-use warren::queue::ready::{KEEP_MIN, KEEP_STORED};
+use warren::queue::paging::{KEEP_MIN, KEEP_STORED};
 
 /// A broker on `dir`; `paging_ratio` sets how early queues page transient messages out.
 async fn start(dir: &std::path::Path, paging_ratio: f64) -> (warren::Server, TestBroker) {

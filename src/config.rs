@@ -4,6 +4,9 @@
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+/// Messages a queue keeps in memory when their bodies are on disk anyway (`queue_in_memory_messages`).
+pub const DEFAULT_QUEUE_IN_MEMORY_MESSAGES: usize = 2048;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -109,7 +112,7 @@ impl Default for Config {
             memory_high_watermark: 0.4,
             memory_limit_bytes: None,
             memory_paging_ratio: 0.5,
-            queue_in_memory_messages: crate::queue::ready::KEEP_STORED,
+            queue_in_memory_messages: DEFAULT_QUEUE_IN_MEMORY_MESSAGES,
             disk_free_limit_bytes: 50_000_000,
             management: Listener::default(),
             prometheus: Listener::default(),

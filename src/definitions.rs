@@ -13,7 +13,7 @@ use serde_json::Value;
 use std::path::Path;
 
 /// The RabbitMQ version Warren's definitions claim to come from.
-const RABBIT_VERSION: &str = crate::connection::handshake::RABBITMQ_VERSION;
+const RABBIT_VERSION: &str = crate::protocol::RABBITMQ_VERSION;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]

@@ -6,7 +6,8 @@
 //! 1. **Foundations** — [`protocol`] (pure codec: frame splitting, byte peeks, the hot frames written by
 //!    hand, field tables), [`store`] (the message store: segment logs, group commit, recovery, a reader
 //!    thread; queues are string keys, payloads opaque bytes), [`clock`] (the one broker clock and its
-//!    scheduler), [`error`] (typed reply codes) and [`config`].
+//!    scheduler), [`error`] (typed reply codes), [`metrics`] (plain atomic message counters the layers
+//!    above bump and the management layer samples) and [`config`].
 //! 2. **Queues** — [`queue`]: messages, queue arguments, the ready list and paging, dispatch, settlement,
 //!    TTL and expiry timers, dead-lettering. A queue reaches the rest of the broker only through the traits
 //!    in [`queue::consumer`]: `ConsumerChannel` (deliveries, cancellations), `ConfirmSink` (publisher
@@ -21,7 +22,8 @@
 //! 5. **Connections** — [`connection`]: the connection lifecycle machine (handshake, close), the per-
 //!    connection task that reads frames and dispatches them, and the writer task.
 //! 6. **Edges** — [`server`] (listener, embedding API), [`definitions`] (RabbitMQ-format import/export,
-//!    as commands), and the binary (`main.rs`).
+//!    as commands), [`http`] (RabbitMQ's management API and Prometheus metrics: reads broker state, and
+//!    changes it only through `Command`s), and the binaries (`main.rs`, `warrenctl`, `warren-perf`).
 //!
 //! # The life of a message
 //! The publisher's connection task cuts frames from its read buffer and its channel assembles basic.publish,

@@ -124,13 +124,19 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        // A machine-readable line for harnesses that start Warren on port 0.
-        println!("LISTENING port={}", server.port());
-        if let Some(p) = server.management_port() {
-            println!("LISTENING management port={p}");
-        }
-        if let Some(p) = server.prometheus_port() {
-            println!("LISTENING prometheus port={p}");
+        // Machine-readable lines for harnesses that start Warren on port 0. A harness may close the pipe
+        // after the line it wanted: a failed write must not take the broker down (println! would panic).
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "LISTENING port={}", server.port());
+            if let Some(p) = server.management_port() {
+                let _ = writeln!(out, "LISTENING management port={p}");
+            }
+            if let Some(p) = server.prometheus_port() {
+                let _ = writeln!(out, "LISTENING prometheus port={p}");
+            }
+            let _ = out.flush();
         }
         tracing::info!("Server startup complete; 0 plugins started.");
         tokio::spawn(return_free_memory());

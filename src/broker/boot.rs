@@ -10,7 +10,7 @@ use super::Broker;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::queue::message::RecordMeta;
-use crate::queue::ready::{Paged, TRANSIENT_PREFIX};
+use crate::queue::paging::{Paged, TRANSIENT_PREFIX};
 use crate::store::{MessageStore, RecoveredQueue, StoreConfig, SyncPolicy};
 use parking_lot::Mutex;
 use std::fs::{File, OpenOptions};

@@ -21,7 +21,7 @@ pub use vhost::VHost;
 use crate::clock::Scheduler;
 use crate::config::Config;
 use crate::error::{AmqpError, AmqpResult};
-use crate::queue::ready::MemoryBudget;
+use crate::queue::paging::MemoryBudget;
 use crate::store::MessageStore;
 use crate::FastDashMap as DashMap;
 use command::Effects;

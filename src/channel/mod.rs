@@ -10,6 +10,7 @@ pub mod confirms;
 pub mod content;
 pub mod deliveries;
 pub mod lifecycle;
+pub mod link;
 pub mod methods;
 pub mod reply_to;
 mod shared;

@@ -3,8 +3,8 @@
 //! cancels consumers here). Everything else about a channel is owned by its connection task.
 
 use super::deliveries::{Deliveries, Unacked};
+use super::link::ConnShared;
 use crate::broker::vhost::ReplySink;
-use crate::connection::ConnShared;
 use crate::error::AmqpResult;
 use crate::protocol;
 use crate::queue::message::Message;

@@ -12,7 +12,6 @@ use crate::channel::{Channel, ChannelShared, Pending, Then};
 use crate::error::AmqpError;
 use crate::protocol::{self, RawFrame};
 use amq_protocol::protocol::{access, basic, channel, connection, AMQPClass};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -45,23 +44,20 @@ impl Connection {
                 Action::Send(m) => self.send_method(0, m),
                 Action::Tuned(t) => {
                     self.heartbeat = t.heartbeat;
-                    self.shared.frame_max.store(t.frame_max, Ordering::Relaxed);
+                    self.shared.set_frame_max(t.frame_max);
                     self.shared.outbound.set_heartbeat(t.heartbeat);
                     self.channel_max = t.channel_max;
                 }
                 Action::Opened { user, vhost } => {
-                    self.shared
-                        .cancel_notify
-                        .store(self.machine.caps.cancel_notify, Ordering::Relaxed);
-                    let _ = self.shared.info.set(super::ConnInfo {
+                    let info = super::ConnInfo {
                         client_properties: std::mem::take(&mut self.machine.client_properties),
                         mechanism: std::mem::take(&mut self.machine.mechanism),
                         channel_max: self.channel_max,
                         frame_max: self.shared.frame_max(),
                         heartbeat: self.heartbeat,
-                    });
-                    let _ = self.shared.vhost.set(vhost.name.to_string());
-                    let _ = self.shared.user.set(user.name.clone());
+                        cancel_notify: self.machine.caps.cancel_notify,
+                    };
+                    self.shared.set_open(info, &vhost.name, &user.name);
                     tracing::info!(user = %user.name, vhost = %vhost.name, "connection open");
                     self.open = Some(Open {
                         user: Arc::from(user.name.as_str()),

@@ -80,8 +80,7 @@ fn server_properties() -> Vec<(&'static str, Prop)> {
     ]
 }
 
-/// The RabbitMQ release whose behaviour Warren follows, reported as the server version.
-pub const RABBITMQ_VERSION: &str = "3.13.7";
+pub use crate::protocol::RABBITMQ_VERSION;
 
 /// The connection.start frame.
 pub fn write_start(buf: &mut bytes::BytesMut) {

@@ -164,7 +164,7 @@ impl Connection {
                         return;
                     }
                 },
-                _ = self.shared.kill.notified() => {
+                _ = self.shared.killed() => {
                     if let Flow::Stop = self.forced_close() {
                         return;
                     }
@@ -175,7 +175,7 @@ impl Connection {
 
     /// Close with 320 CONNECTION_FORCED and the reason another task gave.
     fn forced_close(&mut self) -> Flow {
-        let reason = self.shared.kill_reason.lock().take().unwrap_or_default();
+        let reason = self.shared.take_kill_reason();
         self.close_connection(AmqpError::new(ReplyCode::ConnectionForced, reason))
     }
 
@@ -197,7 +197,7 @@ impl Connection {
                     }
                 }
             } => Some(r),
-            _ = self.shared.kill.notified() => None,
+            _ = self.shared.killed() => None,
         };
         match waited {
             Some(outcome) => {
@@ -240,7 +240,7 @@ impl Connection {
                         break;
                     }
                 }
-                _ = self.shared.kill.notified() => {
+                _ = self.shared.killed() => {
                     return !matches!(self.forced_close(), Flow::Stop);
                 }
             }

@@ -9,7 +9,7 @@ use crate::broker::{Actor, Command};
 use serde_json::{json, Map, Value};
 
 /// The RabbitMQ version Warren reports.
-pub const VERSION: &str = crate::connection::handshake::RABBITMQ_VERSION;
+pub const VERSION: &str = crate::protocol::RABBITMQ_VERSION;
 /// This node's name.
 pub const NODE: &str = "warren@localhost";
 

@@ -3,6 +3,10 @@
 //! (basic.deliver, get-ok, return, ack, content) are written by hand here because they are written once per
 //! message, and a unit test cross-checks each against amq-protocol's own encoding.
 
+/// The RabbitMQ release whose behaviour Warren follows, reported as the server version (connection.start,
+/// the management API, definitions exports).
+pub const RABBITMQ_VERSION: &str = "3.13.7";
+
 pub mod fields;
 pub mod outbuf;
 

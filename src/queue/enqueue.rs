@@ -117,9 +117,10 @@ impl Queue {
             self.stats.publish.bump(1);
             let seq = st.next_seq;
             st.next_seq += 1;
-            let now = self.timers.now_ms();
+            // The clock is read only for a message that can expire: most never do.
+            let now = ttl.map(|_| self.timers.now_ms());
             st.ready.push_back(QueuedMessage {
-                expires: ttl.map(|t| now.saturating_add(t)),
+                expires: ttl.zip(now).map(|(t, now)| now.saturating_add(t)),
                 id: stored.map_or(seq, |s| s.id),
                 loc: stored.map(|s| s.loc),
                 ..QueuedMessage::new(seq, msg)
@@ -145,7 +146,7 @@ impl Queue {
                 }
             }
             self.dispatch_locked(&mut st, &mut dead);
-            if ttl.is_some() {
+            if let Some(now) = now {
                 st.expire_head(now, &mut dead);
                 self.arm_timer(&mut st);
             }

@@ -4,7 +4,8 @@
 //! thread and goes on; the reader's callback puts the messages back in place, then dispatches. A basic.get
 //! that finds the head paged gets a receiver that fires when the batch is in.
 
-use super::ready::{decode_loaded, Load};
+use super::paging::decode_loaded;
+use super::ready::Load;
 use super::{Dead, Queue, QueueState};
 use std::sync::Arc;
 use tokio::sync::oneshot;

@@ -22,6 +22,7 @@ mod dispatch;
 pub mod enqueue;
 mod load;
 pub mod message;
+pub mod paging;
 pub mod ready;
 mod settle;
 mod timers;
@@ -149,7 +150,7 @@ pub struct QueueSpec<'a> {
 #[derive(Clone, Debug)]
 pub struct Storage {
     pub store: Arc<MessageStore>,
-    pub budget: Arc<ready::MemoryBudget>,
+    pub budget: Arc<paging::MemoryBudget>,
 }
 
 crate::counters! {
@@ -273,10 +274,10 @@ impl Queue {
         let config = QueueConfig::from_args(&arguments);
         let key = store_key(vhost, name);
         let store = storage.as_ref().map(|s| s.store.clone());
-        let pager = storage.map(|Storage { store, budget }| ready::Pager {
+        let pager = storage.map(|Storage { store, budget }| paging::Pager {
             store,
             durable_key: durable.then(|| key.clone()),
-            transient_key: format!("{}{key}", ready::TRANSIENT_PREFIX),
+            transient_key: format!("{}{key}", paging::TRANSIENT_PREFIX),
             budget,
         });
         let durable_store = store
@@ -397,7 +398,7 @@ impl Queue {
 
     /// Put messages recovered from the store back at start, paged and in the store's order:
     /// `(priority, message)`, their `seq` assigned here.
-    pub fn recover(self: &Arc<Self>, msgs: Vec<(u8, ready::Paged)>) {
+    pub fn recover(self: &Arc<Self>, msgs: Vec<(u8, paging::Paged)>) {
         let mut st = self.state.lock();
         for (priority, mut m) in msgs {
             m.seq = st.next_seq;

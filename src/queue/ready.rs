@@ -8,120 +8,18 @@
 //! the lower sequence number, so moving any message from the back of the memory run to the back of the paged
 //! run keeps delivery order. Bodies come back in small batches when a paged message reaches the head.
 //!
-//! What gets paged: a message already in the store (persistent, durable queue) once the queue holds more than
-//! [`KEEP_STORED`] messages in memory (configurable), which costs nothing but a read later; any message, written to the store
-//! under the queue's transient key only for this, while the broker's [`MemoryBudget`] is exceeded. Transient
-//! pages are forgotten when read back, and all of them are dropped at boot.
+//! What gets paged, and how a page comes back, is [`super::paging`]'s.
 
+use super::paging::{Paged, Pager, KEEP_MIN};
 use super::QueuedMessage;
-use crate::queue::message::{Message, RecordMeta};
-use crate::store::{Location, MessageStore};
+use crate::queue::message::RecordMeta;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-/// Messages a queue keeps in memory when their bodies are on disk anyway, by default
-/// (`queue_in_memory_messages`).
-pub const KEEP_STORED: usize = 2048;
-/// Messages a queue always keeps in memory, whatever the pressure, so delivery never waits on a read.
-pub const KEEP_MIN: usize = 64;
 /// Paged messages read back at once when the head reaches them.
 const LOAD_BATCH: usize = 128;
 /// What an in-memory message is charged beyond its body and header (the `Message` and queue entry).
 const MESSAGE_OVERHEAD: u64 = 256;
-
-/// The broker-wide bytes of ready messages held in memory, the level above which queues page out, and how
-/// many stored messages a queue keeps in memory regardless.
-#[derive(Debug)]
-pub struct MemoryBudget {
-    used: AtomicU64,
-    limit: u64,
-    keep_stored: usize,
-}
-
-impl MemoryBudget {
-    pub fn new(limit: u64) -> Arc<MemoryBudget> {
-        Self::with_keep_stored(limit, KEEP_STORED)
-    }
-
-    pub fn with_keep_stored(limit: u64, keep_stored: usize) -> Arc<MemoryBudget> {
-        Arc::new(MemoryBudget {
-            used: AtomicU64::new(0),
-            limit,
-            keep_stored,
-        })
-    }
-
-    pub fn used(&self) -> u64 {
-        self.used.load(Ordering::Relaxed)
-    }
-
-    pub fn limit(&self) -> u64 {
-        self.limit
-    }
-
-    pub fn over(&self) -> bool {
-        self.used() > self.limit
-    }
-}
-
-/// Where a queue pages message bodies to.
-#[derive(Debug)]
-pub struct Pager {
-    pub store: Arc<MessageStore>,
-    /// The queue's key for its persistent messages (durable queues only).
-    pub durable_key: Option<String>,
-    /// The key under which messages are written only to free memory.
-    pub transient_key: String,
-    pub budget: Arc<MemoryBudget>,
-}
-
-impl Pager {
-    /// "vhost/queue", for log lines.
-    fn queue_label(&self) -> String {
-        self.transient_key
-            .trim_start_matches(TRANSIENT_PREFIX)
-            .replace('\u{1}', "/")
-    }
-}
-
-/// Prefix of every transient page key: such keys are dropped at boot.
-pub const TRANSIENT_PREFIX: char = '\u{2}';
-
-/// A ready message whose body is in the store.
-#[derive(Clone, Copy, Debug)]
-pub struct Paged {
-    pub seq: u64,
-    /// Its id in the store.
-    pub id: u64,
-    pub loc: Location,
-    /// Expiry deadline on the broker clock; `u64::MAX` for none.
-    pub expires: u64,
-    pub body_len: u32,
-    pub delivery_count: u32,
-    pub redelivered: bool,
-    /// Written under the transient key (forgotten once read back).
-    pub transient: bool,
-}
-
-impl Paged {
-    fn of(m: &QueuedMessage, loc: Location, transient: bool) -> Paged {
-        Paged {
-            seq: m.seq,
-            id: m.id,
-            loc,
-            expires: m.expires.unwrap_or(u64::MAX),
-            body_len: m.msg.body.len().min(u32::MAX as usize) as u32,
-            delivery_count: m.delivery_count,
-            redelivered: m.redelivered,
-            transient,
-        }
-    }
-
-    pub fn expires(&self) -> Option<u64> {
-        (self.expires != u64::MAX).then_some(self.expires)
-    }
-}
 
 #[derive(Debug, Default)]
 struct Level {
@@ -570,53 +468,6 @@ impl Drop for ReadyList {
     }
 }
 
-/// Turn a record read back into the queued message it was. A transient page is forgotten in the store at
-/// once; a record that cannot be read or decoded is forgotten and logged.
-pub fn decode_loaded(
-    pager: &Pager,
-    p: &Paged,
-    read: Result<bytes::Bytes, crate::store::StoreError>,
-) -> Option<QueuedMessage> {
-    let key = if p.transient {
-        Some(pager.transient_key.as_str())
-    } else {
-        pager.durable_key.as_deref()
-    };
-    let read = read
-        .map_err(|e| e.to_string())
-        .and_then(|rec| Message::decode_record(rec).map_err(|e| e.to_string()));
-    if p.transient || read.is_err() {
-        if let Some(k) = key {
-            pager.store.ack(k, &[p.id]);
-        }
-    }
-    let mut msg = match read {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::error!(queue = %pager.queue_label(), error = %e, "a stored message cannot be read back; dropping it");
-            return None;
-        }
-    };
-    if p.delivery_count > 0 {
-        let count = i64::from(p.delivery_count);
-        msg = msg.with_headers(|h| {
-            h.insert(
-                "x-delivery-count".into(),
-                amq_protocol::types::AMQPValue::LongLongInt(count),
-            );
-        });
-    }
-    Some(QueuedMessage {
-        seq: p.seq,
-        id: p.id,
-        msg: Arc::new(msg),
-        redelivered: p.redelivered,
-        expires: p.expires(),
-        delivery_count: p.delivery_count,
-        loc: (!p.transient).then_some(p.loc),
-    })
-}
-
 /// Merge `msgs` (any order) into `run` (sorted by `seq`), keeping it sorted.
 fn merge_into(run: &mut VecDeque<QueuedMessage>, mut msgs: Vec<QueuedMessage>) {
     if msgs.is_empty() {
@@ -655,7 +506,7 @@ pub fn load_now(list: &mut ReadyList, load: Load) {
     let read: Vec<Option<QueuedMessage>> = load
         .items
         .iter()
-        .map(|p| decode_loaded(pager, p, pager.store.read(p.loc)))
+        .map(|p| super::paging::decode_loaded(pager, p, pager.store.read(p.loc)))
         .collect();
     list.finish_load(load, read);
 }
@@ -664,6 +515,8 @@ pub fn load_now(list: &mut ReadyList, load: Load) {
 mod tests {
     use super::*;
     use crate::queue::message::Message;
+    use crate::queue::paging::{MemoryBudget, KEEP_STORED, TRANSIENT_PREFIX};
+    use crate::store::MessageStore;
     use amq_protocol::protocol::BasicProperties;
     use bytes::Bytes;
     use std::sync::Arc;

@@ -16,7 +16,7 @@ pub use publish::validate_properties;
 
 use super::{Channel, Pending};
 use crate::broker::{Actor, Broker, Executed, VHost};
-use crate::connection::ConnShared;
+use crate::channel::link::ConnShared;
 use crate::error::{AmqpError, AmqpResult};
 use crate::protocol;
 use crate::queue::{Consumer, ConsumerChannel, Queue};
