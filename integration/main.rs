@@ -6,6 +6,7 @@ mod crash;
 mod definitions_log;
 mod durability;
 mod embedding;
+mod hostile;
 mod management;
 mod paging;
 

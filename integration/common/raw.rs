@@ -50,18 +50,48 @@ impl Raw {
         self.sock.write_all(bytes).await.expect("socket write");
     }
 
-    /// Send a method frame: class, method, already-encoded arguments.
-    pub async fn method(&mut self, channel: u16, class: u16, method: u16, args: &[u8]) {
-        let mut payload = Vec::with_capacity(4 + args.len());
-        payload.extend_from_slice(&class.to_be_bytes());
-        payload.extend_from_slice(&method.to_be_bytes());
-        payload.extend_from_slice(args);
+    /// Write `bytes` unless the peer stops taking them for `stall`: false when the write stalled.
+    pub async fn write_or_stall(&mut self, bytes: &[u8], stall: std::time::Duration) -> bool {
+        matches!(
+            tokio::time::timeout(stall, self.sock.write_all(bytes)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// A method frame's bytes (see [`Raw::method`]), for tests that batch their writes.
+    pub fn method_bytes(channel: u16, class: u16, method: u16, args: &[u8]) -> Vec<u8> {
         let mut frame = vec![1u8];
         frame.extend_from_slice(&channel.to_be_bytes());
-        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&payload);
+        frame.extend_from_slice(&((4 + args.len()) as u32).to_be_bytes());
+        frame.extend_from_slice(&class.to_be_bytes());
+        frame.extend_from_slice(&method.to_be_bytes());
+        frame.extend_from_slice(args);
         frame.push(0xCE);
-        self.write(&frame).await;
+        frame
+    }
+
+    /// A content header (no properties) and one body frame, as bytes.
+    pub fn content_bytes(channel: u16, class: u16, body: &[u8]) -> Vec<u8> {
+        let mut h = Vec::new();
+        h.extend_from_slice(&class.to_be_bytes());
+        h.extend_from_slice(&0u16.to_be_bytes());
+        h.extend_from_slice(&(body.len() as u64).to_be_bytes());
+        h.extend_from_slice(&0u16.to_be_bytes());
+        let mut out = Vec::new();
+        for (ty, payload) in [(2u8, h.as_slice()), (3u8, body)] {
+            out.push(ty);
+            out.extend_from_slice(&channel.to_be_bytes());
+            out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            out.extend_from_slice(payload);
+            out.push(0xCE);
+        }
+        out
+    }
+
+    /// Send a method frame: class, method, already-encoded arguments.
+    pub async fn method(&mut self, channel: u16, class: u16, method: u16, args: &[u8]) {
+        self.write(&Raw::method_bytes(channel, class, method, args))
+            .await;
     }
 
     /// Read exactly `n` bytes; `None` on EOF/reset.
@@ -186,19 +216,7 @@ impl Raw {
 
     /// Content header (no properties) + one body frame.
     pub async fn content(&mut self, channel: u16, class: u16, body: &[u8]) {
-        let mut h = Vec::new();
-        h.extend_from_slice(&class.to_be_bytes());
-        h.extend_from_slice(&0u16.to_be_bytes());
-        h.extend_from_slice(&(body.len() as u64).to_be_bytes());
-        h.extend_from_slice(&0u16.to_be_bytes());
-        for (ty, payload) in [(2u8, h), (3u8, body.to_vec())] {
-            let mut frame = vec![ty];
-            frame.extend_from_slice(&channel.to_be_bytes());
-            frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-            frame.extend_from_slice(&payload);
-            frame.push(0xCE);
-            self.write(&frame).await;
-        }
+        self.write(&Raw::content_bytes(channel, class, body)).await;
     }
 
     pub async fn channel_open(&mut self, channel: u16) {

@@ -105,6 +105,14 @@ impl Assembly {
             ))
             .on(60, 40));
         }
+        if protocol::nesting::header_too_deep(&payload) {
+            *self = Assembly::Idle;
+            return Err(AmqpError::syntax_error(format!(
+                "message headers nested more than {} levels deep",
+                protocol::nesting::MAX_DEPTH
+            ))
+            .on(60, 40));
+        }
         let (size, properties) = protocol::decode_content_header(&payload)
             .ok_or_else(|| AmqpError::frame_error("cannot decode content header").on(60, 40))?;
         if size > max_size {

@@ -161,6 +161,9 @@ pub struct Outbound {
     buffered: AtomicUsize,
     notify: Notify,
     waiters: Mutex<Vec<Weak<Queue>>>,
+    /// Woken when the writer has drained the buffer below the high-water mark (or stopped): the
+    /// connection task stops reading a client that does not read what it is sent until then.
+    drained: Notify,
     /// Set once the connection is finished: the writer flushes what is buffered, then shuts the socket.
     closing: AtomicBool,
     /// Set when the writer has stopped; later frames are dropped instead of piling up.
@@ -243,9 +246,12 @@ impl Outbound {
     pub(crate) fn finish(&self) {
         self.dead.store(true, Ordering::Relaxed);
         self.closing.store(true, Ordering::SeqCst);
-        let mut b = self.buf.lock();
-        b.clear();
-        self.buffered.store(0, Ordering::Relaxed);
+        {
+            let mut b = self.buf.lock();
+            b.clear();
+            self.buffered.store(0, Ordering::Relaxed);
+        }
+        self.drained.notify_waiters();
     }
 
     pub fn is_closing(&self) -> bool {
@@ -263,8 +269,23 @@ impl Outbound {
         true
     }
 
-    /// Dispatch the queues that paused on this connection (the writer has drained it).
+    /// Resolves once the buffer is below the high-water mark, or the writer has stopped.
+    pub async fn drained(&self) {
+        loop {
+            let n = self.drained.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if !self.congested() || self.is_dead() {
+                return;
+            }
+            n.await;
+        }
+    }
+
+    /// Dispatch the queues that paused on this connection, and let its reader go on (the writer has
+    /// drained it).
     pub(crate) fn wake_waiters(&self) {
+        self.drained.notify_waiters();
         let waiters = std::mem::take(&mut *self.waiters.lock());
         for q in waiters.iter().filter_map(Weak::upgrade) {
             q.dispatch();

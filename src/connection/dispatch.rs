@@ -447,6 +447,16 @@ impl Connection {
 
 /// Decode a method frame payload with amq-protocol. `Err(None)` is an unknown class or method.
 fn parse_method(payload: &[u8]) -> Result<AMQPClass, Option<AmqpError>> {
+    if protocol::nesting::method_too_deep(payload) {
+        let (class_id, method_id) = protocol::peek_method(payload);
+        return Err(Some(
+            AmqpError::syntax_error(format!(
+                "field table nested more than {} levels deep",
+                protocol::nesting::MAX_DEPTH
+            ))
+            .on(class_id, method_id),
+        ));
+    }
     match amq_protocol::protocol::parse_class(payload) {
         Ok((_, m)) => Ok(m),
         Err(_) => {

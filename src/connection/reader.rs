@@ -1,6 +1,7 @@
 //! The connection task's loop: read the socket into a growing buffer, cut and handle every complete frame
 //! (waiting, when a topology reply must wait for durability, before the next one), flush confirms, stop
-//! reading while a resource alarm blocks a publisher, and enforce the handshake, heartbeat and close
+//! reading while a resource alarm blocks a publisher or while the client does not read what it is sent,
+//! and enforce the handshake, heartbeat and close
 //! timeouts. Socket timing stays on tokio's real clock.
 
 use super::dispatch::Flow;
@@ -100,6 +101,12 @@ impl Connection {
                 && self.machine.is_running()
                 && self.broker.alarms.active() != 0
                 && !Box::pin(self.wait_out_alarm()).await
+            {
+                return;
+            }
+            if self.shared.outbound.congested()
+                && self.machine.is_running()
+                && !Box::pin(self.wait_drained()).await
             {
                 return;
             }
@@ -205,6 +212,20 @@ impl Connection {
                 true
             }
             None => !matches!(self.forced_close(), Flow::Stop),
+        }
+    }
+
+    /// The client is not reading what it is sent (deliveries, get-oks, returns, confirms): stop reading from
+    /// it until the writer has drained its buffer, so that TCP holds the client back and one client that
+    /// never reads cannot grow the broker's memory. Returns false when the connection was killed meanwhile.
+    async fn wait_drained(&mut self) -> bool {
+        tracing::debug!(
+            pending = self.shared.outbound.pending_bytes(),
+            "client not reading; pausing reads"
+        );
+        tokio::select! {
+            _ = self.shared.outbound.drained() => true,
+            _ = self.shared.killed() => !matches!(self.forced_close(), Flow::Stop),
         }
     }
 

@@ -8,6 +8,7 @@
 pub const RABBITMQ_VERSION: &str = "3.13.7";
 
 pub mod fields;
+pub mod nesting;
 pub mod outbuf;
 
 pub use outbuf::OutBuf;

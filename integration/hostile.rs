@@ -1,0 +1,151 @@
+//! Hostile input: frames built to exhaust the broker rather than to use it. Each must get a protocol answer
+//! and leave the broker serving everyone else. Warren-only where Warren deliberately differs from RabbitMQ
+//! (RabbitMQ's Erlang parser has no nesting limit; its process heaps simply grow), so these tests start their
+//! own Warren.
+
+use crate::common::raw::{self, Raw};
+use crate::common::*;
+use warren::protocol::nesting::nested_table_bytes;
+
+async fn own_warren() -> (warren::Server, TestBroker) {
+    let server = warren::Server::builder().start().await.expect("start");
+    let b = TestBroker::from_url(server.amqp_url());
+    (server, b)
+}
+
+/// A raw client with channel 1 open.
+async fn raw_on_channel_1(b: &TestBroker) -> Raw {
+    let mut r = Raw::handshake(b, 2047, 131_072, 0).await;
+    r.channel_open(1).await;
+    let _ = r.method_frame().await;
+    r
+}
+
+#[tokio::test]
+async fn deeply_nested_arguments_close_the_connection_not_the_broker() {
+    let (_server, b) = own_warren().await;
+    let mut r = raw_on_channel_1(&b).await;
+    // queue.declare with 15,000 levels of nesting in its arguments (~90 KiB, within frame_max)
+    let mut a = vec![0, 0];
+    raw::shortstr(&mut a, "deep");
+    a.push(0);
+    a.extend_from_slice(&nested_table_bytes(15_000));
+    r.method(1, 50, 10, &a).await;
+    let (code, text, class, method) = r.expect_connection_close().await;
+    assert_eq!(
+        (code, text.as_str(), class, method),
+        (
+            502,
+            "SYNTAX_ERROR - field table nested more than 128 levels deep",
+            50,
+            10
+        )
+    );
+    // everyone else is still served
+    let conn = connect(&b).await;
+    let ch = open(&conn).await;
+    declare_queue(&ch, "after-deep").await;
+}
+
+#[tokio::test]
+async fn deeply_nested_message_headers_close_the_connection_not_the_broker() {
+    let (_server, b) = own_warren().await;
+    let mut r = raw_on_channel_1(&b).await;
+    let mut a = vec![0, 0];
+    raw::shortstr(&mut a, "");
+    raw::shortstr(&mut a, "nowhere");
+    a.push(0);
+    r.method(1, 60, 40, &a).await;
+    // content header: class 60, weight 0, body size 1, flags = headers only, then the headers table
+    let mut h = vec![0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x20, 0x00];
+    h.extend_from_slice(&nested_table_bytes(15_000));
+    let mut frame = vec![2u8, 0, 1];
+    frame.extend_from_slice(&(h.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&h);
+    frame.push(0xCE);
+    r.write(&frame).await;
+    let (code, text, class, method) = r.expect_connection_close().await;
+    assert_eq!(
+        (code, text.as_str(), class, method),
+        (
+            502,
+            "SYNTAX_ERROR - message headers nested more than 128 levels deep",
+            60,
+            40
+        )
+    );
+    let conn = connect(&b).await;
+    let ch = open(&conn).await;
+    declare_queue(&ch, "after-deep-headers").await;
+}
+
+#[tokio::test]
+async fn nesting_within_the_limit_is_accepted() {
+    let (_server, b) = own_warren().await;
+    let mut r = raw_on_channel_1(&b).await;
+    let mut a = vec![0, 0];
+    raw::shortstr(&mut a, "nested-ok");
+    a.push(0);
+    a.extend_from_slice(&nested_table_bytes(100));
+    r.method(1, 50, 10, &a).await;
+    let (channel, reply) = r.method_frame().await;
+    assert_eq!(channel, 1);
+    assert!(
+        matches!(
+            reply,
+            lapin::protocol::AMQPClass::Queue(lapin::protocol::queue::AMQPMethod::DeclareOk(_))
+        ),
+        "{reply:?}"
+    );
+}
+
+/// The most bytes any connection of this broker has waiting to be written.
+fn pending_for(server: &warren::Server) -> usize {
+    server
+        .broker()
+        .connections()
+        .iter()
+        .filter_map(|s| s.as_any().downcast_ref::<warren::connection::ConnShared>())
+        .map(|c| c.outbound.pending_bytes())
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_held_back_by_tcp() {
+    let (server, b) = own_warren().await;
+    let mut r = raw_on_channel_1(&b).await;
+    // Mandatory publishes that nothing routes: each comes back as a basic.return of the same size, which
+    // this client never reads.
+    let body = vec![b'x'; 64 * 1024];
+    let mut a = vec![0, 0];
+    raw::shortstr(&mut a, "");
+    raw::shortstr(&mut a, "nowhere");
+    a.push(0b01); // mandatory
+    let mut batch = Raw::method_bytes(1, 60, 40, &a);
+    batch.extend_from_slice(&Raw::content_bytes(1, 60, &body));
+    let limit = 512 << 20;
+    let mut written = 0usize;
+    while written < limit {
+        if !r
+            .write_or_stall(&batch, std::time::Duration::from_secs(2))
+            .await
+        {
+            break;
+        }
+        written += batch.len();
+    }
+    assert!(
+        written < limit,
+        "the broker kept reading {written} bytes from a client that never reads"
+    );
+    let pending = pending_for(&server);
+    assert!(
+        pending < 4 << 20,
+        "{pending} bytes buffered for a client that never reads"
+    );
+    // Others are unaffected.
+    let conn = connect(&b).await;
+    let ch = open(&conn).await;
+    declare_queue(&ch, "after-stall").await;
+}
