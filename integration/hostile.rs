@@ -8,9 +8,7 @@ use crate::common::*;
 use warren::protocol::nesting::nested_table_bytes;
 
 async fn own_warren() -> (warren::Server, TestBroker) {
-    let server = warren::Server::builder().start().await.expect("start");
-    let b = TestBroker::from_url(server.amqp_url());
-    (server, b)
+    own_warren_with(test_config()).await
 }
 
 /// A raw client with channel 1 open.

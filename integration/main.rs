@@ -2,6 +2,7 @@
 //! Run against an external broker with `AMQP_URL=amqp://guest:guest@127.0.0.1:5691/ cargo test`.
 
 mod common;
+mod consumer_timeout;
 mod crash;
 mod definitions_log;
 mod durability;
@@ -29,8 +30,10 @@ mod consumer_priorities;
 mod dead_lettering;
 mod direct_reply_to;
 mod length_limits;
+mod limits;
 mod message_ttl;
 mod priority_queues;
 mod queue_expiry;
 mod quorum_queues;
 mod single_active_consumer;
+mod tls;

@@ -26,16 +26,31 @@ fn system_wall_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// CLOCK_MONOTONIC_COARSE in milliseconds: the kernel's last tick, read without a hardware timer access.
+fn coarse_monotonic_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1000)
+        .saturating_add(ts.tv_nsec as u64 / 1_000_000)
+}
+
 #[derive(Debug)]
 enum Kind {
     Real {
         start: std::time::Instant,
+        /// The coarse monotonic clock's reading at `start`.
+        coarse_start: u64,
     },
     /// Moves only when told: `now` is milliseconds since `wall_start`.
-    Manual {
-        now: AtomicU64,
-        wall_start: u64,
-    },
+    Manual { now: AtomicU64, wall_start: u64 },
 }
 
 /// The broker's notion of time: a monotonic millisecond count for deadlines, and wall-clock milliseconds for
@@ -51,6 +66,7 @@ impl Clock {
         Clock {
             kind: Kind::Real {
                 start: std::time::Instant::now(),
+                coarse_start: coarse_monotonic_ms(),
             },
         }
     }
@@ -78,7 +94,17 @@ impl Clock {
     #[inline]
     pub fn now_ms(&self) -> u64 {
         match &self.kind {
-            Kind::Real { start } => start.elapsed().as_millis() as u64,
+            Kind::Real { start, .. } => start.elapsed().as_millis() as u64,
+            Kind::Manual { now, .. } => now.load(Ordering::Acquire),
+        }
+    }
+
+    /// [`Clock::now_ms`] to within a few milliseconds, at a fraction of the cost: for
+    /// stamps taken per message, such as when a delivery went out.
+    #[inline]
+    pub fn now_coarse_ms(&self) -> u64 {
+        match &self.kind {
+            Kind::Real { coarse_start, .. } => coarse_monotonic_ms().saturating_sub(*coarse_start),
             Kind::Manual { now, .. } => now.load(Ordering::Acquire),
         }
     }

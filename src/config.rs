@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 /// Messages a queue keeps in memory when their bodies are on disk anyway (`queue_in_memory_messages`).
 pub const DEFAULT_QUEUE_IN_MEMORY_MESSAGES: usize = 2048;
 
+/// The largest max_message_size RabbitMQ accepts (512 MiB).
+pub const MAX_MESSAGE_SIZE_CAP: u64 = 536_870_912;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -35,6 +38,12 @@ pub struct Config {
     pub handshake_timeout_ms: u64,
     /// Largest message body accepted, in bytes (RabbitMQ's max_message_size).
     pub max_message_size: u64,
+    /// How long a delivery may stay unacknowledged before its channel is closed with 406, in milliseconds
+    /// (RabbitMQ's consumer_timeout; 0 disables). A queue's `x-consumer-timeout` argument or `consumer-timeout`
+    /// policy key overrides it.
+    pub consumer_timeout: u64,
+    /// Client connections the node accepts at once (RabbitMQ's connection_max); 0 means no limit.
+    pub connection_max: usize,
     /// A RabbitMQ-format definitions file (users, vhosts, permissions, exchanges, queues, bindings) applied
     /// at start (RabbitMQ's load_definitions).
     pub definitions: Option<PathBuf>,
@@ -61,6 +70,13 @@ pub struct Config {
     /// The disk alarm: publishers are blocked while the data directory's file system has less free space
     /// than this (RabbitMQ's disk_free_limit.absolute).
     pub disk_free_limit_bytes: u64,
+    /// Whether to listen for plain (non-TLS) AMQP on `port`; off leaves only the TLS listener.
+    pub tcp_listener: bool,
+    /// AMQPS: a TLS listener, when configured.
+    pub tls: Option<Tls>,
+    /// How a verified client certificate names its user for the EXTERNAL mechanism: "common_name" (the
+    /// subject's CN) or "distinguished_name" (the whole subject, RabbitMQ's default format).
+    pub ssl_cert_login_from: String,
     /// The management HTTP API (and web UI) listener.
     pub management: Listener,
     /// The Prometheus metrics listener.
@@ -75,6 +91,34 @@ pub struct Listener {
     pub bind: String,
     /// None: the protocol's usual port (15672 for management, 15692 for Prometheus); 0 picks a free one.
     pub port: Option<u16>,
+    /// Serve HTTPS with the certificate of the `[tls]` table.
+    pub tls: bool,
+}
+
+/// The `[tls]` table: AMQPS with rustls (TLS 1.2 and 1.3 only). Certificates are re-read on SIGHUP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// AMQPS port (5671 by convention); 0 picks a free one.
+    #[serde(default = "default_tls_port")]
+    pub port: u16,
+    /// The server's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA certificates (PEM bundle) that client certificates are verified against.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Ask clients for a certificate and verify it against `ca`.
+    #[serde(default)]
+    pub verify_peer: bool,
+    /// With `verify_peer`, refuse clients that present no certificate.
+    #[serde(default)]
+    pub fail_if_no_peer_cert: bool,
+}
+
+fn default_tls_port() -> u16 {
+    5671
 }
 
 impl Default for Listener {
@@ -83,6 +127,7 @@ impl Default for Listener {
             enabled: true,
             bind: "0.0.0.0".to_string(),
             port: None,
+            tls: false,
         }
     }
 }
@@ -104,6 +149,8 @@ impl Default for Config {
             heartbeat: 60,
             handshake_timeout_ms: 10_000,
             max_message_size: 134_217_728,
+            consumer_timeout: 1_800_000,
+            connection_max: 0,
             definitions: None,
             sync: "always".to_string(),
             sync_interval_ms: 10,
@@ -114,6 +161,9 @@ impl Default for Config {
             memory_paging_ratio: 0.5,
             queue_in_memory_messages: DEFAULT_QUEUE_IN_MEMORY_MESSAGES,
             disk_free_limit_bytes: 50_000_000,
+            tcp_listener: true,
+            tls: None,
+            ssl_cert_login_from: "common_name".to_string(),
             management: Listener::default(),
             prometheus: Listener::default(),
         }
@@ -229,6 +279,37 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "channel_max must be at least 1".into(),
             ));
+        }
+        if let Some(t) = &self.tls {
+            if t.verify_peer && t.ca.is_none() {
+                return Err(ConfigError::Invalid(
+                    "tls.verify_peer needs tls.ca (the CA bundle client certificates are checked against)"
+                        .into(),
+                ));
+            }
+        } else if !self.tcp_listener {
+            return Err(ConfigError::Invalid(
+                "tcp_listener = false needs a [tls] listener".into(),
+            ));
+        }
+        if (self.management.tls || self.prometheus.tls) && self.tls.is_none() {
+            return Err(ConfigError::Invalid(
+                "an HTTP listener with tls = true needs the [tls] table's certificate".into(),
+            ));
+        }
+        if !matches!(
+            self.ssl_cert_login_from.as_str(),
+            "common_name" | "distinguished_name"
+        ) {
+            return Err(ConfigError::Invalid(
+                "ssl_cert_login_from must be common_name or distinguished_name".into(),
+            ));
+        }
+        // RabbitMQ's hard cap on max_message_size.
+        if self.max_message_size == 0 || self.max_message_size > MAX_MESSAGE_SIZE_CAP {
+            return Err(ConfigError::Invalid(format!(
+                "max_message_size must be between 1 and {MAX_MESSAGE_SIZE_CAP}"
+            )));
         }
         Ok(())
     }

@@ -1,4 +1,6 @@
-//! The `warren` binary: parse flags, set up logging, run the server until SIGINT/SIGTERM.
+//! The `warren` binary: parse flags, set up logging, run the server until SIGINT/SIGTERM; SIGHUP re-reads the
+//! TLS certificates. Signals are watched on a thread of their own, so a broker whose workers are all busy
+//! still hears them; if a graceful stop then cannot finish in time, that thread ends the process.
 
 use clap::Parser;
 use std::path::PathBuf;
@@ -130,6 +132,9 @@ fn main() -> ExitCode {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "LISTENING port={}", server.port());
+            if let Some(p) = server.tls_port() {
+                let _ = writeln!(out, "LISTENING amqps port={p}");
+            }
             if let Some(p) = server.management_port() {
                 let _ = writeln!(out, "LISTENING management port={p}");
             }
@@ -140,31 +145,87 @@ fn main() -> ExitCode {
         }
         tracing::info!("Server startup complete; 0 plugins started.");
         tokio::spawn(return_free_memory());
-        wait_for_signal().await;
+        let mut signals = match watch_signals() {
+            Ok(rx) => rx,
+            Err(e) => {
+                eprintln!("warren: cannot watch signals: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        while let Some(sig) = signals.recv().await {
+            match sig {
+                Signal::Reload => match server.reload_tls() {
+                    Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the old certificates"),
+                },
+                Signal::Stop => break,
+            }
+        }
         tracing::info!("shutting down");
         server.shutdown().await;
         ExitCode::SUCCESS
     })
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+#[derive(Debug, Clone, Copy)]
+enum Signal {
+    Stop,
+    Reload,
+}
+
+/// How long a graceful stop may take before the signal thread ends the process anyway. Nothing confirmed
+/// is lost by that: confirms go out only once messages are on disk.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Watch SIGINT, SIGTERM and SIGHUP on a thread with its own small runtime: the main runtime's workers
+/// drive its own I/O (and signal) events, so a broker whose workers were all stuck would never see a stop.
+fn watch_signals() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<Signal>> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("warren-signals".into())
+        .spawn(move || rt.block_on(signal_loop(tx)))?;
+    Ok(rx)
+}
+
+#[cfg(unix)]
+async fn signal_loop(tx: tokio::sync::mpsc::UnboundedSender<Signal>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                let _ = tx.send(Signal::Reload);
             }
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+    let _ = tx.send(Signal::Stop);
+    // A second signal, or the grace period, ends the process even if the graceful stop is stuck.
+    tokio::select! {
+        _ = tokio::time::sleep(STOP_GRACE) => {
+            tracing::warn!(grace_secs = STOP_GRACE.as_secs(), "graceful stop did not finish in time; exiting");
+        }
+        _ = term.recv() => tracing::warn!("second stop signal; exiting"),
+        _ = int.recv() => tracing::warn!("second stop signal; exiting"),
     }
+    std::process::exit(0);
+}
+
+#[cfg(not(unix))]
+async fn signal_loop(tx: tokio::sync::mpsc::UnboundedSender<Signal>) {
+    let _ = tokio::signal::ctrl_c().await;
+    let _ = tx.send(Signal::Stop);
+    tokio::time::sleep(STOP_GRACE).await;
+    std::process::exit(0);
 }

@@ -16,6 +16,7 @@
 use crate::broker::{Broker, Command, StoredPassword};
 use crate::config::Config;
 use crate::definitions::{Definitions, DefinitionsError};
+use crate::tls::{HttpListener, TlsState};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,17 +41,76 @@ pub enum StartError {
     Startup(crate::error::AmqpError),
     #[error("recovery thread: {0}")]
     RecoveryThread(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 pub struct Server {
     broker: Arc<Broker>,
+    /// The plain AMQP listener's address, or the TLS one's when plain AMQP is off.
     local_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    tls: Option<Arc<TlsState>>,
+    management_tls: bool,
     stop: watch::Sender<bool>,
-    accept: Option<JoinHandle<()>>,
+    accept: Vec<JoinHandle<()>>,
     /// The management API and Prometheus listeners, when enabled.
     management: Option<SocketAddr>,
     prometheus: Option<SocketAddr>,
     http_tasks: Vec<JoinHandle<()>>,
+}
+
+async fn bind_amqp(addr: &str) -> Result<(TcpListener, SocketAddr), StartError> {
+    let bind_err = |source| StartError::Bind {
+        addr: addr.to_string(),
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+    let local = listener.local_addr().map_err(bind_err)?;
+    Ok((listener, local))
+}
+
+/// Accept AMQP clients until told to stop. A TLS client's handshake runs in its connection's own task
+/// (bounded by the handshake timeout), so a stalled handshake never holds up the accept loop.
+fn spawn_accept(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    tls: Option<Arc<TlsState>>,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((tcp, peer)) => match &tls {
+                        None => {
+                            tokio::spawn(crate::connection::serve(
+                                crate::tls::Stream::Plain(tcp),
+                                peer,
+                                broker.clone(),
+                            ));
+                        }
+                        Some(tls) => {
+                            let (tls, b) = (tls.clone(), broker.clone());
+                            tokio::spawn(async move {
+                                let timeout = Duration::from_millis(b.config.handshake_timeout_ms);
+                                match tls.accept(tcp, timeout).await {
+                                    Ok(s) => crate::connection::serve(s, peer, b).await,
+                                    Err(e) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
+                                }
+                            });
+                        }
+                    },
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = stopped.changed() => break,
+            }
+        }
+    })
 }
 
 /// Bind an HTTP listener from its configuration. Its port defaults to `usual`, or to a free one when the
@@ -216,16 +276,25 @@ impl Server {
             ),
             None => None,
         };
-        let listener = TcpListener::bind(&addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: addr.clone(),
-                source,
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
+        let tls = match &config.tls {
+            Some(t) => Some(TlsState::new(t)?),
+            None => None,
+        };
+        let plain = match config.tcp_listener {
+            true => Some(bind_amqp(&addr).await?),
+            false => None,
+        };
+        let secure = match &config.tls {
+            Some(t) => Some(bind_amqp(&format!("{}:{}", config.bind, t.port)).await?),
+            None => None,
+        };
+        let tls_addr = secure.as_ref().map(|(_, a)| *a);
+        let Some(local_addr) = plain.as_ref().map(|(_, a)| *a).or(tls_addr) else {
+            return Err(StartError::Bind {
+                addr,
+                source: std::io::Error::other("no AMQP listener configured"),
+            });
+        };
         // Recovery on a thread of its own that ends with it: the allocator frees a finished thread's empty
         // pages and hands the rest to the threads that later free them. Done on this (long-lived, mostly
         // idle) thread, the recovery's temporary maps and the pages of the recovered queue index stayed
@@ -257,6 +326,14 @@ impl Server {
         let mgmt = bind_http(&broker.config.management, 15672, config_port).await?;
         let prom = bind_http(&broker.config.prometheus, 15692, config_port).await?;
         let (management, prometheus) = (mgmt.as_ref().map(|m| m.1), prom.as_ref().map(|p| p.1));
+        let https = |on: bool| if on { tls.clone() } else { None };
+        let http_listener = |l: TcpListener, on: bool| {
+            HttpListener::new(l, https(on)).map_err(|source| StartError::Bind {
+                addr: "HTTP listener".into(),
+                source,
+            })
+        };
+        let management_tls = broker.config.management.tls;
         if let Some((listener, addr)) = mgmt {
             let stats = crate::http::stats::Sampler::new();
             stats.spawn(Arc::downgrade(&broker), crate::http::collect::read_all);
@@ -267,41 +344,42 @@ impl Server {
                 mgmt_port: addr.port(),
                 prometheus_port: prometheus.map(|p| p.port()),
             });
+            let listener = http_listener(listener, management_tls)?;
             http_tasks.push(tokio::spawn(crate::http::serve(listener, api)));
-            tracing::info!(address = %addr, "listening for the management HTTP API");
+            tracing::info!(address = %addr, tls = management_tls, "listening for the management HTTP API");
         }
         if let Some((listener, addr)) = prom {
+            let prom_tls = broker.config.prometheus.tls;
+            let listener = http_listener(listener, prom_tls)?;
             http_tasks.push(tokio::spawn(crate::http::prometheus::serve(
                 listener,
                 Arc::downgrade(&broker),
             )));
-            tracing::info!(address = %addr, "listening for Prometheus scrapes");
+            tracing::info!(address = %addr, tls = prom_tls, "listening for Prometheus scrapes");
         }
-        let (stop, mut stopped) = watch::channel(false);
-        let b = broker.clone();
-        let accept = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    r = listener.accept() => match r {
-                        Ok((stream, peer)) => {
-                            tokio::spawn(crate::connection::serve(stream, peer, b.clone()));
-                        }
-                        Err(e) => {
-                            // Out of file descriptors and the like: back off instead of spinning.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    },
-                    _ = stopped.changed() => break,
-                }
-            }
-        });
-        tracing::info!(address = %local_addr, "listening for AMQP 0-9-1");
+        let (stop, stopped) = watch::channel(false);
+        let mut accept = Vec::new();
+        if let Some((listener, addr)) = plain {
+            accept.push(spawn_accept(
+                listener,
+                broker.clone(),
+                None,
+                stopped.clone(),
+            ));
+            tracing::info!(address = %addr, "listening for AMQP 0-9-1");
+        }
+        if let Some((listener, addr)) = secure {
+            accept.push(spawn_accept(listener, broker.clone(), tls.clone(), stopped));
+            tracing::info!(address = %addr, "listening for AMQP 0-9-1 over TLS");
+        }
         Ok(Server {
             broker,
             local_addr,
+            tls_addr,
+            tls,
+            management_tls,
             stop,
-            accept: Some(accept),
+            accept,
             management,
             prometheus,
             http_tasks,
@@ -318,16 +396,31 @@ impl Server {
         self.prometheus.map(|a| a.port())
     }
 
-    /// The management API's base URL, e.g. `http://127.0.0.1:15672`.
+    /// The management API's base URL, e.g. `http://127.0.0.1:15672` (https with `[management] tls`).
     pub fn management_url(&self) -> Option<String> {
+        let scheme = if self.management_tls { "https" } else { "http" };
         self.management.map(|a| {
             let host = if a.ip().is_unspecified() {
                 "127.0.0.1".to_string()
             } else {
                 a.ip().to_string()
             };
-            format!("http://{host}:{}", a.port())
+            format!("{scheme}://{host}:{}", a.port())
         })
+    }
+
+    /// The AMQPS listener's port, when TLS is configured.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_addr.map(|a| a.port())
+    }
+
+    /// Re-read the TLS certificate, key and CA files (SIGHUP). Open connections keep their session; new
+    /// ones get the new certificate. On an error the old files stay in force.
+    pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
+        match &self.tls {
+            Some(t) => t.reload(),
+            None => Ok(()),
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -369,7 +462,7 @@ impl Server {
     /// Stop accepting, close every connection with RabbitMQ's shutdown reason, and wait briefly for them.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        if let Some(a) = self.accept.take() {
+        for a in std::mem::take(&mut self.accept) {
             let _ = a.await;
         }
         for t in self.http_tasks.drain(..) {
@@ -392,7 +485,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
-        if let Some(a) = self.accept.take() {
+        for a in self.accept.drain(..) {
             a.abort();
         }
         for t in self.http_tasks.drain(..) {

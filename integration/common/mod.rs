@@ -88,16 +88,30 @@ pub async fn broker() -> TestBroker {
     if let Some(url) = WARREN.with(|w| w.borrow().as_ref().map(|(u, _)| u.clone())) {
         return TestBroker { url };
     }
-    let config = warren::Config {
+    let server = warren::Server::start(test_config())
+        .await
+        .expect("start Warren");
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/", server.port());
+    WARREN.with(|w| *w.borrow_mut() = Some((url.clone(), server)));
+    TestBroker { url }
+}
+
+/// The configuration of a test's own Warren: loopback, a free port, nothing on disk.
+pub fn test_config() -> warren::Config {
+    warren::Config {
         bind: "127.0.0.1".into(),
         port: 0,
         ephemeral: true,
         ..Default::default()
-    };
+    }
+}
+
+/// A Warren of the test's own with `config` (for settings a shared broker must not see: limits, timeouts,
+/// TLS), and a handle on it for the helpers.
+pub async fn own_warren_with(config: warren::Config) -> (warren::Server, TestBroker) {
     let server = warren::Server::start(config).await.expect("start Warren");
-    let url = format!("amqp://guest:guest@127.0.0.1:{}/", server.port());
-    WARREN.with(|w| *w.borrow_mut() = Some((url.clone(), server)));
-    TestBroker { url }
+    let b = TestBroker::from_url(server.amqp_url());
+    (server, b)
 }
 
 /// Parse an amqp URL the way the tests mean it.

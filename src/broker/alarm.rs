@@ -31,7 +31,7 @@ pub fn reason(bits: u8) -> &'static str {
     match bits & (MEMORY | DISK) {
         MEMORY => "low on memory",
         DISK => "low on disk",
-        _ => "low on memory & disk",
+        _ => "low on disk & memory",
     }
 }
 
@@ -190,7 +190,7 @@ mod tests {
         assert_eq!(a.active(), MEMORY);
         a.set_disk_free_limit(u64::MAX);
         assert_eq!(a.active(), MEMORY | DISK);
-        assert_eq!(reason(a.active()), "low on memory & disk");
+        assert_eq!(reason(a.active()), "low on disk & memory");
         a.set_memory_limit(u64::MAX);
         a.set_disk_free_limit(0);
         assert_eq!(a.active(), 0);

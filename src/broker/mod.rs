@@ -36,6 +36,10 @@ pub trait Session: Send + Sync {
     fn id(&self) -> u64;
     /// The vhost the connection opened, once it has.
     fn vhost(&self) -> Option<&str>;
+    /// The user it logged in as, once open.
+    fn user(&self) -> Option<&str>;
+    /// Its open channels.
+    fn channel_count(&self) -> usize;
     /// Close the connection from the broker side with 320 CONNECTION_FORCED and `reason`.
     fn force_close(&self, reason: &str);
     /// For the layers above, which know the concrete type.
@@ -446,6 +450,13 @@ impl Broker {
         self.users.get(name)
     }
 
+    /// A user's limit (`max-connections`, `max-channels`) as it stands now; `None` when unlimited.
+    pub fn user_limit(&self, user: &str, name: &str) -> Option<i64> {
+        self.user(user)
+            .and_then(|u| u.limits.get(name).copied())
+            .filter(|m| *m >= 0)
+    }
+
     /// Check a user's password; `None` when the login is refused.
     pub fn authenticate(&self, username: &str, password: &str) -> Option<User> {
         self.user(username).filter(|u| u.password.matches(password))
@@ -486,6 +497,28 @@ impl Broker {
 
     pub fn connections(&self) -> Vec<Arc<dyn Session>> {
         self.connections.iter().map(|c| c.value().clone()).collect()
+    }
+
+    /// Client connections, open or still in their handshake.
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Open connections matching `f` (e.g. in a vhost, or of a user).
+    pub fn count_connections(&self, f: impl Fn(&dyn Session) -> bool) -> usize {
+        self.connections
+            .iter()
+            .filter(|c| f(c.value().as_ref()))
+            .count()
+    }
+
+    /// Open channels of `user`'s connections.
+    pub fn user_channel_count(&self, user: &str) -> usize {
+        self.connections
+            .iter()
+            .filter(|c| c.value().user() == Some(user))
+            .map(|c| c.value().channel_count())
+            .sum()
     }
 
     /// Close every client connection with 320 CONNECTION_FORCED.

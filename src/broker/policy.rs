@@ -61,6 +61,7 @@ fn validate_key(k: &str, v: &Value) -> Result<(), String> {
         "max-length",
         "max-length-bytes",
         "delivery-limit",
+        "consumer-timeout",
     ];
     let str_keys = [
         "dead-letter-exchange",
@@ -117,6 +118,7 @@ pub fn queue_config(
         c.expires = min_opt(c.expires, p.int("expires"));
         c.max_length = min_opt(c.max_length, p.int("max-length"));
         c.max_length_bytes = min_opt(c.max_length_bytes, p.int("max-length-bytes"));
+        c.consumer_timeout = min_opt(c.consumer_timeout, p.int("consumer-timeout"));
         if c.dead_letter_exchange.is_none() {
             c.dead_letter_exchange = p.string("dead-letter-exchange");
         }

@@ -17,6 +17,8 @@ pub struct Unacked {
     pub queue: Arc<Queue>,
     pub msg: QueuedMessage,
     pub consumer: Option<Arc<Consumer>>,
+    /// When it went out, on the broker clock (coarse): the consumer timeout counts from here.
+    pub at: u64,
 }
 
 #[derive(Debug)]
@@ -26,6 +28,8 @@ pub struct Deliveries {
     window: VecDeque<Option<Unacked>>,
     pub(super) unacked: u32,
     pub(super) global_prefetch: u32,
+    /// A consumer-timeout check is armed on the broker's scheduler.
+    pub(super) timeout_armed: bool,
 }
 
 impl Default for Deliveries {
@@ -36,6 +40,7 @@ impl Default for Deliveries {
             window: VecDeque::new(),
             unacked: 0,
             global_prefetch: 0,
+            timeout_armed: false,
         }
     }
 }
@@ -128,6 +133,11 @@ impl Deliveries {
         }
     }
 
+    /// The oldest outstanding delivery (the front of the window is never a hole).
+    pub fn oldest(&self) -> Option<&Unacked> {
+        self.window.front().and_then(Option::as_ref)
+    }
+
     /// How many tag slots are held (outstanding deliveries and the holes between them).
     pub fn window_len(&self) -> usize {
         self.window.len()
@@ -168,6 +178,7 @@ mod tests {
             queue: q.clone(),
             msg: QueuedMessage::new(tag, msg),
             consumer: None,
+            at: 0,
         }
     }
 

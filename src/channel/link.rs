@@ -8,6 +8,7 @@
 //! waiters; the writer wakes them once it has drained.
 
 use crate::broker::Session;
+use crate::error::AmqpError;
 use crate::protocol::{self, OutBuf};
 use crate::queue::Queue;
 use crate::FastMap as HashMap;
@@ -46,6 +47,8 @@ pub struct ConnShared {
     pub local: SocketAddr,
     /// When the connection was accepted, in Unix milliseconds.
     pub connected_at: u64,
+    /// The TLS version, on a TLS connection ("tlsv1.3").
+    pub tls: Option<&'static str>,
     pub outbound: Arc<Outbound>,
     pub recv: RecvStats,
     /// The open channels, for the management API.
@@ -53,9 +56,11 @@ pub struct ConnShared {
     info: std::sync::OnceLock<ConnInfo>,
     frame_max: AtomicU32,
     cancel_notify: AtomicBool,
-    /// Set with a reason to make the connection close itself with 320 CONNECTION_FORCED.
+    /// Woken when another task asks the connection task to close the connection (with a reason, 320
+    /// CONNECTION_FORCED) or a channel (a consumer timeout).
     kill: Notify,
     kill_reason: Mutex<Option<String>>,
+    channel_errors: Mutex<Vec<(Weak<super::ChannelShared>, AmqpError)>>,
     vhost: std::sync::OnceLock<String>,
     user: std::sync::OnceLock<String>,
 }
@@ -87,6 +92,7 @@ impl ConnShared {
             peer,
             local,
             connected_at,
+            tls: None,
             outbound: Arc::new(Outbound::new()),
             recv: RecvStats::default(),
             channels: Mutex::new(HashMap::default()),
@@ -96,6 +102,7 @@ impl ConnShared {
             cancel_notify: AtomicBool::new(false),
             kill: Notify::new(),
             kill_reason: Mutex::new(None),
+            channel_errors: Mutex::new(Vec::new()),
             vhost: std::sync::OnceLock::new(),
             user: std::sync::OnceLock::new(),
         }
@@ -115,14 +122,28 @@ impl ConnShared {
         let _ = self.user.set(user.to_string());
     }
 
-    /// Resolves when the broker asked this connection to close ([`Session::force_close`]).
+    /// Resolves when the broker asked this connection to close ([`Session::force_close`]) or to close one
+    /// of its channels ([`ConnShared::close_channel`]).
     pub async fn killed(&self) {
         self.kill.notified().await
     }
 
-    /// Why the broker closed this connection.
-    pub fn take_kill_reason(&self) -> String {
-        self.kill_reason.lock().take().unwrap_or_default()
+    /// Why the broker closed this connection, if it did.
+    pub fn take_kill_reason(&self) -> Option<String> {
+        self.kill_reason.lock().take()
+    }
+
+    /// Ask the connection task to close `channel` with `e` (from another task, such as a timer). Weak, so a
+    /// request that arrives after the client closed the channel and opened another with its number does not
+    /// close the new one.
+    pub fn close_channel(&self, channel: Weak<super::ChannelShared>, e: AmqpError) {
+        self.channel_errors.lock().push((channel, e));
+        self.kill.notify_one();
+    }
+
+    /// The channel closes other tasks asked for.
+    pub fn take_channel_errors(&self) -> Vec<(Weak<super::ChannelShared>, AmqpError)> {
+        std::mem::take(&mut *self.channel_errors.lock())
     }
 
     pub fn cancel_notify(&self) -> bool {
@@ -137,6 +158,14 @@ impl Session for ConnShared {
 
     fn vhost(&self) -> Option<&str> {
         self.vhost.get().map(String::as_str)
+    }
+
+    fn user(&self) -> Option<&str> {
+        ConnShared::user(self)
+    }
+
+    fn channel_count(&self) -> usize {
+        self.channels.lock().len()
     }
 
     fn force_close(&self, reason: &str) {

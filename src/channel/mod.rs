@@ -16,7 +16,7 @@ pub mod reply_to;
 mod shared;
 
 pub use deliveries::Unacked;
-pub use shared::{ChannelShared, ChannelStats};
+pub use shared::{AckTimeout, ChannelShared, ChannelStats};
 
 use crate::broker::Ticket;
 use crate::queue::message::Message;

@@ -5,7 +5,8 @@
 use super::deliveries::{Deliveries, Unacked};
 use super::link::ConnShared;
 use crate::broker::vhost::ReplySink;
-use crate::error::AmqpResult;
+use crate::clock::{Scheduler, Timer};
+use crate::error::{AmqpError, AmqpResult};
 use crate::protocol;
 use crate::queue::message::Message;
 use crate::queue::{ConfirmSink, Consumer, ConsumerChannel, Queue, QueuedMessage};
@@ -13,7 +14,7 @@ use crate::FastMap as HashMap;
 use amq_protocol::protocol::{basic, AMQPClass};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 #[derive(Debug)]
 pub struct ChannelShared {
@@ -28,6 +29,18 @@ pub struct ChannelShared {
     pub stats: ChannelStats,
     /// What the owning connection task decides, mirrored for the management API.
     pub mode: ChannelMode,
+    /// How unacknowledged deliveries time out (none in unit tests without a broker).
+    ack_timeout: Option<AckTimeout>,
+    /// For arming the consumer-timeout check on the broker's scheduler.
+    self_ref: Weak<ChannelShared>,
+}
+
+/// The consumer timeout as a channel applies it: the broker's default (0: none) unless the delivering queue
+/// has its own, checked on the broker's scheduler.
+#[derive(Debug, Clone)]
+pub struct AckTimeout {
+    pub timers: Arc<Scheduler>,
+    pub default_ms: u64,
 }
 
 /// What a channel did, for message_stats. Publish-side counts are bumped by the owning connection task;
@@ -47,8 +60,14 @@ pub struct ChannelMode {
 }
 
 impl ChannelShared {
-    pub fn new(id: u16, conn: Arc<ConnShared>) -> ChannelShared {
-        ChannelShared {
+    pub fn new(
+        id: u16,
+        conn: Arc<ConnShared>,
+        ack_timeout: Option<AckTimeout>,
+    ) -> Arc<ChannelShared> {
+        Arc::new_cyclic(|self_ref| ChannelShared {
+            ack_timeout,
+            self_ref: self_ref.clone(),
             id,
             conn,
             deliveries: Mutex::new(Deliveries::default()),
@@ -57,7 +76,42 @@ impl ChannelShared {
             confirms: Mutex::new(Default::default()),
             stats: ChannelStats::default(),
             mode: ChannelMode::default(),
+        })
+    }
+
+    /// When a delivery goes out, for its consumer timeout.
+    fn stamp(&self) -> u64 {
+        self.ack_timeout
+            .as_ref()
+            .map_or(0, |t| t.timers.clock().now_coarse_ms())
+    }
+
+    /// The timeout for a delivery from `queue`: the queue's own, else the broker's.
+    fn timeout_for(&self, queue: &Queue) -> Option<u64> {
+        let t = self.ack_timeout.as_ref()?;
+        match queue.consumer_timeout().unwrap_or(t.default_ms) {
+            0 => None,
+            ms => Some(ms),
         }
+    }
+
+    /// Arm the consumer-timeout check for the oldest outstanding delivery, unless one is armed already (it
+    /// re-arms for whatever is oldest when it fires). Called under the delivery lock, possibly under a
+    /// queue's lock: it only reads the queue's atomic setting.
+    fn arm_timeout(&self, d: &mut Deliveries) {
+        if d.timeout_armed {
+            return;
+        }
+        let (Some(t), Some(u)) = (&self.ack_timeout, d.oldest()) else {
+            return;
+        };
+        let Some(ms) = self.timeout_for(&u.queue) else {
+            return;
+        };
+        let deadline = u.at.saturating_add(ms);
+        d.timeout_armed = true;
+        let target: Weak<dyn Timer> = self.self_ref.clone();
+        t.timers.at(deadline, target, 0);
     }
 
     /// Unacknowledged deliveries, and publishes awaiting confirms.
@@ -134,7 +188,9 @@ impl ChannelShared {
 
     /// Put deliveries back as outstanding (a rolled-back transaction's acks), at their own tags.
     pub fn restore(&self, entries: Vec<Unacked>) {
-        self.deliveries.lock().restore(entries);
+        let mut d = self.deliveries.lock();
+        d.restore(entries);
+        self.arm_timeout(&mut d);
     }
 
     /// Take every outstanding delivery (recover, channel close).
@@ -210,12 +266,15 @@ impl ConsumerChannel for ChannelShared {
             consumer.unacked.fetch_add(1, Ordering::Relaxed);
             {
                 let tag = d.next_tag;
-                d.push(Some(Unacked {
+                let tag = d.push(Some(Unacked {
                     tag,
                     queue: queue.clone(),
                     msg: qm.clone(),
                     consumer: Some(consumer.clone()),
-                }))
+                    at: self.stamp(),
+                }));
+                self.arm_timeout(&mut d);
+                tag
             }
         };
         let frame_max = self.conn.frame_max();
@@ -252,12 +311,15 @@ impl ConsumerChannel for ChannelShared {
             d.push(None)
         } else {
             let tag = d.next_tag;
-            d.push(Some(Unacked {
+            let tag = d.push(Some(Unacked {
                 tag,
                 queue: queue.clone(),
                 msg: qm,
                 consumer: None,
-            }))
+                at: self.stamp(),
+            }));
+            self.arm_timeout(&mut d);
+            tag
         };
         let frame_max = self.conn.frame_max();
         self.conn.outbound.send(|buf| {
@@ -300,6 +362,43 @@ impl ConsumerChannel for ChannelShared {
 
     fn key(&self) -> (u64, u16) {
         (self.conn.id, self.id)
+    }
+}
+
+impl Timer for ChannelShared {
+    /// The consumer-timeout check: like RabbitMQ, only the oldest outstanding delivery is looked at; when it
+    /// has waited longer than its timeout the channel is closed with 406 (its deliveries go back to their
+    /// queues), otherwise the check is armed again for whatever is oldest now.
+    fn fire(self: Arc<Self>, _kind: u8, _deadline: u64) {
+        let Some(t) = &self.ack_timeout else { return };
+        let now = t.timers.now_ms();
+        let mut d = self.deliveries.lock();
+        d.timeout_armed = false;
+        if self.is_closed() {
+            return;
+        }
+        let Some(u) = d.oldest() else { return };
+        let Some(ms) = self.timeout_for(&u.queue) else {
+            return;
+        };
+        if now.saturating_sub(u.at) < ms {
+            self.arm_timeout(&mut d);
+            return;
+        }
+        drop(d);
+        tracing::warn!(
+            conn = self.conn.id,
+            channel = self.id,
+            timeout_ms = ms,
+            "consumer timeout: closing channel"
+        );
+        self.conn.close_channel(
+            self.self_ref.clone(),
+            AmqpError::precondition_failed(format!(
+                "delivery acknowledgement on channel {} timed out. Timeout value used: {ms} ms. This timeout value can be configured, see consumers doc guide to learn more",
+                self.id
+            )),
+        );
     }
 }
 

@@ -38,7 +38,10 @@ impl Connection {
             match a {
                 Action::Raw(bytes) => self.shared.outbound.send(|b| b.extend_from_slice(bytes)),
                 Action::Start => {
-                    self.shared.outbound.send(|b| handshake::write_start(b));
+                    let external = self.machine.external.is_some();
+                    self.shared
+                        .outbound
+                        .send(|b| handshake::write_start(b, external));
                     tracing::debug!("sent connection.start");
                 }
                 Action::Send(m) => self.send_method(0, m),
@@ -269,7 +272,21 @@ impl Connection {
                 self.channel_max
             )));
         }
-        let shared = Arc::new(ChannelShared::new(id, self.shared.clone()));
+        if let Some(open) = &self.open {
+            if let Some(max) = self.broker.user_limit(&open.user, "max-channels") {
+                if self.broker.user_channel_count(&open.user) as i64 >= max {
+                    return Err(AmqpError::not_allowed(format!(
+                        "number of channels opened for user '{}' has reached the maximum allowed user limit of ({max})",
+                        open.user
+                    )));
+                }
+            }
+        }
+        let ack_timeout = crate::channel::AckTimeout {
+            timers: self.broker.timers.clone(),
+            default_ms: self.broker.config.consumer_timeout,
+        };
+        let shared = ChannelShared::new(id, self.shared.clone(), Some(ack_timeout));
         self.shared.channels.lock().insert(id, shared.clone());
         self.broker.churn.channel_created.add(1);
         self.channels.insert(id, Box::new(Channel::new(shared)));
@@ -377,6 +394,17 @@ impl Connection {
     }
 
     /// Close one channel from the broker side with a soft error.
+    /// Close a channel at another task's request, if it is still the open channel it was.
+    pub(super) fn close_channel_from_broker(&mut self, shared: &Arc<ChannelShared>, e: AmqpError) {
+        let current = self
+            .channels
+            .get(&shared.id)
+            .is_some_and(|ch| ch.phase == Phase::Open && Arc::ptr_eq(&ch.shared, shared));
+        if current {
+            self.close_channel(shared.id, e);
+        }
+    }
+
     fn close_channel(&mut self, id: u16, e: AmqpError) {
         tracing::info!(channel = id, code = e.code.code(), text = %e.reply_text(), "closing channel");
         if let Some(mut ch) = self.channels.remove(&id) {

@@ -82,12 +82,17 @@ fn server_properties() -> Vec<(&'static str, Prop)> {
 
 pub use crate::protocol::RABBITMQ_VERSION;
 
-/// The connection.start frame.
-pub fn write_start(buf: &mut bytes::BytesMut) {
+/// The connection.start frame; EXTERNAL is offered only to a client with a verified certificate.
+pub fn write_start(buf: &mut bytes::BytesMut, external: bool) {
     let mut p = Vec::with_capacity(512);
     p.extend_from_slice(&[0, 10, 0, 10, 0, 9]);
     put_table(&mut p, &server_properties());
-    for s in ["PLAIN AMQPLAIN", "en_US"] {
+    let mechanisms = if external {
+        "PLAIN AMQPLAIN EXTERNAL"
+    } else {
+        "PLAIN AMQPLAIN"
+    };
+    for s in [mechanisms, "en_US"] {
         p.extend_from_slice(&(s.len() as u32).to_be_bytes());
         p.extend_from_slice(s.as_bytes());
     }
@@ -175,7 +180,7 @@ mod tests {
     #[test]
     fn start_frame_decodes_with_amq_protocol() {
         let mut b = bytes::BytesMut::new();
-        write_start(&mut b);
+        write_start(&mut b, false);
         let f = protocol::split_frame(&mut b, 4096).unwrap().unwrap();
         let (_, m) = amq_protocol::protocol::parse_class(&f.payload[..]).unwrap();
         let AMQPClass::Connection(connection::AMQPMethod::Start(s)) = m else {

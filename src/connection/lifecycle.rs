@@ -77,6 +77,8 @@ pub trait Env {
     fn config(&self) -> &crate::Config;
     /// Check credentials; `Err` has RabbitMQ's refusal text.
     fn authenticate(&self, mechanism: &str, user: &str, pass: &str) -> Result<User, String>;
+    /// Log in as the user a verified client certificate names (the EXTERNAL mechanism).
+    fn authenticate_external(&self, user: &str) -> Result<User, String>;
     /// The vhost a user may open, or the 530 that refuses it.
     fn open_vhost(&self, user: &User, vhost: &str) -> Result<Arc<VHost>, AmqpError>;
 }
@@ -88,6 +90,8 @@ pub struct Machine {
     /// What the client said about itself in start-ok, and how it authenticated.
     pub client_properties: amq_protocol::types::FieldTable,
     pub mechanism: String,
+    /// The user a verified TLS client certificate names: EXTERNAL is offered and logs in as them.
+    pub external: Option<String>,
 }
 
 fn close_ok() -> AMQPClass {
@@ -264,18 +268,27 @@ impl Machine {
         self.client_properties = s.client_properties.clone();
         self.mechanism = s.mechanism.to_string();
         let mechanism = s.mechanism.as_str();
-        if mechanism != "PLAIN" && mechanism != "AMQPLAIN" {
-            tracing::info!(mechanism, "unsupported authentication mechanism");
-            return vec![Action::Stop];
-        }
-        let Some((user, pass)) = parse_credentials(mechanism, s.response.as_bytes()) else {
-            tracing::info!(mechanism, "malformed authentication response");
-            return vec![Action::Stop];
+        let login = match (mechanism, &self.external) {
+            ("EXTERNAL", Some(name)) => env
+                .authenticate_external(name)
+                .map_err(|e| (name.clone(), e)),
+            ("PLAIN" | "AMQPLAIN", _) => {
+                let Some((user, pass)) = parse_credentials(mechanism, s.response.as_bytes()) else {
+                    tracing::info!(mechanism, "malformed authentication response");
+                    return vec![Action::Stop];
+                };
+                env.authenticate(mechanism, &user, &pass)
+                    .map_err(|e| (user, e))
+            }
+            _ => {
+                tracing::info!(mechanism, "unsupported authentication mechanism");
+                return vec![Action::Stop];
+            }
         };
-        let account = match env.authenticate(mechanism, &user, &pass) {
+        let account = match login {
             Ok(a) => a,
-            Err(why) => {
-                tracing::warn!(user = %user, reason = %why, "login refused");
+            Err((user, why)) => {
+                tracing::warn!(user = %user, mechanism, reason = %why, "login refused");
                 if !self.caps.auth_failure_close {
                     return vec![Action::Stop];
                 }
@@ -396,6 +409,10 @@ mod tests {
                 ))
             }
         }
+        fn authenticate_external(&self, user: &str) -> Result<User, String> {
+            self.authenticate("EXTERNAL", user, "guest")
+        }
+
         fn open_vhost(&self, user: &User, vhost: &str) -> Result<Arc<VHost>, AmqpError> {
             if vhost == "/" {
                 Ok(self.vhost.clone())

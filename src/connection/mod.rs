@@ -8,6 +8,7 @@ mod dispatch;
 pub mod handshake;
 pub mod lifecycle;
 mod reader;
+pub mod transport;
 mod writer;
 
 use crate::broker::{Broker, User, VHost};
@@ -18,7 +19,6 @@ use crate::queue::Queue;
 use crate::FastMap as HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// The running connection's session: who, where, and what was negotiated.
@@ -46,13 +46,18 @@ pub struct Connection {
     closing_deadline: Option<Instant>,
 }
 
-/// Serve one accepted TCP connection until it closes.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
-    let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().unwrap_or(peer);
-    let (rd, wr) = stream.into_split();
+/// Serve one accepted connection (its TLS handshake done, if it uses TLS) until it closes.
+pub async fn serve(stream: crate::tls::Stream, peer: SocketAddr, broker: Arc<Broker>) {
+    let _ = stream.tcp().set_nodelay(true);
+    let local = stream.tcp().local_addr().unwrap_or(peer);
+    // EXTERNAL is offered only to a client whose certificate was verified and names a user.
+    let external = stream.peer_user(&broker.config.ssl_cert_login_from);
+    let tls = stream.tls_version();
+    let (rd, wr) = transport::split(stream);
     let id = broker.next_connection_id();
-    let shared = Arc::new(ConnShared::new(id, peer, local, broker.timers.wall_ms()));
+    let mut shared = ConnShared::new(id, peer, local, broker.timers.wall_ms());
+    shared.tls = tls;
+    let shared = Arc::new(shared);
     let outbound = shared.outbound.clone();
     broker.register_connection(shared.clone());
     broker.churn.connection_created.add(1);
@@ -62,7 +67,10 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
         channel_max: broker.config.channel_max,
         broker: broker.clone(),
         shared: shared.clone(),
-        machine: lifecycle::Machine::default(),
+        machine: lifecycle::Machine {
+            external,
+            ..Default::default()
+        },
         open: None,
         channels: HashMap::default(),
         published: false,
@@ -93,13 +101,10 @@ struct BrokerEnv<'a> {
     peer: SocketAddr,
 }
 
-impl lifecycle::Env for BrokerEnv<'_> {
-    fn config(&self) -> &crate::Config {
-        &self.broker.config
-    }
-
-    fn authenticate(&self, mechanism: &str, user: &str, pass: &str) -> Result<User, String> {
-        let Some(account) = self.broker.authenticate(user, pass) else {
+impl BrokerEnv<'_> {
+    /// The login's outcome: refused without an account, or for a loopback-only user from elsewhere.
+    fn admit(&self, mechanism: &str, user: &str, account: Option<User>) -> Result<User, String> {
+        let Some(account) = account else {
             return Err(format!(
                 "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
             ));
@@ -111,16 +116,59 @@ impl lifecycle::Env for BrokerEnv<'_> {
         }
         Ok(account)
     }
+}
+
+impl lifecycle::Env for BrokerEnv<'_> {
+    fn config(&self) -> &crate::Config {
+        &self.broker.config
+    }
+
+    fn authenticate(&self, mechanism: &str, user: &str, pass: &str) -> Result<User, String> {
+        let account = self.broker.authenticate(user, pass);
+        self.admit(mechanism, user, account)
+    }
+
+    fn authenticate_external(&self, user: &str) -> Result<User, String> {
+        // The certificate is the credential: the user only has to exist.
+        self.admit("EXTERNAL", user, self.broker.user(user))
+    }
 
     fn open_vhost(&self, user: &User, name: &str) -> Result<Arc<VHost>, AmqpError> {
         let Some(vhost) = self.broker.vhost(name) else {
             return Err(AmqpError::not_allowed(format!("vhost {name} not found")));
         };
+        let node_max = self.broker.config.connection_max;
+        // This connection is registered too.
+        if node_max > 0 && self.broker.connection_count() > node_max {
+            return Err(AmqpError::not_allowed(format!(
+                "connection refused: node connection limit ({node_max}) is reached"
+            )));
+        }
         if !self.broker.can_access(&user.name, name) {
             return Err(AmqpError::not_allowed(format!(
                 "access to vhost '{name}' refused for user '{}'",
                 user.name
             )));
+        }
+        if let Some(max) = vhost.limit("max-connections") {
+            let open = self.broker.count_connections(|c| c.vhost() == Some(name));
+            if open as i64 >= max {
+                return Err(AmqpError::not_allowed(format!(
+                    "access to vhost '{name}' refused for user '{}': connection limit ({max}) is reached",
+                    user.name
+                )));
+            }
+        }
+        if let Some(max) = self.broker.user_limit(&user.name, "max-connections") {
+            let open = self
+                .broker
+                .count_connections(|c| c.user() == Some(user.name.as_str()));
+            if open as i64 >= max {
+                return Err(AmqpError::not_allowed(format!(
+                    "connection refused for user '{}': user connection limit ({max}) is reached",
+                    user.name
+                )));
+            }
         }
         Ok(vhost)
     }

@@ -5,6 +5,7 @@
 //! timeouts. Socket timing stays on tokio's real clock.
 
 use super::dispatch::Flow;
+use super::transport::ReadSide;
 use super::Connection;
 use crate::broker::alarm;
 use crate::error::{AmqpError, ReplyCode};
@@ -13,7 +14,6 @@ use amq_protocol::protocol::{connection, AMQPClass};
 use bytes::BytesMut;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::Instant;
 
 /// Read buffer growth for ordinary traffic, and for connections whose frames are large.
@@ -45,7 +45,7 @@ fn reserve_read(buf: &mut BytesMut, small: bool) {
 }
 
 impl Connection {
-    pub(super) async fn run(&mut self, mut rd: OwnedReadHalf) {
+    pub(super) async fn run(&mut self, mut rd: ReadSide) {
         let handshake_deadline =
             Instant::now() + Duration::from_millis(self.broker.config.handshake_timeout_ms);
         // Small until traffic shows up: most connections sit idle after the handshake.
@@ -132,16 +132,8 @@ impl Connection {
                         // Until the connection carries a stream of traffic, read on the small handshake
                         // buffer, so an idle connection never holds a large one (its first page would count
                         // towards RSS). Readiness can be left over from the last read, hence the try loop.
-                        loop {
-                            rd.readable().await?;
-                            reserve_read(&mut buf, true);
-                            let free = buf.capacity() - buf.len();
-                            match rd.try_read_buf(&mut buf) {
-                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                                // A read that fills the buffer means more is waiting: switch to full chunks.
-                                r => return r.map(|n| (n, n == free)),
-                            }
-                        }
+                        // A read that fills the buffer means more is waiting: switch to full chunks.
+                        return rd.read_small(&mut buf, |b| reserve_read(b, true)).await;
                     }
                     reserve_read(&mut buf, false);
                     rd.read_buf(&mut buf).await.map(|n| (n, true))
@@ -180,10 +172,20 @@ impl Connection {
         }
     }
 
-    /// Close with 320 CONNECTION_FORCED and the reason another task gave.
+    /// Carry out what other tasks asked for: channel closes (consumer timeouts), then a connection close with
+    /// 320 CONNECTION_FORCED and the reason given.
     fn forced_close(&mut self) -> Flow {
-        let reason = self.shared.take_kill_reason();
-        self.close_connection(AmqpError::new(ReplyCode::ConnectionForced, reason))
+        for (ch, e) in self.shared.take_channel_errors() {
+            if let Some(ch) = ch.upgrade() {
+                self.close_channel_from_broker(&ch, e);
+            }
+        }
+        match self.shared.take_kill_reason() {
+            Some(reason) => {
+                self.close_connection(AmqpError::new(ReplyCode::ConnectionForced, reason))
+            }
+            None => Flow::Continue,
+        }
     }
 
     /// Wait for a command's change to be durable before its reply goes out (other input waits too, so
@@ -193,25 +195,33 @@ impl Connection {
         // Confirms of publishes before this command may be ready.
         self.flush_confirms();
         let wait = std::mem::replace(&mut p.wait, Wait::Durable(crate::broker::Ticket::Done));
-        let waited = tokio::select! {
-            r = async {
-                match wait {
-                    Wait::Durable(t) => t.wait().await,
-                    // A dropped sender (the queue went) just means: look again.
-                    Wait::Loaded(rx) => {
-                        let _ = rx.await;
-                        Ok(())
+        let wait = async {
+            match wait {
+                Wait::Durable(t) => t.wait().await,
+                // A dropped sender (the queue went) just means: look again.
+                Wait::Loaded(rx) => {
+                    let _ = rx.await;
+                    Ok(())
+                }
+            }
+        };
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                outcome = &mut wait => {
+                    self.finish_pending(p, outcome);
+                    return true;
+                }
+                _ = self.shared.killed() => {
+                    // A channel closed by a timer leaves the reply to wait; a closed connection drops it.
+                    if let Flow::Stop = self.forced_close() {
+                        return false;
+                    }
+                    if self.machine.is_closing() {
+                        return true;
                     }
                 }
-            } => Some(r),
-            _ = self.shared.killed() => None,
-        };
-        match waited {
-            Some(outcome) => {
-                self.finish_pending(p, outcome);
-                true
             }
-            None => !matches!(self.forced_close(), Flow::Stop),
         }
     }
 

@@ -3,6 +3,7 @@
 //! when idle, and wakes the queues that paused on a congested connection once it has drained. It only holds
 //! the buffer's lock for the swap, never across an `.await`.
 
+use super::transport::WriteSide;
 use crate::channel::link::Outbound;
 use crate::protocol::{self, OutBuf};
 use bytes::{Buf, Bytes};
@@ -10,13 +11,12 @@ use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 
 /// A buffer grown past this is released after a write rather than kept.
 const KEEP_CAPACITY: usize = 4 << 20;
 
 /// Write every segment in order with as few `writev` calls as the socket allows.
-async fn write_segments(sock: &mut OwnedWriteHalf, mut segs: Vec<Bytes>) -> std::io::Result<()> {
+async fn write_segments(sock: &mut WriteSide, mut segs: Vec<Bytes>) -> std::io::Result<()> {
     // Linux accepts up to 1024 iovecs per call; a smaller batch keeps the slice array on the stack.
     const BATCH: usize = 64;
     let mut first = 0;
@@ -49,19 +49,23 @@ async fn write_segments(sock: &mut OwnedWriteHalf, mut segs: Vec<Bytes>) -> std:
 }
 
 /// The writer task: drains the outbound buffer to the socket, sends heartbeats when idle.
-pub async fn run_writer(mut sock: OwnedWriteHalf, out: Arc<Outbound>) {
+pub async fn run_writer(mut sock: WriteSide, out: Arc<Outbound>) {
     let mut spare = OutBuf::default();
     let mut last_write = tokio::time::Instant::now();
     loop {
         if out.take(&mut spare) {
             out.sent.send_oct.bump(spare.total_len() as u64);
             out.sent.send_cnt.bump(1);
-            let written = if spare.has_attached() {
+            let mut written = if spare.has_attached() {
                 // Boxed: its iovec array would otherwise sit in every idle connection's writer task.
                 Box::pin(write_segments(&mut sock, spare.take_segments())).await
             } else {
                 sock.write_all(&spare).await
             };
+            if written.is_ok() && matches!(sock, WriteSide::Tls(_)) {
+                // rustls may hold the tail of the last record until flushed.
+                written = sock.flush().await;
+            }
             if let Err(e) = written {
                 tracing::debug!(error = %e, "write failed");
                 break;

@@ -108,11 +108,14 @@ fn conn_object(api: &Api, c: &ConnShared, r: &Req, single: bool) -> Result<Value
         "ssl_cipher",
         "ssl_hash",
         "ssl_key_exchange",
-        "ssl_protocol",
     ] {
         o.insert(k.into(), none.clone());
     }
-    o.insert("ssl".into(), json!(false));
+    o.insert(
+        "ssl_protocol".into(),
+        c.tls.map_or(none.clone(), |v| json!(v)),
+    );
+    o.insert("ssl".into(), json!(c.tls.is_some()));
     o.insert("protocol".into(), json!("AMQP 0-9-1"));
     o.insert("state".into(), json!("running"));
     o.insert("type".into(), json!("network"));

@@ -142,11 +142,11 @@ fn accepts_json(headers: &axum::http::HeaderMap) -> bool {
 }
 
 /// Serve the API on `listener` until the broker goes.
-pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+pub async fn serve(listener: crate::tls::HttpListener, shared: Arc<Shared>) {
     let app = axum::Router::new().fallback(handle).with_state(shared);
     if let Err(e) = axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app.into_make_service_with_connect_info::<crate::tls::Peer>(),
     )
     .await
     {
@@ -156,7 +156,7 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
 
 async fn handle(
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(crate::tls::Peer(peer)): ConnectInfo<crate::tls::Peer>,
     req: Request<Body>,
 ) -> Response<Body> {
     let head = req.method() == Method::HEAD;

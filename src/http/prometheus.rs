@@ -746,7 +746,7 @@ async fn handle(State(b): State<std::sync::Weak<Broker>>, req: Request<Body>) ->
 }
 
 /// Serve `/metrics` on `listener`.
-pub async fn serve(listener: tokio::net::TcpListener, broker: std::sync::Weak<Broker>) {
+pub async fn serve(listener: crate::tls::HttpListener, broker: std::sync::Weak<Broker>) {
     let app = axum::Router::new().fallback(handle).with_state(broker);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "prometheus listener stopped");

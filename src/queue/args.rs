@@ -77,6 +77,9 @@ pub struct QueueConfig {
     /// Whether x-overflow was given (an argument beats a policy's overflow).
     pub overflow_set: bool,
     pub expires: Option<u64>,
+    /// How long a delivery from this queue may stay unacknowledged (`x-consumer-timeout`, policy
+    /// `consumer-timeout`), in milliseconds; `None` leaves it to the broker's `consumer_timeout`.
+    pub consumer_timeout: Option<u64>,
 }
 
 impl QueueConfig {
@@ -121,6 +124,7 @@ impl QueueConfig {
                 _ => Overflow::DropHead,
             },
             expires: int("x-expires"),
+            consumer_timeout: int("x-consumer-timeout"),
         }
     }
 }
@@ -201,7 +205,8 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable) -> AmqpResult<()> {
             "x-delivery-limit"
             | "x-warren-delivery-limit"
             | "x-max-length"
-            | "x-max-length-bytes" => {
+            | "x-max-length-bytes"
+            | "x-consumer-timeout" => {
                 bounded_int(key, queue, vhost, v, true, None)?;
             }
             "x-message-ttl" => {

@@ -40,7 +40,7 @@ use deadletter::Reason;
 use message::MessageRef;
 use parking_lot::Mutex;
 use ready::ReadyList;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 /// A message in a queue: its position (for requeue at the original place) and redelivery state.
@@ -183,6 +183,9 @@ pub struct Queue {
     durable_store: Option<Durable>,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
+    /// `config.consumer_timeout` mirrored for channels, which read it without the queue's lock (they are
+    /// called under it); `u64::MAX` when unset.
+    consumer_timeout: AtomicU64,
     pub stats: QueueStats,
     /// When the queue was created, in Unix milliseconds on the broker clock.
     pub created_at: u64,
@@ -285,6 +288,7 @@ impl Queue {
             .map(|store| Durable { store, key });
         let now = timers.now_ms();
         let created_at = timers.wall_ms();
+        let consumer_timeout = AtomicU64::new(config.consumer_timeout.unwrap_or(u64::MAX));
         Queue {
             name: Arc::from(name),
             vhost: Arc::from(vhost),
@@ -303,6 +307,7 @@ impl Queue {
                 ..Default::default()
             }),
             deleted: AtomicBool::new(false),
+            consumer_timeout,
             stats: QueueStats::default(),
             created_at,
         }
@@ -316,6 +321,14 @@ impl Queue {
         self.state.lock().config.clone()
     }
 
+    /// The queue's own consumer timeout (argument or policy), in milliseconds.
+    pub fn consumer_timeout(&self) -> Option<u64> {
+        match self.consumer_timeout.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            ms => Some(ms),
+        }
+    }
+
     /// Replace the effective configuration (a policy changed): limits and TTLs apply from now on.
     pub fn set_config(self: &Arc<Self>, config: QueueConfig) {
         let mut dead = Dead::new();
@@ -326,6 +339,10 @@ impl Queue {
                 max_priority,
                 ..config
             };
+            self.consumer_timeout.store(
+                st.config.consumer_timeout.unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
             if st.config.overflow == Overflow::DropHead {
                 st.drop_head_over_limit(&mut dead);
             }
