@@ -331,3 +331,51 @@ async fn confirm_to_tx_is_406() {
     )
     .await;
 }
+
+/// A commit that fails part-way (the exchange of a buffered publish went before the commit; Warren routes
+/// transactional publishes at commit) settles nothing after the failure point: the acks and rejects that
+/// follow it go back to the channel and are requeued when the error closes it. Warren-only: RabbitMQ routes
+/// at publish time, so the same sequence commits there.
+#[tokio::test]
+async fn a_commit_failing_part_way_requeues_what_it_did_not_reach() {
+    if std::env::var("AMQP_URL").is_ok() {
+        return;
+    }
+    let (conn, setup_ch) = setup().await;
+    let q = excl(&setup_ch, "tx-partial").await;
+    let x = unique("tx-gone");
+    within(setup_ch.exchange_declare(
+        x.as_str().into(),
+        lapin::ExchangeKind::Fanout,
+        Default::default(),
+        Default::default(),
+    ))
+    .await
+    .expect("declare exchange");
+    publish_all(&setup_ch, &q, &["b1", "b2"]).await;
+    let ch = open(&conn).await;
+    within(ch.tx_select()).await.unwrap();
+    let m1 = get_one(&ch, &q, false).await;
+    let m2 = get_one(&ch, &q, false).await;
+    within(ch.basic_ack(m1.delivery.delivery_tag, Default::default()))
+        .await
+        .unwrap();
+    publish(&ch, &x, "", b"lost with its exchange").await;
+    within(ch.basic_reject(
+        m2.delivery.delivery_tag,
+        BasicRejectOptions { requeue: false },
+    ))
+    .await
+    .unwrap();
+    within(setup_ch.exchange_delete(x.as_str().into(), Default::default()))
+        .await
+        .expect("delete exchange");
+    let err = within(ch.tx_commit()).await.expect_err("commit must fail");
+    assert_eq!(amqp_error(&err).0, 404);
+    // b1's ack came before the failure point and stands; b2's reject came after it and was not applied:
+    // b2 is back in the queue rather than discarded.
+    wait_for_count(&setup_ch, &q, 1).await;
+    let m = get_one(&setup_ch, &q, true).await;
+    assert_eq!(body(&m.delivery), "b2");
+    assert!(m.delivery.redelivered);
+}

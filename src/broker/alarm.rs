@@ -17,6 +17,8 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub struct Alarms {
     state: watch::Sender<u8>,
+    /// `state` mirrored for the per-message check on the publish path (a watch borrow takes a lock).
+    bits: std::sync::atomic::AtomicU8,
     memory_limit: AtomicU64,
     disk_free_limit: AtomicU64,
     /// The data directory, for the disk alarm; None when ephemeral (no disk alarm).
@@ -39,6 +41,7 @@ impl Alarms {
     pub fn new(memory_limit: u64, disk_free_limit: u64, dir: Option<PathBuf>) -> Alarms {
         Alarms {
             state: watch::Sender::new(0),
+            bits: std::sync::atomic::AtomicU8::new(0),
             memory_limit: AtomicU64::new(memory_limit),
             disk_free_limit: AtomicU64::new(disk_free_limit),
             dir,
@@ -63,7 +66,7 @@ impl Alarms {
 
     /// The alarms now set (a combination of [`MEMORY`] and [`DISK`]).
     pub fn active(&self) -> u8 {
-        *self.state.borrow()
+        self.bits.load(Ordering::Relaxed)
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u8> {
@@ -124,6 +127,7 @@ impl Alarms {
                 _ => {}
             }
         }
+        self.bits.store(bits, Ordering::Relaxed);
         self.state.send_replace(bits);
     }
 

@@ -86,6 +86,7 @@ impl Connection {
                         break;
                     }
                 };
+                let content_header = frame.kind == protocol::FRAME_HEADER;
                 if let Flow::Stop = self.handle_frame(frame) {
                     self.flush_confirms();
                     return;
@@ -95,14 +96,22 @@ impl Connection {
                         return;
                     }
                 }
+                // As RabbitMQ does, a publisher meets a resource alarm at its content header: what follows
+                // (the body, later frames) waits in the buffer until the alarm clears.
+                if content_header && self.published && self.broker.alarms.active() != 0 {
+                    break;
+                }
             }
             self.flush_confirms();
             if std::mem::take(&mut self.published)
                 && self.machine.is_running()
                 && self.broker.alarms.active() != 0
-                && !Box::pin(self.wait_out_alarm()).await
             {
-                return;
+                if !Box::pin(self.wait_out_alarm()).await {
+                    return;
+                }
+                // The frames left in the buffer at the content header go before any new read.
+                continue;
             }
             if self.shared.outbound.congested()
                 && self.machine.is_running()
