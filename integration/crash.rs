@@ -16,7 +16,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,31 +31,8 @@ struct Broker {
 fn start(dir: &std::path::Path, seed: u64) -> Broker {
     // Keep only a few stored messages in memory per queue, so that the backlog is mostly paged out and the
     // harness checks paging and index recovery too.
-    let config = dir.with_extension("toml");
-    std::fs::write(&config, "queue_in_memory_messages = 8\n")
-        .unwrap_or_else(|e| panic!("seed {seed}: write {config:?}: {e}"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .arg("--config")
-        .arg(&config)
-        .args([
-            "--port",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--log-level",
-            "warn",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("seed {seed}: spawn warren: {e}"));
-    let stdout = child
-        .stdout
-        .take()
-        .unwrap_or_else(|| panic!("seed {seed}: no stdout pipe"));
-    let port = listening_port(stdout).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    let (child, port) = spawn_warren(dir, "queue_in_memory_messages = 8\n")
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     Broker {
         child,
         url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),

@@ -1,6 +1,7 @@
 //! lapin-based integration suite for the broker core; validated against RabbitMQ 3.10.8.
 //! Run against an external broker with `AMQP_URL=amqp://guest:guest@127.0.0.1:5691/ cargo test`.
 
+mod churn;
 mod common;
 mod consumer_timeout;
 mod crash;
@@ -18,6 +19,7 @@ mod consume;
 mod exchange_deletion;
 mod exchange_routing;
 mod exchanges;
+mod flood;
 mod policies;
 mod publish;
 mod queue_lifetimes;

@@ -52,6 +52,8 @@ pub mod config;
 pub mod connection;
 pub mod definitions;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod http;
 pub mod metrics;
 pub mod protocol;

@@ -126,6 +126,14 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        // Before the LISTENING lines: a harness that sees them may signal at once.
+        let mut signals = match watch_signals() {
+            Ok(rx) => rx,
+            Err(e) => {
+                eprintln!("warren: cannot watch signals: {e}");
+                return ExitCode::from(1);
+            }
+        };
         // Machine-readable lines for harnesses that start Warren on port 0. A harness may close the pipe
         // after the line it wanted: a failed write must not take the broker down (println! would panic).
         {
@@ -145,13 +153,6 @@ fn main() -> ExitCode {
         }
         tracing::info!("Server startup complete; 0 plugins started.");
         tokio::spawn(return_free_memory());
-        let mut signals = match watch_signals() {
-            Ok(rx) => rx,
-            Err(e) => {
-                eprintln!("warren: cannot watch signals: {e}");
-                return ExitCode::from(1);
-            }
-        };
         while let Some(sig) = signals.recv().await {
             match sig {
                 Signal::Reload => match server.reload_tls() {

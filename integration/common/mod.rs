@@ -114,6 +114,91 @@ pub async fn own_warren_with(config: warren::Config) -> (warren::Server, TestBro
     (server, b)
 }
 
+/// The warren binary started as a child process (so its file descriptors and RSS are its own), with
+/// `config` as its TOML config file, on a free loopback port, with a data directory of its own. Killed when
+/// dropped.
+pub struct Child {
+    pub child: std::process::Child,
+    pub broker: TestBroker,
+    pub dir: std::path::PathBuf,
+}
+
+/// Start the warren binary on a free loopback port with `config` as its TOML config file (written next to
+/// `data`) and `data` as its data directory; returns the process and its AMQP port.
+pub fn spawn_warren(
+    data: &std::path::Path,
+    config: &str,
+) -> Result<(std::process::Child, u16), String> {
+    let file = data.with_extension("toml");
+    std::fs::write(&file, config).map_err(|e| format!("write {file:?}: {e}"))?;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .arg("--config")
+        .arg(&file)
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--log-level",
+            "warn",
+            "--data-dir",
+        ])
+        .arg(data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("spawn warren: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout pipe")?;
+    let port = listening_port(stdout)?;
+    Ok((child, port))
+}
+
+/// Resident memory of process `pid`, in KiB (0 when it cannot be read).
+pub fn rss_kib_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+impl Child {
+    pub fn spawn(tag: &str, config: &str) -> Child {
+        let dir = data_dir(tag);
+        std::fs::create_dir_all(&dir).expect("data dir");
+        let config =
+            format!("{config}\n[management]\nenabled = false\n[prometheus]\nenabled = false\n");
+        let (child, port) = spawn_warren(&dir.join("data"), &config).expect("start warren");
+        let broker = TestBroker::from_url(format!("amqp://guest:guest@127.0.0.1:{port}/%2f"));
+        Child { child, broker, dir }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Open file descriptors of the broker process.
+    pub fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map_or(0, |d| d.count())
+    }
+
+    /// Resident memory of the broker process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib_of(self.pid())
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Parse an amqp URL the way the tests mean it.
 ///
 /// amq-protocol-uri maps the path "/" to the vhost "" and an IP host to "localhost"; we want

@@ -12,7 +12,11 @@ use tokio::sync::watch;
 pub const MEMORY: u8 = 1;
 pub const DISK: u8 = 2;
 
-const SAMPLE_EVERY: Duration = Duration::from_millis(500);
+/// How often memory is sampled: a flood of large messages can add a hundred megabytes in half a second, and a
+/// read of /proc/self/statm costs microseconds. The free disk space (statvfs) is sampled every
+/// `DISK_EVERY`-th time.
+const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+const DISK_EVERY: u32 = 10;
 
 #[derive(Debug)]
 pub struct Alarms {
@@ -91,23 +95,34 @@ impl Alarms {
 
     /// Measure memory and disk and raise or clear the alarms.
     pub fn sample(&self) {
+        self.sample_with(true);
+    }
+
+    /// Measure memory, and the free disk space when `disk` (else keep its last reading).
+    fn sample_with(&self, disk: bool) {
         let mut bits = 0;
         let rss = resident_bytes();
         let limit = self.memory_limit();
         if rss.is_some_and(|r| r > limit) {
             bits |= MEMORY;
         }
-        let free = self.dir.as_deref().and_then(free_bytes);
         self.last_rss.store(rss.unwrap_or(0), Ordering::Relaxed);
-        self.last_free.store(free.unwrap_or(0), Ordering::Relaxed);
         let disk_limit = self.disk_free_limit.load(Ordering::Relaxed);
-        if free.is_some_and(|f| f < disk_limit) {
+        let disk_alarm = if disk {
+            let free = self.dir.as_deref().and_then(free_bytes);
+            self.last_free.store(free.unwrap_or(0), Ordering::Relaxed);
+            free.is_some_and(|f| f < disk_limit)
+        } else {
+            self.active() & DISK != 0
+        };
+        if disk_alarm {
             bits |= DISK;
         }
         let old = self.active();
         if old == bits {
             return;
         }
+        let free = self.last_free.load(Ordering::Relaxed);
         for (bit, name) in [(MEMORY, "memory"), (DISK, "disk")] {
             match (old & bit != 0, bits & bit != 0) {
                 (false, true) => tracing::warn!(
@@ -136,10 +151,12 @@ impl Alarms {
     pub fn spawn_monitor(alarms: std::sync::Weak<Alarms>) {
         let spawned = std::thread::Builder::new()
             .name("warren-alarms".into())
-            .spawn(move || loop {
-                std::thread::sleep(SAMPLE_EVERY);
-                let Some(a) = alarms.upgrade() else { return };
-                a.sample();
+            .spawn(move || {
+                for round in 1u32.. {
+                    std::thread::sleep(SAMPLE_EVERY);
+                    let Some(a) = alarms.upgrade() else { return };
+                    a.sample_with(round % DISK_EVERY == 0);
+                }
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the resource alarm monitor; alarms will not fire");

@@ -123,6 +123,12 @@ impl Broker {
         Ok(b)
     }
 
+    /// Replay `cmds` as boot does (the definitions-log fuzz target).
+    #[doc(hidden)]
+    pub fn replay_for_fuzz(&self, cmds: Vec<super::Command>) {
+        self.replay(cmds)
+    }
+
     /// Apply recorded commands in order; one that no longer applies is logged and skipped.
     fn replay(&self, cmds: Vec<super::Command>) {
         let _serial = self.meta.lock();

@@ -143,8 +143,17 @@ fn read_commands(path: &Path) -> Result<Vec<Command>, LogError> {
         return Ok(Vec::new());
     }
     let f = File::open(path).map_err(io_err(path))?;
-    let mut lines: Vec<(usize, Result<String, std::io::Error>)> =
-        BufReader::new(f).lines().enumerate().collect();
+    Ok(parse_lines(BufReader::new(f).lines(), Some(path)))
+}
+
+/// The commands of a log's lines: a torn last line is ignored; a corrupt line elsewhere is skipped and, when
+/// the log is a file (`path`), a copy of the whole file is kept aside.
+pub(crate) fn parse_lines(
+    lines: impl Iterator<Item = Result<String, std::io::Error>>,
+    path: Option<&Path>,
+) -> Vec<Command> {
+    let shown = path.map_or_else(|| "(memory)".into(), |p| p.display().to_string());
+    let mut lines: Vec<(usize, Result<String, std::io::Error>)> = lines.enumerate().collect();
     // Blank trailing lines carry nothing.
     while lines
         .last()
@@ -162,32 +171,37 @@ fn read_commands(path: &Path) -> Result<Vec<Command>, LogError> {
         match parsed {
             Ok(c) => cmds.push(c),
             Err(e) if i == last => {
-                tracing::warn!(path = %path.display(), line = i + 1, error = %e, "torn last line in the definitions log (a crash while writing it); ignoring it");
+                tracing::warn!(path = %shown, line = i + 1, error = %e, "torn last line in the definitions log (a crash while writing it); ignoring it");
             }
             Err(e) => {
-                if !kept_aside {
-                    let aside = path.with_extension(format!(
-                        "log.corrupt-{}",
-                        std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map(|d| d.as_millis())
-                            .unwrap_or(0)
-                    ));
-                    match std::fs::copy(path, &aside) {
-                        Ok(_) => {
-                            tracing::error!(path = %path.display(), copy = %aside.display(), "the definitions log has a corrupt line; a copy of the whole file was kept")
-                        }
-                        Err(ce) => {
-                            tracing::error!(path = %path.display(), error = %ce, "the definitions log has a corrupt line and cannot be copied aside")
-                        }
-                    }
+                if let (false, Some(path)) = (kept_aside, path) {
+                    keep_aside(path);
                     kept_aside = true;
                 }
-                tracing::error!(path = %path.display(), line = i + 1, error = %e, "corrupt definitions log line skipped");
+                tracing::error!(path = %shown, line = i + 1, error = %e, "corrupt definitions log line skipped");
             }
         }
     }
-    Ok(cmds)
+    cmds
+}
+
+/// Copy a log with a corrupt line aside, for whoever investigates.
+fn keep_aside(path: &Path) {
+    let aside = path.with_extension(format!(
+        "log.corrupt-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0)
+    ));
+    match std::fs::copy(path, &aside) {
+        Ok(_) => {
+            tracing::error!(path = %path.display(), copy = %aside.display(), "the definitions log has a corrupt line; a copy of the whole file was kept")
+        }
+        Err(ce) => {
+            tracing::error!(path = %path.display(), error = %ce, "the definitions log has a corrupt line and cannot be copied aside")
+        }
+    }
 }
 
 /// Write `cmds` to a new file next to `path` and move it into place, durably.

@@ -500,6 +500,16 @@ impl MessageStore {
     }
 }
 
+/// A segment file (name, bytes) holding `records` after a valid header: an ack segment or a msg segment, for
+/// the fuzz target that runs recovery over arbitrary records.
+#[doc(hidden)]
+pub fn fuzz_segment(ack: bool, records: &[u8]) -> (String, Vec<u8>) {
+    let kind = if ack { SegKind::Ack } else { SegKind::Msg };
+    let mut bytes = format::encode_header(kind, 1).to_vec();
+    bytes.extend_from_slice(records);
+    (format::segment_file_name(kind, 1), bytes)
+}
+
 impl Drop for MessageStore {
     fn drop(&mut self) {
         // The reader finishes what it was given, then ends (its channel closes).
