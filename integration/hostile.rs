@@ -200,3 +200,176 @@ async fn a_publish_on_the_generic_decode_path_is_blocked_by_an_alarm_too() {
         other => panic!("expected declare-ok after the alarm, got {other:?}"),
     }
 }
+
+/// Names the broker will write into short strings (a dead-lettered message's exchange and routing key) are
+/// refused at declare time when they could not fit, instead of being cut (possibly mid-character) later.
+/// RabbitMQ 3.10 accepts them and then fails the delivery with 541 INTERNAL_ERROR.
+#[tokio::test]
+async fn over_long_dead_letter_names_are_refused_at_declare() {
+    let (_server, b) = own_warren().await;
+    let conn = connect(&b).await;
+    for (key, value) in [
+        ("x-dead-letter-routing-key", "é".repeat(150)),
+        ("x-dead-letter-exchange", "x".repeat(256)),
+    ] {
+        let ch = open(&conn).await;
+        let mut args = vec![(key, lstr(&value))];
+        if key == "x-dead-letter-routing-key" {
+            args.push(("x-dead-letter-exchange", lstr("dlx")));
+        }
+        let res = try_declare_queue(&ch, "long-dl", Default::default(), table(args)).await;
+        expect_channel_close(
+            &conn,
+            &ch,
+            res,
+            406,
+            &format!(
+                "PRECONDITION_FAILED - invalid arg '{key}' for queue 'long-dl' in vhost '/': {{value_too_long,{}}}",
+                value.len()
+            ),
+        )
+        .await;
+    }
+    // 255 bytes fit.
+    let ch = open(&conn).await;
+    declare_queue_with(
+        &ch,
+        "long-dl",
+        Default::default(),
+        table(vec![
+            ("x-dead-letter-exchange", lstr("dlx")),
+            ("x-dead-letter-routing-key", lstr(&"k".repeat(255))),
+        ]),
+    )
+    .await;
+}
+
+/// A refused login without the authentication_failure_close capability gets no frame at all, and its
+/// socket is closed three seconds later (RabbitMQ's pause, which slows password guessing).
+#[tokio::test]
+async fn a_refused_login_without_the_capability_is_held_three_seconds_then_closed() {
+    let (_server, b) = own_warren().await;
+    let mut r = Raw::connect(&b).await;
+    r.write(b"AMQP\x00\x00\x09\x01").await;
+    let _start = r.method_frame().await;
+    let mut a = Vec::new();
+    a.extend_from_slice(&0u32.to_be_bytes());
+    raw::shortstr(&mut a, "PLAIN");
+    raw::longstr(&mut a, b"\0guest\0wrong");
+    raw::shortstr(&mut a, "en_US");
+    let t0 = std::time::Instant::now();
+    r.method(0, 10, 11, &a).await;
+    assert!(
+        r.raw_frame().await.is_none(),
+        "a frame was sent after a refused login"
+    );
+    let held = t0.elapsed();
+    assert!(
+        held >= std::time::Duration::from_millis(2900),
+        "closed after {held:?}, RabbitMQ holds a refused login for 3 s"
+    );
+}
+
+/// A content header alone, promising `size` body bytes that never come.
+fn promising_header(channel: u16, size: u64) -> Vec<u8> {
+    let mut h = vec![0, 60, 0, 0];
+    h.extend_from_slice(&size.to_be_bytes());
+    h.extend_from_slice(&[0, 0]);
+    let mut out = vec![2u8];
+    out.extend_from_slice(&channel.to_be_bytes());
+    out.extend_from_slice(&(h.len() as u32).to_be_bytes());
+    out.extend_from_slice(&h);
+    out.push(0xCE);
+    out
+}
+
+/// Publishes that promise 100 MiB bodies on a thousand channels (20 connections × 50), and send a few
+/// bytes of each: the broker's memory follows what arrived, not what was promised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promised_bodies_do_not_allocate_what_they_promise() {
+    let w = Child::spawn("promised", "");
+    let before = w.rss_kib();
+    let mut conns = Vec::new();
+    for _ in 0..20 {
+        let mut r = Raw::handshake(&w.broker, 2047, 131_072, 0).await;
+        let mut out = Vec::new();
+        for ch in 1..=50u16 {
+            let mut open = Vec::new();
+            raw::shortstr(&mut open, "");
+            out.extend(Raw::method_bytes(ch, 20, 10, &open));
+            let mut publish = vec![0, 0];
+            raw::shortstr(&mut publish, "");
+            raw::shortstr(&mut publish, "nowhere");
+            publish.push(0);
+            out.extend(Raw::method_bytes(ch, 60, 40, &publish));
+            out.extend(promising_header(ch, 100 << 20));
+            // a first body frame of 1 KiB
+            let mut body = vec![3u8];
+            body.extend_from_slice(&ch.to_be_bytes());
+            body.extend_from_slice(&1024u32.to_be_bytes());
+            body.extend(std::iter::repeat_n(b'b', 1024));
+            body.push(0xCE);
+            out.extend(body);
+        }
+        r.write(&out).await;
+        // channel.open-ok for every channel: everything above has been read and handled.
+        for _ in 0..50 {
+            r.method_frame().await;
+        }
+        conns.push(r);
+    }
+    let grown_mib = w.rss_kib().saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 64,
+        "RSS grew {grown_mib} MiB for 1,000 promised 100 MiB bodies (1 KiB of each sent)"
+    );
+    // The broker still serves everyone else.
+    let conn = connect(&w.broker).await;
+    assert_conn_usable(&conn).await;
+}
+
+/// A topic binding made to backtrack (255 bytes of `#.*` against a 255-byte key that almost matches)
+/// routes at once: matching is polynomial, so the publish is confirmed and the broker stays responsive.
+#[tokio::test]
+async fn pathological_topic_bindings_route_without_pinning_the_broker() {
+    let (_server, b) = own_warren().await;
+    let conn = connect(&b).await;
+    let ch = open(&conn).await;
+    within(ch.exchange_declare(
+        "evil".into(),
+        lapin::ExchangeKind::Topic,
+        Default::default(),
+        Default::default(),
+    ))
+    .await
+    .expect("declare topic exchange");
+    let q = declare_queue(&ch, "evil-q").await;
+    let patterns = [
+        "#.".repeat(127) + "#",
+        "#.*.".repeat(63) + "#",
+        "*.#.".repeat(63) + "z",
+        "#.a.".repeat(63) + "#",
+    ];
+    for p in &patterns {
+        assert!(p.len() <= 255);
+        within(ch.queue_bind(
+            q.as_str().into(),
+            "evil".into(),
+            p.as_str().into(),
+            Default::default(),
+            Default::default(),
+        ))
+        .await
+        .expect("bind");
+    }
+    confirm_select(&ch).await;
+    // 255 bytes of "a." ending in a word no pattern ends with: every pattern must explore the key fully.
+    let key = "a.".repeat(126) + "bbb";
+    assert_eq!(key.len(), 255);
+    for _ in 0..10 {
+        publish_confirmed(&ch, "evil", &key, b"x").await;
+    }
+    // Some patterns match it ("#.#..." matches everything): the messages arrived.
+    wait_for_count(&ch, &q, 10).await;
+    assert_conn_usable(&conn).await;
+}

@@ -59,6 +59,9 @@ crate::counters! {
     }
 }
 
+/// A salted SHA-256 of nothing anyone uses, checked when the user is unknown (see `authenticate`).
+const UNKNOWN_USER_HASH: &str = "AAAAAKUlEh7tmH426qDMNIRFUr10Fj8GY9+q2DyIxs/gfArr";
+
 pub struct Broker {
     pub config: Arc<Config>,
     pub churn: ChurnStats,
@@ -459,7 +462,14 @@ impl Broker {
 
     /// Check a user's password; `None` when the login is refused.
     pub fn authenticate(&self, username: &str, password: &str) -> Option<User> {
-        self.user(username).filter(|u| u.password.matches(password))
+        match self.user(username) {
+            Some(u) => u.password.matches(password).then_some(u),
+            None => {
+                // Hash anyway, so that a refusal takes as long for a user that does not exist.
+                let _ = StoredPassword::Sha256(UNKNOWN_USER_HASH.into()).matches(password);
+                None
+            }
+        }
     }
 
     /// Whether `user` may open `vhost` (it has permissions there).

@@ -74,6 +74,13 @@ fn validate_key(k: &str, v: &Value) -> Result<(), String> {
     if str_keys.contains(&k) && !v.is_string() {
         return Err(format!("{k} must be a string"));
     }
+    // Exchange names and routing keys are short strings: longer ones could never be written out.
+    if str_keys.contains(&k)
+        && v.as_str()
+            .is_some_and(|s| s.len() > crate::queue::args::SHORT_STR_MAX)
+    {
+        return Err(format!("{k} must be at most 255 bytes"));
+    }
     if k == "overflow"
         && !matches!(
             v.as_str(),

@@ -85,6 +85,9 @@ impl Connection {
                     self.release();
                     self.closing_deadline = Some(Instant::now() + self.linger());
                 }
+                Action::Linger(d) => {
+                    self.closing_deadline = Some(Instant::now() + d);
+                }
                 Action::Stop => return Flow::Stop,
             }
         }

@@ -70,7 +70,13 @@ pub enum Action {
     Release,
     /// Stop reading; flush and close the socket.
     Stop,
+    /// Ignore input and close the socket after this long (or when the client closes it, or on close-ok):
+    /// RabbitMQ's pause after a refused login, which slows password guessing.
+    Linger(std::time::Duration),
 }
+
+/// How long a refused login is held before its socket closes (RabbitMQ: 3 s, with or without a close).
+pub const AUTH_FAILURE_DELAY: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// What the machine asks of the broker.
 pub trait Env {
@@ -290,9 +296,11 @@ impl Machine {
             Err((user, why)) => {
                 tracing::warn!(user = %user, mechanism, reason = %why, "login refused");
                 if !self.caps.auth_failure_close {
-                    return vec![Action::Stop];
+                    self.phase = Phase::Closed;
+                    return vec![Action::Linger(AUTH_FAILURE_DELAY)];
                 }
                 let e = AmqpError::access_refused(why);
+                self.phase = Phase::Closing;
                 return vec![
                     Action::Send(AMQPClass::Connection(connection::AMQPMethod::Close(
                         connection::Close {
@@ -302,7 +310,7 @@ impl Machine {
                             method_id: 0,
                         },
                     ))),
-                    Action::Stop,
+                    Action::Linger(AUTH_FAILURE_DELAY),
                 ];
             }
         };
@@ -516,9 +524,10 @@ mod tests {
         m.header(protocol::PROTOCOL_HEADER);
         let a = m.frame(&start_ok("guest", "bad", &[]), &env).unwrap();
         assert!(
-            matches!(&a[..], [Action::Stop]),
-            "no capability: the socket just closes"
+            matches!(&a[..], [Action::Linger(AUTH_FAILURE_DELAY)]),
+            "no capability: no frame, the socket closes 3 s later"
         );
+        assert!(m.is_closing());
 
         let mut m = Machine::default();
         m.header(protocol::PROTOCOL_HEADER);
@@ -529,7 +538,7 @@ mod tests {
             )
             .unwrap();
         match &a[..] {
-            [Action::Send(AMQPClass::Connection(connection::AMQPMethod::Close(c))), Action::Stop] =>
+            [Action::Send(AMQPClass::Connection(connection::AMQPMethod::Close(c))), Action::Linger(AUTH_FAILURE_DELAY)] =>
             {
                 assert_eq!(c.reply_code, 403);
                 assert!(c

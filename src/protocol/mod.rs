@@ -275,10 +275,14 @@ pub fn write_heartbeat(buf: &mut BytesMut) {
 
 #[inline]
 fn put_short_str(buf: &mut BytesMut, s: &str) {
-    let b = s.as_bytes();
-    let n = b.len().min(255);
+    // Names the broker writes are checked where they enter (declares, policies); should a longer one get
+    // through, cut it at a character boundary rather than emit invalid UTF-8.
+    let mut n = s.len().min(255);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
     buf.put_u8(n as u8);
-    buf.put_slice(&b[..n]);
+    buf.put_slice(&s.as_bytes()[..n]);
 }
 
 /// Reserve a frame header and return the offset where its size must be patched.

@@ -24,6 +24,9 @@ pub const EQUIVALENCE_KEYS: &[&str] = &[
 
 const MAX_EXPIRY: i64 = 315_360_000_000;
 
+/// The longest AMQP short string, in bytes.
+pub const SHORT_STR_MAX: usize = 255;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overflow {
     #[default]
@@ -256,6 +259,20 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable) -> AmqpResult<()> {
                     "invalid type '{}' for arg '{key}' in queue '{queue}' in vhost '{vhost}'",
                     fields::type_name(v)
                 )));
+            }
+            // Both end up in short strings the broker writes (the exchange and routing key of a
+            // dead-lettered message's deliveries): refuse what would not fit rather than cut it later.
+            // RabbitMQ 3.10 accepts them and then fails the delivery with 541.
+            "x-dead-letter-exchange" | "x-dead-letter-routing-key"
+                if fields::as_str(v).is_some_and(|s| s.len() > SHORT_STR_MAX) =>
+            {
+                let n = fields::as_str(v).map_or(0, |s| s.len());
+                return Err(invalid(
+                    key,
+                    queue,
+                    vhost,
+                    format!("{{value_too_long,{n}}}"),
+                ));
             }
             "x-dead-letter-routing-key"
                 if fields::get(args, "x-dead-letter-exchange").is_none() =>
