@@ -39,3 +39,4 @@ mod queue_expiry;
 mod quorum_queues;
 mod single_active_consumer;
 mod tls;
+mod virtual_clock;

@@ -70,6 +70,10 @@ pub struct Config {
     /// The disk alarm: publishers are blocked while the data directory's file system has less free space
     /// than this (RabbitMQ's disk_free_limit.absolute).
     pub disk_free_limit_bytes: u64,
+    /// "real" (the machine's clock) or "virtual": broker time starts at the real time and moves only when a
+    /// test advances it (`POST /api/warren/clock/advance`, `Server::advance_clock`), firing every TTL,
+    /// expiry and timeout that falls due. Socket heartbeats and timeouts stay on real time.
+    pub clock: String,
     /// Whether to listen for plain (non-TLS) AMQP on `port`; off leaves only the TLS listener.
     pub tcp_listener: bool,
     /// AMQPS: a TLS listener, when configured.
@@ -161,6 +165,7 @@ impl Default for Config {
             memory_paging_ratio: 0.5,
             queue_in_memory_messages: DEFAULT_QUEUE_IN_MEMORY_MESSAGES,
             disk_free_limit_bytes: 50_000_000,
+            clock: "real".to_string(),
             tcp_listener: true,
             tls: None,
             ssl_cert_login_from: "common_name".to_string(),
@@ -258,6 +263,15 @@ impl Config {
         (self.memory_limit() as f64 * self.memory_paging_ratio) as u64
     }
 
+    /// The broker clock this configuration asks for.
+    pub fn make_clock(&self) -> crate::clock::Clock {
+        if self.clock == "virtual" {
+            crate::clock::Clock::manual()
+        } else {
+            crate::clock::Clock::real()
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(self.memory_high_watermark > 0.0 && self.memory_high_watermark <= 1.0) {
             return Err(ConfigError::Invalid(
@@ -295,6 +309,11 @@ impl Config {
         if (self.management.tls || self.prometheus.tls) && self.tls.is_none() {
             return Err(ConfigError::Invalid(
                 "an HTTP listener with tls = true needs the [tls] table's certificate".into(),
+            ));
+        }
+        if !matches!(self.clock.as_str(), "real" | "virtual") {
+            return Err(ConfigError::Invalid(
+                "clock must be \"real\" or \"virtual\"".into(),
             ));
         }
         if !matches!(

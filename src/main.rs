@@ -44,6 +44,9 @@ struct Cli {
     /// Log level or tracing filter (e.g. info, debug, warren=trace).
     #[arg(long, env = "WARREN_LOG_LEVEL")]
     log_level: Option<String>,
+    /// "virtual": broker time moves only when a test advances it (POST /api/warren/clock/advance).
+    #[arg(long, value_parser = ["real", "virtual"])]
+    clock: Option<String>,
 }
 
 /// mimalloc returns freed memory to the OS lazily, from the allocation paths of the thread that owns it; memory
@@ -94,6 +97,9 @@ fn main() -> ExitCode {
     }
     if let Some(l) = cli.log_level {
         config.log_level = l;
+    }
+    if let Some(c) = cli.clock {
+        config.clock = c;
     }
     if let Err(e) = config.validate() {
         eprintln!("warren: {e}");

@@ -161,6 +161,11 @@ impl ServerBuilder {
         self.config.ephemeral = ephemeral;
         self
     }
+    /// Run on a virtual clock: broker time moves only with [`Server::advance_clock`].
+    pub fn virtual_clock(mut self, on: bool) -> Self {
+        self.config.clock = if on { "virtual" } else { "real" }.to_string();
+        self
+    }
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.config.data_dir = dir.into();
         self
@@ -407,6 +412,18 @@ impl Server {
             };
             format!("{scheme}://{host}:{}", a.port())
         })
+    }
+
+    /// Move a virtual clock forward by `by`, firing, in time order, every expiry, dead-lettering, queue
+    /// expiry and consumer timeout that falls due; returns the broker time (Unix ms) afterwards. On the real
+    /// clock this only fires what is already due.
+    pub fn advance_clock(&self, by: Duration) -> u64 {
+        self.broker.advance_clock(by)
+    }
+
+    /// The broker's time, in Unix milliseconds (virtual or real).
+    pub fn broker_time_ms(&self) -> u64 {
+        self.broker.timers.wall_ms()
     }
 
     /// The AMQPS listener's port, when TLS is configured.

@@ -70,7 +70,8 @@ pub fn lock_data_dir(dir: &Path) -> Result<File, BootError> {
 impl Broker {
     /// A broker backed by its data directory (or `new` when the configuration is ephemeral).
     pub fn open(config: Config) -> Result<Arc<Broker>, BootError> {
-        Self::open_with_clock(config, Clock::real())
+        let clock = config.make_clock();
+        Self::open_with_clock(config, clock)
     }
 
     pub fn open_with_clock(config: Config, clock: Clock) -> Result<Arc<Broker>, BootError> {

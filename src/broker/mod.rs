@@ -101,9 +101,10 @@ impl std::fmt::Debug for Broker {
 }
 
 impl Broker {
-    /// A broker that keeps nothing on disk, on the real clock.
+    /// A broker that keeps nothing on disk, on the clock its configuration names (real by default).
     pub fn new(config: Config) -> Arc<Broker> {
-        Self::with_clock(config, crate::clock::Clock::real())
+        let clock = config.make_clock();
+        Self::with_clock(config, clock)
     }
 
     /// A broker that keeps nothing on disk, on the given clock.
@@ -451,6 +452,17 @@ impl Broker {
 
     pub fn user(&self, name: &str) -> Option<User> {
         self.users.get(name)
+    }
+
+    /// Advance a virtual clock by `by` (see [`crate::Server::advance_clock`]); the broker time after it.
+    pub fn advance_clock(&self, by: std::time::Duration) -> u64 {
+        self.timers.advance(by);
+        self.timers.wall_ms()
+    }
+
+    /// Whether the broker runs on a virtual clock.
+    pub fn virtual_clock(&self) -> bool {
+        self.timers.clock().is_manual()
     }
 
     /// A user's limit (`max-connections`, `max-channels`) as it stands now; `None` when unlimited.

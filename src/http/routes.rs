@@ -3,7 +3,9 @@
 
 use super::auth::Caller;
 use super::reply::{self, Result};
-use super::{bindings, conns, defs, exchanges, overview, params, queues, users, vhosts, Api, Req};
+use super::{
+    bindings, clock, conns, defs, exchanges, overview, params, queues, users, vhosts, Api, Req,
+};
 
 /// A matched path with its (decoded) parameters.
 #[derive(Debug, Clone)]
@@ -75,6 +77,9 @@ pub enum Route {
     Definitions(Option<String>),
     Aliveness(String),
     Health(Vec<String>),
+    /// Warren's own: the broker clock (GET), and advancing a virtual one (POST .../advance).
+    Clock,
+    ClockAdvance,
 }
 
 const GET: &[&str] = &["GET"];
@@ -185,6 +190,8 @@ pub fn parse(segs: &[String]) -> Option<Route> {
             Route::Health(rest.iter().map(|s| s.to_string()).collect())
         }
         ["healthchecks", "node"] => Route::Health(vec!["node".into()]),
+        ["warren", "clock"] => Route::Clock,
+        ["warren", "clock", "advance"] => Route::ClockAdvance,
         _ => return None,
     })
 }
@@ -199,7 +206,8 @@ impl Route {
             | Parameter(..) | GlobalParameter(_) => GET_PUT_DELETE,
             TopicPermission(_, _, None) => GET_PUT_DELETE,
             TopicPermission(_, _, Some(_)) => GET_DELETE,
-            VhostStart(..) | UsersBulkDelete | ExchangePublish(..) | QueueGet(..) => POST,
+            VhostStart(..) | UsersBulkDelete | ExchangePublish(..) | QueueGet(..)
+            | ClockAdvance => POST,
             QueueContents(..) => DELETE,
             BindingsBetween { .. } | Definitions(_) => GET_POST,
             Binding { .. } | Connection(_) => GET_DELETE,
@@ -324,6 +332,8 @@ pub async fn dispatch(api: &Api, c: &Caller, r: &Req, route: Route) -> Result {
         (Policy(op, v, n), "GET") => params::get_policy(api, c, op, &v, &n),
         (Policy(op, v, n), "PUT") => params::put_policy(api, c, r, op, &v, &n).await,
         (Policy(op, v, n), _) => params::delete_policy(api, c, op, &v, &n).await,
+        (Clock, _) => clock::get(api, c),
+        (ClockAdvance, _) => clock::advance(api, c, r),
         (Parameters(comp, v), _) => params::parameters(api, c, comp.as_deref(), v.as_deref()),
         (Parameter(comp, v, n), "GET") => params::get_parameter(api, c, &comp, &v, &n),
         (Parameter(comp, v, n), "PUT") => params::put_parameter(api, c, r, &comp, &v, &n).await,

@@ -104,3 +104,40 @@ def test_no_management_listener_is_reported(pytester, tmp_path):
     )
     result = pytester.runpytest_subprocess("--warren-arg=--config", f"--warren-arg={config}")
     result.assert_outcomes(passed=1)
+
+
+def test_virtual_clock_dead_letters_an_hour_ttl_on_an_hours_advance():
+    from pytest_warren import start_broker
+
+    b = start_broker(args=["--clock", "virtual"])
+    try:
+        conn = connect(b.url)
+        ch = conn.channel()
+        ch.queue_declare("dlq")
+        ch.queue_declare("waiting", arguments={
+            "x-message-ttl": 3_600_000,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": "dlq",
+        })
+        ch.basic_publish("", "waiting", b"later")
+        start = b.broker_time_ms
+        # A minute short of the hour: still waiting.
+        b.advance_clock(seconds=3540)
+        assert ch.queue_declare("dlq", passive=True).method.message_count == 0
+        assert ch.queue_declare("waiting", passive=True).method.message_count == 1
+        now = b.advance_clock(seconds=60)
+        assert now - start >= 3_600_000
+        method, props, body = ch.basic_get("dlq", auto_ack=True)
+        assert body == b"later"
+        death = props.headers["x-death"][0]
+        assert death["reason"] == "expired"
+        # x-death's time is broker time (seconds), an hour on from the start.
+        assert int(death["time"].timestamp()) >= (start + 3_600_000) // 1000
+        conn.close()
+    finally:
+        b.stop()
+
+
+def test_advancing_a_real_clock_is_refused(warren):
+    with pytest.raises(WarrenError, match="real clock"):
+        warren.advance_clock(seconds=1)

@@ -312,6 +312,33 @@ pub enum Command {
     /// Health check that checks if all vhosts are running in the target node
     #[command(override_usage = "warrenctl [--quiet] check_virtual_hosts [--timeout <timeout>]")]
     CheckVirtualHosts,
+    /// Moves a virtual broker clock forward (a broker started with --clock virtual), firing everything due
+    #[command(override_usage = "warrenctl [--quiet] advance_clock <duration>")]
+    AdvanceClock {
+        /// How far: milliseconds, or a number with a unit (250ms, 90s, 5m, 1h, 2d)
+        #[arg(value_parser = parse_duration_ms)]
+        duration: u64,
+    },
+}
+
+/// "90s", "5m", "1h", "2d", "250ms" or plain milliseconds, as milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid duration '{s}'"))?;
+    let per = match unit {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("invalid duration unit in '{s}' (ms, s, m, h or d)")),
+    };
+    n.checked_mul(per)
+        .ok_or_else(|| format!("duration '{s}' is too large"))
 }
 
 #[derive(Args, Debug)]

@@ -223,5 +223,6 @@ fn run(app: &App, command: Command) -> Result<(), CtlError> {
         CheckLocalAlarms => node::check_local_alarms(app),
         CheckPortConnectivity => node::check_port_connectivity(app),
         CheckVirtualHosts => node::check_virtual_hosts(app),
+        AdvanceClock { duration } => node::advance_clock(app, duration),
     }
 }

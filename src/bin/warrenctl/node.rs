@@ -688,6 +688,29 @@ pub fn import_definitions(app: &App, file: Option<&str>, format: &str) -> Result
     }
 }
 
+/// Advance a virtual broker clock; prints the broker time afterwards (Unix ms).
+pub fn advance_clock(app: &App, ms: u64) -> Result<(), CtlError> {
+    app.banner(&format!("Advancing the broker clock by {ms} ms ..."));
+    let body = serde_json::json!({ "ms": ms }).to_string();
+    let answer = app
+        .client
+        .post("warren/clock/advance", body)
+        .map_err(|e| app.fail(e))?;
+    let now = serde_json::from_str::<serde_json::Value>(&answer)
+        .ok()
+        .and_then(|v| v.get("now").and_then(serde_json::Value::as_u64));
+    match now {
+        Some(now) => {
+            crate::out(&format!("{now}\n"));
+            Ok(())
+        }
+        None => Err(CtlError::failed(
+            exit::SOFTWARE,
+            format!("unexpected answer from the broker: {answer}"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,13 @@
 """Start and stop a Warren broker process."""
 
+import base64
+import json
 import os
 import shutil
 import subprocess
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -72,6 +75,30 @@ class WarrenBroker:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def _api(self, method: str, path: str, body: Optional[dict] = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"{self.management_url}/api/{path}", data=data, method=method)
+        token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+        req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            raise WarrenError(f"{method} /api/{path}: {e.code} {e.read().decode(errors='replace')}") from e
+
+    def advance_clock(self, seconds: float = 0.0, ms: Optional[int] = None) -> int:
+        """Move a virtual broker clock forward (start the broker with `--clock virtual`, e.g. via
+        `--warren-arg=--clock=virtual`), firing every TTL expiry, dead-lettering, queue expiry and consumer
+        timeout that falls due, in time order. Returns the broker time afterwards, in Unix milliseconds."""
+        step = ms if ms is not None else int(round(seconds * 1000))
+        return int(self._api("POST", "warren/clock/advance", {"ms": step})["now"])
+
+    @property
+    def broker_time_ms(self) -> int:
+        """The broker's time (virtual or real), in Unix milliseconds."""
+        return int(self._api("GET", "warren/clock")["now"])
 
     def stop(self) -> None:
         if self.process.poll() is None:
