@@ -49,8 +49,15 @@ impl Pki {
 
     /// A client certificate with subject CN=`cn`, as lapin takes it.
     fn client(&self, cn: &str) -> OwnedIdentity {
+        self.client_dn(&[(DnType::CommonName, cn)])
+    }
+
+    /// A client certificate with this subject (in certificate order).
+    fn client_dn(&self, subject: &[(DnType, &str)]) -> OwnedIdentity {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
-        params.distinguished_name.push(DnType::CommonName, cn);
+        for (ty, v) in subject {
+            params.distinguished_name.push(ty.clone(), *v);
+        }
         let key = KeyPair::generate().expect("client key");
         let cert = params.signed_by(&key, &self.issuer).expect("client cert");
         OwnedIdentity::PKCS8 {
@@ -79,9 +86,24 @@ impl Pki {
 }
 
 async fn warren_tls(tls: warren::config::Tls, plain: bool) -> warren::Server {
+    warren_tls_with(tls, plain, true, "common_name").await
+}
+
+async fn warren_tls_with(
+    tls: warren::config::Tls,
+    plain: bool,
+    external: bool,
+    login_from: &str,
+) -> warren::Server {
+    let mut auth_mechanisms = vec!["PLAIN".to_string(), "AMQPLAIN".to_string()];
+    if external {
+        auth_mechanisms.push("EXTERNAL".into());
+    }
     let config = warren::Config {
         tls: Some(tls),
         tcp_listener: plain,
+        auth_mechanisms,
+        ssl_cert_login_from: login_from.into(),
         ..test_config()
     };
     warren::Server::start(config)
@@ -257,4 +279,66 @@ async fn certificates_reload_without_dropping_connections() {
     )
     .await
     .expect("still serving the last good certificate");
+}
+
+#[tokio::test]
+async fn external_must_be_enabled_like_rabbitmqs_plugin() {
+    let pki = Pki::new("tls-external-off");
+    let server = warren_tls_with(pki.tls(true, false), true, false, "common_name").await;
+    let err = connect_tls(
+        &amqps(&server, "", "?auth_mechanism=external"),
+        pki.client_config(Some(pki.client("guest"))),
+    )
+    .await
+    .expect_err("EXTERNAL is not offered unless configured");
+    assert!(
+        !matches!(err.kind(), lapin::ErrorKind::ProtocolError(_)),
+        "expected the socket to close, got {err:?}"
+    );
+}
+
+#[tokio::test]
+async fn external_with_distinguished_names_uses_rabbitmqs_format() {
+    let pki = Pki::new("tls-external-dn");
+    let server = warren_tls_with(pki.tls(true, false), true, true, "distinguished_name").await;
+    // rcgen writes the subject as CN, C, O; RabbitMQ's form lists the RDNs last first.
+    let dn = "O=Example\\, Inc.,C=US,CN=app";
+    server
+        .broker()
+        .run(
+            warren::broker::Command::PutUser {
+                name: dn.into(),
+                password: warren::broker::StoredPassword::None,
+                tags: Vec::new(),
+            },
+            &warren::broker::Actor::internal(),
+        )
+        .await
+        .expect("add user");
+    server
+        .broker()
+        .run(
+            warren::broker::Command::SetPermissions {
+                vhost: "/".into(),
+                user: dn.into(),
+                configure: ".*".into(),
+                write: ".*".into(),
+                read: ".*".into(),
+            },
+            &warren::broker::Actor::internal(),
+        )
+        .await
+        .expect("permissions");
+    let id = pki.client_dn(&[
+        (DnType::CountryName, "US"),
+        (DnType::OrganizationName, "Example, Inc."),
+        (DnType::CommonName, "app"),
+    ]);
+    let conn = connect_tls(
+        &amqps(&server, "", "?auth_mechanism=external"),
+        pki.client_config(Some(id)),
+    )
+    .await
+    .expect("EXTERNAL as the certificate's DN");
+    round_trip(&conn).await;
 }

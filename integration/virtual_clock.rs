@@ -229,3 +229,103 @@ async fn warrenctl_advances_the_clock() {
     assert_eq!(now - before, 90_000);
     assert_eq!(server.broker_time_ms(), now);
 }
+
+async fn idle(mgmt: &str, timeout_ms: u64) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .get(format!("{mgmt}/api/warren/idle?timeout_ms={timeout_ms}"))
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await
+        .expect("GET idle");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("json"))
+}
+
+#[tokio::test]
+async fn idle_answers_at_once_on_a_quiet_broker_and_waits_for_a_slow_consumer() {
+    let (server, b) = own_warren_with(test_config()).await;
+    let mgmt = server.management_url().expect("management");
+    let (status, body) = idle(&mgmt, 5000).await;
+    assert_eq!(
+        (status, body["idle"].clone()),
+        (200, serde_json::json!(true))
+    );
+
+    let conn = connect(&b).await;
+    let ch = open(&conn).await;
+    declare_queue(&ch, "work").await;
+    let mut c = consume(&ch, "work", manual_ack()).await;
+    publish(&ch, "", "work", b"job").await;
+    // The consumer holds the delivery: not idle; 408 says why.
+    let d = c.next().await;
+    let (status, body) = idle(&mgmt, 50).await;
+    assert_eq!(status, 408);
+    assert_eq!(body["pending"]["unacknowledged_deliveries"], 1);
+    // A slow consumer acks later; idle waits for it.
+    let acker = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        d.ack(Default::default()).await.expect("ack");
+    });
+    let (status, body) = idle(&mgmt, 5000).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["waited_ms"].as_u64().unwrap_or(0) >= 100, "{body}");
+    acker.await.expect("acker");
+}
+
+#[tokio::test]
+async fn a_timeout_behind_an_older_delivery_without_one_is_not_missed() {
+    // The broker has no default timeout; queue "timed" has 200 ms. The channel's oldest delivery comes from
+    // "untimed"; once that is acked, the "timed" one is the oldest and must still time out.
+    let (server, b) = own_warren_with(warren::Config {
+        clock: "virtual".into(),
+        consumer_timeout: 0,
+        ..test_config()
+    })
+    .await;
+    let conn = connect(&b).await;
+    let ch = open(&conn).await;
+    declare_queue(&ch, "untimed").await;
+    declare_queue_with(
+        &ch,
+        "timed",
+        Default::default(),
+        table(vec![("x-consumer-timeout", long(200))]),
+    )
+    .await;
+    publish(&ch, "", "untimed", b"u").await;
+    publish(&ch, "", "timed", b"t").await;
+    let first = get_wait(&ch, "untimed", false).await;
+    let mut c = consume(&ch, "timed", manual_ack()).await;
+    c.next().await;
+    ack(&ch, first.delivery.delivery_tag).await;
+    // The ack has been handled once a round trip on the channel returns.
+    declare_queue(&ch, "untimed").await;
+    server.advance_clock(Duration::from_millis(250));
+    assert_channel_closed(
+        &c.error().await,
+        406,
+        "PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out. Timeout value used: 200 ms. This timeout value can be configured, see consumers doc guide to learn more",
+    );
+}
+
+#[tokio::test]
+async fn channels_opened_and_closed_by_the_hundred_leave_no_timers_behind() {
+    let (server, b) = virtual_warren().await;
+    let conn = connect(&b).await;
+    let setup = open(&conn).await;
+    declare_queue(&setup, "churn").await;
+    for i in 0..300 {
+        publish(&setup, "", "churn", format!("m{i}").as_bytes()).await;
+    }
+    let before = server.broker().timers.pending();
+    for _ in 0..300 {
+        let ch = open(&conn).await;
+        get_wait(&ch, "churn", false).await;
+        within(ch.close(200, "bye".into())).await.expect("close");
+    }
+    let after = server.broker().timers.pending();
+    assert!(
+        after <= before + 2,
+        "{before} timers before, {after} after 300 channels"
+    );
+}

@@ -184,6 +184,10 @@ struct Heap {
 pub struct Scheduler {
     clock: Arc<Clock>,
     heap: Mutex<Heap>,
+    /// Held while timers fire, so that the driver and `advance` (possibly from several callers) fire one
+    /// at a time and in deadline order.
+    firing: Mutex<()>,
+    advancing: Mutex<()>,
     /// Woken when an earlier deadline is armed, or a manual clock moves.
     wake: tokio::sync::Notify,
 }
@@ -202,6 +206,8 @@ impl Scheduler {
         Arc::new(Scheduler {
             clock: Arc::new(clock),
             heap: Mutex::new(Heap::default()),
+            firing: Mutex::new(()),
+            advancing: Mutex::new(()),
             wake: tokio::sync::Notify::new(),
         })
     }
@@ -239,6 +245,11 @@ impl Scheduler {
         }
     }
 
+    /// Entries on the heap (armed deadlines, including stale ones not yet fired).
+    pub fn pending(&self) -> usize {
+        self.heap.lock().entries.len()
+    }
+
     /// The next deadline, if any timer is armed.
     pub fn next_deadline(&self) -> Option<u64> {
         self.heap.lock().entries.peek().map(|e| e.0.at)
@@ -247,6 +258,7 @@ impl Scheduler {
     /// Fire every timer due at or before `until`, in deadline order, moving a manual clock to each deadline
     /// as it goes. Targets may arm new timers while firing; those are fired too if due. Returns how many fired.
     fn fire_until(&self, until: u64) -> usize {
+        let _one_at_a_time = self.firing.lock();
         let mut fired = 0;
         loop {
             let entry = {
@@ -278,6 +290,8 @@ impl Scheduler {
             self.run_due();
             return self.clock.now_ms();
         }
+        // Serialised: two concurrent advances of an hour move the clock two hours, not one.
+        let _one_advance_at_a_time = self.advancing.lock();
         let target = self
             .clock
             .now_ms()

@@ -78,8 +78,12 @@ pub struct Config {
     pub tcp_listener: bool,
     /// AMQPS: a TLS listener, when configured.
     pub tls: Option<Tls>,
-    /// How a verified client certificate names its user for the EXTERNAL mechanism: "common_name" (the
-    /// subject's CN) or "distinguished_name" (the whole subject, RabbitMQ's default format).
+    /// SASL mechanisms offered (RabbitMQ's auth_mechanisms). PLAIN and AMQPLAIN are always accepted; add
+    /// "EXTERNAL" to let TLS clients with a verified certificate log in as the user it names.
+    pub auth_mechanisms: Vec<String>,
+    /// How a verified client certificate names its user for EXTERNAL: "common_name" (the subject's CN) or
+    /// "distinguished_name" (the whole subject as RabbitMQ formats it, `CN=app,O=Example,C=US`, which is
+    /// RabbitMQ's own default).
     pub ssl_cert_login_from: String,
     /// The management HTTP API (and web UI) listener.
     pub management: Listener,
@@ -168,6 +172,7 @@ impl Default for Config {
             clock: "real".to_string(),
             tcp_listener: true,
             tls: None,
+            auth_mechanisms: vec!["PLAIN".to_string(), "AMQPLAIN".to_string()],
             ssl_cert_login_from: "common_name".to_string(),
             management: Listener::default(),
             prometheus: Listener::default(),
@@ -310,6 +315,15 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "an HTTP listener with tls = true needs the [tls] table's certificate".into(),
             ));
+        }
+        if let Some(m) = self
+            .auth_mechanisms
+            .iter()
+            .find(|m| !matches!(m.as_str(), "PLAIN" | "AMQPLAIN" | "EXTERNAL"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "unknown authentication mechanism {m} (PLAIN, AMQPLAIN, EXTERNAL)"
+            )));
         }
         if !matches!(self.clock.as_str(), "real" | "virtual") {
             return Err(ConfigError::Invalid(

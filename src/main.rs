@@ -191,23 +191,41 @@ fn watch_signals() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<Signa
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // Handlers are installed here, before the thread starts, so a failure is reported instead of
+    // looking like a stop request.
+    let handlers = {
+        let _in_rt = rt.enter();
+        install_handlers()?
+    };
     std::thread::Builder::new()
         .name("warren-signals".into())
-        .spawn(move || rt.block_on(signal_loop(tx)))?;
+        .spawn(move || rt.block_on(signal_loop(tx, handlers)))?;
     Ok(rx)
 }
 
 #[cfg(unix)]
-async fn signal_loop(tx: tokio::sync::mpsc::UnboundedSender<Signal>) {
+type Handlers = [tokio::signal::unix::Signal; 3];
+#[cfg(not(unix))]
+type Handlers = ();
+
+#[cfg(unix)]
+fn install_handlers() -> std::io::Result<Handlers> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
+    Ok([
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::interrupt())?,
+        signal(SignalKind::hangup())?,
+    ])
+}
+
+#[cfg(not(unix))]
+fn install_handlers() -> std::io::Result<Handlers> {
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn signal_loop(tx: tokio::sync::mpsc::UnboundedSender<Signal>, handlers: Handlers) {
+    let [mut term, mut int, mut hup] = handlers;
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -226,13 +244,13 @@ async fn signal_loop(tx: tokio::sync::mpsc::UnboundedSender<Signal>) {
         _ = term.recv() => tracing::warn!("second stop signal; exiting"),
         _ = int.recv() => tracing::warn!("second stop signal; exiting"),
     }
-    std::process::exit(0);
+    std::process::exit(1);
 }
 
 #[cfg(not(unix))]
-async fn signal_loop(tx: tokio::sync::mpsc::UnboundedSender<Signal>) {
+async fn signal_loop(tx: tokio::sync::mpsc::UnboundedSender<Signal>, _handlers: Handlers) {
     let _ = tokio::signal::ctrl_c().await;
     let _ = tx.send(Signal::Stop);
     tokio::time::sleep(STOP_GRACE).await;
-    std::process::exit(0);
+    std::process::exit(1);
 }

@@ -149,7 +149,7 @@ pub fn peer_user(certs: Option<&[CertificateDer<'_>]>, login_from: &str) -> Opti
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
     let subject = cert.subject();
     if login_from == "distinguished_name" {
-        return Some(subject.to_string());
+        return Some(rabbit_dn(subject));
     }
     let cn = subject
         .iter_common_name()
@@ -157,6 +157,46 @@ pub fn peer_user(certs: Option<&[CertificateDer<'_>]>, login_from: &str) -> Opti
         .and_then(|cn| cn.as_str().ok())
         .map(str::to_string);
     cn
+}
+
+/// A subject as RabbitMQ writes it for `ssl_cert_login_from = distinguished_name`: RFC 4514 (the last RDN
+/// first, comma-separated, short attribute names, special characters escaped), e.g. `CN=app,O=Example,C=US`.
+fn rabbit_dn(name: &x509_parser::x509::X509Name<'_>) -> String {
+    let registry = x509_parser::objects::oid_registry();
+    let in_order: Vec<_> = name.iter_rdn().collect();
+    let rdns: Vec<String> = in_order
+        .into_iter()
+        .rev()
+        .map(|rdn| {
+            rdn.iter()
+                .map(|attr| {
+                    let ty = x509_parser::objects::oid2abbrev(attr.attr_type(), registry)
+                        .map(str::to_string)
+                        .unwrap_or_else(|_| attr.attr_type().to_id_string());
+                    let value = attr.as_str().map(escape_dn_value).unwrap_or_default();
+                    format!("{ty}={value}")
+                })
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .collect();
+    rdns.join(",")
+}
+
+/// RFC 4514 escaping of an attribute value.
+fn escape_dn_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let last = v.chars().count().saturating_sub(1);
+    for (i, c) in v.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A client's byte stream: plain TCP or TLS over TCP.
@@ -348,5 +388,39 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Http
 {
     fn connect_info(s: axum::serve::IncomingStream<'_, HttpListener>) -> Peer {
         Peer(*s.remote_addr())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(subject: &[(rcgen::DnType, &str)]) -> CertificateDer<'static> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        for (ty, v) in subject {
+            params.distinguished_name.push(ty.clone(), *v);
+        }
+        let key = rcgen::KeyPair::generate().expect("key");
+        params.self_signed(&key).expect("cert").der().clone()
+    }
+
+    #[test]
+    fn user_names_from_certificates() {
+        let c = cert(&[
+            (rcgen::DnType::CountryName, "US"),
+            (rcgen::DnType::OrganizationName, "Example, Inc."),
+            (rcgen::DnType::CommonName, "app"),
+        ]);
+        assert_eq!(
+            peer_user(Some(std::slice::from_ref(&c)), "common_name").as_deref(),
+            Some("app")
+        );
+        // rcgen writes the subject as CN, C, O; RabbitMQ's form lists the RDNs last first.
+        assert_eq!(
+            peer_user(Some(&[c]), "distinguished_name").as_deref(),
+            Some("O=Example\\, Inc.,C=US,CN=app")
+        );
+        assert_eq!(escape_dn_value(" #a+b "), "\\ #a\\+b\\ ");
+        assert_eq!(peer_user(None, "common_name"), None);
     }
 }

@@ -44,6 +44,7 @@ def start(warren, d):
 bind = "127.0.0.1"
 port = 0
 ephemeral = true
+auth_mechanisms = ["PLAIN", "AMQPLAIN", "EXTERNAL"]
 [tls]
 port = 0
 cert = "{d}/server.pem"

@@ -28,8 +28,8 @@ pub struct Deliveries {
     window: VecDeque<Option<Unacked>>,
     pub(super) unacked: u32,
     pub(super) global_prefetch: u32,
-    /// A consumer-timeout check is armed on the broker's scheduler.
-    pub(super) timeout_armed: bool,
+    /// The connection's consumer-timeout sweep watches this channel.
+    pub(super) timeout_watched: bool,
 }
 
 impl Default for Deliveries {
@@ -40,7 +40,7 @@ impl Default for Deliveries {
             window: VecDeque::new(),
             unacked: 0,
             global_prefetch: 0,
-            timeout_armed: false,
+            timeout_watched: false,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! [`methods`] implements the channel-level AMQP methods, one file per class; topology changes go through
 //! the broker's command path, and their replies wait for durability as [`Pending`] replies.
 
+pub mod ack_timeout;
 pub mod confirms;
 pub mod content;
 pub mod deliveries;
@@ -15,8 +16,9 @@ pub mod methods;
 pub mod reply_to;
 mod shared;
 
+pub use ack_timeout::AckSweep;
 pub use deliveries::Unacked;
-pub use shared::{AckTimeout, ChannelShared, ChannelStats};
+pub use shared::{ChannelShared, ChannelStats};
 
 use crate::broker::Ticket;
 use crate::queue::message::Message;

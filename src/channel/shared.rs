@@ -2,11 +2,11 @@
 //! them when they dispatch from any task), prefetch limits, and the consumer registry (a queue deletion elsewhere
 //! cancels consumers here). Everything else about a channel is owned by its connection task.
 
+use super::ack_timeout::{AckSweep, Check};
 use super::deliveries::{Deliveries, Unacked};
 use super::link::ConnShared;
 use crate::broker::vhost::ReplySink;
-use crate::clock::{Scheduler, Timer};
-use crate::error::{AmqpError, AmqpResult};
+use crate::error::AmqpResult;
 use crate::protocol;
 use crate::queue::message::Message;
 use crate::queue::{ConfirmSink, Consumer, ConsumerChannel, Queue, QueuedMessage};
@@ -29,18 +29,10 @@ pub struct ChannelShared {
     pub stats: ChannelStats,
     /// What the owning connection task decides, mirrored for the management API.
     pub mode: ChannelMode,
-    /// How unacknowledged deliveries time out (none in unit tests without a broker).
-    ack_timeout: Option<AckTimeout>,
-    /// For arming the consumer-timeout check on the broker's scheduler.
+    /// The connection's consumer-timeout watch (none in unit tests without a broker).
+    ack_sweep: Option<Arc<AckSweep>>,
+    /// What the sweep holds of this channel.
     self_ref: Weak<ChannelShared>,
-}
-
-/// The consumer timeout as a channel applies it: the broker's default (0: none) unless the delivering queue
-/// has its own, checked on the broker's scheduler.
-#[derive(Debug, Clone)]
-pub struct AckTimeout {
-    pub timers: Arc<Scheduler>,
-    pub default_ms: u64,
 }
 
 /// What a channel did, for message_stats. Publish-side counts are bumped by the owning connection task;
@@ -63,10 +55,10 @@ impl ChannelShared {
     pub fn new(
         id: u16,
         conn: Arc<ConnShared>,
-        ack_timeout: Option<AckTimeout>,
+        ack_sweep: Option<Arc<AckSweep>>,
     ) -> Arc<ChannelShared> {
         Arc::new_cyclic(|self_ref| ChannelShared {
-            ack_timeout,
+            ack_sweep,
             self_ref: self_ref.clone(),
             id,
             conn,
@@ -81,37 +73,65 @@ impl ChannelShared {
 
     /// When a delivery goes out, for its consumer timeout.
     fn stamp(&self) -> u64 {
-        self.ack_timeout
+        self.ack_sweep
             .as_ref()
             .map_or(0, |t| t.timers.clock().now_coarse_ms())
     }
 
     /// The timeout for a delivery from `queue`: the queue's own, else the broker's.
     fn timeout_for(&self, queue: &Queue) -> Option<u64> {
-        let t = self.ack_timeout.as_ref()?;
+        let t = self.ack_sweep.as_ref()?;
         match queue.consumer_timeout().unwrap_or(t.default_ms) {
             0 => None,
             ms => Some(ms),
         }
     }
 
-    /// Arm the consumer-timeout check for the oldest outstanding delivery, unless one is armed already (it
-    /// re-arms for whatever is oldest when it fires). Called under the delivery lock, possibly under a
-    /// queue's lock: it only reads the queue's atomic setting.
+    /// Keep the connection's sweep informed after deliveries came or went: watch this channel while it has
+    /// any outstanding, and make sure a sweep runs by its oldest one's deadline. Called under the delivery
+    /// lock, possibly under a queue's lock: it reads only the queue's atomic setting.
     fn arm_timeout(&self, d: &mut Deliveries) {
-        if d.timeout_armed {
-            return;
+        let Some(sweep) = &self.ack_sweep else { return };
+        let Some(u) = d.oldest() else { return };
+        let deadline = self.timeout_for(&u.queue).map(|ms| u.at.saturating_add(ms));
+        if !d.timeout_watched {
+            d.timeout_watched = true;
+            sweep.watch(self, &self.self_ref);
         }
-        let (Some(t), Some(u)) = (&self.ack_timeout, d.oldest()) else {
-            return;
-        };
-        let Some(ms) = self.timeout_for(&u.queue) else {
-            return;
-        };
-        let deadline = u.at.saturating_add(ms);
-        d.timeout_armed = true;
-        let target: Weak<dyn Timer> = self.self_ref.clone();
-        t.timers.at(deadline, target, 0);
+        if let Some(deadline) = deadline {
+            sweep.arm(deadline);
+        }
+    }
+
+    /// The sweep's look at this channel's oldest delivery.
+    pub(super) fn check_timeout(&self, sweep: &AckSweep, now: u64) -> Check {
+        let mut d = self.deliveries.lock();
+        let oldest = d
+            .oldest()
+            .filter(|_| !self.is_closed())
+            .map(|u| (u.at, self.timeout_for(&u.queue)));
+        match oldest {
+            None => {
+                d.timeout_watched = false;
+                sweep.forget(self);
+                Check::Idle
+            }
+            Some((at, Some(ms))) if now.saturating_sub(at) >= ms => {
+                d.timeout_watched = false;
+                sweep.forget(self);
+                Check::Due(ms)
+            }
+            Some((at, ms)) => Check::Later(ms.map(|ms| at.saturating_add(ms))),
+        }
+    }
+
+    /// The channel is closing: the sweep stops watching it.
+    fn stop_watching(&self) {
+        if let Some(sweep) = &self.ack_sweep {
+            let mut d = self.deliveries.lock();
+            d.timeout_watched = false;
+            sweep.forget(self);
+        }
     }
 
     /// Unacknowledged deliveries, and publishes awaiting confirms.
@@ -148,6 +168,7 @@ impl ChannelShared {
 
     pub fn mark_closed(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        self.stop_watching();
     }
 
     pub fn is_closed(&self) -> bool {
@@ -183,7 +204,11 @@ impl ChannelShared {
 
     /// Take the deliveries a basic.ack / nack / reject names (see `Deliveries::take`).
     pub fn take(&self, tag: u64, multiple: bool) -> AmqpResult<Vec<Unacked>> {
-        self.deliveries.lock().take(tag, multiple)
+        let mut d = self.deliveries.lock();
+        let taken = d.take(tag, multiple)?;
+        // The new oldest delivery may come from a queue with a shorter timeout than the one acked.
+        self.arm_timeout(&mut d);
+        Ok(taken)
     }
 
     /// Put deliveries back as outstanding (a rolled-back transaction's acks), at their own tags.
@@ -362,43 +387,6 @@ impl ConsumerChannel for ChannelShared {
 
     fn key(&self) -> (u64, u16) {
         (self.conn.id, self.id)
-    }
-}
-
-impl Timer for ChannelShared {
-    /// The consumer-timeout check: like RabbitMQ, only the oldest outstanding delivery is looked at; when it
-    /// has waited longer than its timeout the channel is closed with 406 (its deliveries go back to their
-    /// queues), otherwise the check is armed again for whatever is oldest now.
-    fn fire(self: Arc<Self>, _kind: u8, _deadline: u64) {
-        let Some(t) = &self.ack_timeout else { return };
-        let now = t.timers.now_ms();
-        let mut d = self.deliveries.lock();
-        d.timeout_armed = false;
-        if self.is_closed() {
-            return;
-        }
-        let Some(u) = d.oldest() else { return };
-        let Some(ms) = self.timeout_for(&u.queue) else {
-            return;
-        };
-        if now.saturating_sub(u.at) < ms {
-            self.arm_timeout(&mut d);
-            return;
-        }
-        drop(d);
-        tracing::warn!(
-            conn = self.conn.id,
-            channel = self.id,
-            timeout_ms = ms,
-            "consumer timeout: closing channel"
-        );
-        self.conn.close_channel(
-            self.self_ref.clone(),
-            AmqpError::precondition_failed(format!(
-                "delivery acknowledgement on channel {} timed out. Timeout value used: {ms} ms. This timeout value can be configured, see consumers doc guide to learn more",
-                self.id
-            )),
-        );
     }
 }
 

@@ -285,11 +285,7 @@ impl Connection {
                 }
             }
         }
-        let ack_timeout = crate::channel::AckTimeout {
-            timers: self.broker.timers.clone(),
-            default_ms: self.broker.config.consumer_timeout,
-        };
-        let shared = ChannelShared::new(id, self.shared.clone(), Some(ack_timeout));
+        let shared = ChannelShared::new(id, self.shared.clone(), Some(self.ack_sweep.clone()));
         self.shared.channels.lock().insert(id, shared.clone());
         self.broker.churn.channel_created.add(1);
         self.channels.insert(id, Box::new(Channel::new(shared)));
@@ -376,7 +372,9 @@ impl Connection {
                 method_id,
             } => {
                 let failed = outcome.err();
-                if let (None, Some(m)) = (&failed, reply) {
+                // The channel may have been closed meanwhile (a consumer timeout): no reply after a close.
+                let open = self.phase(p.channel) == Phase::Open;
+                if let (None, Some(m), true) = (&failed, reply, open) {
                     self.send_method(p.channel, m);
                 }
                 for c in cancelled {
@@ -396,7 +394,6 @@ impl Connection {
         }
     }
 
-    /// Close one channel from the broker side with a soft error.
     /// Close a channel at another task's request, if it is still the open channel it was.
     pub(super) fn close_channel_from_broker(&mut self, shared: &Arc<ChannelShared>, e: AmqpError) {
         let current = self
@@ -408,6 +405,7 @@ impl Connection {
         }
     }
 
+    /// Close one channel from the broker side with a soft error.
     fn close_channel(&mut self, id: u16, e: AmqpError) {
         tracing::info!(channel = id, code = e.code.code(), text = %e.reply_text(), "closing channel");
         if let Some(mut ch) = self.channels.remove(&id) {

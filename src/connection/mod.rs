@@ -44,14 +44,23 @@ pub struct Connection {
     /// A reply waiting for a command to be durable: no further frame is handled until it resolves.
     pending: Option<Pending>,
     closing_deadline: Option<Instant>,
+    /// Consumer timeouts of this connection's channels.
+    ack_sweep: Arc<crate::channel::AckSweep>,
 }
 
 /// Serve one accepted connection (its TLS handshake done, if it uses TLS) until it closes.
 pub async fn serve(stream: crate::tls::Stream, peer: SocketAddr, broker: Arc<Broker>) {
     let _ = stream.tcp().set_nodelay(true);
     let local = stream.tcp().local_addr().unwrap_or(peer);
-    // EXTERNAL is offered only to a client whose certificate was verified and names a user.
-    let external = stream.peer_user(&broker.config.ssl_cert_login_from);
+    // EXTERNAL is offered only when configured (as RabbitMQ needs it enabled), and then only to a client
+    // whose verified certificate names a user.
+    let external = broker
+        .config
+        .auth_mechanisms
+        .iter()
+        .any(|m| m == "EXTERNAL")
+        .then(|| stream.peer_user(&broker.config.ssl_cert_login_from))
+        .flatten();
     let tls = stream.tls_version();
     let (rd, wr) = transport::split(stream);
     let id = broker.next_connection_id();
@@ -78,6 +87,10 @@ pub async fn serve(stream: crate::tls::Stream, peer: SocketAddr, broker: Arc<Bro
         confirm_dirty: Vec::new(),
         pending: None,
         closing_deadline: None,
+        ack_sweep: crate::channel::AckSweep::new(
+            broker.timers.clone(),
+            broker.config.consumer_timeout,
+        ),
     };
     let span = tracing::info_span!("connection", conn = id, peer = %peer);
     {
@@ -138,8 +151,9 @@ impl lifecycle::Env for BrokerEnv<'_> {
             return Err(AmqpError::not_allowed(format!("vhost {name} not found")));
         };
         let node_max = self.broker.config.connection_max;
-        // This connection is registered too.
-        if node_max > 0 && self.broker.connection_count() > node_max {
+        // Open connections, besides this one: sockets still in their handshake (or held after a refused
+        // login) do not take a slot from users who can log in.
+        if node_max > 0 && self.broker.count_connections(|c| c.user().is_some()) >= node_max {
             return Err(AmqpError::not_allowed(format!(
                 "connection refused: node connection limit ({node_max}) is reached"
             )));

@@ -52,6 +52,8 @@ impl Connection {
         let mut buf = BytesMut::with_capacity(READ_CHUNK_HANDSHAKE);
         let mut grown = false;
         let mut last_read = 0usize;
+        // Frame handling stopped at a publish's content header because of an alarm.
+        let mut held = false;
         while buf.len() < 8 {
             match tokio::time::timeout_at(handshake_deadline, rd.read_buf(&mut buf)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return,
@@ -99,6 +101,7 @@ impl Connection {
                 // As RabbitMQ does, a publisher meets a resource alarm at its content header: what follows
                 // (the body, later frames) waits in the buffer until the alarm clears.
                 if content_header && self.published && self.broker.alarms.active() != 0 {
+                    held = true;
                     break;
                 }
             }
@@ -106,11 +109,13 @@ impl Connection {
             if std::mem::take(&mut self.published)
                 && self.machine.is_running()
                 && self.broker.alarms.active() != 0
+                && !Box::pin(self.wait_out_alarm()).await
             {
-                if !Box::pin(self.wait_out_alarm()).await {
-                    return;
-                }
-                // The frames left in the buffer at the content header go before any new read.
+                return;
+            }
+            // Frames left in the buffer at a content header go before any new read (the alarm may have
+            // cleared before we looked again).
+            if std::mem::take(&mut held) {
                 continue;
             }
             if self.shared.outbound.congested()
@@ -223,11 +228,8 @@ impl Connection {
                 }
                 _ = self.shared.killed() => {
                     // A channel closed by a timer leaves the reply to wait; a closed connection drops it.
-                    if let Flow::Stop = self.forced_close() {
-                        return false;
-                    }
-                    if self.machine.is_closing() {
-                        return true;
+                    if let Some(go_on) = self.killed_while_waiting() {
+                        return go_on;
                     }
                 }
             }
@@ -242,9 +244,26 @@ impl Connection {
             pending = self.shared.outbound.pending_bytes(),
             "client not reading; pausing reads"
         );
-        tokio::select! {
-            _ = self.shared.outbound.drained() => true,
-            _ = self.shared.killed() => !matches!(self.forced_close(), Flow::Stop),
+        loop {
+            tokio::select! {
+                _ = self.shared.outbound.drained() => return true,
+                _ = self.shared.killed() => {
+                    if let Some(go_on) = self.killed_while_waiting() {
+                        return go_on;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Another task asked for a close while the connection waited (for the writer, an alarm, a durable
+    /// reply). `Some(false)`: stop now; `Some(true)`: the connection is closing, stop waiting; `None`: only
+    /// channels were closed, keep waiting.
+    fn killed_while_waiting(&mut self) -> Option<bool> {
+        match self.forced_close() {
+            Flow::Stop => Some(false),
+            Flow::Continue if self.machine.is_closing() => Some(true),
+            Flow::Continue => None,
         }
     }
 
@@ -281,7 +300,9 @@ impl Connection {
                     }
                 }
                 _ = self.shared.killed() => {
-                    return !matches!(self.forced_close(), Flow::Stop);
+                    if let Some(go_on) = self.killed_while_waiting() {
+                        return go_on;
+                    }
                 }
             }
         }

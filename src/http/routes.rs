@@ -80,6 +80,8 @@ pub enum Route {
     /// Warren's own: the broker clock (GET), and advancing a virtual one (POST .../advance).
     Clock,
     ClockAdvance,
+    /// Warren's own: wait until nothing is in flight.
+    Idle,
 }
 
 const GET: &[&str] = &["GET"];
@@ -192,6 +194,7 @@ pub fn parse(segs: &[String]) -> Option<Route> {
         ["healthchecks", "node"] => Route::Health(vec!["node".into()]),
         ["warren", "clock"] => Route::Clock,
         ["warren", "clock", "advance"] => Route::ClockAdvance,
+        ["warren", "idle"] => Route::Idle,
         _ => return None,
     })
 }
@@ -334,6 +337,7 @@ pub async fn dispatch(api: &Api, c: &Caller, r: &Req, route: Route) -> Result {
         (Policy(op, v, n), _) => params::delete_policy(api, c, op, &v, &n).await,
         (Clock, _) => clock::get(api, c),
         (ClockAdvance, _) => clock::advance(api, c, r),
+        (Idle, _) => clock::idle(api, c, r).await,
         (Parameters(comp, v), _) => params::parameters(api, c, comp.as_deref(), v.as_deref()),
         (Parameter(comp, v, n), "GET") => params::get_parameter(api, c, &comp, &v, &n),
         (Parameter(comp, v, n), "PUT") => params::put_parameter(api, c, r, &comp, &v, &n).await,

@@ -68,7 +68,7 @@ pub struct Consumer {
 
 impl Consumer {
     /// A lock-free hint used to skip full consumers; the channel re-checks under its lock.
-    pub(super) fn may_take(&self) -> bool {
+    pub fn may_take(&self) -> bool {
         self.no_ack || self.prefetch == 0 || self.unacked.load(Ordering::Relaxed) < self.prefetch
     }
 }

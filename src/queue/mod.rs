@@ -345,6 +345,8 @@ impl Queue {
             );
             if st.config.overflow == Overflow::DropHead {
                 st.drop_head_over_limit(&mut dead);
+                // A paged head that must be dead-lettered is read back first; dispatch starts that load.
+                self.dispatch_locked(&mut st, &mut dead);
             }
             self.arm_expiry(&mut st);
         }
@@ -441,6 +443,20 @@ impl Queue {
     pub fn counts(&self) -> (u32, u32) {
         let st = self.state.lock();
         (st.ready.len() as u32, st.consumers.len() as u32)
+    }
+
+    /// Whether a ready message waits while a consumer could take it (the queue is not settled yet): the
+    /// active consumer under single-active-consumer, any consumer with spare prefetch otherwise.
+    pub fn deliverable(&self) -> bool {
+        let st = self.state.lock();
+        if st.ready.is_empty() {
+            return false;
+        }
+        if st.config.single_active_consumer {
+            st.consumers.first().is_some_and(|c| c.may_take())
+        } else {
+            st.consumers.iter().any(|c| c.may_take())
+        }
     }
 
     /// Body bytes of the ready messages.
@@ -560,7 +576,10 @@ impl Queue {
             // A message that would return to a queue it already died in, with no rejection on the way, is in a
             // cycle and is dropped there.
             routed.retain(|q| rejected || !history.iter().any(|h| **h == *q.name));
-            enqueue(&routed, &Arc::new(dm), None);
+            if enqueue(&routed, &Arc::new(dm), None).rejected {
+                // A dead-letter queue refused it (reject-publish overflow; a store failure is logged there).
+                tracing::debug!(queue = %self.name, vhost = %self.vhost, dlx = %dlx, reason = reason.as_str(), "a dead-lettered message was refused by its dead-letter queue or the store; it is lost");
+            }
         }
     }
 }

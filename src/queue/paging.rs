@@ -113,7 +113,7 @@ impl Paged {
 }
 
 /// Turn a record read back into the queued message it was. A transient page is forgotten in the store at
-/// once; a record that cannot be read or decoded is forgotten and logged.
+/// once; a corrupt record is forgotten and logged; a durable one whose read failed stays in the store.
 pub fn decode_loaded(
     pager: &Pager,
     p: &Paged,
@@ -124,16 +124,24 @@ pub fn decode_loaded(
     } else {
         pager.durable_key.as_deref()
     };
+    // A read that failed (an I/O error, the store closing at shutdown) says nothing about the record: a
+    // durable one stays in the store and comes back at the next start. A record that reads but does not
+    // decode is corrupt and is forgotten.
+    let read_failed = read.is_err();
     let read = read
         .map_err(|e| e.to_string())
         .and_then(|rec| Message::decode_record(rec).map_err(|e| e.to_string()));
-    if p.transient || read.is_err() {
+    if p.transient || (read.is_err() && !read_failed) {
         if let Some(k) = key {
             pager.store.ack(k, &[p.id]);
         }
     }
     let mut msg = match read {
         Ok(m) => m,
+        Err(e) if read_failed && !p.transient => {
+            tracing::error!(queue = %pager.queue_label(), error = %e, "a stored message cannot be read back now; it stays on disk and returns at the next start");
+            return None;
+        }
         Err(e) => {
             tracing::error!(queue = %pager.queue_label(), error = %e, "a stored message cannot be read back; dropping it");
             return None;
