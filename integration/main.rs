@@ -11,6 +11,7 @@ mod embedding;
 mod hostile;
 mod management;
 mod paging;
+mod permissions;
 
 mod acks;
 mod confirms_tx;

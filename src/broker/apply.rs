@@ -3,12 +3,13 @@
 //! boot replay with `Mode::Replay`).
 
 use super::command::{Actor, Command, Effects, Mode, Outcome};
-use super::users::{Permission, TopicPermission, User};
+use super::users::{Access, Permission, TopicPermission, User};
 use super::vhost::exchanges::ExchangeDeclare;
 use super::vhost::queues::QueueDeclare;
 use super::vhost::{VHost, VhostMeta};
 use super::Broker;
 use crate::error::{AmqpError, AmqpResult};
+use crate::protocol::fields;
 use crate::queue::Storage;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +25,44 @@ fn no_user(name: &str) -> AmqpError {
 impl Broker {
     fn vhost_of(&self, name: &str) -> AmqpResult<Arc<VHost>> {
         self.vhost(name).ok_or_else(|| no_vhost(name))
+    }
+
+    /// The resource check of a client's command (internal actors — boot replay, the HTTP API, queue
+    /// expiry — are not checked here).
+    fn access_for(
+        &self,
+        actor: &Actor,
+        vhost: &str,
+        access: Access,
+        kind: &str,
+        name: &str,
+    ) -> AmqpResult<()> {
+        match &actor.user {
+            Some(user) => self.check_access(user, vhost, access, kind, name),
+            None => Ok(()),
+        }
+    }
+
+    /// A binding needs write on its destination and read on its source (and, on a topic exchange, the
+    /// user's topic permission for the binding key). Binding to the default exchange is refused later.
+    fn binding_access(&self, actor: &Actor, b: &super::command::BindingArgs) -> AmqpResult<()> {
+        let Some(user) = &actor.user else {
+            return Ok(());
+        };
+        if b.source.is_empty() {
+            return Ok(());
+        }
+        let dest_kind = if b.to_exchange { "exchange" } else { "queue" };
+        self.check_access(user, &b.vhost, Access::Write, dest_kind, &b.destination)?;
+        self.check_access(user, &b.vhost, Access::Read, "exchange", &b.source)?;
+        let topic = self
+            .vhost(&b.vhost)
+            .and_then(|v| v.exchange(&b.source))
+            .is_some_and(|x| x.kind == super::exchange::ExchangeKind::Topic);
+        if topic {
+            self.check_topic_access(user, &b.vhost, Access::Read, &b.source, &b.routing_key)?;
+        }
+        Ok(())
     }
 
     pub(super) fn apply(
@@ -197,6 +236,16 @@ impl Broker {
                 internal,
                 arguments,
             } => {
+                // After the default-exchange and type checks, before the reserved-prefix one, as RabbitMQ.
+                if !name.is_empty() && super::exchange::ExchangeKind::parse(&kind).is_some() {
+                    self.access_for(actor, &vhost, Access::Configure, "exchange", &name)?;
+                    let fresh = self.vhost_of(&vhost)?.exchange(&name).is_none();
+                    let ae = fields::get(&arguments, "alternate-exchange").and_then(fields::as_str);
+                    if let (true, Some(ae)) = (fresh, ae) {
+                        self.access_for(actor, &vhost, Access::Read, "exchange", &name)?;
+                        self.access_for(actor, &vhost, Access::Write, "exchange", &ae)?;
+                    }
+                }
                 let d = ExchangeDeclare {
                     name: &name,
                     kind: &kind,
@@ -212,6 +261,10 @@ impl Broker {
                 name,
                 if_unused,
             } => {
+                // The system-exchange refusal comes first; a missing exchange is refused like one there.
+                if !name.is_empty() && !name.starts_with("amq.") {
+                    self.access_for(actor, &vhost, Access::Configure, "exchange", &name)?;
+                }
                 self.vhost_of(&vhost)?
                     .delete_exchange(&name, if_unused, mode, fx)?;
             }
@@ -232,6 +285,14 @@ impl Broker {
                 };
                 let v = self.vhost_of(&vhost)?;
                 let existed = v.queue(&name).is_some();
+                self.access_for(actor, &vhost, Access::Configure, "queue", &name)?;
+                // A new queue's dead-letter exchange: read on the queue, then write on the exchange.
+                let dlx =
+                    fields::get(&arguments, "x-dead-letter-exchange").and_then(fields::as_str);
+                if let (false, Some(dlx)) = (existed, dlx) {
+                    self.access_for(actor, &vhost, Access::Read, "queue", &name)?;
+                    self.access_for(actor, &vhost, Access::Write, "exchange", &dlx)?;
+                }
                 let out = v.declare_queue(&req, actor, mode, fx)?;
                 self.churn.queue_declared.add(1);
                 if !existed {
@@ -248,14 +309,21 @@ impl Broker {
             } => {
                 let v = self.vhost_of(&vhost)?;
                 let existed = v.queue(&name).is_some();
+                self.access_for(actor, &vhost, Access::Configure, "queue", &name)?;
                 let out = v.delete_queue(&name, if_unused, if_empty, cause, actor, mode, fx)?;
                 if existed && v.queue(&name).is_none() {
                     self.churn.queue_deleted.add(1);
                 }
                 return Ok(out);
             }
-            Command::Bind(b) => self.vhost_of(&b.vhost)?.bind(&b, actor, mode, fx)?,
-            Command::Unbind(b) => self.vhost_of(&b.vhost)?.unbind(&b, actor, mode, fx)?,
+            Command::Bind(b) => {
+                self.binding_access(actor, &b)?;
+                self.vhost_of(&b.vhost)?.bind(&b, actor, mode, fx)?
+            }
+            Command::Unbind(b) => {
+                self.binding_access(actor, &b)?;
+                self.vhost_of(&b.vhost)?.unbind(&b, actor, mode, fx)?
+            }
             Command::SetPolicy { def, operator } => {
                 let v = self.vhost_of(&def.vhost)?;
                 let before = v

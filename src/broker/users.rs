@@ -204,6 +204,24 @@ impl Permission {
     }
 }
 
+/// Which of a permission's three patterns an operation needs (RabbitMQ's configure / write / read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Configure = 0,
+    Write = 1,
+    Read = 2,
+}
+
+impl Access {
+    pub fn name(self) -> &'static str {
+        match self {
+            Access::Configure => "configure",
+            Access::Write => "write",
+            Access::Read => "read",
+        }
+    }
+}
+
 /// A user's rights on one topic exchange in one vhost (routing keys checked on publish and bind).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicPermission {
@@ -220,6 +238,8 @@ pub struct Users {
     perms: DashMap<(String, String), Arc<Permission>>,
     /// (user, vhost) → topic permissions, one per exchange.
     topic: DashMap<(String, String), Vec<TopicPermission>>,
+    /// Set once any topic permission exists: until then publishes skip the topic check entirely.
+    any_topic: std::sync::atomic::AtomicBool,
 }
 
 impl Users {
@@ -280,6 +300,11 @@ impl Users {
         v
     }
 
+    /// Whether any topic permission was ever set (the publish path's shortcut).
+    pub fn any_topic_permissions(&self) -> bool {
+        self.any_topic.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn topic_permissions(&self, user: &str, vhost: &str) -> Vec<TopicPermission> {
         self.topic
             .get(&(user.to_string(), vhost.to_string()))
@@ -310,6 +335,8 @@ impl Users {
         if list.is_empty() {
             self.topic.remove(&key);
         } else {
+            self.any_topic
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             self.topic.insert(key, list);
         }
     }
@@ -353,6 +380,8 @@ impl Users {
             self.perms.insert(k, p);
         }
         for (k, t) in g.topic {
+            self.any_topic
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             self.topic.insert(k, t);
         }
     }

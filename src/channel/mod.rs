@@ -85,6 +85,8 @@ pub struct Channel {
     pub last_queue: Option<String>,
     /// The direct reply-to consumer, if this channel has one.
     pub reply: Option<reply_to::ReplyConsumer>,
+    /// The exchange this channel last passed the write-permission check for.
+    pub write_ok: Option<Box<str>>,
 }
 
 impl Channel {
@@ -97,6 +99,7 @@ impl Channel {
             confirm: false,
             publish_seq: 0,
             tx: None,
+            write_ok: None,
             last_queue: None,
             reply: None,
         }

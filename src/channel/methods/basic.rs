@@ -71,6 +71,7 @@ impl Channel {
             }
             basic::AMQPMethod::Get(g) => {
                 let qname = self.queue_name(g.queue.as_str())?;
+                ctx.check(crate::broker::Access::Read, "queue", &qname)?;
                 let q = ctx.vhost.get_queue(&qname)?;
                 q.check_access(ctx.conn.id)?;
                 if q.queue_type == QueueType::Quorum && q.is_single_active() {
@@ -169,6 +170,7 @@ impl Channel {
         if qname == reply_to::PSEUDO_QUEUE {
             return self.reply_consume(ctx, c);
         }
+        ctx.check(crate::broker::Access::Read, "queue", &qname)?;
         let q = ctx.vhost.get_queue(&qname)?;
         q.check_access(ctx.conn.id)?;
         if q.queue_type == QueueType::Quorum && self.shared.global_prefetch() > 0 {

@@ -78,6 +78,17 @@ pub(super) fn reply(ctx: &Ctx, channel: u16, m: AMQPClass) {
 }
 
 impl Ctx<'_> {
+    /// RabbitMQ's resource check for this connection's user (403 ACCESS_REFUSED).
+    pub(super) fn check(
+        &self,
+        access: crate::broker::Access,
+        kind: &str,
+        name: &str,
+    ) -> AmqpResult<()> {
+        self.broker
+            .check_access(self.user, &self.vhost.name, access, kind, name)
+    }
+
     pub(super) fn actor(&self, channel: u16) -> Actor {
         Actor::channel(self.user.clone(), self.conn.id, channel)
     }

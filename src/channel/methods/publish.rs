@@ -40,7 +40,22 @@ impl Channel {
         if p.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
+        // Write permission before the exchange lookup (RabbitMQ answers 403 before 404); the last exchange
+        // allowed is remembered, as RabbitMQ caches a channel's successful checks.
+        if self.write_ok.as_deref() != Some(p.exchange.as_str()) {
+            ctx.check(crate::broker::Access::Write, "exchange", &p.exchange)?;
+            self.write_ok = Some(p.exchange.as_str().into());
+        }
         let x = ctx.vhost.get_exchange(&p.exchange)?;
+        if x.kind == crate::broker::exchange::ExchangeKind::Topic {
+            ctx.broker.check_topic_access(
+                ctx.user,
+                &ctx.vhost.name,
+                crate::broker::Access::Write,
+                &p.exchange,
+                &p.routing_key,
+            )?;
+        }
         if x.internal {
             return Err(AmqpError::access_refused(format!(
                 "cannot publish to internal exchange '{}' in vhost '{}'",

@@ -119,6 +119,7 @@ impl Channel {
             }
             queue::AMQPMethod::Purge(p) => {
                 let qname = self.queue_name(p.queue.as_str())?;
+                ctx.check(crate::broker::Access::Read, "queue", &qname)?;
                 let q = ctx.vhost.get_queue(&qname)?;
                 q.check_access(conn_id)?;
                 let n = q.purge();
