@@ -344,14 +344,7 @@ async fn a_commit_failing_part_way_requeues_what_it_did_not_reach() {
     let (conn, setup_ch) = setup().await;
     let q = excl(&setup_ch, "tx-partial").await;
     let x = unique("tx-gone");
-    within(setup_ch.exchange_declare(
-        x.as_str().into(),
-        lapin::ExchangeKind::Fanout,
-        Default::default(),
-        Default::default(),
-    ))
-    .await
-    .expect("declare exchange");
+    declare_exchange(&setup_ch, &x, lapin::ExchangeKind::Fanout).await;
     publish_all(&setup_ch, &q, &["b1", "b2"]).await;
     let ch = open(&conn).await;
     within(ch.tx_select()).await.unwrap();

@@ -335,14 +335,7 @@ async fn pathological_topic_bindings_route_without_pinning_the_broker() {
     let (_server, b) = own_warren().await;
     let conn = connect(&b).await;
     let ch = open(&conn).await;
-    within(ch.exchange_declare(
-        "evil".into(),
-        lapin::ExchangeKind::Topic,
-        Default::default(),
-        Default::default(),
-    ))
-    .await
-    .expect("declare topic exchange");
+    declare_exchange(&ch, "evil", lapin::ExchangeKind::Topic).await;
     let q = declare_queue(&ch, "evil-q").await;
     let patterns = [
         "#.".repeat(127) + "#",

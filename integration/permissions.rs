@@ -32,14 +32,7 @@ async fn warren_with_user(
     let admin = connect(&TestBroker::from_url(server.amqp_url())).await;
     let ch = open(&admin).await;
     declare_queue(&ch, "q1").await;
-    within(ch.exchange_declare(
-        "t".into(),
-        lapin::ExchangeKind::Topic,
-        Default::default(),
-        Default::default(),
-    ))
-    .await
-    .expect("topic exchange");
+    declare_exchange(&ch, "t", lapin::ExchangeKind::Topic).await;
     let b = TestBroker::from_url(server.url_for("u", "p", "%2f"));
     (server, b)
 }
@@ -53,13 +46,8 @@ async fn declares_and_deletes_need_configure() {
     let (_s, b) = warren_with_user("^mine", ".*", ".*").await;
     let conn = connect(&b).await;
     let ch = open(&conn).await;
-    let res = within(ch.exchange_declare(
-        "x1".into(),
-        lapin::ExchangeKind::Direct,
-        Default::default(),
-        Default::default(),
-    ))
-    .await;
+    let kind = lapin::ExchangeKind::Direct;
+    let res = try_declare_exchange(&ch, "x1", kind, Default::default(), Default::default()).await;
     expect_channel_close(&conn, &ch, res, 403, &refused("exchange", "x1")).await;
     let ch = open(&conn).await;
     let res = try_declare_queue(&ch, "qnew", Default::default(), Default::default()).await;
@@ -160,15 +148,7 @@ async fn topic_permissions_check_routing_and_binding_keys_on_topic_exchanges() {
     let conn = connect(&b).await;
     let ch = open(&conn).await;
     declare_queue(&ch, "mine").await;
-    within(ch.queue_bind(
-        "mine".into(),
-        "t".into(),
-        "readable.#".into(),
-        Default::default(),
-        Default::default(),
-    ))
-    .await
-    .expect("allowed binding key");
+    bind(&ch, "mine", "t", "readable.#").await;
     let res = within(ch.queue_bind(
         "mine".into(),
         "t".into(),
