@@ -215,10 +215,6 @@ impl Stream {
         }
     }
 
-    pub fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
-    }
-
     /// The negotiated protocol version ("TLSv1.3"), for the management API.
     pub fn tls_version(&self) -> Option<&'static str> {
         match self {

@@ -583,11 +583,6 @@ impl Broker {
         self.connections.iter().map(|c| c.value().clone()).collect()
     }
 
-    /// Client connections, open or still in their handshake.
-    pub fn connection_count(&self) -> usize {
-        self.connections.len()
-    }
-
     /// Open connections matching `f` (e.g. in a vhost, or of a user).
     pub fn count_connections(&self, f: impl Fn(&dyn Session) -> bool) -> usize {
         self.connections

@@ -212,16 +212,6 @@ pub enum Access {
     Read = 2,
 }
 
-impl Access {
-    pub fn name(self) -> &'static str {
-        match self {
-            Access::Configure => "configure",
-            Access::Write => "write",
-            Access::Read => "read",
-        }
-    }
-}
-
 /// A user's rights on one topic exchange in one vhost (routing keys checked on publish and bind).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicPermission {
