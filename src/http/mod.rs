@@ -20,6 +20,7 @@ pub mod prometheus;
 mod queues;
 pub mod reply;
 pub mod stats;
+mod ui;
 mod users;
 mod vhosts;
 
@@ -179,6 +180,11 @@ async fn handle(
             .into_response(head);
     }
     let Some(rest) = raw_path.strip_prefix("/api/") else {
+        if matches!(parts.method, Method::GET | Method::HEAD) {
+            if let Some(page) = ui::file(&raw_path, head).await {
+                return page;
+            }
+        }
         return not_found().vary(reply::Vary::Origin).into_response(head);
     };
     let segs: Vec<String> = rest.trim_end_matches('/').split('/').map(decode).collect();
