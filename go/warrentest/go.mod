@@ -1,0 +1,3 @@
+module warren/warrentest
+
+go 1.19
