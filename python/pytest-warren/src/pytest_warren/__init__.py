@@ -1,5 +1,23 @@
 """pytest fixtures for Warren, an AMQP 0-9-1 broker compatible with RabbitMQ."""
 
-from .broker import WarrenBroker, WarrenError, find_binary, start_broker
+from .broker import (
+    WarrenBroker,
+    WarrenError,
+    duration_ms,
+    find_binary,
+    format_event,
+    idle_failure,
+    start_broker,
+    wait_for_failure,
+)
 
-__all__ = ["WarrenBroker", "WarrenError", "find_binary", "start_broker"]
+__all__ = [
+    "WarrenBroker",
+    "WarrenError",
+    "duration_ms",
+    "find_binary",
+    "format_event",
+    "idle_failure",
+    "start_broker",
+    "wait_for_failure",
+]

@@ -13,14 +13,23 @@ def pytest_addoption(parser):
     )
 
 
-def _start(config):
-    return start_broker(config.getoption("--warren-bin"), config.getoption("--warren-arg"))
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "warren_args(*args): extra broker arguments for this test's `warren` fixture, "
+        "e.g. @pytest.mark.warren_args('--clock', 'virtual')",
+    )
+
+
+def _start(config, extra=()):
+    return start_broker(config.getoption("--warren-bin"), [*config.getoption("--warren-arg"), *extra])
 
 
 @pytest.fixture
 def warren(request):
     """A broker of this test's own, stopped when the test ends."""
-    broker = _start(request.config)
+    marker = request.node.get_closest_marker("warren_args")
+    broker = _start(request.config, marker.args if marker else ())
     yield broker
     broker.stop()
 
