@@ -51,9 +51,10 @@ const (
 type Option func(*options)
 
 type options struct {
-	bin  string
-	args []string
-	env  []string
+	bin       string
+	args      []string
+	env       []string
+	stopGrace time.Duration
 }
 
 // Args passes extra arguments to the broker, e.g. Args("--config", "warren.toml").
@@ -68,6 +69,9 @@ func Bin(path string) Option { return func(o *options) { o.bin = path } }
 // Env sets the broker's environment (default: the test process's).
 func Env(env []string) Option { return func(o *options) { o.env = env } }
 
+// StopTimeout sets how long Stop waits after SIGTERM before it kills the broker (default 5 s).
+func StopTimeout(d time.Duration) Option { return func(o *options) { o.stopGrace = d } }
+
 // Broker is a running broker. Its methods that take no error return fail the test with t.Fatalf; the
 // Try… variants return the error instead.
 type Broker struct {
@@ -80,12 +84,13 @@ type Broker struct {
 	PrometheusURL string
 	Port          int
 
-	t      testing.TB
-	cmd    *exec.Cmd
-	done   chan struct{} // closed when the process has exited
-	mu     sync.Mutex
-	log    []string
-	client *http.Client
+	t         testing.TB
+	cmd       *exec.Cmd
+	stopGrace time.Duration
+	done      chan struct{} // closed when the process has exited
+	mu        sync.Mutex
+	log       []string
+	client    *http.Client
 }
 
 // FindBinary returns the warren executable: explicit, else $WARREN_BIN, else `warren` on PATH.
@@ -128,7 +133,10 @@ func TryStart(t testing.TB, opts ...Option) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Broker{t: t, done: make(chan struct{}), client: &http.Client{}}
+	if o.stopGrace <= 0 {
+		o.stopGrace = stopGrace
+	}
+	b := &Broker{t: t, done: make(chan struct{}), client: &http.Client{}, stopGrace: o.stopGrace}
 	b.cmd = exec.Command(exe, append([]string{"--port", "0", "--bind", "127.0.0.1", "--ephemeral"}, o.args...)...)
 	b.cmd.Env = o.env
 	stdout, err := b.cmd.StdoutPipe()
@@ -252,7 +260,7 @@ func (b *Broker) PID() int { return b.cmd.Process.Pid }
 // Done is closed once the broker process has exited.
 func (b *Broker) Done() <-chan struct{} { return b.done }
 
-// Stop sends SIGTERM, then SIGKILL after 5 s, and waits for the process to exit. Start registers it
+// Stop sends SIGTERM, then SIGKILL after 5 s (StopTimeout), and waits for the process to exit. Start registers it
 // with t.Cleanup; calling it earlier is fine (it is idempotent).
 func (b *Broker) Stop() {
 	select {
@@ -263,7 +271,7 @@ func (b *Broker) Stop() {
 	_ = b.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-b.done:
-	case <-time.After(stopGrace):
+	case <-time.After(b.stopGrace):
 		_ = b.cmd.Process.Kill()
 		<-b.done
 	}
@@ -548,43 +556,60 @@ type Event struct {
 	Raw map[string]any
 }
 
-// UnmarshalJSON reads the broker's event object.
+// UnmarshalJSON reads the broker's event object. It is lenient: a field of an unexpected type is left
+// empty (and is still in Raw), so a newer broker's extras never break a test.
 func (e *Event) UnmarshalJSON(data []byte) error {
-	var w struct {
-		Seq                  uint64   `json:"seq"`
-		Time                 int64    `json:"time"`
-		Event                string   `json:"event"`
-		Vhost                *string  `json:"vhost"`
-		MessageID            *string  `json:"message_id"`
-		CorrelationID        *string  `json:"correlation_id"`
-		Exchange             *string  `json:"exchange"`
-		RoutingKey           *string  `json:"routing_key"`
-		Queue                *string  `json:"queue"`
-		Queues               []string `json:"queues"`
-		ConsumerTag          *string  `json:"consumer_tag"`
-		DeliveryTag          uint64   `json:"delivery_tag"`
-		Redelivered          bool     `json:"redelivered"`
-		Reason               *string  `json:"reason"`
-		DeadLetterExchange   *string  `json:"dead_letter_exchange"`
-		DeadLetterRoutingKey *string  `json:"dead_letter_routing_key"`
-	}
-	if err := json.Unmarshal(data, &w); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var raw map[string]any
+	if err := dec.Decode(&raw); err != nil {
 		return err
 	}
-	if err := json.Unmarshal(data, &e.Raw); err != nil {
-		return err
-	}
-	s := func(p *string) string {
-		if p == nil {
-			return ""
+	str := func(k string) string {
+		switch v := raw[k].(type) {
+		case string:
+			return v
+		case []any: // a list of names, e.g. several dead-letter routing keys
+			var parts []string
+			for _, x := range v {
+				parts = append(parts, fmt.Sprint(x))
+			}
+			return strings.Join(parts, ",")
 		}
-		return *p
+		return ""
 	}
-	e.Seq, e.Time, e.Event = w.Seq, time.UnixMilli(w.Time), w.Event
-	e.Vhost, e.MessageID, e.CorrelationID = s(w.Vhost), s(w.MessageID), s(w.CorrelationID)
-	e.Exchange, e.RoutingKey, e.Queue = s(w.Exchange), s(w.RoutingKey), s(w.Queue)
-	e.Queues, e.ConsumerTag, e.DeliveryTag, e.Redelivered = w.Queues, s(w.ConsumerTag), w.DeliveryTag, w.Redelivered
-	e.Reason, e.DeadLetterExchange, e.DeadLetterRoutingKey = s(w.Reason), s(w.DeadLetterExchange), s(w.DeadLetterRoutingKey)
+	num := func(k string) uint64 {
+		if n, ok := raw[k].(json.Number); ok {
+			u, _ := strconv.ParseUint(n.String(), 10, 64)
+			return u
+		}
+		return 0
+	}
+	*e = Event{
+		Seq:                  num("seq"),
+		Time:                 time.UnixMilli(int64(num("time"))),
+		Event:                str("event"),
+		Vhost:                str("vhost"),
+		MessageID:            str("message_id"),
+		CorrelationID:        str("correlation_id"),
+		Exchange:             str("exchange"),
+		RoutingKey:           str("routing_key"),
+		Queue:                str("queue"),
+		ConsumerTag:          str("consumer_tag"),
+		DeliveryTag:          num("delivery_tag"),
+		Reason:               str("reason"),
+		DeadLetterExchange:   str("dead_letter_exchange"),
+		DeadLetterRoutingKey: str("dead_letter_routing_key"),
+		Raw:                  raw,
+	}
+	e.Redelivered, _ = raw["redelivered"].(bool)
+	if qs, ok := raw["queues"].([]any); ok {
+		for _, q := range qs {
+			if name, ok := q.(string); ok {
+				e.Queues = append(e.Queues, name)
+			}
+		}
+	}
 	return nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
@@ -121,6 +123,29 @@ func TestStartGivesURLsAndStopEndsTheProcess(t *testing.T) {
 		t.Fatal("dialled a stopped broker")
 	}
 	b.Stop() // idempotent
+}
+
+func TestStopKillsABrokerThatIgnoresSIGTERM(t *testing.T) {
+	// A stand-in broker that prints the LISTENING lines, then ignores SIGTERM (ignored signals stay
+	// ignored across exec).
+	bin := filepath.Join(t.TempDir(), "stubborn")
+	script := "#!/bin/sh\ntrap '' TERM\necho 'LISTENING port=1'\necho 'LISTENING management port=2'\n" +
+		"echo 'LISTENING prometheus port=3'\nexec tail -f /dev/null\n"
+	must(t, os.WriteFile(bin, []byte(script), 0o755))
+	b := warrentest.Start(t, warrentest.Bin(bin), warrentest.StopTimeout(200*time.Millisecond))
+	if b.URL != "amqp://guest:guest@127.0.0.1:1/%2F" || b.ManagementURL != "http://127.0.0.1:2" {
+		t.Fatalf("URL %s, management %s", b.URL, b.ManagementURL)
+	}
+	t0 := time.Now()
+	b.Stop()
+	if el := time.Since(t0); el < 200*time.Millisecond {
+		t.Fatalf("stopped after %v: SIGTERM was not ignored?", el)
+	}
+	select {
+	case <-b.Done():
+	default:
+		t.Fatal("Stop returned before the process exited")
+	}
 }
 
 func TestPublishAndConsume(t *testing.T) {

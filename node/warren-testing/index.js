@@ -295,6 +295,7 @@ class Broker {
   async stop({ graceMs = STOP_GRACE_MS } = {}) {
     const child = this.process;
     if (child.exitCode === null && child.signalCode === null) {
+      child.ref(); // keep the event loop alive until the exit is seen
       child.kill('SIGTERM');
       let timer;
       const killed = new Promise((resolve) => {

@@ -5,12 +5,18 @@ const assert = require('node:assert/strict');
 const amqp = require('amqplib');
 const { startWarren, WarrenError } = require('warren-testing');
 
+// Whether the process runs (a zombie, dead but not yet reaped by its parent, does not count).
 function alive(pid) {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     return err.code !== 'ESRCH';
+  }
+  try {
+    const stat = require('node:fs').readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
   }
 }
 
@@ -97,4 +103,47 @@ test('advancing a real clock is refused with the broker\'s reason', async () => 
   } finally {
     await broker.stop();
   }
+});
+
+test('stop falls back to SIGKILL when the broker ignores SIGTERM', async (t) => {
+  // A stand-in broker that prints the LISTENING lines, then ignores SIGTERM (ignored signals stay ignored
+  // across exec).
+  const fs = require('node:fs');
+  const os = require('node:os');
+  const path = require('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-testing-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const bin = path.join(dir, 'stubborn');
+  fs.writeFileSync(bin, [
+    '#!/bin/sh',
+    "trap '' TERM",
+    'echo "LISTENING port=1"',
+    'echo "LISTENING management port=2"',
+    'echo "LISTENING prometheus port=3"',
+    'exec tail -f /dev/null',
+    '',
+  ].join('\n'), { mode: 0o755 });
+  const broker = await startWarren({ bin });
+  assert.equal(broker.url, 'amqp://guest:guest@127.0.0.1:1/%2F');
+  assert.equal(broker.managementUrl, 'http://127.0.0.1:2');
+  const t0 = Date.now();
+  await broker.stop({ graceMs: 200 });
+  assert.equal(broker.process.signalCode, 'SIGKILL');
+  assert.ok(Date.now() - t0 >= 200);
+  assert.equal(alive(broker.pid), false);
+});
+
+test('a broker the test forgot to stop is killed when the process exits', async () => {
+  const { execFile } = require('node:child_process');
+  const script = "require('warren-testing').startWarren().then((b) => console.log(b.pid))";
+  // The child exits by itself (a forgotten broker does not keep it alive), printing the broker's pid.
+  const out = await new Promise((resolve, reject) => {
+    execFile(process.execPath, ['-e', script], { cwd: __dirname, timeout: 20000 }, (err, stdout) =>
+      err ? reject(err) : resolve(stdout));
+  });
+  const pid = Number(out.trim());
+  assert.ok(pid > 0, `pid ${out}`);
+  const deadline = Date.now() + 5000;
+  while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(alive(pid), false, `broker ${pid} outlived the test process`);
 });
