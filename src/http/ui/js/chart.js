@@ -40,6 +40,12 @@ function niceMax(v) {
   return 10 * p;
 }
 
+function compact(v) {
+  if (v >= 1e6) return `${+(v / 1e6).toFixed(2)}M`;
+  if (v >= 1e3) return `${+(v / 1e3).toFixed(2)}k`;
+  return num(Math.round(v * 100) / 100);
+}
+
 function clock(ms) {
   const d = new Date(ms);
   return `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
@@ -51,11 +57,11 @@ function clock(ms) {
  */
 export function lineChart(title, series, unit = '') {
   const all = series.flatMap((x) => x.points);
-  const fig = h('figure', { class: 'chart' });
+  const fig = h('figure', { class: 'chart', 'aria-label': title });
   const legend = h('ul', { class: 'legend' }, series.map((x) => h('li', null,
     h('span', { class: 'swatch', style: `background:${x.color}` }), ' ', x.label, ': ',
     h('strong', null, x.current ?? ''))));
-  if (all.length < 2) {
+  if (!series.some((x) => x.points.length >= 2)) {
     fig.append(h('figcaption', null, title), h('div', { class: 'chart-empty' }, 'Collecting samples\u2026'), legend);
     return fig;
   }
@@ -68,7 +74,7 @@ export function lineChart(title, series, unit = '') {
   for (let i = 0; i <= 4; i++) {
     const v = (max * i) / 4;
     svg.append(s('line', { x1: L, x2: W - R, y1: y(v), y2: y(v), class: 'grid' }));
-    svg.append(s('text', { x: L - 4, y: y(v) + 4, 'text-anchor': 'end', class: 'tick' }, num(Math.round(v * 100) / 100) + unit));
+    svg.append(s('text', { x: L - 4, y: y(v) + 4, 'text-anchor': 'end', class: 'tick' }, compact(v) + unit));
   }
   svg.append(s('text', { x: L, y: H - 6, class: 'tick' }, clock(t0)));
   svg.append(s('text', { x: W - R, y: H - 6, 'text-anchor': 'end', class: 'tick' }, clock(t1)));

@@ -78,12 +78,14 @@ export function listTable(opts) {
 
   function render() {
     const cols = visible();
+    // Rebuilding the header must not lose a keyboard user's place on a sort button.
+    const focused = table.contains(document.activeElement) ? document.activeElement.dataset.key : null;
     const head = h('tr', null, cols.map((c) => {
       const key = c.sort || c.key;
       const sorted = state.sort === key;
       const aria = sorted ? (state.reverse ? 'descending' : 'ascending') : null;
       const content = c.sortable === false ? c.label
-        : h('button', { type: 'button', class: 'sort', onclick: () => sortBy(c) }, c.label, sorted ? (state.reverse ? ' \u25BC' : ' \u25B2') : '');
+        : h('button', { type: 'button', class: 'sort', dataset: { key }, onclick: () => sortBy(c) }, c.label, sorted ? (state.reverse ? ' \u25BC' : ' \u25B2') : '');
       return h('th', { scope: 'col', 'aria-sort': aria, class: c.num ? 'num' : null }, content);
     }));
     const rows = data.items.map((row) => h('tr', null, cols.map((c) => {
@@ -94,6 +96,7 @@ export function listTable(opts) {
       opts.caption ? h('caption', { class: 'sr-only' }, opts.caption) : null,
       h('thead', null, head),
       h('tbody', null, rows.length ? rows : h('tr', null, h('td', { colspan: cols.length, class: 'empty' }, opts.empty || 'Nothing to show'))));
+    if (focused) { const b = table.querySelector(`button.sort[data-key="${CSS.escape(focused)}"]`); if (b) b.focus(); }
     const f = data.filtered_count;
     fill(count, f === data.total_count ? `${num(f)} ${f === 1 ? 'item' : 'items'}` : `${num(f)} of ${num(data.total_count)} match`);
     renderPager();
