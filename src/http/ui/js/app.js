@@ -119,17 +119,29 @@ pauseBtn.addEventListener('click', () => {
 document.addEventListener('visibilitychange', () => { if (!document.hidden) schedule(); });
 
 // ---- header ----
+/** Refill the virtual host chooser (after login, and after a page adds or removes a vhost). */
+ctx.reloadVhosts = async () => {
+  const vhosts = await api.get('/vhosts?columns=name');
+  ctx.vhosts = vhosts.map((v) => v.name);
+  const keep = localStorage.getItem('warren.vhost') || '';
+  fill(vhostSel, h('option', { value: '' }, 'All'), ctx.vhosts.map((n) => h('option', { value: n }, n)));
+  vhostSel.value = ctx.vhosts.includes(keep) ? keep : '';
+};
+
 async function loadHeader() {
   const s = session();
   fill(document.getElementById('whoami'), 'User ', h('strong', null, s.user));
+  // Admin pages need the administrator tag (policies: policymaker too), as in RabbitMQ's UI.
+  const tags = s.tags || [];
+  const admin = tags.includes('administrator');
+  for (const a of document.querySelectorAll('#nav a')) {
+    const sec = a.dataset.section;
+    a.hidden = (['users', 'vhosts', 'limits'].includes(sec) && !admin) || (sec === 'policies' && !admin && !tags.includes('policymaker'));
+  }
   try {
-    const [ov, vhosts] = await Promise.all([api.get('/overview?columns=cluster_name,node,rabbitmq_version,product_name'), api.get('/vhosts?columns=name')]);
+    const [ov] = await Promise.all([api.get('/overview?columns=cluster_name,node,rabbitmq_version,product_name'), ctx.reloadVhosts()]);
     ctx.overview = ov;
     fill(document.getElementById('cluster'), 'Cluster ', h('strong', null, ov.cluster_name || ''));
-    ctx.vhosts = vhosts.map((v) => v.name);
-    const keep = localStorage.getItem('warren.vhost') || '';
-    fill(vhostSel, h('option', { value: '' }, 'All'), ctx.vhosts.map((n) => h('option', { value: n }, n)));
-    vhostSel.value = ctx.vhosts.includes(keep) ? keep : '';
   } catch (e) { /* a 401 here logs out; other errors leave the header plain */ }
 }
 vhostSel.addEventListener('change', () => { localStorage.setItem('warren.vhost', vhostSel.value); route(); });

@@ -3,10 +3,27 @@ import { h, num } from './dom.js';
 
 const NS = 'http://www.w3.org/2000/svg';
 const W = 600, H = 170, L = 48, R = 8, T = 8, B = 22;
-export const AGE = 600, INCR = 5; // last ten minutes, as RabbitMQ's default chart range
+// Chart ranges offered (seconds of history, sample spacing), as in RabbitMQ's chart menu; the
+// basic rates mode keeps an hour of samples.
+const RANGES = [[60, 5, 'Last minute'], [600, 5, 'Last ten minutes'], [3600, 60, 'Last hour']];
 
-/** Query string asking for chart samples on message rates and queue lengths. */
-export const SAMPLES = `msg_rates_age=${AGE}&msg_rates_incr=${INCR}&lengths_age=${AGE}&lengths_incr=${INCR}`;
+function range() {
+  const age = Number(localStorage.getItem('warren.chartRange')) || 600;
+  return RANGES.find((r) => r[0] === age) || RANGES[1];
+}
+
+/** Query string asking for chart samples on message rates and queue lengths over the chosen range. */
+export function samples() {
+  const [age, incr] = range();
+  return `msg_rates_age=${age}&msg_rates_incr=${incr}&lengths_age=${age}&lengths_incr=${incr}`;
+}
+
+/** A chooser of the charts' time range; onChange re-fetches the page's data. */
+export function rangeSelect(onChange) {
+  const sel = h('select', { 'aria-label': 'Chart range', class: 'range' }, RANGES.map(([age, , label]) => h('option', { value: age, selected: age === range()[0] }, label)));
+  sel.addEventListener('change', () => { localStorage.setItem('warren.chartRange', sel.value); onChange(); });
+  return h('label', { class: 'inline range-label' }, 'Charts: ', sel);
+}
 
 function s(tag, attrs, ...kids) {
   const el = document.createElementNS(NS, tag);

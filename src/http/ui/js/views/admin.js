@@ -7,8 +7,8 @@ import { act, confirmDialog, form, field, input, select, notify } from '../widge
 
 const TAGS = ['administrator', 'monitoring', 'policymaker', 'management', 'impersonator'];
 
-function tagsField() {
-  const inp = input('tags', { id: 'user-tags', placeholder: 'comma separated' });
+function tagsField(id) {
+  const inp = input('tags', { id, placeholder: 'comma separated' });
   const quick = h('div', { class: 'kv-shortcuts' }, 'Set: ', TAGS.map((t) => h('button', {
     type: 'button', class: 'link', onclick: () => {
       const cur = inp.value.split(',').map((x) => x.trim()).filter(Boolean);
@@ -16,7 +16,7 @@ function tagsField() {
       inp.value = cur.join(', ');
     },
   }, t)));
-  return h('div', { class: 'field' }, h('label', { for: 'user-tags' }, 'Tags'), h('div', null, inp, quick));
+  return h('div', { class: 'field' }, h('label', { for: id }, 'Tags'), h('div', null, inp, quick));
 }
 
 const userHref = (n) => `#/users/${enc(n)}`;
@@ -39,7 +39,7 @@ export async function usersPage(main) {
   const add = form('add-user', [
     field('Username', input('name', { required: true, id: 'new-user-name' })),
     field('Password', input('password', { type: 'password', autocomplete: 'new-password', id: 'new-user-password' }), 'Leave empty for a user that cannot log in with a password.'),
-    tagsField(),
+    tagsField('new-user-tags'),
     h('button', { type: 'submit', class: 'primary' }, 'Add user'),
   ], async (v) => {
     const body = { tags: v.tags };
@@ -115,10 +115,13 @@ export async function userPage(main, { name }, ctx) {
     fill(info, section('Details', facts([['Tags', tagText(u.tags) || 'none'], ['Has password', u.password_hash ? 'yes' : 'no'],
       ['Limits', Object.entries(u.limits || {}).map(([k, v]) => `${k}: ${v}`).join(', ') || 'none']])));
     fill(perms, permTables(ps, ts, 'vhost', refresh));
+    // The update form starts from the current tags (and returns to them after a reset).
+    const tagInput = update.querySelector('[name=tags]');
+    if (document.activeElement !== tagInput && tagInput.value === tagInput.defaultValue) tagInput.value = tagInput.defaultValue = tagText(u.tags);
   }
   const update = form('update-user', [
     field('Password', input('password', { type: 'password', autocomplete: 'new-password' }), 'Leave empty to keep the current password.'),
-    tagsField(),
+    tagsField('update-user-tags'),
     h('button', { type: 'submit', class: 'primary' }, 'Update user'),
   ], async (v) => {
     const body = { tags: v.tags };
@@ -174,7 +177,7 @@ export async function vhostsPage(main, _p, ctx) {
     // 3.10 reads "defaultqueuetype", later versions "default_queue_type".
     if (v.default_queue_type) { body.default_queue_type = v.default_queue_type; body.defaultqueuetype = v.default_queue_type; }
     await api.put(`/vhosts/${enc(v.name)}`, body);
-    ctx.vhosts.push(v.name);
+    await ctx.reloadVhosts();
     await t.refresh();
   }, 'Virtual host added');
   fill(main, h('h1', null, 'Virtual hosts'), t.el, fold('Add a virtual host', true, add));
@@ -200,7 +203,7 @@ export async function vhostPage(main, { name }, ctx) {
   del.addEventListener('click', async () => {
     if (!(await confirmDialog(`Delete virtual host "${name}" and everything in it?`, 'Delete'))) return;
     const r = await act(null, async () => { await api.del(base); return true; });
-    if (r) { notify(`Virtual host ${name} deleted`); ctx.vhosts = ctx.vhosts.filter((x) => x !== name); location.hash = '#/vhosts'; }
+    if (r) { notify(`Virtual host ${name} deleted`); await ctx.reloadVhosts().catch(() => {}); location.hash = '#/vhosts'; }
   });
   fill(main, h('h1', null, 'Virtual host ', h('span', { class: 'name' }, name)), info,
     fold('Permissions', true, perms, h('h3', null, 'Set permission'), permsForm({ vhost: name }, ctx, refresh),

@@ -1,7 +1,7 @@
 // One exchange: rates chart, details, bindings from it and to it, publish, delete.
 import { api } from '../api.js';
 import { h, fill, enc, kv, facts, section, fold, exchangeLabel } from '../dom.js';
-import { rateChart, SAMPLES } from '../chart.js';
+import { rateChart, samples, rangeSelect } from '../chart.js';
 import { act, confirmDialog, notify } from '../widgets.js';
 import { features } from './lists.js';
 import { bindingsTable, bindForm } from './bindings.js';
@@ -19,12 +19,12 @@ export async function exchangePage(main, { vhost, name: pathName }) {
     fill(inn, bindingsTable(dst, 'source', refreshBindings));
   }
   async function refresh() {
-    const x = await api.get(`${base}?${SAMPLES}`);
-    fill(info,
+    const x = await api.get(`${base}?${samples()}`);
+    fill(info, h('div', { class: 'charts' },
       section('Message rates', rateChart('Message rates', x.message_stats, [['publish_in', 'Publish in'], ['publish_out', 'Publish out']])),
       section('Details', facts([
         ['Type', x.type], ['Features', features(x)], ['Arguments', kv(x.arguments)], ['Policy', x.policy || ''],
-      ])));
+      ]))));
     await refreshBindings();
   }
   const builtin = name === '' || name.startsWith('amq.');
@@ -36,7 +36,7 @@ export async function exchangePage(main, { vhost, name: pathName }) {
     if (r) { notify(`Exchange ${name} deleted`); location.hash = '#/exchanges'; }
   });
   fill(main,
-    h('h1', null, 'Exchange ', h('span', { class: 'name' }, exchangeLabel(name)), h('span', { class: 'sub' }, ` in virtual host ${vhost}`)),
+    h('div', { class: 'page-head' }, h('h1', null, 'Exchange ', h('span', { class: 'name' }, exchangeLabel(name)), h('span', { class: 'sub' }, ` in virtual host ${vhost}`)), rangeSelect(() => refresh())),
     info,
     fold('Bindings', true,
       h('h3', null, 'From this exchange'), out,

@@ -2,7 +2,7 @@
 // definitions export/import.
 import { api, isAdmin } from '../api.js';
 import { h, fill, num, bytes, duration, facts, section, enc } from '../dom.js';
-import { rateChart, lengthChart, SAMPLES } from '../chart.js';
+import { rateChart, lengthChart, samples, rangeSelect } from '../chart.js';
 import { act, notify, select } from '../widgets.js';
 
 export const RATE_KEYS = [
@@ -92,6 +92,7 @@ export function definitionsPanel(ctx) {
       const v = vh.value;
       await api.post(v ? `/definitions/${enc(v)}` : '/definitions', text);
       f.reset();
+      await ctx.reloadVhosts();
     }, 'Definitions imported');
   });
   return section('Export and import definitions',
@@ -102,18 +103,18 @@ export function definitionsPanel(ctx) {
 
 export async function overview(main, _params, ctx) {
   const head = h('div', { id: 'overview-data' });
-  fill(main, h('h1', null, 'Overview'), head, isAdmin() ? definitionsPanel(ctx) : null);
+  fill(main, h('div', { class: 'page-head' }, h('h1', null, 'Overview'), rangeSelect(() => refresh())), head, isAdmin() ? definitionsPanel(ctx) : null);
 
   async function refresh() {
     const v = ctx.vhost();
     const [ov, nodes] = await Promise.all([
-      api.get(`/overview?${SAMPLES}`),
+      api.get(`/overview?${samples()}`),
       api.get('/nodes').catch(() => []),
     ]);
     // With a virtual host chosen, rates and queued messages come from that vhost's object.
     let scope = ov;
     if (v) {
-      try { scope = await api.get(`/vhosts/${enc(v)}?${SAMPLES}`); } catch { scope = ov; }
+      try { scope = await api.get(`/vhosts/${enc(v)}?${samples()}`); } catch { scope = ov; }
     }
     const n = nodes[0] || {};
     fill(head,

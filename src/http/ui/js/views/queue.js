@@ -1,7 +1,7 @@
 // One queue: charts, details, consumers, bindings, publish, get, purge, delete.
 import { api } from '../api.js';
 import { h, fill, enc, num, bytes, kv, facts, section, fold, channelHref, link } from '../dom.js';
-import { rateChart, lengthChart, SAMPLES } from '../chart.js';
+import { rateChart, lengthChart, samples, rangeSelect } from '../chart.js';
 import { staticTable } from '../table.js';
 import { act, confirmDialog, notify } from '../widgets.js';
 import { features } from './lists.js';
@@ -57,7 +57,7 @@ export async function queuePage(main, { vhost, name }) {
     fill(bindings, bindingsTable(bs, 'source', refreshBindings));
   }
   async function refresh() {
-    const q = await api.get(`${base}?${SAMPLES}`);
+    const q = await api.get(`${base}?${samples()}`);
     fill(info,
       h('div', { class: 'charts' },
         section('Queued messages', lengthChart('Queued messages', q)),
@@ -86,7 +86,7 @@ export async function queuePage(main, { vhost, name }) {
 
   // Fetch first so a missing queue shows an error instead of an empty page.
   fill(main,
-    h('h1', null, 'Queue ', h('span', { class: 'name' }, name), h('span', { class: 'sub' }, ` in virtual host ${vhost}`)),
+    h('div', { class: 'page-head' }, h('h1', null, 'Queue ', h('span', { class: 'name' }, name), h('span', { class: 'sub' }, ` in virtual host ${vhost}`)), rangeSelect(() => refresh())),
     info,
     fold('Consumers', true, consumers),
     fold('Bindings', true, bindings, h('h3', null, 'Add binding to this queue'), bindForm({ vhost, queue: name }, refreshBindings)),
