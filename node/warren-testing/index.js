@@ -110,14 +110,19 @@ function formatEvent(e, filters = {}) {
   } else if (e.queue != null) {
     parts.push(`queue=${e.queue}`);
   }
-  if (Array.isArray(e.queues)) parts.push(`to [${e.queues.join(', ')}]`);
   if (e.event === 'delivered') {
     parts.push(e.consumer_tag == null ? 'by basic.get' : `consumer=${e.consumer_tag}`);
     if (e.redelivered) parts.push('redelivered');
   }
+  if (e.event === 'confirmed' && e.ack === false) parts.push('nack');
+  if (e.reply_code != null) parts.push(`${e.reply_code} ${e.reply_text || ''}`.trim());
+  if (typeof e.requeue === 'boolean') parts.push(`requeue=${e.requeue}`);
   if (e.reason != null) parts.push(`reason=${e.reason}`);
   if (e.dead_letter_exchange != null) parts.push(`dlx=${quoted(e.dead_letter_exchange)}`);
-  if (e.dead_letter_routing_key != null) parts.push(`dlrk=${quoted(e.dead_letter_routing_key)}`);
+  const dlrk = e.dead_letter_routing_keys ?? e.dead_letter_routing_key;
+  if (dlrk != null) parts.push(`dlrk=${Array.isArray(dlrk) ? dlrk.map(quoted).join(',') : quoted(dlrk)}`);
+  if (Array.isArray(e.queues)) parts.push(`to [${e.queues.join(', ')}]`);
+  if (Array.isArray(e.alternate) && e.alternate.length) parts.push(`via alternate [${e.alternate.join(', ')}]`);
   return parts.join(' ');
 }
 

@@ -44,7 +44,8 @@ test('waitFor waits for an event that happens later (dead-lettered on a clock ad
   const [dl] = await waiting;
   assert.equal(dl.reason, 'expired');
   assert.equal(dl.queue, 'waiting');
-  assert.equal(dl.dead_letter_routing_key, 'dlq');
+  assert.deepEqual(dl.dead_letter_routing_keys, ['dlq']);
+  assert.deepEqual(dl.queues, ['dlq']);
   assert.ok(dl.time >= now - 1 && dl.time <= now, `dead-lettered at broker time ${dl.time}, clock ${now}`);
 });
 
@@ -81,4 +82,23 @@ test('an unroutable publish is in the journal', async (t) => {
   const [e] = await broker.waitFor({ exchange: 'nowhere', event: 'unroutable' });
   assert.equal(e.message_id, 'm3');
   assert.equal(e.routing_key, 'k');
+});
+
+test('waitFor explains a message dropped by max-length', async (t) => {
+  const { broker, ch } = await setup(t);
+  await ch.assertQueue('short', { arguments: { 'x-max-length': 1 } });
+  ch.sendToQueue('short', Buffer.from('1'), { messageId: 'first' });
+  ch.sendToQueue('short', Buffer.from('2'), { messageId: 'second' });
+  const [dropped] = await broker.waitFor({ message_id: 'first', event: 'dropped' });
+  assert.equal(dropped.reason, 'maxlen');
+  await assert.rejects(broker.waitFor({ message_id: 'first', event: 'delivered' }, { timeoutMs: 100 }), {
+    message: /^expected event delivered for message_id=first within 100ms; journal has: published .*, routed .* to \[short\], dropped \S+ queue=short reason=maxlen$/,
+  });
+});
+
+test('waitFor on a broker whose journal is off says so', async (t) => {
+  const { broker } = await setup(t, ['--journal', 'off']);
+  await assert.rejects(broker.waitFor({ message_id: 'm1', event: 'published' }, { timeoutMs: 50 }), {
+    message: /^expected event published for message_id=m1 within 50ms; the journal is disabled/,
+  });
 });

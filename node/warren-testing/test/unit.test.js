@@ -42,9 +42,19 @@ test('a waitFor failure with nothing related says so, and says when the journal 
 });
 
 test('formatEvent shows dead-lettering, basic.get deliveries and other messages', () => {
-  const dl = { time: T0, event: 'dead-lettered', vhost: '/', message_id: 'm2', queue: 'work', reason: 'expired', dead_letter_exchange: '', dead_letter_routing_key: 'dlq' };
-  assert.equal(formatEvent(dl), 'dead-lettered 12:00:00.001 message_id=m2 queue=work reason=expired dlx="" dlrk=dlq');
-  assert.equal(formatEvent(dl, { message_id: 'm2' }), 'dead-lettered 12:00:00.001 queue=work reason=expired dlx="" dlrk=dlq');
+  // As the broker sends it: dead_letter_routing_keys (a list) and the queues it went to.
+  const dl = { time: T0, event: 'dead-lettered', vhost: '/', message_id: 'm2', queue: 'work', reason: 'expired', dead_letter_exchange: '', dead_letter_routing_keys: ['dlq'], queues: ['dlq'] };
+  assert.equal(formatEvent(dl), 'dead-lettered 12:00:00.001 message_id=m2 queue=work reason=expired dlx="" dlrk=dlq to [dlq]');
+  assert.equal(formatEvent(dl, { message_id: 'm2' }), 'dead-lettered 12:00:00.001 queue=work reason=expired dlx="" dlrk=dlq to [dlq]');
+  // The spec's single dead_letter_routing_key is read too.
+  assert.equal(formatEvent({ ...dl, dead_letter_routing_keys: undefined, dead_letter_routing_key: 'k2', queues: undefined }, { message_id: 'm2' }),
+    'dead-lettered 12:00:00.001 queue=work reason=expired dlx="" dlrk=k2');
+  const ret = { time: T0, event: 'returned', message_id: 'm3', exchange: 'x', routing_key: 'k', queue: null, reply_code: 312, reply_text: 'NO_ROUTE' };
+  assert.equal(formatEvent(ret, { message_id: 'm3' }), 'returned 12:00:00.001 exchange=x rk=k 312 NO_ROUTE');
+  const nack = { time: T0, event: 'nacked', message_id: 'm4', queue: 'q', delivery_tag: 1, requeue: true };
+  assert.equal(formatEvent(nack, { message_id: 'm4' }), 'nacked 12:00:00.001 queue=q requeue=true');
+  const conf = { time: T0, event: 'confirmed', message_id: 'm4', exchange: '', routing_key: 'q', queue: null, ack: false };
+  assert.equal(formatEvent(conf, { message_id: 'm4' }), 'confirmed 12:00:00.001 nack');
   const get = { time: T0, event: 'delivered', vhost: 'v', message_id: null, queue: 'q', consumer_tag: null, redelivered: true };
   assert.equal(formatEvent(get), 'delivered 12:00:00.001 vhost=v queue=q by basic.get redelivered');
 });
