@@ -263,6 +263,19 @@ def test_vhost_permissions_and_limits(page):
     expect(page.p.locator("table.vhost-limits tbody tr", has_text=vh)).to_have_count(0)
 
 
+def test_management_user_sees_own_vhost_without_admin_pages(page):
+    user = uniq("ui-mgmt")
+    api("PUT", f"/users/{user}", {"password": "pw", "tags": "management"})
+    api("PUT", f"/permissions/%2F/{user}", {"configure": ".*", "write": ".*", "read": ".*"})
+    page.login(user, "pw")
+    expect(page.p.locator("#overview-data .cards")).to_be_visible()
+    for section in ["users", "vhosts", "policies", "limits"]:
+        expect(page.p.locator(f"#nav a[data-section={section}]")).to_be_hidden()
+    expect(page.p.locator("#export-defs")).to_have_count(0)
+    page.go("queues", ".list-panel tbody tr")
+    page.go("connections", ".list-panel")
+
+
 def test_invalid_policy_shows_api_error(page):
     page.allowed_statuses.add(400)
     page.login()
@@ -366,7 +379,10 @@ def test_overview_with_traffic_and_screenshots(page):
         expect(p.locator("figure.chart .legend", has_text="Publish")).not_to_contain_text("Publish: 0.0/s", timeout=15_000)
         page.shot("overview")
         page.go("queues", ".list-panel tbody tr")
-        expect(p.locator(".list-panel tbody tr", has_text=q)).to_have_count(1)
+        row = p.locator(".list-panel tbody tr", has_text=q)
+        expect(row).to_have_count(1)
+        # The list refreshes itself and shows the live incoming rate.
+        expect(row.locator("td").nth(-3)).not_to_have_text("0.0/s", timeout=15_000)
         page.shot("queues")
         page.go(f"queues/%2F/{q}", "#q-total")
         expect(p.locator("#queue-info figure.chart[aria-label='Message rates'] svg path").first).to_be_attached(timeout=30_000)
@@ -447,6 +463,17 @@ def test_phone_width_has_no_horizontal_overflow(phone):
             phone.shot("phone-queue")
 
 
+def test_refresh_flags_stale_data_when_object_disappears(page):
+    page.allowed_statuses.add(404)
+    q = uniq("ui-gone")
+    declare(q, messages=2)
+    page.login()
+    page.go(f"queues/%2F/{q}", "#q-total")
+    api("DELETE", f"/queues/%2F/{q}")
+    # The next automatic refresh (every 5 s by default) fails and says so above the old data.
+    expect(page.p.locator("#refresh-error")).to_contain_text("Not refreshed", timeout=15_000)
+    expect(page.p.locator("#q-total")).to_have_text("2")
+
 def test_ten_thousand_queues_first_page_is_fast(page):
     """10,000 queues (declared by a definitions import): the list shows one page of rows quickly."""
     vhost = "bulk"
@@ -485,3 +512,4 @@ def test_ten_thousand_queues_first_page_is_fast(page):
     expect(p.locator(".list-panel .count")).to_have_text("5 of 10,000 match")
     page.shot("queues-10k")
     api("DELETE", f"/vhosts/{vhost}")
+

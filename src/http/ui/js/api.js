@@ -93,8 +93,12 @@ export async function login(user, pass) {
   return me;
 }
 
-export function isAdmin() {
+export function hasTag(...wanted) {
   const s = session();
   const tags = (s && s.tags) || [];
-  return tags.includes('administrator');
+  return wanted.some((t) => tags.includes(t));
+}
+
+export function isAdmin() {
+  return hasTag('administrator');
 }

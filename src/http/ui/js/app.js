@@ -103,7 +103,12 @@ function schedule() {
 async function tick() {
   if (!paused() && !document.hidden && current && current.refresh && !inFlight && session()) {
     inFlight = true;
-    try { await current.refresh(); } catch (e) { /* the view shows its own errors */ } finally { inFlight = false; }
+    // A failed refresh keeps the last data on screen and says so until a refresh succeeds.
+    let problem = '';
+    try { await current.refresh(); } catch (e) { problem = `Not refreshed: ${e.message}`; } finally { inFlight = false; }
+    let bar = document.getElementById('refresh-error');
+    if (problem && !bar) { bar = h('p', { id: 'refresh-error', class: 'error', role: 'alert' }); main.prepend(bar); }
+    if (bar) { if (problem) fill(bar, problem); else bar.remove(); }
   }
   schedule();
 }

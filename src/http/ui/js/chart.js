@@ -2,7 +2,7 @@
 import { h, num } from './dom.js';
 
 const NS = 'http://www.w3.org/2000/svg';
-const W = 600, H = 170, L = 48, R = 8, T = 8, B = 22;
+const H = 170, L = 48, R = 8, T = 8, B = 22;
 // Chart ranges offered (seconds of history, sample spacing), as in RabbitMQ's chart menu; the
 // basic rates mode keeps an hour of samples.
 const RANGES = [[60, 5, 'Last minute'], [600, 5, 'Last ten minutes'], [3600, 60, 'Last hour']];
@@ -82,6 +82,8 @@ export function lineChart(title, series, unit = '') {
     fig.append(h('figcaption', null, title), h('div', { class: 'chart-empty' }, 'Collecting samples\u2026'), legend);
     return fig;
   }
+  // A narrower drawing on a phone keeps the axis labels readable once scaled to the screen.
+  const W = Math.max(320, Math.min(600, window.innerWidth - 40));
   const t0 = Math.min(...all.map((p) => p[0]));
   const t1 = Math.max(...all.map((p) => p[0]));
   const max = niceMax(Math.max(...all.map((p) => p[1])));

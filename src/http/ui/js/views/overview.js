@@ -1,6 +1,6 @@
 // Overview: totals, alarms, message rate and queued message charts, node facts, listeners, and
 // definitions export/import.
-import { api, isAdmin } from '../api.js';
+import { api, isAdmin, hasTag } from '../api.js';
 import { h, fill, num, bytes, duration, facts, section, enc } from '../dom.js';
 import { rateChart, lengthChart, samples, rangeSelect } from '../chart.js';
 import { act, notify, select } from '../widgets.js';
@@ -28,6 +28,7 @@ function totals(ov) {
 }
 
 function alarms(nodes) {
+  if (!nodes.length) return null;
   const list = [];
   for (const n of nodes) {
     if (n.mem_alarm) list.push(`Memory alarm on ${n.name}: ${bytes(n.mem_used)} used, limit ${bytes(n.mem_limit)}. Publishers are blocked.`);
@@ -109,7 +110,8 @@ export async function overview(main, _params, ctx) {
     const v = ctx.vhost();
     const [ov, nodes] = await Promise.all([
       api.get(`/overview?${samples()}`),
-      api.get('/nodes').catch(() => []),
+      // Node facts need the monitoring (or administrator) tag; management users see the rest.
+      hasTag('administrator', 'monitoring') ? api.get('/nodes').catch(() => []) : [],
     ]);
     // With a virtual host chosen, rates and queued messages come from that vhost's object.
     let scope = ov;
@@ -123,9 +125,9 @@ export async function overview(main, _params, ctx) {
       h('div', { class: 'charts' },
         section(`Queued messages${v ? ` in ${v}` : ''}`, lengthChart('Queued messages', v ? scope : ov.queue_totals)),
         section(`Message rates${v ? ` in ${v}` : ''}`, rateChart('Message rates', scope.message_stats, RATE_KEYS))),
-      h('div', { class: 'two' },
+      nodes.length ? h('div', { class: 'two' },
         section('Node', nodeFacts(ov, n)),
-        section('Listeners', listeners(ov))));
+        section('Listeners', listeners(ov))) : null);
   }
   await refresh();
   return { refresh };
