@@ -548,10 +548,12 @@ type Event struct {
 	ConsumerTag string // empty for basic.get
 	DeliveryTag uint64
 	Redelivered bool
-	// dead-lettered, dropped
-	Reason               string
-	DeadLetterExchange   string
-	DeadLetterRoutingKey string
+	// nacked, rejected
+	Requeue bool
+	// dead-lettered (Queues: where it went), dropped
+	Reason                string
+	DeadLetterExchange    string
+	DeadLetterRoutingKeys []string
 
 	Raw map[string]any
 }
@@ -566,17 +568,23 @@ func (e *Event) UnmarshalJSON(data []byte) error {
 		return err
 	}
 	str := func(k string) string {
+		v, _ := raw[k].(string)
+		return v
+	}
+	strs := func(k string) []string { // a list of names, or one name
 		switch v := raw[k].(type) {
 		case string:
-			return v
-		case []any: // a list of names, e.g. several dead-letter routing keys
-			var parts []string
+			return []string{v}
+		case []any:
+			out := []string{}
 			for _, x := range v {
-				parts = append(parts, fmt.Sprint(x))
+				if name, ok := x.(string); ok {
+					out = append(out, name)
+				}
 			}
-			return strings.Join(parts, ",")
+			return out
 		}
-		return ""
+		return nil
 	}
 	num := func(k string) uint64 {
 		if n, ok := raw[k].(json.Number); ok {
@@ -586,29 +594,26 @@ func (e *Event) UnmarshalJSON(data []byte) error {
 		return 0
 	}
 	*e = Event{
-		Seq:                  num("seq"),
-		Time:                 time.UnixMilli(int64(num("time"))),
-		Event:                str("event"),
-		Vhost:                str("vhost"),
-		MessageID:            str("message_id"),
-		CorrelationID:        str("correlation_id"),
-		Exchange:             str("exchange"),
-		RoutingKey:           str("routing_key"),
-		Queue:                str("queue"),
-		ConsumerTag:          str("consumer_tag"),
-		DeliveryTag:          num("delivery_tag"),
-		Reason:               str("reason"),
-		DeadLetterExchange:   str("dead_letter_exchange"),
-		DeadLetterRoutingKey: str("dead_letter_routing_key"),
-		Raw:                  raw,
+		Seq:                num("seq"),
+		Time:               time.UnixMilli(int64(num("time"))),
+		Event:              str("event"),
+		Vhost:              str("vhost"),
+		MessageID:          str("message_id"),
+		CorrelationID:      str("correlation_id"),
+		Exchange:           str("exchange"),
+		RoutingKey:         str("routing_key"),
+		Queue:              str("queue"),
+		ConsumerTag:        str("consumer_tag"),
+		DeliveryTag:        num("delivery_tag"),
+		Reason:             str("reason"),
+		DeadLetterExchange: str("dead_letter_exchange"),
+		Queues:             strs("queues"),
+		Raw:                raw,
 	}
 	e.Redelivered, _ = raw["redelivered"].(bool)
-	if qs, ok := raw["queues"].([]any); ok {
-		for _, q := range qs {
-			if name, ok := q.(string); ok {
-				e.Queues = append(e.Queues, name)
-			}
-		}
+	e.Requeue, _ = raw["requeue"].(bool)
+	if e.DeadLetterRoutingKeys = strs("dead_letter_routing_keys"); e.DeadLetterRoutingKeys == nil {
+		e.DeadLetterRoutingKeys = strs("dead_letter_routing_key")
 	}
 	return nil
 }
@@ -649,9 +654,6 @@ func (e Event) Format(q Query) string {
 			parts = append(parts, "queue="+e.Queue)
 		}
 	}
-	if e.has("queues") {
-		parts = append(parts, "to ["+strings.Join(e.Queues, ", ")+"]")
-	}
 	if e.Event == "delivered" {
 		if e.ConsumerTag == "" {
 			parts = append(parts, "by basic.get")
@@ -662,14 +664,38 @@ func (e Event) Format(q Query) string {
 			parts = append(parts, "redelivered")
 		}
 	}
+	if ack, ok := e.Raw["ack"].(bool); ok && !ack && e.Event == "confirmed" {
+		parts = append(parts, "nack")
+	}
+	if e.has("reply_code") {
+		text, _ := e.Raw["reply_text"].(string)
+		parts = append(parts, strings.TrimSpace(fmt.Sprintf("%v %s", e.Raw["reply_code"], text)))
+	}
+	if _, ok := e.Raw["requeue"].(bool); ok {
+		parts = append(parts, fmt.Sprintf("requeue=%t", e.Requeue))
+	}
 	if e.has("reason") {
 		parts = append(parts, "reason="+e.Reason)
 	}
 	if e.has("dead_letter_exchange") {
 		parts = append(parts, "dlx="+quoted(e.DeadLetterExchange))
 	}
-	if e.has("dead_letter_routing_key") {
-		parts = append(parts, "dlrk="+quoted(e.DeadLetterRoutingKey))
+	if e.DeadLetterRoutingKeys != nil {
+		keys := make([]string, len(e.DeadLetterRoutingKeys))
+		for i, k := range e.DeadLetterRoutingKeys {
+			keys[i] = quoted(k)
+		}
+		parts = append(parts, "dlrk="+strings.Join(keys, ","))
+	}
+	if e.has("queues") {
+		parts = append(parts, "to ["+strings.Join(e.Queues, ", ")+"]")
+	}
+	if alt, ok := e.Raw["alternate"].([]any); ok && len(alt) > 0 {
+		names := make([]string, 0, len(alt))
+		for _, a := range alt {
+			names = append(names, fmt.Sprint(a))
+		}
+		parts = append(parts, "via alternate ["+strings.Join(names, ", ")+"]")
 	}
 	return strings.Join(parts, " ")
 }

@@ -361,7 +361,7 @@ func TestWaitForWaitsForAnEventThatComesLater(t *testing.T) {
 		t.Fatal(r.err)
 	}
 	dl := r.ev[0]
-	if dl.Reason != "expired" || dl.Queue != "waiting" || dl.DeadLetterRoutingKey != "dlq" {
+	if dl.Reason != "expired" || dl.Queue != "waiting" || strings.Join(dl.DeadLetterRoutingKeys, ",") != "dlq" || strings.Join(dl.Queues, ",") != "dlq" {
 		t.Fatalf("dead-lettered %+v", dl)
 	}
 	if dl.Time.After(now) || dl.Time.Before(now.Add(-time.Millisecond)) {
@@ -418,14 +418,23 @@ func TestFailureTexts(t *testing.T) {
 		{"seq":1,"time":%d,"event":"published","vhost":"/","message_id":"m1","correlation_id":null,"exchange":"x","routing_key":"k","queue":null,"properties":{}},
 		{"seq":2,"time":%d,"event":"routed","vhost":"/","message_id":"m1","correlation_id":null,"exchange":"x","routing_key":"k","queue":null,"queues":["q"]},
 		{"seq":3,"time":%d,"event":"delivered","vhost":"/","message_id":"m1","correlation_id":null,"exchange":"x","routing_key":"k","queue":"q","consumer_tag":"ctag-1","delivery_tag":1,"redelivered":false},
-		{"seq":4,"time":%d,"event":"dead-lettered","vhost":"v","message_id":"m1","correlation_id":null,"exchange":"x","routing_key":"k","queue":"q","reason":"rejected","dead_letter_exchange":"","dead_letter_routing_key":"dlq"}]}`,
-		t0, t0, t0+1, t0+2)), &page))
+		{"seq":4,"time":%d,"event":"rejected","vhost":"/","message_id":"m1","correlation_id":null,"exchange":"x","routing_key":"k","queue":"q","delivery_tag":1,"requeue":false},
+		{"seq":5,"time":%d,"event":"dead-lettered","vhost":"v","message_id":"m1","correlation_id":null,"exchange":"x","routing_key":"k","queue":"q","reason":"rejected","dead_letter_exchange":"","dead_letter_routing_keys":["dlq"],"queues":["dlq"]},
+		{"seq":6,"time":%d,"event":"returned","vhost":"/","message_id":"m1","correlation_id":null,"exchange":"x","routing_key":"k","queue":null,"reply_code":312,"reply_text":"NO_ROUTE"}]}`,
+		t0, t0, t0+1, t0+2, t0+2, t0+2)), &page))
 	err := &warrentest.WaitForError{Query: warrentest.Query{MessageID: "m1", Event: "acked"}, Timeout: 2 * time.Second, Page: page}
 	want := "expected event acked for message_id=m1 within 2s; journal has: published 12:00:00.001 exchange=x rk=k, " +
 		"routed 12:00:00.001 exchange=x rk=k to [q], delivered 12:00:00.002 queue=q consumer=ctag-1, " +
-		`dead-lettered 12:00:00.003 vhost=v queue=q reason=rejected dlx="" dlrk=dlq`
+		`rejected 12:00:00.003 queue=q requeue=false, dead-lettered 12:00:00.003 vhost=v queue=q reason=rejected dlx="" dlrk=dlq to [dlq], ` +
+		"returned 12:00:00.003 exchange=x rk=k 312 NO_ROUTE"
 	if err.Error() != want {
 		t.Fatalf("got  %s\nwant %s", err, want)
+	}
+	// The spec's single dead_letter_routing_key is read too.
+	var e warrentest.Event
+	must(t, json.Unmarshal([]byte(`{"event":"dead-lettered","time":0,"dead_letter_routing_key":"k2"}`), &e))
+	if strings.Join(e.DeadLetterRoutingKeys, ",") != "k2" {
+		t.Fatalf("%+v", e)
 	}
 	off := &warrentest.WaitForError{Query: warrentest.Query{Queue: "q"}, Timeout: time.Second}
 	if !strings.HasPrefix(off.Error(), "expected a journal event for queue=q within 1s; the journal is disabled") {
@@ -437,5 +446,29 @@ func TestFailureTexts(t *testing.T) {
 	}}
 	if got := idle.Error(); got != "broker not idle after 50ms; pending: deliverable_queues=[a, b (vhost v)], timers_due=true, unacknowledged_deliveries=1" {
 		t.Fatal(got)
+	}
+}
+
+func TestWaitForExplainsAMaxLengthDrop(t *testing.T) {
+	b := warrentest.Start(t)
+	ch := channel(t, b)
+	declare(t, ch, "short", amqp.Table{"x-max-length": int32(1)})
+	publish(t, ch, "", "short", amqp.Publishing{Body: []byte("1"), MessageId: "first"})
+	publish(t, ch, "", "short", amqp.Publishing{Body: []byte("2"), MessageId: "second"})
+	if ev := b.WaitFor(warrentest.Query{MessageID: "first", Event: "dropped"}, 5*time.Second); ev[0].Reason != "maxlen" {
+		t.Fatalf("dropped %+v", ev[0])
+	}
+	_, err := b.TryWaitFor(warrentest.Query{MessageID: "first", Event: "delivered"}, 100*time.Millisecond)
+	want := regexp.MustCompile(`^expected event delivered for message_id=first within 100ms; journal has: published .*, routed .* to \[short\], dropped \S+ queue=short reason=maxlen$`)
+	if err == nil || !want.MatchString(err.Error()) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestWaitForOnABrokerWhoseJournalIsOffSaysSo(t *testing.T) {
+	b := warrentest.Start(t, warrentest.Args("--journal", "off"))
+	_, err := b.TryWaitFor(warrentest.Query{MessageID: "m1", Event: "published"}, 50*time.Millisecond)
+	if err == nil || !strings.HasPrefix(err.Error(), "expected event published for message_id=m1 within 50ms; the journal is disabled") {
+		t.Fatalf("err = %v", err)
 	}
 }
