@@ -55,9 +55,23 @@ def test_wait_for_failure_text_lists_what_did_happen():
 
 
 def test_format_event_and_idle_failure_text():
+    # As the broker sends it: dead_letter_routing_keys (a list) and the queues it went to.
     dl = {"time": T0, "event": "dead-lettered", "vhost": "/", "message_id": "m2", "queue": "work",
-          "reason": "expired", "dead_letter_exchange": "", "dead_letter_routing_key": "dlq"}
-    assert format_event(dl) == 'dead-lettered 12:00:00.001 message_id=m2 queue=work reason=expired dlx="" dlrk=dlq'
+          "reason": "expired", "dead_letter_exchange": "", "dead_letter_routing_keys": ["dlq"], "queues": ["dlq"]}
+    assert format_event(dl) == (
+        'dead-lettered 12:00:00.001 message_id=m2 queue=work reason=expired dlx="" dlrk=dlq to [dlq]'
+    )
+    # The spec's single dead_letter_routing_key is read too.
+    single = {**dl, "dead_letter_routing_key": "k2"}
+    del single["dead_letter_routing_keys"], single["queues"]
+    assert format_event(single, {"message_id": "m2"}) == (
+        'dead-lettered 12:00:00.001 queue=work reason=expired dlx="" dlrk=k2'
+    )
+    ret = {"time": T0, "event": "returned", "message_id": "m3", "exchange": "x", "routing_key": "k",
+           "queue": None, "reply_code": 312, "reply_text": "NO_ROUTE"}
+    assert format_event(ret, {"message_id": "m3"}) == "returned 12:00:00.001 exchange=x rk=k 312 NO_ROUTE"
+    nack = {"time": T0, "event": "nacked", "message_id": "m4", "queue": "q", "delivery_tag": 1, "requeue": True}
+    assert format_event(nack, {"message_id": "m4"}) == "nacked 12:00:00.001 queue=q requeue=true"
     get = {"time": T0, "event": "delivered", "vhost": "v", "queue": "q", "consumer_tag": None, "redelivered": True}
     assert format_event(get) == "delivered 12:00:00.001 vhost=v queue=q by basic.get redelivered"
     assert idle_failure(50, {
@@ -168,7 +182,8 @@ def test_wait_for_waits_for_an_event_that_comes_later(warren):
     now = warren.advance_clock("1h")
     t.join(15)
     (dl,) = result["events"]
-    assert (dl["reason"], dl["queue"], dl["dead_letter_routing_key"]) == ("expired", "waiting", "dlq")
+    assert (dl["reason"], dl["queue"], dl["dead_letter_routing_keys"], dl["queues"]) == (
+        "expired", "waiting", ["dlq"], ["dlq"])
     assert now - 1 <= dl["time"] <= now
     conn.close()
 
@@ -207,6 +222,30 @@ def test_an_unroutable_publish_is_in_the_journal(warren):
     (e,) = warren.wait_for(exchange="nowhere", event="unroutable")
     assert (e["message_id"], e["routing_key"]) == ("m3", "k")
     conn.close()
+
+
+def test_wait_for_explains_a_max_length_drop(warren):
+    conn, ch = channel(warren)
+    ch.queue_declare("short", arguments={"x-max-length": 1})
+    ch.basic_publish("", "short", b"1", pika.BasicProperties(message_id="first"))
+    ch.basic_publish("", "short", b"2", pika.BasicProperties(message_id="second"))
+    (dropped,) = warren.wait_for(message_id="first", event="dropped")
+    assert dropped["reason"] == "maxlen"
+    with pytest.raises(AssertionError) as e:
+        warren.wait_for(timeout=0.1, message_id="first", event="delivered")
+    assert re.fullmatch(
+        r"expected event delivered for message_id=first within 100ms; journal has: published .*, "
+        r"routed .* to \[short\], dropped \S+ queue=short reason=maxlen",
+        str(e.value),
+    ), str(e.value)
+    conn.close()
+
+
+@pytest.mark.warren_args("--journal", "off")
+def test_wait_for_on_a_broker_whose_journal_is_off_says_so(warren):
+    with pytest.raises(AssertionError, match=r"^expected event published for message_id=m1 within 50ms; "
+                                             r"the journal is disabled"):
+        warren.wait_for(timeout=0.05, message_id="m1", event="published")
 
 
 def test_a_failed_wait_for_reads_well_in_pytest_output(pytester):

@@ -236,18 +236,28 @@ def format_event(e: dict, filters: Optional[Dict[str, Any]] = None) -> str:
             parts.append(f"rk={_quoted(e['routing_key'])}")
     elif e.get("queue") is not None:
         parts.append(f"queue={e['queue']}")
-    if isinstance(e.get("queues"), list):
-        parts.append(f"to [{', '.join(e['queues'])}]")
     if e.get("event") == "delivered":
         parts.append("by basic.get" if e.get("consumer_tag") is None else f"consumer={e['consumer_tag']}")
         if e.get("redelivered"):
             parts.append("redelivered")
+    if e.get("event") == "confirmed" and e.get("ack") is False:
+        parts.append("nack")
+    if e.get("reply_code") is not None:
+        parts.append(f"{e['reply_code']} {e.get('reply_text') or ''}".strip())
+    if isinstance(e.get("requeue"), bool):
+        parts.append(f"requeue={'true' if e['requeue'] else 'false'}")
     if e.get("reason") is not None:
         parts.append(f"reason={e['reason']}")
     if e.get("dead_letter_exchange") is not None:
         parts.append(f"dlx={_quoted(e['dead_letter_exchange'])}")
-    if e.get("dead_letter_routing_key") is not None:
-        parts.append(f"dlrk={_quoted(e['dead_letter_routing_key'])}")
+    dlrk = e.get("dead_letter_routing_keys", e.get("dead_letter_routing_key"))
+    if dlrk is not None:
+        keys = dlrk if isinstance(dlrk, list) else [dlrk]
+        parts.append(f"dlrk={','.join(_quoted(k) for k in keys)}")
+    if isinstance(e.get("queues"), list):
+        parts.append(f"to [{', '.join(e['queues'])}]")
+    if e.get("alternate"):
+        parts.append(f"via alternate [{', '.join(e['alternate'])}]")
     return " ".join(parts)
 
 
