@@ -74,6 +74,11 @@ pub struct Config {
     /// test advances it (`POST /api/warren/clock/advance`, `Server::advance_clock`), firing every TTL,
     /// expiry and timeout that falls due. Socket heartbeats and timeouts stay on real time.
     pub clock: String,
+    /// The message journal (`GET /api/warren/journal`): on or off for every vhost at start; unset, it is on
+    /// exactly when the broker is ephemeral (test mode).
+    pub journal: Option<bool>,
+    /// Events the journal keeps; the oldest are dropped beyond it.
+    pub journal_capacity: usize,
     /// Whether to listen for plain (non-TLS) AMQP on `port`; off leaves only the TLS listener.
     pub tcp_listener: bool,
     /// AMQPS: a TLS listener, when configured.
@@ -170,6 +175,8 @@ impl Default for Config {
             queue_in_memory_messages: DEFAULT_QUEUE_IN_MEMORY_MESSAGES,
             disk_free_limit_bytes: 50_000_000,
             clock: "real".to_string(),
+            journal: None,
+            journal_capacity: 100_000,
             tcp_listener: true,
             tls: None,
             auth_mechanisms: vec!["PLAIN".to_string(), "AMQPLAIN".to_string()],
@@ -266,6 +273,11 @@ impl Config {
     /// Bytes of ready messages in memory above which queues page out.
     pub fn paging_threshold(&self) -> u64 {
         (self.memory_limit() as f64 * self.memory_paging_ratio) as u64
+    }
+
+    /// Whether the journal records from the start.
+    pub fn journal_on(&self) -> bool {
+        self.journal.unwrap_or(self.ephemeral)
     }
 
     /// The broker clock this configuration asks for.

@@ -7,7 +7,8 @@
 //!    hand, field tables), [`store`] (the message store: segment logs, group commit, recovery, a reader
 //!    thread; queues are string keys, payloads opaque bytes), [`clock`] (the one broker clock and its
 //!    scheduler), [`error`] (typed reply codes), [`metrics`] (plain atomic message counters the layers
-//!    above bump and the management layer samples) and [`config`].
+//!    above bump and the management layer samples), [`journal`] (the bounded record of each message's
+//!    life, which every layer above appends to) and [`config`].
 //! 2. **Queues** — [`queue`]: messages, queue arguments, the ready list and paging, dispatch, settlement,
 //!    TTL and expiry timers, dead-lettering. A queue reaches the rest of the broker only through the traits
 //!    in [`queue::consumer`]: `ConsumerChannel` (deliveries, cancellations), `ConfirmSink` (publisher
@@ -55,6 +56,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod http;
+pub mod journal;
 pub mod metrics;
 pub mod protocol;
 pub mod queue;

@@ -47,6 +47,9 @@ struct Cli {
     /// "virtual": broker time moves only when a test advances it (POST /api/warren/clock/advance).
     #[arg(long, value_parser = ["real", "virtual"])]
     clock: Option<String>,
+    /// The message journal: "on" or "off" (default: on with --ephemeral, off otherwise).
+    #[arg(long, value_parser = ["on", "off"])]
+    journal: Option<String>,
 }
 
 /// mimalloc returns freed memory to the OS lazily, from the allocation paths of the thread that owns it; memory
@@ -100,6 +103,9 @@ fn main() -> ExitCode {
     }
     if let Some(c) = cli.clock {
         config.clock = c;
+    }
+    if let Some(j) = cli.journal {
+        config.journal = Some(j == "on");
     }
     if let Err(e) = config.validate() {
         eprintln!("warren: {e}");

@@ -455,7 +455,14 @@ impl Broker {
             budget: self.budget.clone(),
         });
         let deleter: std::sync::Weak<dyn super::vhost::Deleter> = self.self_ref.clone();
-        let v = VHost::new(name, self.timers.clone(), storage, deleter);
+        let v = VHost::new(
+            name,
+            self.timers.clone(),
+            self.journal.clone(),
+            self.firehose.clone(),
+            storage,
+            deleter,
+        );
         v.set_meta(meta);
         self.vhosts.insert(name.to_string(), v.clone());
         fx.log(log_cmd);

@@ -10,6 +10,7 @@ pub mod command;
 pub mod deflog;
 pub mod exchange;
 pub mod policy;
+pub mod trace;
 pub mod users;
 pub mod vhost;
 
@@ -69,6 +70,10 @@ pub struct Broker {
     pub started_at: u64,
     /// The broker's clock and every timer on it.
     pub timers: Arc<Scheduler>,
+    /// The record of each message's life, for tests.
+    pub journal: Arc<crate::journal::Journal>,
+    /// RabbitMQ's firehose tracer, shared by the vhosts.
+    pub firehose: Arc<trace::Firehose>,
     self_ref: Weak<Broker>,
     vhosts: DashMap<String, Arc<VHost>>,
     pub users: users::Users,
@@ -132,7 +137,14 @@ impl Broker {
         } = p;
         let timers = Scheduler::new(clock);
         let started_at = timers.wall_ms();
+        let journal = Arc::new(crate::journal::Journal::new(
+            timers.clock().clone(),
+            config.journal_capacity,
+            config.journal_on(),
+        ));
         Arc::new_cyclic(|w| Broker {
+            journal,
+            firehose: Default::default(),
             churn: ChurnStats::default(),
             started_at,
             timers,

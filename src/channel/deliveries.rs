@@ -162,6 +162,7 @@ mod tests {
             host,
             timers: crate::clock::Scheduler::new(crate::clock::Clock::manual()),
             storage: None,
+            journal: crate::journal::Journal::off(),
         }))
     }
 

@@ -61,7 +61,7 @@ pub struct ConnShared {
     kill: Notify,
     kill_reason: Mutex<Option<String>>,
     channel_errors: Mutex<Vec<(Weak<super::ChannelShared>, AmqpError)>>,
-    vhost: std::sync::OnceLock<String>,
+    vhost: std::sync::OnceLock<Arc<crate::broker::VHost>>,
     user: std::sync::OnceLock<String>,
 }
 
@@ -73,6 +73,11 @@ impl ConnShared {
     /// The user this connection logged in as, once it has.
     pub fn user(&self) -> Option<&str> {
         self.user.get().map(String::as_str)
+    }
+
+    /// The vhost this connection opened, once it has.
+    pub fn open_vhost(&self) -> Option<&Arc<crate::broker::VHost>> {
+        self.vhost.get()
     }
 
     /// What the connection negotiated, once it is open.
@@ -114,11 +119,11 @@ impl ConnShared {
     }
 
     /// connection.open succeeded: what was negotiated, where, and as whom.
-    pub fn set_open(&self, info: ConnInfo, vhost: &str, user: &str) {
+    pub fn set_open(&self, info: ConnInfo, vhost: &Arc<crate::broker::VHost>, user: &str) {
         self.cancel_notify
             .store(info.cancel_notify, Ordering::Relaxed);
         let _ = self.info.set(info);
-        let _ = self.vhost.set(vhost.to_string());
+        let _ = self.vhost.set(vhost.clone());
         let _ = self.user.set(user.to_string());
     }
 
@@ -157,7 +162,7 @@ impl Session for ConnShared {
     }
 
     fn vhost(&self) -> Option<&str> {
-        self.vhost.get().map(String::as_str)
+        self.vhost.get().map(|v| &*v.name)
     }
 
     fn user(&self) -> Option<&str> {

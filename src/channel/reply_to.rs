@@ -12,7 +12,7 @@ use amq_protocol::protocol::{basic, AMQPClass};
 use std::sync::{Arc, Weak};
 
 pub const PSEUDO_QUEUE: &str = "amq.rabbitmq.reply-to";
-pub const PREFIX: &str = "amq.rabbitmq.reply-to.";
+pub const PREFIX: &str = crate::broker::vhost::REPLY_TO_PREFIX;
 
 /// A channel's reply consumer.
 #[derive(Debug, Clone)]

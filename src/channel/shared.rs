@@ -7,6 +7,7 @@ use super::deliveries::{Deliveries, Unacked};
 use super::link::ConnShared;
 use crate::broker::vhost::ReplySink;
 use crate::error::AmqpResult;
+use crate::journal::{Actor, Detail, Event, Kind};
 use crate::protocol;
 use crate::queue::message::Message;
 use crate::queue::{ConfirmSink, Consumer, ConsumerChannel, Queue, QueuedMessage};
@@ -26,6 +27,8 @@ pub struct ChannelShared {
     closed: AtomicBool,
     /// Publisher-confirm outcomes waiting to be sent.
     pub confirms: Mutex<super::confirms::Confirms>,
+    /// Journal events for publishes awaiting their confirm, by sequence number (only while journalling).
+    journal_confirms: Mutex<std::collections::VecDeque<(u64, Event)>>,
     pub stats: ChannelStats,
     /// What the owning connection task decides, mirrored for the management API.
     pub mode: ChannelMode,
@@ -66,6 +69,7 @@ impl ChannelShared {
             consumers: Mutex::new(HashMap::default()),
             closed: AtomicBool::new(false),
             confirms: Mutex::new(Default::default()),
+            journal_confirms: Mutex::new(Default::default()),
             stats: ChannelStats::default(),
             mode: ChannelMode::default(),
         })
@@ -158,6 +162,7 @@ impl ChannelShared {
         if out.is_empty() || self.is_closed() {
             return;
         }
+        self.journal_confirmed(&out);
         self.conn.outbound.send(|b| {
             for (tag, ack, multiple) in out {
                 protocol::write_confirm(b, self.id, ack, tag, multiple);
@@ -251,6 +256,103 @@ impl ChannelShared {
     }
 }
 
+impl ChannelShared {
+    /// Copy a delivery to the firehose and the journal when either watches the vhost.
+    fn observe_delivery(
+        &self,
+        queue: &Arc<Queue>,
+        qm: &QueuedMessage,
+        consumer_tag: Option<&Arc<str>>,
+        delivery_tag: u64,
+    ) {
+        let Some(v) = self.conn.open_vhost() else {
+            return;
+        };
+        if !v.observed() {
+            return;
+        }
+        let connection = self.conn.name();
+        let user = self.conn.user().unwrap_or_default();
+        if v.tracing() {
+            let origin = crate::broker::trace::Origin {
+                connection: &connection,
+                channel: self.id,
+                user,
+                mandatory: false,
+                trace: true,
+            };
+            v.firehose
+                .delivered(v, &queue.name, &qm.msg, qm.redelivered, &origin);
+        }
+        if v.journal.on(&v.name) {
+            let m = &qm.msg;
+            v.journal.record(
+                Event::about(
+                    Kind::Delivered,
+                    &v.name,
+                    &m.properties,
+                    &m.exchange,
+                    &m.routing_key,
+                )
+                .in_queue(&queue.name)
+                .with(Detail::Delivered {
+                    by: Actor {
+                        connection: Arc::from(connection),
+                        channel: self.id,
+                        user: Arc::from(user),
+                    },
+                    consumer_tag: consumer_tag.cloned(),
+                    delivery_tag,
+                    redelivered: qm.redelivered,
+                }),
+            );
+        }
+    }
+
+    /// Remember the journal event to record when publish `seq` is confirmed.
+    pub fn journal_confirm_later(&self, seq: u64, e: Event) {
+        self.journal_confirms.lock().push_back((seq, e));
+    }
+
+    fn journal_confirmed(&self, out: &[super::confirms::Outcome]) {
+        let mut pending = self.journal_confirms.lock();
+        if pending.is_empty() {
+            return;
+        }
+        let Some(v) = self.conn.open_vhost() else {
+            return;
+        };
+        for &(tag, ack, _) in out {
+            while pending.front().is_some_and(|(seq, _)| *seq <= tag) {
+                if let Some((_, e)) = pending.pop_front() {
+                    v.journal.record(e.with(Detail::Confirmed { ack }));
+                }
+            }
+        }
+    }
+
+    /// Record client settlements (ack, nack, reject) in the journal.
+    pub fn journal_settled(&self, entries: &[Unacked], kind: Kind, requeue: bool) {
+        let Some(v) = self.conn.open_vhost() else {
+            return;
+        };
+        if !v.journal.on(&v.name) {
+            return;
+        }
+        for u in entries {
+            let m = &u.msg.msg;
+            v.journal.record(
+                Event::about(kind, &v.name, &m.properties, &m.exchange, &m.routing_key)
+                    .in_queue(&u.queue.name)
+                    .with(Detail::Settled {
+                        delivery_tag: u.tag,
+                        requeue,
+                    }),
+            );
+        }
+    }
+}
+
 impl ConsumerChannel for ChannelShared {
     /// Deliver `qm` from `queue` to `consumer` if the consumer and channel have capacity. Called under the
     /// queue's lock; the delivery is encoded under the channel's lock so tags go out in order.
@@ -316,11 +418,14 @@ impl ConsumerChannel for ChannelShared {
             );
             protocol::write_content(buf, self.id, &m.header, &m.body, frame_max);
         });
+        self.observe_delivery(queue, qm, Some(&consumer.tag), tag);
         true
     }
 
     /// Answer basic.get with get-ok and the message.
     fn deliver_get(&self, queue: &Arc<Queue>, qm: QueuedMessage, no_ack: bool, remaining: u32) {
+        let observed = self.conn.open_vhost().is_some_and(|v| v.observed());
+        let seen = observed.then(|| qm.clone());
         let mut d = self.deliveries.lock();
         let msg = qm.msg.clone();
         let redelivered = qm.redelivered;
@@ -359,6 +464,9 @@ impl ConsumerChannel for ChannelShared {
             );
             protocol::write_content(buf, self.id, &msg.header, &msg.body, frame_max);
         });
+        if let Some(qm) = seen {
+            self.observe_delivery(queue, &qm, None, tag);
+        }
     }
 
     /// The queue this consumer was on is gone: forget the consumer and tell the client if it asked to know.

@@ -60,7 +60,7 @@ impl Connection {
                         heartbeat: self.heartbeat,
                         cancel_notify: self.machine.caps.cancel_notify,
                     };
-                    self.shared.set_open(info, &vhost.name, &user.name);
+                    self.shared.set_open(info, &vhost, &user.name);
                     tracing::info!(user = %user.name, vhost = %vhost.name, "connection open");
                     self.open = Some(Open {
                         user: Arc::from(user.name.as_str()),

@@ -233,7 +233,14 @@ pub async fn publish(api: &Api, c: &Caller, r: &Req, vhost: &str, name: &str) ->
         properties: Box::new(props),
         body: body_bytes,
     });
-    let published = v.publish(&x, msg, None);
+    let origin = crate::broker::trace::Origin {
+        connection: "<warren@localhost.management>",
+        channel: 1,
+        user: c.name(),
+        mandatory: false,
+        trace: true,
+    };
+    let published = v.publish(&x, msg, None, Some(&origin));
     Ok(Reply::json(&json!({"routed": published.routed})))
 }
 

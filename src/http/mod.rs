@@ -13,6 +13,7 @@ pub mod collect;
 mod conns;
 mod defs;
 mod exchanges;
+mod journal;
 mod list;
 mod overview;
 mod params;

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 /// The RabbitMQ version Warren reports.
 pub const VERSION: &str = crate::protocol::RABBITMQ_VERSION;
 /// This node's name.
-pub const NODE: &str = "warren@localhost";
+pub const NODE: &str = crate::protocol::NODE_NAME;
 
 fn exchange_types() -> Value {
     json!([

@@ -4,7 +4,8 @@
 use super::auth::Caller;
 use super::reply::{self, Result};
 use super::{
-    bindings, clock, conns, defs, exchanges, overview, params, queues, users, vhosts, Api, Req,
+    bindings, clock, conns, defs, exchanges, journal, overview, params, queues, users, vhosts, Api,
+    Req,
 };
 
 /// A matched path with its (decoded) parameters.
@@ -82,6 +83,8 @@ pub enum Route {
     ClockAdvance,
     /// Warren's own: wait until nothing is in flight.
     Idle,
+    /// Warren's own: the message journal.
+    Journal,
 }
 
 const GET: &[&str] = &["GET"];
@@ -195,6 +198,7 @@ pub fn parse(segs: &[String]) -> Option<Route> {
         ["warren", "clock"] => Route::Clock,
         ["warren", "clock", "advance"] => Route::ClockAdvance,
         ["warren", "idle"] => Route::Idle,
+        ["warren", "journal"] => Route::Journal,
         _ => return None,
     })
 }
@@ -205,6 +209,7 @@ impl Route {
         use Route::*;
         match self {
             ClusterName => GET_PUT,
+            Journal => GET_PUT_DELETE,
             Vhost(_) | User(_) | Permission(..) | Exchange(..) | Queue(..) | Policy(..)
             | Parameter(..) | GlobalParameter(_) => GET_PUT_DELETE,
             TopicPermission(_, _, None) => GET_PUT_DELETE,
@@ -338,6 +343,9 @@ pub async fn dispatch(api: &Api, c: &Caller, r: &Req, route: Route) -> Result {
         (Clock, _) => clock::get(api, c),
         (ClockAdvance, _) => clock::advance(api, c, r),
         (Idle, _) => clock::idle(api, c, r).await,
+        (Journal, "GET") => journal::get(api, c, r).await,
+        (Journal, "PUT") => journal::put(api, c, r),
+        (Journal, _) => journal::delete(api, c),
         (Parameters(comp, v), _) => params::parameters(api, c, comp.as_deref(), v.as_deref()),
         (Parameter(comp, v, n), "GET") => params::get_parameter(api, c, &comp, &v, &n),
         (Parameter(comp, v, n), "PUT") => params::put_parameter(api, c, r, &comp, &v, &n).await,

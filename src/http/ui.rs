@@ -44,7 +44,11 @@ pub async fn file(raw_path: &str, head: bool) -> Option<Response<Body>> {
         None => UI.get_file(rel)?.contents().to_vec(),
     };
     let len = bytes.len();
-    let body = if head { Body::empty() } else { Body::from(bytes) };
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(bytes)
+    };
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, content_type(rel))

@@ -124,28 +124,24 @@ pub async fn put(api: &Api, c: &Caller, r: &Req, name: &str) -> Result {
             return Err(reply::bad_request("invalid_queue_type"));
         }
     }
+    let tracing = match body.get("tracing") {
+        None => existing.as_ref().is_some_and(|m| m.tracing),
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) if s == "true" || s == "false" => s == "true",
+        Some(other) => return Err(reply::bad_request(json!(["not_boolean", other]))),
+    };
+    // As in RabbitMQ, every PUT sets the description and tags: left out, they become empty.
     let cmd = Command::AddVhost {
         name: name.to_string(),
         description: body
             .get("description")
             .and_then(Value::as_str)
             .map(str::to_string)
-            .or_else(|| existing.as_ref().map(|m| m.description.clone()))
             .unwrap_or_default(),
-        tags: match body.get("tags") {
-            Some(t) => tags_of(t),
-            None => existing
-                .as_ref()
-                .map(|m| m.tags.clone())
-                .unwrap_or_default(),
-        },
+        tags: body.get("tags").map(tags_of).unwrap_or_default(),
         default_queue_type: dqt
             .or_else(|| existing.as_ref().and_then(|m| m.default_queue_type.clone())),
-        tracing: body
-            .get("tracing")
-            .and_then(Value::as_bool)
-            .or_else(|| existing.as_ref().map(|m| m.tracing))
-            .unwrap_or(false),
+        tracing,
     };
     let actor = Actor::internal();
     api.broker

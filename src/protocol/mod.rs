@@ -6,6 +6,8 @@
 /// The RabbitMQ release whose behaviour Warren follows, reported as the server version (connection.start,
 /// the management API, definitions exports).
 pub const RABBITMQ_VERSION: &str = "3.13.7";
+/// The node name Warren reports (management API, firehose `node` header).
+pub const NODE_NAME: &str = "warren@localhost";
 
 pub mod fields;
 pub mod nesting;
@@ -406,6 +408,24 @@ pub fn write_content(buf: &mut OutBuf, channel: u16, header: &[u8], body: &Bytes
         buf.put_u8(FRAME_END);
         at = end;
     }
+}
+
+/// The entries of the headers table in a basic content-header payload, as the publisher encoded them
+/// (in their order), or None when it has no headers or the payload is malformed.
+pub fn raw_headers(payload: &[u8]) -> Option<&[u8]> {
+    const FLAGS_AT: usize = 12;
+    let flags = u16::from_be_bytes(payload.get(FLAGS_AT..FLAGS_AT + 2)?.try_into().ok()?);
+    if flags & 0x2000 == 0 {
+        return None;
+    }
+    let mut at = FLAGS_AT + 2;
+    for bit in [0x8000u16, 0x4000] {
+        if flags & bit != 0 {
+            at += 1 + usize::from(*payload.get(at)?);
+        }
+    }
+    let len = u32::from_be_bytes(payload.get(at..at + 4)?.try_into().ok()?) as usize;
+    payload.get(at + 4..(at + 4).checked_add(len)?)
 }
 
 /// Encode a content header payload (class 60) for properties the broker built or changed.

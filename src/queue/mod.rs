@@ -144,6 +144,8 @@ pub struct QueueSpec<'a> {
     pub timers: Arc<Scheduler>,
     /// Persistent messages of a durable queue go to the store, and any queue pages bodies out to it.
     pub storage: Option<Storage>,
+    /// The broker's journal (expiry, dead-lettering, overflow drops and requeues are recorded here).
+    pub journal: Arc<crate::journal::Journal>,
 }
 
 /// The broker's message store and its budget for message bodies held in memory, shared by every queue.
@@ -180,6 +182,7 @@ pub struct Queue {
     pub queue_type: QueueType,
     host: Weak<dyn QueueHost>,
     timers: Arc<Scheduler>,
+    journal: Arc<crate::journal::Journal>,
     durable_store: Option<Durable>,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
@@ -273,6 +276,7 @@ impl Queue {
             host,
             timers,
             storage,
+            journal,
         } = spec;
         let config = QueueConfig::from_args(&arguments);
         let key = store_key(vhost, name);
@@ -299,6 +303,7 @@ impl Queue {
             arguments,
             host,
             timers,
+            journal,
             durable_store,
             state: Mutex::new(QueueState {
                 ready: ReadyList::with_pager(config.max_priority, pager),
@@ -536,8 +541,23 @@ impl Queue {
         (self.discard_all(), consumers)
     }
 
+    /// A journal event about `msg` in this queue.
+    fn journal_event(&self, kind: crate::journal::Kind, msg: &message::Message) {
+        self.journal.record(
+            crate::journal::Event::about(
+                kind,
+                &self.vhost,
+                &msg.properties,
+                &msg.exchange,
+                &msg.routing_key,
+            )
+            .in_queue(&self.name),
+        );
+    }
+
     /// Republish dead messages to the queue's dead-letter exchange (called without the queue lock).
     fn dead_letter(self: &Arc<Self>, dead: Dead) {
+        use crate::journal::{Detail, Kind};
         if dead.is_empty() {
             return;
         }
@@ -549,6 +569,29 @@ impl Queue {
                 st.config.dead_letter_routing_key.clone(),
             )
         };
+        let journal = self.journal.on(&self.vhost);
+        if journal {
+            for (qm, reason) in &dead {
+                if *reason == Reason::Expired {
+                    self.journal_event(Kind::Expired, &qm.msg);
+                }
+                if dlx.is_none() && matches!(reason, Reason::Maxlen | Reason::DeliveryLimit) {
+                    self.journal.record(
+                        crate::journal::Event::about(
+                            Kind::Dropped,
+                            &self.vhost,
+                            &qm.msg.properties,
+                            &qm.msg.exchange,
+                            &qm.msg.routing_key,
+                        )
+                        .in_queue(&self.name)
+                        .with(Detail::Dropped {
+                            reason: reason.as_str(),
+                        }),
+                    );
+                }
+            }
+        }
         let (Some(dlx), Some(host)) = (dlx, self.host.upgrade()) else {
             return;
         };
@@ -570,12 +613,39 @@ impl Queue {
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
             let mut routed = Routed::new();
             // A dead-letter exchange that does not exist drops the messages, as in RabbitMQ.
-            if !host.route(&dlx, &keys, dm.properties.headers().as_ref(), &mut routed) {
-                return;
-            }
+            let exists = host.route(&dlx, &keys, dm.properties.headers().as_ref(), &mut routed);
             // A message that would return to a queue it already died in, with no rejection on the way, is in a
             // cycle and is dropped there.
             routed.retain(|q| rejected || !history.iter().any(|h| **h == *q.name));
+            if journal {
+                let e = crate::journal::Event::about(
+                    Kind::DeadLettered,
+                    &self.vhost,
+                    &qm.msg.properties,
+                    &qm.msg.exchange,
+                    &qm.msg.routing_key,
+                )
+                .in_queue(&self.name);
+                self.journal.record(if exists {
+                    e.with(Detail::DeadLettered {
+                        reason: reason.as_str(),
+                        exchange: Arc::from(dlx.as_str()),
+                        routing_keys: keys.iter().map(|k| k.to_string()).collect(),
+                        queues: routed.iter().map(|q| q.name.clone()).collect(),
+                    })
+                } else {
+                    crate::journal::Event {
+                        kind: Kind::Dropped,
+                        ..e
+                    }
+                    .with(Detail::Dropped {
+                        reason: "dead_letter_exchange_missing",
+                    })
+                });
+            }
+            if !exists {
+                return;
+            }
             if enqueue(&routed, &Arc::new(dm), None).rejected {
                 // A dead-letter queue refused it (reject-publish overflow; a store failure is logged there).
                 tracing::debug!(queue = %self.name, vhost = %self.vhost, dlx = %dlx, reason = reason.as_str(), "a dead-lettered message was refused by its dead-letter queue or the store; it is lost");

@@ -3,6 +3,7 @@
 
 use super::args::QueueType;
 use super::{Dead, Queue, QueuedMessage, Reason};
+use crate::journal::Kind;
 use amq_protocol::types::AMQPValue;
 use std::sync::Arc;
 
@@ -63,6 +64,11 @@ impl Queue {
                     }));
                 }
                 back.push(m);
+            }
+            if self.journal.on(&self.vhost) {
+                for m in &back {
+                    self.journal_event(Kind::Requeued, &m.msg);
+                }
             }
             if st.config.queue_type == QueueType::Quorum {
                 for mut m in back {

@@ -126,6 +126,7 @@ impl Fixture {
             host,
             timers: self.timers.clone(),
             storage: None,
+            journal: crate::journal::Journal::off(),
         }))
     }
 

@@ -30,6 +30,9 @@ pub trait ReplySink: Send + Sync {
     fn is_closed(&self) -> bool;
 }
 
+/// The routing-key prefix of direct reply-to names.
+pub const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
+
 /// One direct reply-to registration.
 #[derive(Clone)]
 pub struct ReplyTarget {
@@ -55,6 +58,10 @@ pub struct VHost {
     pub name: Arc<str>,
     self_ref: Weak<VHost>,
     timers: Arc<Scheduler>,
+    pub journal: Arc<crate::journal::Journal>,
+    pub firehose: Arc<crate::broker::trace::Firehose>,
+    /// The firehose is on (RabbitMQ's tracing): publishes and deliveries are copied to amq.rabbitmq.trace.
+    tracing: std::sync::atomic::AtomicBool,
     store: Option<Storage>,
     /// Runs deletions the vhost's queues ask for (expiry) as commands.
     deleter: Weak<dyn Deleter>,
@@ -97,6 +104,8 @@ impl VHost {
     pub fn new(
         name: &str,
         timers: Arc<Scheduler>,
+        journal: Arc<crate::journal::Journal>,
+        firehose: Arc<crate::broker::trace::Firehose>,
         store: Option<Storage>,
         deleter: Weak<dyn Deleter>,
     ) -> Arc<VHost> {
@@ -105,6 +114,9 @@ impl VHost {
                 name: Arc::from(name),
                 self_ref: w.clone(),
                 timers,
+                journal,
+                firehose,
+                tracing: Default::default(),
                 store,
                 deleter,
                 exchanges: DashMap::default(),
@@ -149,9 +161,15 @@ impl VHost {
         Self::new(
             name,
             Scheduler::new(crate::clock::Clock::real()),
+            crate::journal::Journal::off(),
+            Default::default(),
             None,
             deleter,
         )
+    }
+
+    pub fn weak(&self) -> Weak<VHost> {
+        self.self_ref.clone()
     }
 
     pub fn meta(&self) -> VhostMeta {
@@ -159,7 +177,21 @@ impl VHost {
     }
 
     pub(super) fn set_meta(&self, m: VhostMeta) -> VhostMeta {
+        self.tracing
+            .store(m.tracing, std::sync::atomic::Ordering::Relaxed);
         std::mem::replace(&mut *self.meta.write(), m)
+    }
+
+    /// Whether anything watches this vhost's messages (firehose or journal): publishes then say who made them.
+    #[inline]
+    pub fn observed(&self) -> bool {
+        self.tracing() || self.journal.on(&self.name)
+    }
+
+    /// Whether the firehose copies this vhost's publishes and deliveries to amq.rabbitmq.trace.
+    #[inline]
+    pub fn tracing(&self) -> bool {
+        self.tracing.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn limits(&self) -> BTreeMap<String, i64> {

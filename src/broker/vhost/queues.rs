@@ -102,6 +102,7 @@ impl VHost {
             host,
             timers: self.timers.clone(),
             storage: self.store.clone(),
+            journal: self.journal.clone(),
         }));
         self.queues.insert(req.name.to_string(), q.clone());
         if durable {

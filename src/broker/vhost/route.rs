@@ -5,6 +5,8 @@
 
 use super::VHost;
 use crate::broker::exchange::{Destination, Exchange};
+use crate::broker::trace::Origin;
+use crate::journal::{Actor, Detail, Event, Kind};
 use crate::protocol::{self, fields};
 use crate::queue::message::Message;
 use crate::queue::{enqueue, ConfirmRef, Enqueued, Queue, Routed};
@@ -103,14 +105,42 @@ fn strip_bcc(msg: &Arc<Message>) -> Arc<Message> {
 
 impl VHost {
     /// Publish a message to `x`: route it with its routing key and any CC and BCC keys, count it on the
-    /// exchange, and enqueue it (a stored message tells `confirm` when it is durable).
+    /// exchange, and enqueue it (a stored message tells `confirm` when it is durable). `origin` (a client's
+    /// publish, not the broker's own) is what the firehose and the journal record.
     pub fn publish(
         &self,
         x: &Arc<Exchange>,
         msg: Arc<Message>,
         confirm: Option<&ConfirmRef>,
+        origin: Option<&Origin<'_>>,
     ) -> Published {
+        let journal = origin.is_some() && self.journal.on(&self.name);
+        let trace = origin.is_some_and(|o| o.trace) && self.tracing();
+        if journal {
+            if let Some(o) = origin {
+                self.journal.record(
+                    Event::about(
+                        Kind::Published,
+                        &self.name,
+                        &msg.properties,
+                        &msg.exchange,
+                        &msg.routing_key,
+                    )
+                    .with(Detail::Published {
+                        by: Actor {
+                            connection: Arc::from(o.connection),
+                            channel: o.channel,
+                            user: Arc::from(o.user),
+                        },
+                        mandatory: o.mandatory,
+                        properties: msg.properties.clone(),
+                    }),
+                );
+            }
+        }
         let mut routed = Routed::new();
+        let mut alternates = Vec::new();
+        let alts = journal.then_some(&mut alternates);
         let headers = msg.properties.headers().as_ref();
         let cc = headers.map(|h| (routing_list(h, "CC"), routing_list(h, "BCC")));
         match &cc {
@@ -118,9 +148,9 @@ impl VHost {
                 let mut keys: Vec<&str> = vec![&msg.routing_key];
                 keys.extend(cc.iter().map(String::as_str));
                 keys.extend(bcc.iter().map(String::as_str));
-                self.route(x, &keys, headers, &mut routed);
+                self.route_via(x, &keys, headers, &mut routed, alts);
             }
-            _ => self.route(x, &[&msg.routing_key], headers, &mut routed),
+            _ => self.route_via(x, &[&msg.routing_key], headers, &mut routed, alts),
         }
         let msg = match &cc {
             Some((_, bcc)) if !bcc.is_empty() => strip_bcc(&msg),
@@ -130,12 +160,63 @@ impl VHost {
         if routed.is_empty() {
             x.stats.unroutable.add(1);
         }
+        if journal || trace {
+            let names: Vec<Arc<str>> = routed.iter().map(|q| q.name.clone()).collect();
+            if let (true, Some(o)) = (trace, origin) {
+                let bcc = cc.as_ref().map(|(_, b)| b.as_slice()).unwrap_or(&[]);
+                self.firehose.published(self, &msg, bcc, &names, o);
+            }
+            if journal {
+                let e = Event::about(
+                    Kind::Routed,
+                    &self.name,
+                    &msg.properties,
+                    &msg.exchange,
+                    &msg.routing_key,
+                );
+                self.journal.record(if names.is_empty() {
+                    Event {
+                        kind: Kind::Unroutable,
+                        ..e
+                    }
+                    .with(Detail::Unroutable {
+                        mandatory: origin.is_some_and(|o| o.mandatory),
+                    })
+                } else {
+                    e.with(Detail::Routed {
+                        queues: names,
+                        alternate: alternates,
+                    })
+                });
+            }
+        }
         let enqueued = enqueue(&routed, &msg, confirm);
         Published {
             routed: !routed.is_empty(),
             enqueued,
             msg,
         }
+    }
+
+    /// Copy a publish to the firehose without enqueueing it: routed only to name the queues it would reach
+    /// (a transactional publish, traced when it is made).
+    pub fn trace_publish(&self, x: &Arc<Exchange>, msg: &Arc<Message>, origin: &Origin<'_>) {
+        let mut routed = Routed::new();
+        let headers = msg.properties.headers().as_ref();
+        let (cc, bcc) = headers
+            .map(|h| (routing_list(h, "CC"), routing_list(h, "BCC")))
+            .unwrap_or_default();
+        let mut keys: Vec<&str> = vec![&msg.routing_key];
+        keys.extend(cc.iter().map(String::as_str));
+        keys.extend(bcc.iter().map(String::as_str));
+        self.route(x, &keys, headers, &mut routed);
+        let names: Vec<Arc<str>> = routed.iter().map(|q| q.name.clone()).collect();
+        let msg = if bcc.is_empty() {
+            msg.clone()
+        } else {
+            strip_bcc(msg)
+        };
+        self.firehose.published(self, &msg, &bcc, &names, origin);
     }
 
     /// Route a message published to `x` with `keys` (its routing key, then any CC and BCC keys) into `out`.
@@ -145,6 +226,18 @@ impl VHost {
         keys: &[&str],
         headers: Option<&FieldTable>,
         out: &mut Routed,
+    ) {
+        self.route_via(x, keys, headers, out, None)
+    }
+
+    /// `route`, noting in `alternates` each alternate exchange the message went through.
+    fn route_via(
+        &self,
+        x: &Arc<Exchange>,
+        keys: &[&str],
+        headers: Option<&FieldTable>,
+        out: &mut Routed,
+        mut alternates: Option<&mut Vec<Arc<str>>>,
     ) {
         let mut set = RouteSet::new(out);
         if x.name.is_empty() {
@@ -185,6 +278,9 @@ impl VHost {
                 if let Some(ae) = ex.alternate() {
                     if !visited.iter().any(|v| &**v == ae.as_str()) {
                         visited.push(Arc::from(ae.as_str()));
+                        if let Some(a) = alternates.as_deref_mut() {
+                            a.push(Arc::from(ae.as_str()));
+                        }
                         if let Some(next) = self.exchange(&ae) {
                             work.push(next);
                         }

@@ -84,6 +84,8 @@ impl Channel {
             }
             basic::AMQPMethod::Ack(a) => {
                 let entries = self.shared.take(a.delivery_tag, a.multiple)?;
+                self.shared
+                    .journal_settled(&entries, crate::journal::Kind::Acked, false);
                 match &mut self.tx {
                     Some(ops) => {
                         self.shared
@@ -97,10 +99,14 @@ impl Channel {
             }
             basic::AMQPMethod::Nack(n) => {
                 let entries = self.shared.take(n.delivery_tag, n.multiple)?;
+                self.shared
+                    .journal_settled(&entries, crate::journal::Kind::Nacked, n.requeue);
                 self.reject(entries, n.requeue);
             }
             basic::AMQPMethod::Reject(r) => {
                 let entries = self.shared.take(r.delivery_tag, false)?;
+                self.shared
+                    .journal_settled(&entries, crate::journal::Kind::Rejected, r.requeue);
                 self.reject(entries, r.requeue);
             }
             basic::AMQPMethod::Recover(r) => {

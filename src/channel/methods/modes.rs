@@ -78,7 +78,7 @@ impl Channel {
                                     return Err(e);
                                 }
                             };
-                            self.route_and_enqueue(ctx, &x, mandatory, msg);
+                            self.route_and_enqueue(ctx, &x, mandatory, msg, false);
                         }
                         TxOp::Ack(entries) => self.settle(entries, Settle::Ack),
                         TxOp::Reject { entries, requeue } => {

@@ -76,6 +76,18 @@ impl Channel {
         })?;
         let msg = Arc::new(msg);
         if let Some(ops) = &mut self.tx {
+            // RabbitMQ traces a transactional publish when it is made, committed or not.
+            if ctx.vhost.tracing() {
+                let connection = ctx.conn.name();
+                let origin = crate::broker::trace::Origin {
+                    connection: &connection,
+                    channel: self.shared.id,
+                    user: ctx.user,
+                    mandatory: p.mandatory,
+                    trace: true,
+                };
+                ctx.vhost.trace_publish(&x, &msg, &origin);
+            }
             self.shared
                 .mode
                 .uncommitted_messages
@@ -87,7 +99,7 @@ impl Channel {
             });
             return Ok(());
         }
-        self.route_and_enqueue(ctx, &x, p.mandatory, msg);
+        self.route_and_enqueue(ctx, &x, p.mandatory, msg, true);
         Ok(())
     }
 
@@ -107,6 +119,7 @@ impl Channel {
         x: &Arc<crate::broker::exchange::Exchange>,
         mandatory: bool,
         msg: Arc<Message>,
+        trace: bool,
     ) {
         if x.name.is_empty() && msg.routing_key.starts_with(reply_to::PREFIX) {
             match ctx.vhost.reply_target(&msg.routing_key) {
@@ -130,7 +143,47 @@ impl Channel {
                 seq,
             }
         });
-        let p = ctx.vhost.publish(x, msg, cref.as_ref());
+        let p = if ctx.vhost.observed() {
+            let connection = ctx.conn.name();
+            let origin = crate::broker::trace::Origin {
+                connection: &connection,
+                channel: self.id(),
+                user: ctx.user,
+                mandatory,
+                trace,
+            };
+            if cref.is_some() && ctx.vhost.journal.on(&ctx.vhost.name) {
+                self.shared.journal_confirm_later(
+                    seq,
+                    crate::journal::Event::about(
+                        crate::journal::Kind::Confirmed,
+                        &ctx.vhost.name,
+                        &msg.properties,
+                        &msg.exchange,
+                        &msg.routing_key,
+                    ),
+                );
+            }
+            let p = ctx.vhost.publish(x, msg, cref.as_ref(), Some(&origin));
+            if !p.routed && mandatory && ctx.vhost.journal.on(&ctx.vhost.name) {
+                ctx.vhost.journal.record(
+                    crate::journal::Event::about(
+                        crate::journal::Kind::Returned,
+                        &ctx.vhost.name,
+                        &p.msg.properties,
+                        &p.msg.exchange,
+                        &p.msg.routing_key,
+                    )
+                    .with(crate::journal::Detail::Returned {
+                        reply_code: 312,
+                        reply_text: "NO_ROUTE",
+                    }),
+                );
+            }
+            p
+        } else {
+            ctx.vhost.publish(x, msg, cref.as_ref(), None)
+        };
         if !p.routed {
             if mandatory {
                 self.shared.stats.return_unroutable.bump(1);
