@@ -358,6 +358,53 @@ impl Journal {
     }
 }
 
+impl std::fmt::Display for Event {
+    /// One line: time of day (UTC), event, where, and what the event adds.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.time / 1000;
+        write!(
+            f,
+            "{:02}:{:02}:{:02}.{:03} {}",
+            secs / 3600 % 24,
+            secs / 60 % 60,
+            secs % 60,
+            self.time % 1000,
+            self.kind.as_str()
+        )?;
+        if let Some(q) = &self.queue {
+            write!(f, " queue={q}")?;
+        }
+        if let Some(x) = &self.exchange {
+            write!(f, " exchange={x:?}")?;
+        }
+        if let Some(k) = &self.routing_key {
+            write!(f, " rk={k:?}")?;
+        }
+        match &self.detail {
+            Detail::Routed { queues, .. } => write!(f, " to {queues:?}"),
+            Detail::Delivered {
+                consumer_tag,
+                redelivered,
+                ..
+            } => write!(
+                f,
+                " consumer={} redelivered={redelivered}",
+                consumer_tag.as_deref().unwrap_or("(basic.get)")
+            ),
+            Detail::Settled { requeue, .. } => write!(f, " requeue={requeue}"),
+            Detail::DeadLettered {
+                reason,
+                exchange,
+                queues,
+                ..
+            } => write!(f, " reason={reason} dlx={exchange:?} to {queues:?}"),
+            Detail::Dropped { reason } => write!(f, " reason={reason}"),
+            Detail::Confirmed { ack } => write!(f, " ack={ack}"),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -161,6 +161,11 @@ impl ServerBuilder {
         self.config.ephemeral = ephemeral;
         self
     }
+    /// Record the message journal (on by default for an ephemeral broker, off otherwise).
+    pub fn journal(mut self, on: bool) -> Self {
+        self.config.journal = Some(on);
+        self
+    }
     /// Run on a virtual clock: broker time moves only with [`Server::advance_clock`].
     pub fn virtual_clock(mut self, on: bool) -> Self {
         self.config.clock = if on { "virtual" } else { "real" }.to_string();
@@ -419,6 +424,68 @@ impl Server {
     /// clock this only fires what is already due.
     pub fn advance_clock(&self, by: Duration) -> u64 {
         self.broker.advance_clock(by)
+    }
+
+    /// Journal events matching `f` (the newest 10,000 at most), oldest first.
+    pub fn journal(&self, f: &crate::journal::Filter) -> Vec<crate::journal::Event> {
+        self.broker.journal.query(f, 10_000).0
+    }
+
+    /// Wait until an event matching `f` is in the journal; after `timeout`, an error that says what the
+    /// journal does hold about the message (the same filter, any event).
+    pub async fn wait_for(
+        &self,
+        f: crate::journal::Filter,
+        timeout: Duration,
+    ) -> Result<crate::journal::Event, String> {
+        let j = &self.broker.journal;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let appended = j.appended();
+            if let Some(e) = j.query(&f, 1).0.pop() {
+                return Ok(e);
+            }
+            if tokio::time::timeout_at(deadline, appended).await.is_err() {
+                let related = crate::journal::Filter {
+                    kind: None,
+                    ..f.clone()
+                };
+                let seen: Vec<String> = j
+                    .query(&related, 50)
+                    .0
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                let want = f.kind.map_or("any event", |k| k.as_str());
+                return Err(format!(
+                    "expected {want} matching {f:?} within {timeout:?}; journal has: {}",
+                    if seen.is_empty() {
+                        "nothing about it".to_string()
+                    } else {
+                        seen.join(", ")
+                    }
+                ));
+            }
+        }
+    }
+
+    /// Wait until nothing is in flight (see `GET /api/warren/idle`); after `timeout`, an error listing what
+    /// still is.
+    pub async fn wait_idle(&self, timeout: Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let pending = crate::http::clock::in_flight(&self.broker);
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "the broker was not idle within {timeout:?}: {}",
+                    serde_json::Value::Object(pending)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     /// The broker's time, in Unix milliseconds (virtual or real).

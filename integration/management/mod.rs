@@ -8,7 +8,9 @@
 
 mod client;
 mod endpoints;
+mod firehose;
 mod http;
+mod journal;
 mod prometheus;
 
 use crate::common::TestBroker;

@@ -44,8 +44,7 @@ const IDLE_DEFAULT_MS: u64 = 10_000;
 const IDLE_MAX_MS: u64 = 300_000;
 
 /// What keeps the broker from being idle, or nothing.
-fn in_flight(api: &Api) -> serde_json::Map<String, serde_json::Value> {
-    let b = &api.broker;
+pub fn in_flight(b: &crate::broker::Broker) -> serde_json::Map<String, serde_json::Value> {
     let mut pending = serde_json::Map::new();
     let mut deliverable = Vec::new();
     for v in b.vhosts() {
@@ -103,7 +102,7 @@ pub async fn idle(api: &Api, c: &Caller, r: &Req) -> Result {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait);
     let started = tokio::time::Instant::now();
     loop {
-        let pending = in_flight(api);
+        let pending = in_flight(&api.broker);
         if pending.is_empty() {
             return Ok(Reply::json(&json!({
                 "idle": true,

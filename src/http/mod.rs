@@ -8,7 +8,7 @@
 
 mod auth;
 mod bindings;
-mod clock;
+pub mod clock;
 pub mod collect;
 mod conns;
 mod defs;

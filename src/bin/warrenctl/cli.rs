@@ -319,6 +319,53 @@ pub enum Command {
         #[arg(value_parser = parse_duration_ms)]
         duration: u64,
     },
+    /// Starts the firehose tracer of a virtual host (copies to amq.rabbitmq.trace)
+    #[command(override_usage = "warrenctl [--quiet] trace_on [--vhost <vhost>]")]
+    TraceOn,
+    /// Stops the firehose tracer of a virtual host
+    #[command(override_usage = "warrenctl [--quiet] trace_off [--vhost <vhost>]")]
+    TraceOff,
+    /// Lists message journal events (what happened to which message, and why)
+    #[command(
+        override_usage = "warrenctl [--quiet] journal [--message-id <id>] [--correlation-id <id>] [--queue <q>] [--exchange <x>] [--event <event>] [--limit <n>] [--wait <duration>] [--all-vhosts]"
+    )]
+    Journal(JournalArgs),
+    /// Switches the message journal on (for --vhost, or with --all-vhosts for every vhost)
+    #[command(override_usage = "warrenctl [--quiet] journal_on [--vhost <vhost> | --all-vhosts]")]
+    JournalOn {
+        #[arg(long)]
+        all_vhosts: bool,
+    },
+    /// Switches the message journal off (for --vhost, or with --all-vhosts everywhere)
+    #[command(override_usage = "warrenctl [--quiet] journal_off [--vhost <vhost> | --all-vhosts]")]
+    JournalOff {
+        #[arg(long)]
+        all_vhosts: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct JournalArgs {
+    #[arg(long)]
+    pub message_id: Option<String>,
+    #[arg(long)]
+    pub correlation_id: Option<String>,
+    #[arg(long)]
+    pub queue: Option<String>,
+    #[arg(long)]
+    pub exchange: Option<String>,
+    /// published, routed, unroutable, returned, confirmed, delivered, acked, nacked, rejected, requeued,
+    /// expired, dead-lettered or dropped
+    #[arg(long)]
+    pub event: Option<String>,
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Wait up to this long for a first matching event (exit code 1 if none comes)
+    #[arg(long, value_parser = parse_duration_ms)]
+    pub wait: Option<u64>,
+    /// Events of every vhost, not only --vhost's
+    #[arg(long)]
+    pub all_vhosts: bool,
 }
 
 /// "90s", "5m", "1h", "2d", "250ms" or plain milliseconds, as milliseconds.

@@ -224,5 +224,10 @@ fn run(app: &App, command: Command) -> Result<(), CtlError> {
         CheckPortConnectivity => node::check_port_connectivity(app),
         CheckVirtualHosts => node::check_virtual_hosts(app),
         AdvanceClock { duration } => node::advance_clock(app, duration),
+        TraceOn => node::trace(app, true),
+        TraceOff => node::trace(app, false),
+        Journal(j) => node::journal(app, &j),
+        JournalOn { all_vhosts } => node::journal_switch(app, true, all_vhosts),
+        JournalOff { all_vhosts } => node::journal_switch(app, false, all_vhosts),
     }
 }
