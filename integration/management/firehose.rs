@@ -8,6 +8,9 @@ use lapin::options::{BasicGetOptions, QueueBindOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 
+/// Tracing is per vhost: against a shared external broker these tests must not overlap.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn set_tracing(m: &Mgmt, on: bool) -> u16 {
     m.request(reqwest::Method::PUT, "/api/vhosts/%2F")
         .json(&serde_json::json!({ "tracing": on }))
@@ -58,6 +61,7 @@ async fn next_trace(ch: &lapin::Channel, q: &str) -> (String, FieldTable, Vec<u8
 
 #[tokio::test]
 async fn publish_and_delivery_are_traced_as_rabbitmq_traces_them() {
+    let _serial = SERIAL.lock().await;
     let m = Mgmt::start().await;
     let conn = connect(&m.amqp).await;
     let ch = open(&conn).await;
@@ -172,6 +176,7 @@ async fn publish_and_delivery_are_traced_as_rabbitmq_traces_them() {
 
 #[tokio::test]
 async fn a_transactional_publish_is_traced_when_made_even_if_rolled_back() {
+    let _serial = SERIAL.lock().await;
     let m = Mgmt::start().await;
     let conn = connect(&m.amqp).await;
     let ch = open(&conn).await;

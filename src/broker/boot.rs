@@ -134,7 +134,11 @@ impl Broker {
     fn replay(&self, cmds: Vec<super::Command>) {
         let _serial = self.meta.lock();
         let actor = Actor::internal();
-        for cmd in cmds {
+        for mut cmd in cmds {
+            // Tracing does not survive a restart, as in RabbitMQ (it keeps it in memory only).
+            if let super::Command::AddVhost { tracing, .. } = &mut cmd {
+                *tracing = false;
+            }
             let name = cmd.name();
             let mut fx = Effects::default();
             match self.apply(cmd, &actor, Mode::Replay, &mut fx) {
