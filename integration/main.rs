@@ -29,9 +29,11 @@ mod queues;
 mod routing;
 
 // RabbitMQ queue features, one file each.
+mod compat;
 mod consumer_priorities;
 mod dead_lettering;
 mod direct_reply_to;
+mod exactness;
 mod length_limits;
 mod limits;
 mod message_ttl;

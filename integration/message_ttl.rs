@@ -23,6 +23,12 @@ async fn expiration_must_be_a_non_negative_integer() {
         ("10s", "{leftover_string,\"s\"}"),
         ("", "no_integer"),
         ("1.5", "{leftover_string,\".5\"}"),
+        // Ten years is the longest; Erlang's ~p breaks a term that would pass column 80.
+        ("315360000001", "{value_too_large,315360000001}"),
+        (
+            "99999999999999999999",
+            "{value_too_large,\n                                            99999999999999999999}",
+        ),
     ] {
         let ch = open(&conn).await;
         let w = watch(&ch).await;

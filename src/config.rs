@@ -7,6 +7,40 @@ use std::path::{Path, PathBuf};
 /// Messages a queue keeps in memory when their bodies are on disk anyway (`queue_in_memory_messages`).
 pub const DEFAULT_QUEUE_IN_MEMORY_MESSAGES: usize = 2048;
 
+/// RabbitMQ 3.13's default max_message_size (128 MiB); 4.x's is 16 MiB.
+const DEFAULT_MAX_MESSAGE_SIZE: u64 = 134_217_728;
+const DEFAULT_MAX_MESSAGE_SIZE_4: u64 = 16_777_216;
+
+/// The RabbitMQ line Warren behaves as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Compat {
+    #[default]
+    V3_13,
+    V4_3,
+}
+
+impl Compat {
+    pub fn is_4(self) -> bool {
+        self == Compat::V4_3
+    }
+
+    /// The RabbitMQ version reported (connection.start, management API, definitions export).
+    pub fn version(self) -> &'static str {
+        match self {
+            Compat::V3_13 => crate::protocol::RABBITMQ_VERSION,
+            Compat::V4_3 => crate::protocol::RABBITMQ_VERSION_4,
+        }
+    }
+
+    /// The smallest frame_max a client may negotiate, and the frame limit before tune-ok.
+    pub fn frame_min(self) -> u32 {
+        match self {
+            Compat::V3_13 => crate::protocol::FRAME_MIN_SIZE,
+            Compat::V4_3 => 8192,
+        }
+    }
+}
+
 /// The largest max_message_size RabbitMQ accepts (512 MiB).
 pub const MAX_MESSAGE_SIZE_CAP: u64 = 536_870_912;
 
@@ -74,9 +108,12 @@ pub struct Config {
     /// test advances it (`POST /api/warren/clock/advance`, `Server::advance_clock`), firing every TTL,
     /// expiry and timeout that falls due. Socket heartbeats and timeouts stay on real time.
     pub clock: String,
-    /// The message journal (`GET /api/warren/journal`): on or off for every vhost at start; unset, it is on
-    /// exactly when the broker is ephemeral (test mode).
+    /// The message journal (`GET /api/warren/journal`): on or off for every vhost at start (off when unset;
+    /// `Server::builder()` turns it on). It halves peak throughput, so a plain `--ephemeral` does not.
     pub journal: Option<bool>,
+    /// Which RabbitMQ to behave as: "3.13" (the default) or "4.3", whose refusals and defaults differ
+    /// (see the README's list).
+    pub compat: String,
     /// Events the journal keeps; the oldest are dropped beyond it.
     pub journal_capacity: usize,
     /// Whether to listen for plain (non-TLS) AMQP on `port`; off leaves only the TLS listener.
@@ -161,7 +198,7 @@ impl Default for Config {
             frame_max: 131_072,
             heartbeat: 60,
             handshake_timeout_ms: 10_000,
-            max_message_size: 134_217_728,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             consumer_timeout: 1_800_000,
             connection_max: 0,
             definitions: None,
@@ -176,6 +213,7 @@ impl Default for Config {
             disk_free_limit_bytes: 50_000_000,
             clock: "real".to_string(),
             journal: None,
+            compat: "3.13".to_string(),
             journal_capacity: 100_000,
             tcp_listener: true,
             tls: None,
@@ -275,9 +313,26 @@ impl Config {
         (self.memory_limit() as f64 * self.memory_paging_ratio) as u64
     }
 
+    pub fn compat(&self) -> Compat {
+        if self.compat == "4.3" {
+            Compat::V4_3
+        } else {
+            Compat::V3_13
+        }
+    }
+
+    /// The largest message body accepted: as configured, or the compat line's default.
+    pub fn max_message_size(&self) -> u64 {
+        if self.compat().is_4() && self.max_message_size == DEFAULT_MAX_MESSAGE_SIZE {
+            DEFAULT_MAX_MESSAGE_SIZE_4
+        } else {
+            self.max_message_size
+        }
+    }
+
     /// Whether the journal records from the start.
     pub fn journal_on(&self) -> bool {
-        self.journal.unwrap_or(self.ephemeral)
+        self.journal.unwrap_or(false)
     }
 
     /// The broker clock this configuration asks for.
@@ -336,6 +391,11 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "unknown authentication mechanism {m} (PLAIN, AMQPLAIN, EXTERNAL)"
             )));
+        }
+        if !matches!(self.compat.as_str(), "3.13" | "4.3") {
+            return Err(ConfigError::Invalid(
+                "compat must be \"3.13\" or \"4.3\"".into(),
+            ));
         }
         if !matches!(self.clock.as_str(), "real" | "virtual") {
             return Err(ConfigError::Invalid(

@@ -13,7 +13,6 @@ use serde_json::Value;
 use std::path::Path;
 
 /// The RabbitMQ version Warren's definitions claim to come from.
-const RABBIT_VERSION: &str = crate::protocol::RABBITMQ_VERSION;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -645,10 +644,10 @@ pub fn export(b: &Broker) -> Value {
         .collect();
     let o = objects(b, &vhosts, true);
     serde_json::json!({
-        "rabbit_version": RABBIT_VERSION,
-        "rabbitmq_version": RABBIT_VERSION,
+        "rabbit_version": b.config.compat().version(),
+        "rabbitmq_version": b.config.compat().version(),
         "product_name": "RabbitMQ",
-        "product_version": RABBIT_VERSION,
+        "product_version": b.config.compat().version(),
         "users": users,
         "vhosts": vhost_list,
         "permissions": permissions,
@@ -667,7 +666,7 @@ pub fn export_vhost(b: &Broker, vhost: &str) -> Option<Value> {
     let v = b.vhost(vhost)?;
     let o = objects(b, &[v], false);
     Some(serde_json::json!({
-        "rabbit_version": RABBIT_VERSION,
+        "rabbit_version": b.config.compat().version(),
         "parameters": o.parameters,
         "policies": o.policies,
         "queues": o.queues,

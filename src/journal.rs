@@ -5,7 +5,8 @@
 //! Off, it costs one or two relaxed atomic loads per event site. On, each event is a small struct pushed
 //! into a ring under a short lock (a leaf lock: nothing is called while it is held, so any layer may record
 //! from under its own locks). The ring holds at most `capacity` events; the oldest go first, counted in
-//! `evicted`. Waiters (the HTTP `wait_ms` query) are woken on every append.
+//! `evicted`. Waiters (the HTTP `wait_ms` query) poll: waking them on every append would cost every
+//! message a trip through a notifier whether anyone waits or not.
 //!
 //! Layer: bottom, beside the clock; it knows messages only by the properties and names it is given.
 
@@ -89,7 +90,8 @@ pub enum Detail {
     Published {
         by: Actor,
         mandatory: bool,
-        properties: Box<BasicProperties>,
+        /// The content header as published (a copy: decoding the properties waits for a query).
+        header: bytes::Bytes,
     },
     Routed {
         queues: Vec<Arc<str>>,
@@ -150,7 +152,7 @@ impl Event {
         kind: Kind,
         vhost: &Arc<str>,
         props: &BasicProperties,
-        exchange: &str,
+        exchange: &Arc<str>,
         routing_key: &str,
     ) -> Event {
         let id = |v: &Option<amq_protocol::types::ShortString>| {
@@ -163,7 +165,7 @@ impl Event {
             vhost: vhost.clone(),
             message_id: id(props.message_id()),
             correlation_id: id(props.correlation_id()),
-            exchange: Some(Arc::from(exchange)),
+            exchange: Some(exchange.clone()),
             routing_key: Some(Arc::from(routing_key)),
             queue: None,
             detail: Detail::None,
@@ -240,7 +242,6 @@ pub struct Journal {
     capacity: usize,
     ring: Mutex<Ring>,
     clock: Arc<Clock>,
-    appended: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Journal {
@@ -265,7 +266,6 @@ impl Journal {
                 evicted: 0,
             }),
             clock,
-            appended: tokio::sync::Notify::new(),
         }
     }
 
@@ -328,7 +328,6 @@ impl Journal {
             }
             r.events.push_back(e);
         }
-        self.appended.notify_waiters();
     }
 
     pub fn clear(&self) {
@@ -352,9 +351,21 @@ impl Journal {
         (out, r.evicted)
     }
 
-    /// Resolves on the next append; create it before querying so nothing appended in between is missed.
-    pub fn appended(&self) -> tokio::sync::futures::Notified<'_> {
-        self.appended.notified()
+    /// The first event matching `f` (oldest first), waiting up to `timeout` for one to be recorded.
+    pub async fn wait(&self, f: &Filter, timeout: std::time::Duration) -> Option<Event> {
+        /// How often a waiter looks again: well under what a test's message takes to go anywhere.
+        const POLL: std::time::Duration = std::time::Duration::from_millis(2);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let found = {
+                let r = self.ring.lock();
+                r.events.iter().find(|e| f.matches(e)).cloned()
+            };
+            if found.is_some() || tokio::time::Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 }
 
@@ -412,7 +423,7 @@ mod tests {
     fn ev(j: &Journal, kind: Kind, id: &str, queue: Option<&str>) {
         let vh: Arc<str> = Arc::from("/");
         let props = BasicProperties::default().with_message_id(id.into());
-        let mut e = Event::about(kind, &vh, &props, "x", "k");
+        let mut e = Event::about(kind, &vh, &props, &Arc::from("x"), "k");
         e.queue = queue.map(Arc::from);
         j.record(e);
     }

@@ -47,8 +47,11 @@ struct Cli {
     /// "virtual": broker time moves only when a test advances it (POST /api/warren/clock/advance).
     #[arg(long, value_parser = ["real", "virtual"])]
     clock: Option<String>,
-    /// The message journal: "on" or "off" (default: on with --ephemeral, off otherwise).
-    #[arg(long, value_parser = ["on", "off"])]
+    /// Behave as RabbitMQ "3.13" (default) or "4.3" (its refusals and defaults).
+    #[arg(long, env = "WARREN_COMPAT", value_parser = ["3.13", "4.3"])]
+    compat: Option<String>,
+    /// The message journal: "on" or "off" (default off; the last one given wins).
+    #[arg(long, value_parser = ["on", "off"], overrides_with = "journal")]
     journal: Option<String>,
 }
 
@@ -103,6 +106,9 @@ fn main() -> ExitCode {
     }
     if let Some(c) = cli.clock {
         config.clock = c;
+    }
+    if let Some(c) = cli.compat {
+        config.compat = c;
     }
     if let Some(j) = cli.journal {
         config.journal = Some(j == "on");

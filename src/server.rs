@@ -161,7 +161,12 @@ impl ServerBuilder {
         self.config.ephemeral = ephemeral;
         self
     }
-    /// Record the message journal (on by default for an ephemeral broker, off otherwise).
+    /// Behave as RabbitMQ "3.13" (the default) or "4.3".
+    pub fn compat(mut self, line: &str) -> Self {
+        self.config.compat = line.to_string();
+        self
+    }
+    /// Record the message journal (on by default here; off by default for the `warren` binary).
     pub fn journal(mut self, on: bool) -> Self {
         self.config.journal = Some(on);
         self
@@ -248,7 +253,7 @@ impl ServerBuilder {
 }
 
 impl Server {
-    /// A builder with test-friendly defaults (127.0.0.1, port 0, ephemeral).
+    /// A builder with test-friendly defaults (127.0.0.1, port 0, ephemeral, the message journal on).
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
             config: {
@@ -256,6 +261,7 @@ impl Server {
                     bind: "127.0.0.1".into(),
                     port: 0,
                     ephemeral: true,
+                    journal: Some(true),
                     ..Default::default()
                 };
                 c.management.bind = "127.0.0.1".into();
@@ -439,34 +445,28 @@ impl Server {
         timeout: Duration,
     ) -> Result<crate::journal::Event, String> {
         let j = &self.broker.journal;
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let appended = j.appended();
-            if let Some(e) = j.query(&f, 1).0.pop() {
-                return Ok(e);
-            }
-            if tokio::time::timeout_at(deadline, appended).await.is_err() {
-                let related = crate::journal::Filter {
-                    kind: None,
-                    ..f.clone()
-                };
-                let seen: Vec<String> = j
-                    .query(&related, 50)
-                    .0
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                let want = f.kind.map_or("any event", |k| k.as_str());
-                return Err(format!(
-                    "expected {want} matching {f:?} within {timeout:?}; journal has: {}",
-                    if seen.is_empty() {
-                        "nothing about it".to_string()
-                    } else {
-                        seen.join(", ")
-                    }
-                ));
-            }
+        if let Some(e) = j.wait(&f, timeout).await {
+            return Ok(e);
         }
+        let related = crate::journal::Filter {
+            kind: None,
+            ..f.clone()
+        };
+        let seen: Vec<String> = j
+            .query(&related, 50)
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let want = f.kind.map_or("any event", |k| k.as_str());
+        Err(format!(
+            "expected {want} matching {f:?} within {timeout:?}; journal has: {}",
+            if seen.is_empty() {
+                "nothing about it".to_string()
+            } else {
+                seen.join(", ")
+            }
+        ))
     }
 
     /// Wait until nothing is in flight (see `GET /api/warren/idle`); after `timeout`, an error listing what

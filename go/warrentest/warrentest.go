@@ -137,7 +137,7 @@ func TryStart(t testing.TB, opts ...Option) (*Broker, error) {
 		o.stopGrace = stopGrace
 	}
 	b := &Broker{t: t, done: make(chan struct{}), client: &http.Client{}, stopGrace: o.stopGrace}
-	b.cmd = exec.Command(exe, append([]string{"--port", "0", "--bind", "127.0.0.1", "--ephemeral"}, o.args...)...)
+	b.cmd = exec.Command(exe, append([]string{"--port", "0", "--bind", "127.0.0.1", "--ephemeral", "--journal", "on"}, o.args...)...)
 	b.cmd.Env = o.env
 	stdout, err := b.cmd.StdoutPipe()
 	if err != nil {
@@ -749,7 +749,7 @@ func (e *WaitForError) Error() string {
 	}
 	fmt.Fprintf(&sb, " within %v; ", e.Timeout)
 	if !e.Page.Enabled {
-		sb.WriteString(`the journal is disabled (it is on by default with --ephemeral; --journal on, or PUT /api/warren/journal {"enabled": true})`)
+		sb.WriteString(`the journal is disabled (the helper starts it with --journal on; or PUT /api/warren/journal {"enabled": true})`)
 		return sb.String()
 	}
 	rel := e.Page.Related

@@ -42,8 +42,26 @@ fn s(v: Option<&AMQPValue>) -> String {
     }
 }
 
+/// A fresh queue bound to amq.rabbitmq.trace with `key`.
+async fn trace_queue(ch: &lapin::Channel, key: &str) -> String {
+    let q = declare_queue(ch, &unique("fh-traces")).await;
+    within(ch.queue_bind(
+        q.as_str().into(),
+        "amq.rabbitmq.trace".into(),
+        key.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    ))
+    .await
+    .expect("bind to amq.rabbitmq.trace");
+    q
+}
+
 /// The next trace copy on `q`, with its routing key and headers.
-async fn next_trace(ch: &lapin::Channel, q: &str) -> (String, FieldTable, Vec<u8>, BasicProperties) {
+async fn next_trace(
+    ch: &lapin::Channel,
+    q: &str,
+) -> (String, FieldTable, Vec<u8>, BasicProperties) {
     let m = get_wait(ch, q, true).await;
     let h = m
         .delivery
@@ -65,16 +83,7 @@ async fn publish_and_delivery_are_traced_as_rabbitmq_traces_them() {
     let m = Mgmt::start().await;
     let conn = connect(&m.amqp).await;
     let ch = open(&conn).await;
-    let traces = declare_queue(&ch, &unique("fh-traces")).await;
-    within(ch.queue_bind(
-        traces.as_str().into(),
-        "amq.rabbitmq.trace".into(),
-        "#".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    ))
-    .await
-    .expect("bind to amq.rabbitmq.trace");
+    let traces = trace_queue(&ch, "#").await;
     let q = declare_queue(&ch, &unique("fh-q")).await;
     assert_eq!(set_tracing(&m, true).await, 204);
     let vhost: serde_json::Value = m
@@ -136,7 +145,10 @@ async fn publish_and_delivery_are_traced_as_rabbitmq_traces_them() {
     assert_eq!(s(h.inner().get("user")), "guest");
     assert_eq!(h.inner().get("channel"), Some(&AMQPValue::LongInt(1)));
     assert!(s(h.inner().get("connection")).contains(" -> "));
-    assert!(matches!(h.inner().get("node"), Some(AMQPValue::LongString(_))));
+    assert!(matches!(
+        h.inner().get("node"),
+        Some(AMQPValue::LongString(_))
+    ));
     let Some(AMQPValue::FieldTable(p)) = h.inner().get("properties") else {
         panic!("properties table: {h:?}")
     };
@@ -180,16 +192,7 @@ async fn a_transactional_publish_is_traced_when_made_even_if_rolled_back() {
     let m = Mgmt::start().await;
     let conn = connect(&m.amqp).await;
     let ch = open(&conn).await;
-    let traces = declare_queue(&ch, &unique("fh-tx-traces")).await;
-    within(ch.queue_bind(
-        traces.as_str().into(),
-        "amq.rabbitmq.trace".into(),
-        "publish.#".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    ))
-    .await
-    .expect("bind");
+    let traces = trace_queue(&ch, "publish.#").await;
     let q = declare_queue(&ch, &unique("fh-tx-q")).await;
     assert_eq!(set_tracing(&m, true).await, 204);
     within(ch.tx_select()).await.expect("tx.select");
@@ -199,10 +202,12 @@ async fn a_transactional_publish_is_traced_when_made_even_if_rolled_back() {
     assert_eq!(strs(h.inner().get("routed_queues")), vec![q.clone()]);
     within(ch.tx_rollback()).await.expect("tx.rollback");
     let ch2 = open(&conn).await;
-    assert!(within(ch2.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }))
-        .await
-        .expect("get")
-        .is_none());
+    assert!(
+        within(ch2.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }))
+            .await
+            .expect("get")
+            .is_none()
+    );
     assert_eq!(set_tracing(&m, false).await, 204);
 }
 

@@ -97,7 +97,9 @@ async fn explains_expiry_and_dead_lettering_in_virtual_time() {
         kind: Some(Kind::DeadLettered),
         ..Filter::default()
     };
-    let early = server.wait_for(want.clone(), Duration::from_millis(50)).await;
+    let early = server
+        .wait_for(want.clone(), Duration::from_millis(50))
+        .await;
     let why = early.expect_err("not dead-lettered before its TTL");
     assert!(
         why.contains("routed") && why.contains("to [\"ttl\"]"),
@@ -197,7 +199,11 @@ async fn switched_per_vhost_and_cleared() {
             .send()
     };
     assert_eq!(
-        put(serde_json::json!({"enabled": false})).await.expect("PUT").status().as_u16(),
+        put(serde_json::json!({"enabled": false}))
+            .await
+            .expect("PUT")
+            .status()
+            .as_u16(),
         204
     );
     let conn = connect(&m.amqp).await;

@@ -136,7 +136,7 @@ function waitForFailure(filters, timeoutMs, body) {
   let msg = `${what}${about ? ` for ${about}` : ''} within ${formatDuration(timeoutMs)}; `;
   const related = Array.isArray(body && body.related) ? body.related : [];
   if (body && body.enabled === false) {
-    msg += 'the journal is disabled (it is on by default with --ephemeral; --journal on, or PUT /api/warren/journal {"enabled": true})';
+    msg += 'the journal is disabled (the helper starts it with --journal on; or PUT /api/warren/journal {"enabled": true})';
     return msg;
   }
   if (related.length === 0) {
@@ -324,7 +324,7 @@ class Broker {
  */
 async function startWarren({ args = [], bin, env, startTimeoutMs = STARTUP_TIMEOUT_MS } = {}) {
   const exe = findBinary(bin);
-  const argv = ['--port', '0', '--bind', '127.0.0.1', '--ephemeral', ...args];
+  const argv = ['--port', '0', '--bind', '127.0.0.1', '--ephemeral', '--journal', 'on', ...args];
   const log = [];
   const keep = (line) => {
     log.push(line);

@@ -460,6 +460,7 @@ impl Broker {
             self.timers.clone(),
             self.journal.clone(),
             self.firehose.clone(),
+            self.config.compat(),
             storage,
             deleter,
         );

@@ -27,9 +27,9 @@ const QUEUE_LIMIT: usize = 65_536;
 
 /// Who published or received a traced message.
 pub struct Origin<'a> {
-    pub connection: &'a str,
+    pub connection: &'a Arc<str>,
     pub channel: u16,
-    pub user: &'a str,
+    pub user: &'a Arc<str>,
     /// For the journal's `published` event.
     pub mandatory: bool,
     /// Copy to the firehose (a transaction's publishes were traced when made, not at commit).
@@ -237,7 +237,7 @@ impl Firehose {
         match sender.try_send(copy) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                if self.dropped.fetch_add(1, Ordering::Relaxed) % 10_000 == 0 {
+                if self.dropped.fetch_add(1, Ordering::Relaxed).is_multiple_of(10_000) {
                     tracing::warn!(
                         vhost = %vhost.name,
                         dropped = self.dropped.load(Ordering::Relaxed),

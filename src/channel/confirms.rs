@@ -70,7 +70,8 @@ impl Confirms {
             if n > self.sent + 1 {
                 out.push((n - 1, true, n - 1 > self.sent + 1));
             }
-            out.push((n, false, false));
+            // Every lower tag is confirmed by now, and RabbitMQ then sends the nack with multiple=true.
+            out.push((n, false, true));
             self.nacked.remove(&n);
             self.sent = n;
         }
@@ -125,8 +126,8 @@ mod tests {
         c.register(3, 0, false);
         c.register(4, 1, true);
         c.register(5, 0, true);
-        assert_eq!(drain(&mut c), vec![(2, true, true), (3, false, false)]);
+        assert_eq!(drain(&mut c), vec![(2, true, true), (3, false, true)]);
         c.write_done(4, false);
-        assert_eq!(drain(&mut c), vec![(4, false, false), (5, true, false)]);
+        assert_eq!(drain(&mut c), vec![(4, false, true), (5, true, false)]);
     }
 }

@@ -163,6 +163,7 @@ mod tests {
             timers: crate::clock::Scheduler::new(crate::clock::Clock::manual()),
             storage: None,
             journal: crate::journal::Journal::off(),
+            compat: Default::default(),
         }))
     }
 

@@ -52,7 +52,10 @@ pub fn on_method(phase: Phase, class: u16, method: u16) -> Result<Step, AmqpErro
         (Phase::Closing, _, _) => Ok(Step::Ignore),
         (Phase::Open, CHANNEL, 10) => Err(second_open()),
         (Phase::Open, CHANNEL, 40) => Ok(Step::ClientClose),
-        (Phase::Open, CHANNEL, 41) => Ok(Step::Ignore),
+        // A close-ok nobody asked for: RabbitMQ's 503.
+        (Phase::Open, CHANNEL, 41) => {
+            Err(AmqpError::command_invalid("unimplemented method").on(class, method))
+        }
         (Phase::Open, CHANNEL, 20) => Ok(Step::Flow),
         (Phase::Open, ACCESS, 10) => Ok(Step::Access),
         (Phase::Open, _, _) => Ok(Step::Dispatch),

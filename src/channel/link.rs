@@ -62,7 +62,9 @@ pub struct ConnShared {
     kill_reason: Mutex<Option<String>>,
     channel_errors: Mutex<Vec<(Weak<super::ChannelShared>, AmqpError)>>,
     vhost: std::sync::OnceLock<Arc<crate::broker::VHost>>,
-    user: std::sync::OnceLock<String>,
+    user: std::sync::OnceLock<Arc<str>>,
+    /// RabbitMQ's connection name, "peer -> local", made once.
+    label: Arc<str>,
 }
 
 impl ConnShared {
@@ -72,7 +74,17 @@ impl ConnShared {
 
     /// The user this connection logged in as, once it has.
     pub fn user(&self) -> Option<&str> {
-        self.user.get().map(String::as_str)
+        self.user.get().map(|u| &**u)
+    }
+
+    /// The user, shared (journal and firehose records name it).
+    pub fn user_arc(&self) -> Option<&Arc<str>> {
+        self.user.get()
+    }
+
+    /// The connection's name, shared.
+    pub fn label(&self) -> &Arc<str> {
+        &self.label
     }
 
     /// The vhost this connection opened, once it has.
@@ -87,7 +99,7 @@ impl ConnShared {
 
     /// RabbitMQ's connection name: "peer -> local".
     pub fn name(&self) -> String {
-        format!("{} -> {}", self.peer, self.local)
+        self.label.to_string()
     }
 
     /// A fresh connection's shared half, before the handshake.
@@ -110,6 +122,7 @@ impl ConnShared {
             channel_errors: Mutex::new(Vec::new()),
             vhost: std::sync::OnceLock::new(),
             user: std::sync::OnceLock::new(),
+            label: Arc::from(format!("{peer} -> {local}")),
         }
     }
 
@@ -124,7 +137,7 @@ impl ConnShared {
             .store(info.cancel_notify, Ordering::Relaxed);
         let _ = self.info.set(info);
         let _ = self.vhost.set(vhost.clone());
-        let _ = self.user.set(user.to_string());
+        let _ = self.user.set(Arc::from(user));
     }
 
     /// Resolves when the broker asked this connection to close ([`Session::force_close`]) or to close one

@@ -85,6 +85,12 @@ impl ChannelShared {
     /// The timeout for a delivery from `queue`: the queue's own, else the broker's.
     fn timeout_for(&self, queue: &Queue) -> Option<u64> {
         let t = self.ack_sweep.as_ref()?;
+        // RabbitMQ 4.3's classic queues have no consumer timeout.
+        if queue.queue_type == crate::queue::args::QueueType::Classic
+            && self.conn.open_vhost().is_some_and(|v| v.compat.is_4())
+        {
+            return None;
+        }
         match queue.consumer_timeout().unwrap_or(t.default_ms) {
             0 => None,
             ms => Some(ms),
@@ -271,11 +277,13 @@ impl ChannelShared {
         if !v.observed() {
             return;
         }
-        let connection = self.conn.name();
-        let user = self.conn.user().unwrap_or_default();
+        let Some(user) = self.conn.user_arc() else {
+            return;
+        };
+        let connection = self.conn.label();
         if v.tracing() {
             let origin = crate::broker::trace::Origin {
-                connection: &connection,
+                connection,
                 channel: self.id,
                 user,
                 mandatory: false,
@@ -297,9 +305,9 @@ impl ChannelShared {
                 .in_queue(&queue.name)
                 .with(Detail::Delivered {
                     by: Actor {
-                        connection: Arc::from(connection),
+                        connection: connection.clone(),
                         channel: self.id,
-                        user: Arc::from(user),
+                        user: user.clone(),
                     },
                     consumer_tag: consumer_tag.cloned(),
                     delivery_tag,

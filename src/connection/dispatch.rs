@@ -39,9 +39,10 @@ impl Connection {
                 Action::Raw(bytes) => self.shared.outbound.send(|b| b.extend_from_slice(bytes)),
                 Action::Start => {
                     let external = self.machine.external.is_some();
+                    let version = self.broker.config.compat().version();
                     self.shared
                         .outbound
-                        .send(|b| handshake::write_start(b, external));
+                        .send(|b| handshake::write_start(b, external, version));
                     tracing::debug!("sent connection.start");
                 }
                 Action::Send(m) => self.send_method(0, m),
@@ -435,13 +436,19 @@ impl Connection {
                 open.vhost.totals.channels.absorb(&ch.shared.stats);
             }
         }
+        // An uncommitted transaction's acks and rejects never happened: those deliveries are requeued with
+        // the rest, as RabbitMQ does.
+        if let Some(ops) = ch.tx.take() {
+            ch.restore_tx(ops.into_iter());
+        }
+        // Requeued before the consumers go, so that a single-active-consumer queue's next consumer starts
+        // with them, in their original positions (the closed channel takes no deliveries meanwhile).
+        let entries = ch.shared.take_all();
+        ch.settle(entries, Settle::Requeue);
         for c in ch.shared.take_consumers() {
             crate::channel::methods::release(&self.broker, &c);
         }
-        let entries = ch.shared.take_all();
-        ch.settle(entries, Settle::Requeue);
         ch.content.reset();
-        ch.tx = None;
         if let (Some(r), Some(open)) = (ch.reply.take(), &self.open) {
             open.vhost.unregister_reply(&r.name);
         }

@@ -44,7 +44,7 @@ fn put_table(out: &mut Vec<u8>, entries: &[(&str, Prop)]) {
 /// RabbitMQ's own order (a field-table map would sort them, hence the hand encoding). Clients such as kombu
 /// and Spring read product and version to pick semantics, so Warren reports the RabbitMQ release whose
 /// behaviour it implements and names itself in `information` and `platform`.
-fn server_properties() -> Vec<(&'static str, Prop)> {
+fn server_properties(version: &'static str) -> Vec<(&'static str, Prop)> {
     let caps = [
         "publisher_confirms",
         "exchange_exchange_bindings",
@@ -76,17 +76,17 @@ fn server_properties() -> Vec<(&'static str, Prop)> {
             Prop::Str(concat!("Rust (Warren ", env!("CARGO_PKG_VERSION"), ")")),
         ),
         ("product", Prop::Str("RabbitMQ")),
-        ("version", Prop::Str(RABBITMQ_VERSION)),
+        ("version", Prop::Str(version)),
     ]
 }
 
 pub use crate::protocol::RABBITMQ_VERSION;
 
 /// The connection.start frame; EXTERNAL is offered only to a client with a verified certificate.
-pub fn write_start(buf: &mut bytes::BytesMut, external: bool) {
+pub fn write_start(buf: &mut bytes::BytesMut, external: bool, version: &'static str) {
     let mut p = Vec::with_capacity(512);
     p.extend_from_slice(&[0, 10, 0, 10, 0, 9]);
-    put_table(&mut p, &server_properties());
+    put_table(&mut p, &server_properties(version));
     let mechanisms = if external {
         "PLAIN AMQPLAIN EXTERNAL"
     } else {
@@ -180,7 +180,7 @@ mod tests {
     #[test]
     fn start_frame_decodes_with_amq_protocol() {
         let mut b = bytes::BytesMut::new();
-        write_start(&mut b, false);
+        write_start(&mut b, false, RABBITMQ_VERSION);
         let f = protocol::split_frame(&mut b, 4096).unwrap().unwrap();
         let (_, m) = amq_protocol::protocol::parse_class(&f.payload[..]).unwrap();
         let AMQPClass::Connection(connection::AMQPMethod::Start(s)) = m else {

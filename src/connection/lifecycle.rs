@@ -175,8 +175,7 @@ impl Machine {
                     connection::AMQPMethod::UpdateSecretOk(connection::UpdateSecretOk {}),
                 ))]
             }
-            AMQPClass::Connection(connection::AMQPMethod::Blocked(_))
-            | AMQPClass::Connection(connection::AMQPMethod::Unblocked(_)) => Vec::new(),
+            // connection.blocked / unblocked are the server's to send: 504, as RabbitMQ answers.
             _ => self.close(
                 AmqpError::channel_error("unexpected method in connection state running")
                     .on(class_id, method_id),
@@ -341,13 +340,9 @@ impl Machine {
             ))
             .on(10, 30)
         };
-        let err = if t.frame_max != 0 && t.frame_max < protocol::FRAME_MIN_SIZE {
-            Some(fail(
-                "frame_max",
-                t.frame_max,
-                false,
-                protocol::FRAME_MIN_SIZE,
-            ))
+        let frame_min = cfg.compat().frame_min();
+        let err = if t.frame_max != 0 && t.frame_max < frame_min {
+            Some(fail("frame_max", t.frame_max, false, frame_min))
         } else if t.frame_max == 0 || t.frame_max > cfg.frame_max {
             Some(fail("frame_max", t.frame_max, true, cfg.frame_max))
         } else if t.channel_max == 0 || t.channel_max > cfg.channel_max {

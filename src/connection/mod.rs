@@ -66,6 +66,8 @@ pub async fn serve(stream: crate::tls::Stream, peer: SocketAddr, broker: Arc<Bro
     let id = broker.next_connection_id();
     let mut shared = ConnShared::new(id, peer, local, broker.timers.wall_ms());
     shared.tls = tls;
+    // Until tune-ok, frames are limited to the smallest frame_max of the RabbitMQ line we behave as.
+    shared.set_frame_max(broker.config.compat().frame_min());
     let shared = Arc::new(shared);
     let outbound = shared.outbound.clone();
     broker.register_connection(shared.clone());

@@ -136,7 +136,8 @@ impl Connection {
             } else if self.machine.is_closing() {
                 self.closing_deadline
             } else if self.heartbeat > 0 {
-                Some(Instant::now() + Duration::from_secs(self.heartbeat as u64 * 2))
+                // RabbitMQ gives up on a silent client after three heartbeat intervals.
+                Some(Instant::now() + Duration::from_secs(self.heartbeat as u64 * 3))
             } else {
                 None
             };

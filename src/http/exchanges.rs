@@ -233,10 +233,12 @@ pub async fn publish(api: &Api, c: &Caller, r: &Req, vhost: &str, name: &str) ->
         properties: Box::new(props),
         body: body_bytes,
     });
+    let connection: Arc<str> = Arc::from("<warren@localhost.management>");
+    let user: Arc<str> = Arc::from(c.name());
     let origin = crate::broker::trace::Origin {
-        connection: "<warren@localhost.management>",
+        connection: &connection,
         channel: 1,
-        user: c.name(),
+        user: &user,
         mandatory: false,
         trace: true,
     };

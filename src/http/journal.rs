@@ -45,14 +45,13 @@ fn event_json(e: &Event) -> Value {
         Detail::Published {
             by,
             mandatory,
-            properties,
+            header,
         } => {
             actor(&mut o, by);
             o.insert("mandatory".into(), json!(mandatory));
-            o.insert(
-                "properties".into(),
-                super::queues::properties_json(properties),
-            );
+            if let Some((_, p)) = crate::protocol::decode_content_header(header) {
+                o.insert("properties".into(), super::queues::properties_json(&p));
+            }
         }
         Detail::Routed { queues, alternate } => {
             o.insert("queues".into(), names(queues));
@@ -167,26 +166,20 @@ pub async fn get(api: &Api, c: &Caller, r: &Req) -> Result {
         let (events, evicted) = j.query(&f, limit);
         return Ok(Reply::json(&Value::Object(body(api, &events, evicted))));
     };
-    let deadline =
-        tokio::time::Instant::now() + std::time::Duration::from_millis(wait.min(MAX_WAIT_MS));
-    loop {
-        let appended = j.appended();
+    let wait = std::time::Duration::from_millis(wait.min(MAX_WAIT_MS));
+    if j.wait(&f, wait).await.is_some() {
         let (events, evicted) = j.query(&f, limit);
-        if !events.is_empty() {
-            return Ok(Reply::json(&Value::Object(body(api, &events, evicted))));
-        }
-        if tokio::time::timeout_at(deadline, appended).await.is_err() {
-            // What did happen, to explain the wait that failed: the same filters but any event.
-            let related = Filter { kind: None, ..f };
-            let (rel, evicted) = j.query(&related, limit);
-            let mut o = body(api, &[], evicted);
-            o.insert(
-                "related".into(),
-                Value::Array(rel.iter().map(event_json).collect()),
-            );
-            return Ok(Reply::json(&Value::Object(o)).with_status(StatusCode::REQUEST_TIMEOUT));
-        }
+        return Ok(Reply::json(&Value::Object(body(api, &events, evicted))));
     }
+    // What did happen, to explain the wait that failed: the same filters but any event.
+    let related = Filter { kind: None, ..f };
+    let (rel, evicted) = j.query(&related, limit);
+    let mut o = body(api, &[], evicted);
+    o.insert(
+        "related".into(),
+        Value::Array(rel.iter().map(event_json).collect()),
+    );
+    Ok(Reply::json(&Value::Object(o)).with_status(StatusCode::REQUEST_TIMEOUT))
 }
 
 pub fn put(api: &Api, c: &Caller, r: &Req) -> Result {

@@ -9,7 +9,6 @@ use crate::broker::{Actor, Command};
 use serde_json::{json, Map, Value};
 
 /// The RabbitMQ version Warren reports.
-pub const VERSION: &str = crate::protocol::RABBITMQ_VERSION;
 /// This node's name.
 pub const NODE: &str = crate::protocol::NODE_NAME;
 
@@ -63,16 +62,25 @@ fn contexts(api: &Api) -> Value {
 pub fn overview(api: &Api, c: &Caller, r: &Req) -> Result {
     let b = &api.broker;
     let mut o = Map::new();
-    o.insert("management_version".into(), json!(VERSION));
+    o.insert(
+        "management_version".into(),
+        json!(api.broker.config.compat().version()),
+    );
     o.insert("rates_mode".into(), json!("basic"));
     o.insert(
         "sample_retention_policies".into(),
         json!({"global": [600, 3600, 28800, 86400], "basic": [600, 3600], "detailed": [600]}),
     );
     o.insert("exchange_types".into(), exchange_types());
-    o.insert("product_version".into(), json!(VERSION));
+    o.insert(
+        "product_version".into(),
+        json!(api.broker.config.compat().version()),
+    );
     o.insert("product_name".into(), json!("RabbitMQ"));
-    o.insert("rabbitmq_version".into(), json!(VERSION));
+    o.insert(
+        "rabbitmq_version".into(),
+        json!(api.broker.config.compat().version()),
+    );
     o.insert("cluster_name".into(), json!(cluster_name_of(api)));
     o.insert("erlang_version".into(), json!("Warren"));
     o.insert(

@@ -124,7 +124,7 @@ fn render(b: &Broker, mode: Mode, families: Option<Vec<String>>) -> String {
         mode,
         families,
     };
-    let version = crate::protocol::RABBITMQ_VERSION;
+    let version = b.config.compat().version();
     w.raw(
         "rabbitmq_build_info",
         "untyped",

@@ -103,9 +103,15 @@ fn object(api: &Api, v: &VHost, q: &Arc<Queue>, r: &Req, single: bool) -> Result
         json!({"fullsweep_after": 65535, "max_heap_size": 0, "min_bin_vheap_size": 46422, "min_heap_size": 233, "minor_gcs": 0}),
     );
     let paged = status.ready - status.ready_in_memory.min(status.ready);
-    o.insert("message_bytes".into(), json!(status.ready_bytes));
+    o.insert(
+        "message_bytes".into(),
+        json!(status.ready_bytes + status.unacked_bytes),
+    );
     o.insert("message_bytes_ready".into(), json!(status.ready_bytes));
-    o.insert("message_bytes_unacknowledged".into(), json!(0));
+    o.insert(
+        "message_bytes_unacknowledged".into(),
+        json!(status.unacked_bytes),
+    );
     o.insert("message_bytes_ram".into(), json!(status.memory));
     o.insert("message_bytes_persistent".into(), json!(0));
     o.insert("message_bytes_paged_out".into(), json!(0));

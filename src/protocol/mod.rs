@@ -6,6 +6,8 @@
 /// The RabbitMQ release whose behaviour Warren follows, reported as the server version (connection.start,
 /// the management API, definitions exports).
 pub const RABBITMQ_VERSION: &str = "3.13.7";
+/// The version reported with `compat = "4.3"`.
+pub const RABBITMQ_VERSION_4: &str = "4.3.5";
 /// The node name Warren reports (management API, firehose `node` header).
 pub const NODE_NAME: &str = "warren@localhost";
 

@@ -85,7 +85,18 @@ pub struct QueueConfig {
     pub consumer_timeout: Option<u64>,
 }
 
+/// RabbitMQ 4.x's quorum queues dead-letter (or drop) a message after 20 failed deliveries by default.
+const DEFAULT_DELIVERY_LIMIT_4: u64 = 20;
+
 impl QueueConfig {
+    /// The defaults of the RabbitMQ line the broker behaves as, where the arguments and policies set none.
+    pub fn with_defaults(mut self, compat: crate::config::Compat) -> QueueConfig {
+        if compat.is_4() && self.queue_type == QueueType::Quorum && self.delivery_limit.is_none() {
+            self.delivery_limit = Some(DEFAULT_DELIVERY_LIMIT_4);
+        }
+        self
+    }
+
     /// Decode validated arguments.
     pub fn from_args(args: &FieldTable) -> QueueConfig {
         let int = |k: &str| {
@@ -172,6 +183,75 @@ fn bounded_int(
 }
 
 /// Validate the arguments of a new queue.
+/// RabbitMQ 4.x's text for a deprecated feature it no longer permits (the reply cuts it at 255 bytes).
+pub fn deprecated_feature(name: &str) -> String {
+    format!(
+        "Feature `{name}` is deprecated.\nBy default, this feature is not permitted anymore.\nThe feature will be \
+         removed from a future major RabbitMQ version, regardless of the configuration; actual version to be \
+         determined.\nTo continue using this feature when it is not permitted by default, set the following \
+         parameter in your configuration:\n    \"deprecated_features.permit.{name} = true\""
+    )
+}
+
+/// What RabbitMQ 4.3 refuses beyond 3.13's checks: classic queue version 1, arguments only other queue
+/// types know on a classic queue, and the queue-master locator (a deprecated feature, 541).
+pub fn validate_4(queue: &str, vhost: &str, args: &FieldTable, qtype: QueueType) -> AmqpResult<()> {
+    if qtype != QueueType::Classic {
+        return Ok(());
+    }
+    for (k, v) in args.inner() {
+        let key = k.as_str();
+        match key {
+            "x-queue-version" if fields::as_int(v) != Some(2) => {
+                let why = format!("\"unsupported queue version '{}'\"", fields::display(v));
+                return Err(invalid(key, queue, vhost, why));
+            }
+            "x-consumer-timeout"
+            | "x-dead-letter-strategy"
+            | "x-max-in-memory-length"
+            | "x-max-in-memory-bytes"
+            | "x-quorum-initial-group-size"
+            | "x-initial-cluster-size"
+            | "x-stream-max-segment-size-bytes"
+            | "x-stream-filter-size-bytes" => {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type rabbit_classic_queue"
+                )));
+            }
+            "x-queue-master-locator" => {
+                return Err(AmqpError::internal_error(deprecated_feature(
+                    "queue_master_locator",
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The order in which RabbitMQ checks queue arguments (`rabbit_amqqueue:declare_args/0`).
+const CHECK_ORDER: [&str; 19] = [
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-version",
+    "x-single-active-consumer",
+    "x-queue-type",
+    "x-quorum-initial-group-size",
+    "x-max-age",
+    "x-stream-max-segment-size-bytes",
+    "x-initial-cluster-size",
+    "x-queue-leader-locator",
+];
+
 pub fn validate(queue: &str, vhost: &str, args: &FieldTable) -> AmqpResult<()> {
     let qtype = fields::get(args, "x-queue-type")
         .and_then(fields::as_str)
@@ -195,9 +275,39 @@ pub fn validate(queue: &str, vhost: &str, args: &FieldTable) -> AmqpResult<()> {
             "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type {type_name}"
         ))
     };
-    for (k, v) in args.inner() {
-        let key = k.as_str();
+    // One argument at a time in RabbitMQ's order of checks, so that of several bad ones the same is named.
+    let mut ordered: Vec<(&str, &AMQPValue)> =
+        args.inner().iter().map(|(k, v)| (k.as_str(), v)).collect();
+    ordered.sort_by_key(|(k, _)| {
+        CHECK_ORDER
+            .iter()
+            .position(|o| o == k)
+            .unwrap_or(usize::MAX)
+    });
+    let unacceptable = |key: &str, v: &AMQPValue| {
+        invalid(
+            key,
+            queue,
+            vhost,
+            format!("{{unacceptable_type,{}}}", fields::type_name(v)),
+        )
+    };
+    for (key, v) in ordered {
         match key {
+            "x-dead-letter-routing-key" | "x-overflow" | "x-queue-mode" | "x-queue-type"
+                if fields::as_str(v).is_none() =>
+            {
+                return Err(unacceptable(key, v));
+            }
+            "x-queue-version" | "x-quorum-initial-group-size" if fields::as_int(v).is_none() => {
+                let why = format!("\"expected integer, got {}\"", fields::type_name(v));
+                return Err(invalid(key, queue, vhost, why));
+            }
+            "x-queue-leader-locator" | "x-max-in-memory-length" | "x-max-in-memory-bytes"
+                if qtype == "classic" =>
+            {
+                return Err(wrong_type(key));
+            }
             "x-max-priority" | "x-queue-mode" | "x-queue-version" if qtype == "quorum" => {
                 return Err(wrong_type(key));
             }

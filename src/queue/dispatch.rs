@@ -50,6 +50,7 @@ impl Queue {
                     self.note_delivery(front, c.no_ack);
                     if !c.no_ack {
                         st.unacked += 1;
+                        st.unacked_bytes += front.msg.body_size() as u64;
                     }
                     st.ready.pop_front();
                     if !single {
@@ -89,9 +90,13 @@ impl Queue {
                                 h.insert("x-delivery-count".into(), AMQPValue::LongLongInt(0));
                             }));
                         }
+                        // Messages that expired behind the one taken are gone before the count is told, as in
+                        // RabbitMQ.
+                        st.expire_head(now, &mut dead);
                         let remaining = st.ready.len() as u32;
                         if !no_ack {
                             st.unacked += 1;
+                            st.unacked_bytes += qm.msg.body_size() as u64;
                         }
                         channel.deliver_get(self, qm, no_ack, remaining);
                         self.arm_timer(&mut st);
@@ -121,8 +126,14 @@ impl Queue {
                     self.name, self.vhost
                 )));
             }
-            if (c.exclusive && !st.consumers.is_empty()) || st.consumers.iter().any(|x| x.exclusive)
-            {
+            // RabbitMQ 3.x: quorum queues ignore the exclusive flag, and a classic single-active-consumer
+            // queue refuses every exclusive consumer.
+            let quorum = self.queue_type == QueueType::Quorum;
+            let refused = !quorum
+                && ((c.exclusive
+                    && (!st.consumers.is_empty() || st.config.single_active_consumer))
+                    || st.consumers.iter().any(|x| x.exclusive));
+            if refused {
                 return Err(AmqpError::access_refused(format!(
                     "queue '{}' in vhost '{}' in exclusive use",
                     self.name, self.vhost
@@ -152,12 +163,20 @@ impl Queue {
         let auto_delete = {
             let mut st = self.state.lock();
             let before = st.consumers.len();
+            let was_active = st.consumers.first().is_some_and(|x| Arc::ptr_eq(x, c));
             st.consumers.retain(|x| !Arc::ptr_eq(x, c));
             let removed = st.consumers.len() != before;
             if removed {
                 st.last_used = self.timers.now_ms();
-                // A single-active-consumer queue hands over to the next consumer.
-                self.dispatch_locked(&mut st, &mut dead);
+                // A single-active-consumer queue hands over to the next consumer. When the one leaving still
+                // holds unacknowledged messages, what waits is handed over at the queue's next event (as in
+                // RabbitMQ), so that its messages, once requeued, go first in their places.
+                let holding = st.config.single_active_consumer
+                    && was_active
+                    && c.unacked.load(std::sync::atomic::Ordering::Relaxed) > 0;
+                if !holding {
+                    self.dispatch_locked(&mut st, &mut dead);
+                }
                 self.arm_expiry(&mut st);
             }
             removed && self.unused_auto_delete(&st)

@@ -79,6 +79,7 @@ impl QueuedMessage {
 pub struct QueueStatus {
     pub ready: u64,
     pub unacked: u64,
+    pub unacked_bytes: u64,
     pub consumers: u64,
     pub ready_bytes: u64,
     pub ready_in_memory: u64,
@@ -119,6 +120,8 @@ struct QueueState {
     /// end of its group. For a single-active-consumer queue, registration order (the first is active).
     consumers: Vec<Arc<Consumer>>,
     unacked: u32,
+    /// Body bytes of the unacknowledged deliveries (RabbitMQ's message_bytes_unacknowledged).
+    unacked_bytes: u64,
     had_consumer: bool,
     config: QueueConfig,
     /// The deadline a message-expiry timer is armed for, if any.
@@ -146,6 +149,8 @@ pub struct QueueSpec<'a> {
     pub storage: Option<Storage>,
     /// The broker's journal (expiry, dead-lettering, overflow drops and requeues are recorded here).
     pub journal: Arc<crate::journal::Journal>,
+    /// The RabbitMQ line the broker behaves as (4.3's quorum queues have a default delivery limit).
+    pub compat: crate::config::Compat,
 }
 
 /// The broker's message store and its budget for message bodies held in memory, shared by every queue.
@@ -183,6 +188,7 @@ pub struct Queue {
     host: Weak<dyn QueueHost>,
     timers: Arc<Scheduler>,
     journal: Arc<crate::journal::Journal>,
+    compat: crate::config::Compat,
     durable_store: Option<Durable>,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
@@ -277,8 +283,9 @@ impl Queue {
             timers,
             storage,
             journal,
+            compat,
         } = spec;
-        let config = QueueConfig::from_args(&arguments);
+        let config = QueueConfig::from_args(&arguments).with_defaults(compat);
         let key = store_key(vhost, name);
         let store = storage.as_ref().map(|s| s.store.clone());
         let pager = storage.map(|Storage { store, budget }| paging::Pager {
@@ -304,6 +311,7 @@ impl Queue {
             host,
             timers,
             journal,
+            compat,
             durable_store,
             state: Mutex::new(QueueState {
                 ready: ReadyList::with_pager(config.max_priority, pager),
@@ -336,6 +344,7 @@ impl Queue {
 
     /// Replace the effective configuration (a policy changed): limits and TTLs apply from now on.
     pub fn set_config(self: &Arc<Self>, config: QueueConfig) {
+        let config = config.with_defaults(self.compat);
         let mut dead = Dead::new();
         {
             let mut st = self.state.lock();
@@ -447,7 +456,12 @@ impl Queue {
 
     pub fn counts(&self) -> (u32, u32) {
         let st = self.state.lock();
-        (st.ready.len() as u32, st.consumers.len() as u32)
+        let mut consumers = st.consumers.len() as u32;
+        // A quorum queue with a single active consumer counts only that one in declare-ok (RabbitMQ 3.x).
+        if self.queue_type == QueueType::Quorum && st.config.single_active_consumer {
+            consumers = consumers.min(1);
+        }
+        (st.ready.len() as u32, consumers)
     }
 
     /// Whether a ready message waits while a consumer could take it (the queue is not settled yet): the
@@ -482,6 +496,7 @@ impl Queue {
         QueueStatus {
             ready: st.ready.len() as u64,
             unacked: u64::from(st.unacked),
+            unacked_bytes: st.unacked_bytes,
             consumers: st.consumers.len() as u64,
             ready_bytes: st.ready.bytes(),
             ready_in_memory: st.ready.in_memory() as u64,

@@ -7,14 +7,19 @@ use crate::journal::Kind;
 use amq_protocol::types::AMQPValue;
 use std::sync::Arc;
 
+fn body_bytes(msgs: &[QueuedMessage]) -> u64 {
+    msgs.iter().map(|m| m.msg.body_size() as u64).sum()
+}
+
 impl Queue {
     /// Settle acknowledged deliveries and refill consumers.
     pub fn acked(self: &Arc<Self>, msgs: &[QueuedMessage]) {
         self.forget_stored(msgs.iter());
-        self.settled(msgs.len() as u32, true);
+        self.settled(msgs, true);
     }
 
-    fn settled(self: &Arc<Self>, n: u32, ack: bool) {
+    fn settled(self: &Arc<Self>, msgs: &[QueuedMessage], ack: bool) {
+        let n = msgs.len() as u32;
         let mut dead = Dead::new();
         {
             let mut st = self.state.lock();
@@ -22,6 +27,7 @@ impl Queue {
                 self.stats.ack.bump(u64::from(n));
             }
             st.unacked = st.unacked.saturating_sub(n);
+            st.unacked_bytes = st.unacked_bytes.saturating_sub(body_bytes(msgs));
             self.dispatch_locked(&mut st, &mut dead);
         }
         self.dead_letter(dead);
@@ -30,7 +36,7 @@ impl Queue {
     /// Settle deliveries rejected without requeue: they are dead-lettered when the queue has a DLX (and the
     /// store forgets them either way).
     pub fn discard(self: &Arc<Self>, msgs: Vec<QueuedMessage>) {
-        self.settled(msgs.len() as u32, false);
+        self.settled(&msgs, false);
         self.dead_letter(msgs.into_iter().map(|m| (m, Reason::Rejected)).collect());
     }
 
@@ -41,6 +47,7 @@ impl Queue {
         {
             let mut st = self.state.lock();
             st.unacked = st.unacked.saturating_sub(msgs.len() as u32);
+            st.unacked_bytes = st.unacked_bytes.saturating_sub(body_bytes(&msgs));
             if self.is_deleted() {
                 return;
             }
@@ -78,6 +85,10 @@ impl Queue {
                 }
             } else {
                 st.ready.requeue(back);
+            }
+            // A requeue that takes the queue over its length limit drops from the head at once, as in RabbitMQ.
+            if st.config.overflow == super::args::Overflow::DropHead {
+                st.drop_head_over_limit(&mut dead);
             }
             self.dispatch_locked(&mut st, &mut dead);
             self.arm_timer(&mut st);

@@ -127,6 +127,7 @@ impl Fixture {
             timers: self.timers.clone(),
             storage: None,
             journal: crate::journal::Journal::off(),
+            compat: Default::default(),
         }))
     }
 
@@ -254,6 +255,10 @@ fn single_active_consumer_serves_only_the_first_then_hands_over() {
     assert_eq!(f.ch.bodies_of("a"), ["1"]);
     assert!(f.ch.bodies_of("b").is_empty());
     q.remove_consumer(&a);
+    // a left holding "1": b is active, and what waits goes to it at the queue's next event, as in RabbitMQ.
+    assert!(f.ch.bodies_of("b").is_empty());
+    a.unacked.store(0, std::sync::atomic::Ordering::Relaxed);
+    q.dispatch();
     assert_eq!(f.ch.bodies_of("b"), ["2"]);
 }
 

@@ -759,7 +759,10 @@ pub fn journal_switch(app: &App, on: bool, all: bool) -> Result<(), CtlError> {
 /// One journal event as a line: time, event, where, and the event's own fields.
 fn event_line(e: &serde_json::Value) -> String {
     let s = |k: &str| e.get(k).and_then(serde_json::Value::as_str);
-    let time = e.get("time").and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let time = e
+        .get("time")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
     let (secs, ms) = (time / 1000, time % 1000);
     let mut line = format!(
         "{:02}:{:02}:{:02}.{ms:03} {}",
@@ -781,8 +784,16 @@ fn event_line(e: &serde_json::Value) -> String {
         }
     }
     const SHOWN: [&str; 10] = [
-        "seq", "time", "event", "vhost", "queue", "exchange", "routing_key", "message_id",
-        "correlation_id", "properties",
+        "seq",
+        "time",
+        "event",
+        "vhost",
+        "queue",
+        "exchange",
+        "routing_key",
+        "message_id",
+        "correlation_id",
+        "properties",
     ];
     if let Some(o) = e.as_object() {
         for (k, v) in o {

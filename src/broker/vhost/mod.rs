@@ -60,6 +60,8 @@ pub struct VHost {
     timers: Arc<Scheduler>,
     pub journal: Arc<crate::journal::Journal>,
     pub firehose: Arc<crate::broker::trace::Firehose>,
+    /// The RabbitMQ line the broker behaves as.
+    pub compat: crate::config::Compat,
     /// The firehose is on (RabbitMQ's tracing): publishes and deliveries are copied to amq.rabbitmq.trace.
     tracing: std::sync::atomic::AtomicBool,
     store: Option<Storage>,
@@ -106,6 +108,7 @@ impl VHost {
         timers: Arc<Scheduler>,
         journal: Arc<crate::journal::Journal>,
         firehose: Arc<crate::broker::trace::Firehose>,
+        compat: crate::config::Compat,
         store: Option<Storage>,
         deleter: Weak<dyn Deleter>,
     ) -> Arc<VHost> {
@@ -116,6 +119,7 @@ impl VHost {
                 timers,
                 journal,
                 firehose,
+                compat,
                 tracing: Default::default(),
                 store,
                 deleter,
@@ -162,6 +166,7 @@ impl VHost {
             name,
             Scheduler::new(crate::clock::Clock::real()),
             crate::journal::Journal::off(),
+            Default::default(),
             Default::default(),
             None,
             deleter,

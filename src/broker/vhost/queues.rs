@@ -64,6 +64,14 @@ impl VHost {
         }
         queue_args::validate(req.name, &self.name, req.arguments)?;
         let qtype = QueueConfig::from_args(req.arguments).queue_type;
+        if self.compat.is_4() {
+            queue_args::validate_4(req.name, &self.name, req.arguments, qtype)?;
+            if !req.durable && !req.exclusive {
+                return Err(AmqpError::internal_error(queue_args::deprecated_feature(
+                    "transient_nonexcl_queues",
+                )));
+            }
+        }
         if qtype != QueueType::Classic {
             // Replicated queue types refuse the properties that tie a queue to one connection or consumer.
             // In RabbitMQ's order: auto-delete, exclusive, then durability.
@@ -103,6 +111,7 @@ impl VHost {
             timers: self.timers.clone(),
             storage: self.store.clone(),
             journal: self.journal.clone(),
+            compat: self.compat,
         }));
         self.queues.insert(req.name.to_string(), q.clone());
         if durable {

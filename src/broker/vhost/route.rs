@@ -128,12 +128,12 @@ impl VHost {
                     )
                     .with(Detail::Published {
                         by: Actor {
-                            connection: Arc::from(o.connection),
+                            connection: o.connection.clone(),
                             channel: o.channel,
-                            user: Arc::from(o.user),
+                            user: o.user.clone(),
                         },
                         mandatory: o.mandatory,
-                        properties: msg.properties.clone(),
+                        header: bytes::Bytes::copy_from_slice(&msg.header),
                     }),
                 );
             }

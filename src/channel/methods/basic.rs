@@ -33,7 +33,8 @@ impl Channel {
                 });
             }
             basic::AMQPMethod::Qos(q) => {
-                if q.global {
+                // RabbitMQ 4.3 no longer has channel-wide prefetch: global=true sets the per-consumer one.
+                if q.global && !ctx.vhost.compat.is_4() {
                     self.shared.set_global_prefetch(q.prefetch_count as u32);
                     for queue in self.shared.consumed_queues() {
                         queue.dispatch();
@@ -44,6 +45,13 @@ impl Channel {
                         .mode
                         .prefetch
                         .store(self.consumer_prefetch, Ordering::Relaxed);
+                    // As in RabbitMQ, a per-consumer qos lifts any channel-wide limit set before.
+                    if self.shared.global_prefetch() > 0 {
+                        self.shared.set_global_prefetch(0);
+                        for queue in self.shared.consumed_queues() {
+                            queue.dispatch();
+                        }
+                    }
                 }
                 reply(
                     ctx,
@@ -113,13 +121,14 @@ impl Channel {
                 if !r.requeue {
                     return Err(AmqpError::not_implemented("requeue=false"));
                 }
-                let entries = self.shared.take_all();
-                self.settle(entries, Settle::Requeue);
+                // recover-ok goes out before the redeliveries, as in RabbitMQ.
                 reply(
                     ctx,
                     id,
                     AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})),
                 );
+                let entries = self.shared.take_all();
+                self.settle(entries, Settle::Requeue);
             }
             basic::AMQPMethod::RecoverAsync(r) => {
                 if !r.requeue {

@@ -123,7 +123,8 @@ impl Channel {
     }
 
     /// Put the acks and rejects of uncommitted transaction steps back as outstanding deliveries.
-    fn restore_tx(&self, ops: impl Iterator<Item = TxOp>) {
+    /// Put the deliveries an open transaction acked or rejected back among the unacknowledged.
+    pub(crate) fn restore_tx(&self, ops: impl Iterator<Item = TxOp>) {
         let mut restore = Vec::new();
         for op in ops {
             match op {

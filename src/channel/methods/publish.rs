@@ -19,7 +19,7 @@ impl Channel {
     pub fn content_frame(&mut self, ctx: &mut Ctx, header: bool, payload: Bytes) -> AmqpResult<()> {
         let complete = if header {
             self.content
-                .header(payload, ctx.broker.config.max_message_size)?
+                .header(payload, ctx.broker.config.max_message_size())?
         } else {
             self.content.body(payload)?
         };
@@ -78,9 +78,8 @@ impl Channel {
         if let Some(ops) = &mut self.tx {
             // RabbitMQ traces a transactional publish when it is made, committed or not.
             if ctx.vhost.tracing() {
-                let connection = ctx.conn.name();
                 let origin = crate::broker::trace::Origin {
-                    connection: &connection,
+                    connection: ctx.conn.label(),
                     channel: self.shared.id,
                     user: ctx.user,
                     mandatory: p.mandatory,
@@ -144,9 +143,8 @@ impl Channel {
             }
         });
         let p = if ctx.vhost.observed() {
-            let connection = ctx.conn.name();
             let origin = crate::broker::trace::Origin {
-                connection: &connection,
+                connection: ctx.conn.label(),
                 channel: self.id(),
                 user: ctx.user,
                 mandatory,
@@ -261,11 +259,39 @@ fn validate_expiration(s: &str) -> AmqpResult<u64> {
     if !rest.is_empty() {
         return Err(invalid(format!("{{leftover_string,\"{rest}\"}}")));
     }
-    let n: i64 = num.parse().map_err(|_| invalid("no_integer".into()))?;
+    // Erlang integers have no bound: a number too big for i64 is still a number, and too large.
+    let digits = num.trim_start_matches(['+', '-']).trim_start_matches('0');
+    let n: i64 = match num.parse() {
+        Ok(n) => n,
+        Err(_) if !num.starts_with('-') => return Err(too_large(s, digits)),
+        Err(_) => return Err(invalid("no_integer".into())),
+    };
     if n < 0 {
         return Err(invalid(format!("{{value_negative,{n}}}")));
     }
+    if n as u64 > MAX_EXPIRATION_MS {
+        return Err(too_large(s, digits));
+    }
     Ok(n as u64)
+}
+
+/// RabbitMQ's longest expiration: ten years.
+const MAX_EXPIRATION_MS: u64 = 315_360_000_000;
+
+/// `{value_too_large,N}` as RabbitMQ prints it with Erlang's `~p`, which breaks a term that would run past
+/// column 80 after the element and indents the next line under it.
+fn too_large(s: &str, digits: &str) -> AmqpError {
+    let prefix = format!("invalid expiration '{s}': ");
+    let flat = format!("{{value_too_large,{digits}}}");
+    let term = if prefix.len() + flat.len() > 80 {
+        format!(
+            "{{value_too_large,\n{}{digits}}}",
+            " ".repeat(prefix.len() + 1)
+        )
+    } else {
+        flat
+    };
+    AmqpError::precondition_failed(format!("{prefix}{term}"))
 }
 
 #[cfg(test)]
@@ -286,6 +312,21 @@ mod tests {
         assert_eq!(
             validate_expiration("10s").unwrap_err().text,
             "invalid expiration '10s': {leftover_string,\"s\"}"
+        );
+        assert_eq!(
+            validate_expiration("315360000000").unwrap(),
+            315_360_000_000
+        );
+        assert_eq!(
+            validate_expiration("315360000001").unwrap_err().text,
+            "invalid expiration '315360000001': {value_too_large,315360000001}"
+        );
+        assert_eq!(
+            validate_expiration("99999999999999999999").unwrap_err().text,
+            format!(
+                "invalid expiration '99999999999999999999': {{value_too_large,\n{}99999999999999999999}}",
+                " ".repeat(44)
+            )
         );
     }
 }

@@ -269,7 +269,7 @@ def wait_for_failure(filters: Dict[str, Any], timeout_ms: int, body: dict) -> st
     msg = f"{what}{' for ' + about if about else ''} within {_fmt_duration(timeout_ms)}; "
     if body.get("enabled") is False:
         return msg + (
-            "the journal is disabled (it is on by default with --ephemeral; --journal on, "
+            "the journal is disabled (the helper starts it with --journal on; "
             'or PUT /api/warren/journal {"enabled": true})'
         )
     related = body.get("related") or []
@@ -308,7 +308,7 @@ def idle_failure(timeout_ms: int, pending: Dict[str, Any]) -> str:
 def start_broker(binary: Optional[str] = None, args: Optional[List[str]] = None) -> WarrenBroker:
     """Start an ephemeral broker on a free loopback port and wait until it accepts connections."""
     exe = find_binary(binary)
-    cmd = [exe, "--port", "0", "--bind", "127.0.0.1", "--ephemeral", *(args or [])]
+    cmd = [exe, "--port", "0", "--bind", "127.0.0.1", "--ephemeral", "--journal", "on", *(args or [])]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
     )
