@@ -270,3 +270,31 @@ async fn tune_ok_frame_max_below_8192_is_refused() {
         )
     );
 }
+
+#[tokio::test]
+async fn a_nack_requeue_is_not_a_failed_delivery_on_4_3() {
+    let (_s, b) = own_warren_with(config_4()).await;
+    let conn = connect(&b).await;
+    let ch = open(&conn).await;
+    declare_queue_with(
+        &ch,
+        "nacked",
+        durable(),
+        table(vec![
+            ("x-queue-type", lstr("quorum")),
+            ("x-delivery-limit", long(2)),
+        ]),
+    )
+    .await;
+    publish(&ch, "", "nacked", b"again").await;
+    for _ in 0..5 {
+        let m = get_wait(&ch, "nacked", false).await;
+        nack(&ch, m.delivery.delivery_tag, true).await;
+    }
+    // Five nacks later it is still there; rejects count, and the third one drops it (no dead-letter exchange).
+    for _ in 0..3 {
+        let m = get_wait(&ch, "nacked", false).await;
+        reject(&ch, m.delivery.delivery_tag, true).await;
+    }
+    assert!(get(&ch, "nacked", true).await.is_none());
+}

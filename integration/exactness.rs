@@ -231,3 +231,66 @@ async fn an_exclusive_consumer_is_refused_on_a_single_active_consumer_queue() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_inequivalent_redeclare_shows_both_values_bare() {
+    let b = broker().await;
+    let conn = connect(&b).await;
+    let ch = open(&conn).await;
+    let q = xq(&ch, "equiv", vec![("x-max-length", int(10))]).await;
+    let res = try_declare_queue(
+        &ch,
+        &q,
+        exclusive(),
+        table(vec![("x-max-length", lstr("10"))]),
+    )
+    .await;
+    expect_channel_close(
+        &conn,
+        &ch,
+        res,
+        406,
+        &format!(
+            "PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue '{q}' in vhost '/': received '10' but current is '10'"
+        ),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn consumer_arguments_are_checked_like_rabbitmq() {
+    let b = broker().await;
+    let conn = connect(&b).await;
+    let ch = open(&conn).await;
+    let q = excl_queue(&ch, "consume-args").await;
+    let cases = [
+        (
+            "x-cancel-on-ha-failover",
+            lstr("yes"),
+            format!("invalid arg 'x-cancel-on-ha-failover' for queue '{q}' in vhost '/': {{unacceptable_type,longstr}}"),
+        ),
+        (
+            "x-stream-offset",
+            lstr("first"),
+            format!("invalid arg 'x-stream-offset' for queue '{q}' in vhost '/' of queue type rabbit_classic_queue"),
+        ),
+    ];
+    for (key, value, text) in cases {
+        let c = open(&conn).await;
+        let res = within(c.basic_consume(
+            q.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            table(vec![(key, value)]),
+        ))
+        .await;
+        expect_channel_close(
+            &conn,
+            &c,
+            res,
+            406,
+            &format!("PRECONDITION_FAILED - {text}"),
+        )
+        .await;
+    }
+}

@@ -12,8 +12,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::Path;
 
-/// The RabbitMQ version Warren's definitions claim to come from.
-
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct Definitions {

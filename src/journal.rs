@@ -183,6 +183,28 @@ impl Event {
     }
 }
 
+/// The largest content header a journal event keeps (its properties); a larger one (a huge headers table)
+/// is not kept, so the journal's size stays near `capacity` times a small event.
+const MAX_KEPT_HEADER: usize = 4096;
+
+/// The most queue names an event keeps (a fanout to thousands of queues keeps the first ones).
+const MAX_KEPT_NAMES: usize = 256;
+
+/// What an event keeps of a list of queue names.
+pub fn kept_names(mut names: Vec<Arc<str>>) -> Vec<Arc<str>> {
+    names.truncate(MAX_KEPT_NAMES);
+    names
+}
+
+/// What a `published` event keeps of a content header.
+pub fn keep_header(header: &[u8]) -> bytes::Bytes {
+    if header.len() <= MAX_KEPT_HEADER {
+        bytes::Bytes::copy_from_slice(header)
+    } else {
+        bytes::Bytes::new()
+    }
+}
+
 /// Which events a query wants; every set field must match.
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
@@ -356,10 +378,16 @@ impl Journal {
         /// How often a waiter looks again: well under what a test's message takes to go anywhere.
         const POLL: std::time::Duration = std::time::Duration::from_millis(2);
         let deadline = tokio::time::Instant::now() + timeout;
+        // Each look scans only what was appended since the last one: the ring lock is one that message
+        // paths take, so a waiter must not hold it for a whole-ring scan every poll.
+        let mut seen = 0u64;
         loop {
             let found = {
                 let r = self.ring.lock();
-                r.events.iter().find(|e| f.matches(e)).cloned()
+                let fresh = r.events.iter().rev().take_while(|e| e.seq > seen);
+                let found = fresh.filter(|e| f.matches(e)).last().cloned();
+                seen = r.next_seq - 1;
+                found
             };
             if found.is_some() || tokio::time::Instant::now() >= deadline {
                 return found;

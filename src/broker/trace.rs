@@ -5,8 +5,9 @@
 //!
 //! Deliveries are made under a queue's lock, and a trace copy is itself routed into queues; so copies are
 //! not published where they arise but handed to one tracer thread that publishes them in order. The hand-
-//! off is bounded: when the tracer falls behind by `QUEUE_LIMIT` copies, further copies are dropped and
-//! counted rather than letting memory grow with the flood being traced.
+//! off is bounded: when the tracer falls behind by `QUEUE_LIMIT` copies or `BYTES_LIMIT` bytes, further
+//! copies are dropped and counted rather than letting memory grow with the flood being traced. The copies'
+//! headers are built on the tracer thread, so the caller's locks are held only for the hand-off.
 
 use super::vhost::VHost;
 use crate::protocol;
@@ -15,15 +16,16 @@ use amq_protocol::protocol::BasicProperties;
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString};
 use bytes::Bytes;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Weak};
 
 /// The exchange every vhost has for the firehose.
 pub const TRACE_EXCHANGE: &str = "amq.rabbitmq.trace";
 
-/// Copies waiting for the tracer thread, at most.
+/// Copies waiting for the tracer thread, at most, and the message bytes they may hold.
 const QUEUE_LIMIT: usize = 65_536;
+const BYTES_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Who published or received a traced message.
 pub struct Origin<'a> {
@@ -38,15 +40,21 @@ pub struct Origin<'a> {
 
 struct Copy {
     vhost: Weak<VHost>,
-    routing_key: String,
-    headers: Ordered,
-    body: Bytes,
+    msg: Arc<Message>,
+    event: Event,
+    connection: Arc<str>,
+    channel: u16,
+    user: Arc<str>,
+    /// Bytes this copy holds, counted against `BYTES_LIMIT` until the tracer takes it.
+    size: usize,
 }
 
 /// The broker's tracer: a lazily started thread publishing trace copies.
 #[derive(Default)]
 pub struct Firehose {
     tx: Mutex<Option<SyncSender<Copy>>>,
+    /// Message bytes held by copies waiting for the tracer.
+    bytes: Arc<AtomicUsize>,
     /// Copies dropped because the tracer was too far behind.
     pub dropped: AtomicU64,
 }
@@ -174,76 +182,79 @@ fn content_header(body_len: usize, h: &Ordered) -> Bytes {
     Bytes::from(b)
 }
 
+/// What a trace copy is about; its headers are built on the tracer thread, not under the caller's locks.
+enum Event {
+    Publish {
+        bcc: Vec<String>,
+        queues: Vec<Arc<str>>,
+    },
+    Deliver {
+        queue: Arc<str>,
+        redelivered: bool,
+    },
+}
+
 impl Firehose {
     /// Trace a publish of `msg` (as queues got it, without its BCC header; `bcc` its BCC keys) that
     /// reached `queues`.
     pub fn published(
         &self,
         vhost: &VHost,
-        msg: &Message,
+        msg: &Arc<Message>,
         bcc: &[String],
         queues: &[Arc<str>],
         o: &Origin<'_>,
     ) {
-        if &*msg.exchange == TRACE_EXCHANGE {
-            return;
-        }
-        let mut h = base_headers(msg, bcc);
-        add_origin(&mut h, &vhost.name, o);
-        // De-duplicated and sorted, as RabbitMQ reports them; for the default exchange its routing keys,
-        // whether such queues exist or not.
-        let mut names: Vec<String> = if msg.exchange.is_empty() {
-            crate::queue::deadletter::publish_keys(msg)
-                .into_iter()
-                .chain(bcc.iter().cloned())
-                .filter(|k| !k.starts_with(super::vhost::REPLY_TO_PREFIX))
-                .collect()
-        } else {
-            queues.iter().map(|q| q.to_string()).collect()
+        let event = Event::Publish {
+            bcc: bcc.to_vec(),
+            queues: queues.to_vec(),
         };
-        names.sort_unstable();
-        names.dedup();
-        h.put_strs("routed_queues", names.iter().map(String::as_str));
-        self.send(vhost, format!("publish.{}", msg.exchange), h, &msg.body);
+        self.send(vhost, msg, event, o);
     }
 
     /// Trace a delivery (or basic.get) of `msg` from `queue`.
     pub fn delivered(
         &self,
         vhost: &VHost,
-        queue: &str,
-        msg: &Message,
+        queue: &Arc<str>,
+        msg: &Arc<Message>,
         redelivered: bool,
         o: &Origin<'_>,
     ) {
+        let event = Event::Deliver {
+            queue: queue.clone(),
+            redelivered,
+        };
+        self.send(vhost, msg, event, o);
+    }
+
+    fn send(&self, vhost: &VHost, msg: &Arc<Message>, event: Event, o: &Origin<'_>) {
         if &*msg.exchange == TRACE_EXCHANGE {
             return;
         }
-        let mut h = base_headers(msg, &[]);
-        h.put("redelivered", AMQPValue::LongInt(i32::from(redelivered)));
-        add_origin(&mut h, &vhost.name, o);
-        self.send(vhost, format!("deliver.{queue}"), h, &msg.body);
-    }
-
-    fn send(&self, vhost: &VHost, routing_key: String, headers: Ordered, body: &Bytes) {
+        let size = msg.body.len() + msg.header.len();
+        if self.bytes.load(Ordering::Relaxed) + size > BYTES_LIMIT {
+            self.drop_one(vhost);
+            return;
+        }
         let copy = Copy {
             vhost: vhost.weak(),
-            routing_key,
-            headers,
-            body: body.clone(),
+            msg: msg.clone(),
+            event,
+            connection: o.connection.clone(),
+            channel: o.channel,
+            user: o.user.clone(),
+            size,
         };
         let mut tx = self.tx.lock();
-        let sender = tx.get_or_insert_with(spawn_tracer);
+        let sender = tx.get_or_insert_with(|| spawn_tracer(self.bytes.clone()));
         match sender.try_send(copy) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.bytes.fetch_add(size, Ordering::Relaxed);
+            }
             Err(TrySendError::Full(_)) => {
-                if self.dropped.fetch_add(1, Ordering::Relaxed).is_multiple_of(10_000) {
-                    tracing::warn!(
-                        vhost = %vhost.name,
-                        dropped = self.dropped.load(Ordering::Relaxed),
-                        "firehose tracer is behind; trace copies dropped"
-                    );
-                }
+                drop(tx);
+                self.drop_one(vhost);
             }
             Err(TrySendError::Disconnected(_)) => {
                 // The thread could not be started (logged there); try again on the next copy.
@@ -251,29 +262,85 @@ impl Firehose {
             }
         }
     }
+
+    fn drop_one(&self, vhost: &VHost) {
+        if self
+            .dropped
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(10_000)
+        {
+            tracing::warn!(
+                vhost = %vhost.name,
+                dropped = self.dropped.load(Ordering::Relaxed),
+                "firehose tracer is behind; trace copies dropped"
+            );
+        }
+    }
 }
 
-fn spawn_tracer() -> SyncSender<Copy> {
+/// The trace copy's routing key and headers, as RabbitMQ builds them.
+fn build(c: &Copy, vhost: &str) -> (String, Ordered) {
+    let msg = &c.msg;
+    let o = Origin {
+        connection: &c.connection,
+        channel: c.channel,
+        user: &c.user,
+        mandatory: false,
+        trace: true,
+    };
+    match &c.event {
+        Event::Publish { bcc, queues } => {
+            let mut h = base_headers(msg, bcc);
+            add_origin(&mut h, vhost, &o);
+            // De-duplicated and sorted, as RabbitMQ reports them; for the default exchange its routing
+            // keys, whether such queues exist or not.
+            let mut names: Vec<String> = if msg.exchange.is_empty() {
+                crate::queue::deadletter::publish_keys(msg)
+                    .into_iter()
+                    .chain(bcc.iter().cloned())
+                    .filter(|k| !k.starts_with(super::vhost::REPLY_TO_PREFIX))
+                    .collect()
+            } else {
+                queues.iter().map(|q| q.to_string()).collect()
+            };
+            names.sort_unstable();
+            names.dedup();
+            h.put_strs("routed_queues", names.iter().map(String::as_str));
+            (format!("publish.{}", msg.exchange), h)
+        }
+        Event::Deliver { queue, redelivered } => {
+            let mut h = base_headers(msg, &[]);
+            h.put("redelivered", AMQPValue::LongInt(i32::from(*redelivered)));
+            add_origin(&mut h, vhost, &o);
+            (format!("deliver.{queue}"), h)
+        }
+    }
+}
+
+fn spawn_tracer(bytes: Arc<AtomicUsize>) -> SyncSender<Copy> {
     let (tx, rx) = sync_channel::<Copy>(QUEUE_LIMIT);
     let started = std::thread::Builder::new()
         .name("warren-firehose".into())
         .spawn(move || {
             // Ends when the broker (and with it the sender) is gone.
             while let Ok(c) = rx.recv() {
+                bytes.fetch_sub(c.size, Ordering::Relaxed);
                 let Some(vhost) = c.vhost.upgrade() else {
                     continue;
                 };
                 let Some(x) = vhost.exchange(TRACE_EXCHANGE) else {
                     continue;
                 };
-                let header = content_header(c.body.len(), &c.headers);
-                let props = BasicProperties::default().with_headers(c.headers.table);
+                let (routing_key, headers) = build(&c, &vhost.name);
+                let body = c.msg.body.clone();
+                let header = content_header(body.len(), &headers);
+                let props = BasicProperties::default().with_headers(headers.table);
                 let msg = Message {
                     exchange: x.name.clone(),
-                    routing_key: c.routing_key.into_boxed_str(),
+                    routing_key: crate::queue::message::short(&routing_key).into(),
                     header,
                     properties: Box::new(props),
-                    body: c.body,
+                    body,
                 };
                 vhost.publish(&x, Arc::new(msg), None, None);
             }

@@ -37,7 +37,8 @@ pub enum TxOp {
     Ack(Vec<Unacked>),
     Reject {
         entries: Vec<Unacked>,
-        requeue: bool,
+        how: methods::Settle,
+        kind: crate::journal::Kind,
     },
 }
 

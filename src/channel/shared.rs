@@ -377,6 +377,11 @@ impl ConsumerChannel for ChannelShared {
             }
         }
         let mut d = self.deliveries.lock();
+        // Checked again under the lock: a close that began since the check above has taken (or is about to
+        // take) every delivery to requeue, and one registered now would be stranded.
+        if self.is_closed() {
+            return false;
+        }
         if !consumer.no_ack {
             if consumer.prefetch != 0
                 && consumer.unacked.load(Ordering::Relaxed) >= consumer.prefetch

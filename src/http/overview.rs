@@ -8,7 +8,6 @@ use super::{Api, Req};
 use crate::broker::{Actor, Command};
 use serde_json::{json, Map, Value};
 
-/// The RabbitMQ version Warren reports.
 /// This node's name.
 pub const NODE: &str = crate::protocol::NODE_NAME;
 

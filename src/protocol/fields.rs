@@ -82,11 +82,6 @@ fn class(v: &AMQPValue) -> &'static str {
     }
 }
 
-/// Whether two values are of one type class (all integer widths are one class).
-pub fn same_class(a: &AMQPValue, b: &AMQPValue) -> bool {
-    class(a) == class(b)
-}
-
 /// Equality for argument equivalence: same type class and same value.
 pub fn equivalent(a: &AMQPValue, b: &AMQPValue) -> bool {
     if class(a) != class(b) {

@@ -48,6 +48,15 @@ impl Message {
     }
 }
 
+/// `s` cut to a short string's 255 bytes, on a character boundary.
+pub fn short(s: &str) -> &str {
+    let mut end = s.len().min(255);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Why a stored message record could not be decoded.
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt message record: {0}")]
@@ -147,10 +156,11 @@ impl Message {
             ..meta
         }
         .encode(&mut out);
-        out.push(self.exchange.len().min(255) as u8);
-        out.extend_from_slice(&self.exchange.as_bytes()[..self.exchange.len().min(255)]);
-        out.push(self.routing_key.len().min(255) as u8);
-        out.extend_from_slice(&self.routing_key.as_bytes()[..self.routing_key.len().min(255)]);
+        for s in [&*self.exchange, &*self.routing_key] {
+            let s = short(s);
+            out.push(s.len() as u8);
+            out.extend_from_slice(s.as_bytes());
+        }
         out.extend_from_slice(&(self.header.len() as u32).to_be_bytes());
         out.extend_from_slice(&self.header);
         out.extend_from_slice(&self.body);

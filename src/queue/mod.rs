@@ -646,7 +646,9 @@ impl Queue {
                         reason: reason.as_str(),
                         exchange: Arc::from(dlx.as_str()),
                         routing_keys: keys.iter().map(|k| k.to_string()).collect(),
-                        queues: routed.iter().map(|q| q.name.clone()).collect(),
+                        queues: crate::journal::kept_names(
+                            routed.iter().map(|q| q.name.clone()).collect(),
+                        ),
                     })
                 } else {
                     crate::journal::Event {

@@ -43,6 +43,16 @@ impl Queue {
     /// Take back unacknowledged messages, marked redelivered: a classic queue puts them at their original
     /// positions, a quorum queue at the back. Counted deliveries past the limit are dead-lettered instead.
     pub fn requeue(self: &Arc<Self>, msgs: Vec<QueuedMessage>) {
+        self.put_back(msgs, true)
+    }
+
+    /// Take back unacknowledged messages without counting a failed delivery (RabbitMQ 4.3's nack and
+    /// recover on quorum queues).
+    pub fn requeue_uncounted(self: &Arc<Self>, msgs: Vec<QueuedMessage>) {
+        self.put_back(msgs, false)
+    }
+
+    fn put_back(self: &Arc<Self>, msgs: Vec<QueuedMessage>, counted: bool) {
         let mut dead = Dead::new();
         {
             let mut st = self.state.lock();
@@ -51,7 +61,7 @@ impl Queue {
             if self.is_deleted() {
                 return;
             }
-            let counting = st.counts_deliveries();
+            let counting = counted && st.counts_deliveries();
             let mut back = Vec::with_capacity(msgs.len());
             for mut m in msgs {
                 m.redelivered = true;

@@ -207,8 +207,9 @@ pub(super) fn check_arg_equivalence(
     if same {
         return Ok(());
     }
+    // RabbitMQ names the types only when one side is absent; two values are shown bare, whatever their types.
     let detail = match (got, cur) {
-        (Some(a), Some(b)) if fields::same_class(a, b) => {
+        (Some(a), Some(b)) => {
             format!(
                 "received '{}' but current is '{}'",
                 fields::display(a),

@@ -133,7 +133,7 @@ impl VHost {
                             user: o.user.clone(),
                         },
                         mandatory: o.mandatory,
-                        header: bytes::Bytes::copy_from_slice(&msg.header),
+                        header: crate::journal::keep_header(&msg.header),
                     }),
                 );
             }
@@ -184,7 +184,7 @@ impl VHost {
                     })
                 } else {
                     e.with(Detail::Routed {
-                        queues: names,
+                        queues: crate::journal::kept_names(names),
                         alternate: alternates,
                     })
                 });

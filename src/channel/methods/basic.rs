@@ -15,7 +15,10 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy)]
 pub enum Settle {
     Ack,
+    /// Back to the queue, counted as a failed delivery (quorum delivery limits).
     Requeue,
+    /// Back to the queue without counting (RabbitMQ 4.3's nack and recover).
+    Return,
     Discard,
 }
 
@@ -34,11 +37,9 @@ impl Channel {
             }
             basic::AMQPMethod::Qos(q) => {
                 // RabbitMQ 4.3 no longer has channel-wide prefetch: global=true sets the per-consumer one.
-                if q.global && !ctx.vhost.compat.is_4() {
+                let redispatch = if q.global && !ctx.vhost.compat.is_4() {
                     self.shared.set_global_prefetch(q.prefetch_count as u32);
-                    for queue in self.shared.consumed_queues() {
-                        queue.dispatch();
-                    }
+                    true
                 } else {
                     self.consumer_prefetch = q.prefetch_count as u32;
                     self.shared
@@ -46,18 +47,23 @@ impl Channel {
                         .prefetch
                         .store(self.consumer_prefetch, Ordering::Relaxed);
                     // As in RabbitMQ, a per-consumer qos lifts any channel-wide limit set before.
-                    if self.shared.global_prefetch() > 0 {
+                    let lifted = self.shared.global_prefetch() > 0;
+                    if lifted {
                         self.shared.set_global_prefetch(0);
-                        for queue in self.shared.consumed_queues() {
-                            queue.dispatch();
-                        }
                     }
-                }
+                    lifted
+                };
+                // qos-ok goes out before any delivery the new limit allows, as in RabbitMQ.
                 reply(
                     ctx,
                     id,
                     AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
                 );
+                if redispatch {
+                    for queue in self.shared.consumed_queues() {
+                        queue.dispatch();
+                    }
+                }
             }
             basic::AMQPMethod::Consume(c) => self.consume(ctx, c)?,
             basic::AMQPMethod::Cancel(c) => {
@@ -92,8 +98,6 @@ impl Channel {
             }
             basic::AMQPMethod::Ack(a) => {
                 let entries = self.shared.take(a.delivery_tag, a.multiple)?;
-                self.shared
-                    .journal_settled(&entries, crate::journal::Kind::Acked, false);
                 match &mut self.tx {
                     Some(ops) => {
                         self.shared
@@ -102,20 +106,22 @@ impl Channel {
                             .fetch_add(entries.len() as u32, Ordering::Relaxed);
                         ops.push(TxOp::Ack(entries));
                     }
-                    None => self.settle(entries, Settle::Ack),
+                    None => {
+                        self.shared
+                            .journal_settled(&entries, crate::journal::Kind::Acked, false);
+                        self.settle(entries, Settle::Ack)
+                    }
                 }
             }
             basic::AMQPMethod::Nack(n) => {
                 let entries = self.shared.take(n.delivery_tag, n.multiple)?;
-                self.shared
-                    .journal_settled(&entries, crate::journal::Kind::Nacked, n.requeue);
-                self.reject(entries, n.requeue);
+                // RabbitMQ 4.3 does not count a nack's requeue toward a quorum queue's delivery limit.
+                let counted = !ctx.vhost.compat.is_4();
+                self.reject(entries, n.requeue, counted, crate::journal::Kind::Nacked);
             }
             basic::AMQPMethod::Reject(r) => {
                 let entries = self.shared.take(r.delivery_tag, false)?;
-                self.shared
-                    .journal_settled(&entries, crate::journal::Kind::Rejected, r.requeue);
-                self.reject(entries, r.requeue);
+                self.reject(entries, r.requeue, true, crate::journal::Kind::Rejected);
             }
             basic::AMQPMethod::Recover(r) => {
                 if !r.requeue {
@@ -128,14 +134,14 @@ impl Channel {
                     AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})),
                 );
                 let entries = self.shared.take_all();
-                self.settle(entries, Settle::Requeue);
+                self.settle(entries, Settle::recovered(ctx.vhost.compat));
             }
             basic::AMQPMethod::RecoverAsync(r) => {
                 if !r.requeue {
                     return Err(AmqpError::not_implemented("requeue=false"));
                 }
                 let entries = self.shared.take_all();
-                self.settle(entries, Settle::Requeue);
+                self.settle(entries, Settle::recovered(ctx.vhost.compat));
             }
             _ => return Err(AmqpError::command_invalid("unimplemented method")),
         }
@@ -166,16 +172,28 @@ impl Channel {
         }
     }
 
-    fn reject(&mut self, entries: Vec<Unacked>, requeue: bool) {
+    /// basic.reject / basic.nack; `counted` false for a requeue that is not a failed delivery (4.3's nack).
+    /// In a transaction the journal records the settlement at commit, when it happens.
+    fn reject(
+        &mut self,
+        entries: Vec<Unacked>,
+        requeue: bool,
+        counted: bool,
+        kind: crate::journal::Kind,
+    ) {
+        let how = Settle::reject_or_requeue(requeue, counted);
         match &mut self.tx {
             Some(ops) => {
                 self.shared
                     .mode
                     .uncommitted_acks
                     .fetch_add(entries.len() as u32, Ordering::Relaxed);
-                ops.push(TxOp::Reject { entries, requeue })
+                ops.push(TxOp::Reject { entries, how, kind })
             }
-            None => self.settle(entries, Settle::reject_or_requeue(requeue)),
+            None => {
+                self.shared.journal_settled(&entries, kind, requeue);
+                self.settle(entries, how)
+            }
         }
     }
 
@@ -205,6 +223,26 @@ impl Channel {
                 ))
             })? as i32,
         };
+        // RabbitMQ's other consumer-argument checks: a boolean failover flag, and stream offsets only on
+        // streams.
+        if let Some(v) = fields::get(&c.arguments, "x-cancel-on-ha-failover") {
+            if fields::as_bool(v).is_none() {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid arg 'x-cancel-on-ha-failover' for queue '{}' in vhost '{}': {{unacceptable_type,{}}}",
+                    qname,
+                    ctx.vhost.name,
+                    fields::type_name(v)
+                )));
+            }
+        }
+        if q.queue_type == QueueType::Classic
+            && fields::get(&c.arguments, "x-stream-offset").is_some()
+        {
+            return Err(AmqpError::precondition_failed(format!(
+                "invalid arg 'x-stream-offset' for queue '{}' in vhost '{}' of queue type rabbit_classic_queue",
+                qname, ctx.vhost.name
+            )));
+        }
         let tag = self.consumer_tag(c.consumer_tag.as_str())?;
         let consumer = Arc::new(Consumer {
             tag: Arc::from(tag.as_str()),
@@ -263,6 +301,7 @@ impl Channel {
                 Settle::Ack => q.acked(&msgs),
                 Settle::Discard => q.discard(msgs),
                 Settle::Requeue => q.requeue(msgs),
+                Settle::Return => q.requeue_uncounted(msgs),
             }
         }
         // A channel-wide prefetch may have held back other queues' consumers on this channel.

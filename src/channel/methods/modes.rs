@@ -80,9 +80,18 @@ impl Channel {
                             };
                             self.route_and_enqueue(ctx, &x, mandatory, msg, false);
                         }
-                        TxOp::Ack(entries) => self.settle(entries, Settle::Ack),
-                        TxOp::Reject { entries, requeue } => {
-                            self.settle(entries, Settle::reject_or_requeue(requeue))
+                        TxOp::Ack(entries) => {
+                            self.shared.journal_settled(
+                                &entries,
+                                crate::journal::Kind::Acked,
+                                false,
+                            );
+                            self.settle(entries, Settle::Ack)
+                        }
+                        TxOp::Reject { entries, how, kind } => {
+                            let requeue = !matches!(how, Settle::Discard);
+                            self.shared.journal_settled(&entries, kind, requeue);
+                            self.settle(entries, how)
                         }
                     }
                 }
@@ -137,11 +146,20 @@ impl Channel {
 }
 
 impl Settle {
-    pub(super) fn reject_or_requeue(requeue: bool) -> Settle {
-        if requeue {
-            Settle::Requeue
+    pub(super) fn reject_or_requeue(requeue: bool, counted: bool) -> Settle {
+        match (requeue, counted) {
+            (false, _) => Settle::Discard,
+            (true, true) => Settle::Requeue,
+            (true, false) => Settle::Return,
+        }
+    }
+
+    /// basic.recover's requeue: counted as failed deliveries except on RabbitMQ 4.3.
+    pub(super) fn recovered(compat: crate::config::Compat) -> Settle {
+        if compat.is_4() {
+            Settle::Return
         } else {
-            Settle::Discard
+            Settle::Requeue
         }
     }
 }
