@@ -319,3 +319,12 @@ async fn pagination_follows_rabbitmq_rules() {
     let plain = body_json(send(&m, Method::GET, "/api/queues?page_size=1", None).await).await;
     assert!(plain.is_array());
 }
+
+#[tokio::test]
+async fn nodes_report_free_disk_space_even_when_ephemeral() {
+    let m = Mgmt::start().await;
+    let nodes = body_json(send(&m, Method::GET, "/api/nodes", None).await).await;
+    let free = nodes[0]["disk_free"].as_u64().unwrap_or(0);
+    assert!(free > 0, "disk_free: {}", nodes[0]["disk_free"]);
+    assert_eq!(nodes[0]["disk_free_alarm"], json!(false));
+}

@@ -59,7 +59,8 @@ impl Alarms {
         self.last_rss.load(Ordering::Relaxed)
     }
 
-    /// Free space in the data directory's file system at the last sample (0 when ephemeral).
+    /// Free space in the data directory's file system (the working directory's when ephemeral) at the last
+    /// sample.
     pub fn last_free_disk(&self) -> u64 {
         self.last_free.load(Ordering::Relaxed)
     }
@@ -109,9 +110,14 @@ impl Alarms {
         self.last_rss.store(rss.unwrap_or(0), Ordering::Relaxed);
         let disk_limit = self.disk_free_limit.load(Ordering::Relaxed);
         let disk_alarm = if disk {
-            let free = self.dir.as_deref().and_then(free_bytes);
+            // An ephemeral broker writes nothing, so it has no disk alarm; it still reports the free space
+            // where it runs, as RabbitMQ always reports disk_free.
+            let free = match self.dir.as_deref() {
+                Some(dir) => free_bytes(dir),
+                None => free_bytes(std::path::Path::new(".")),
+            };
             self.last_free.store(free.unwrap_or(0), Ordering::Relaxed);
-            free.is_some_and(|f| f < disk_limit)
+            self.dir.is_some() && free.is_some_and(|f| f < disk_limit)
         } else {
             self.active() & DISK != 0
         };
