@@ -8,7 +8,7 @@
 //! Modules: `cli` (grammar), `http` (API client), `error` (failures, exit codes), `format`
 //! (cell/table/JSON rendering), `lists` (the `list_*` verbs), `admin` (vhosts, users,
 //! permissions, policies, queues, connections), `node` (status, ping, health checks,
-//! definitions).
+//! definitions), `observe` (virtual clock, firehose, message journal).
 
 mod admin;
 mod cli;
@@ -17,6 +17,7 @@ mod format;
 mod http;
 mod lists;
 mod node;
+mod observe;
 
 use cli::{Cli, Command};
 use error::{api_failure, CtlError, Ctx};
@@ -223,11 +224,11 @@ fn run(app: &App, command: Command) -> Result<(), CtlError> {
         CheckLocalAlarms => node::check_local_alarms(app),
         CheckPortConnectivity => node::check_port_connectivity(app),
         CheckVirtualHosts => node::check_virtual_hosts(app),
-        AdvanceClock { duration } => node::advance_clock(app, duration),
-        TraceOn => node::trace(app, true),
-        TraceOff => node::trace(app, false),
-        Journal(j) => node::journal(app, &j),
-        JournalOn { all_vhosts } => node::journal_switch(app, true, all_vhosts),
-        JournalOff { all_vhosts } => node::journal_switch(app, false, all_vhosts),
+        AdvanceClock { duration } => observe::advance_clock(app, duration),
+        TraceOn => observe::trace(app, true),
+        TraceOff => observe::trace(app, false),
+        Journal(j) => observe::journal(app, &j),
+        JournalOn { all_vhosts } => observe::journal_switch(app, true, all_vhosts),
+        JournalOff { all_vhosts } => observe::journal_switch(app, false, all_vhosts),
     }
 }
