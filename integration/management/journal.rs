@@ -241,3 +241,70 @@ async fn switched_per_vhost_and_cleared() {
         404
     );
 }
+
+async fn warrenctl(mgmt: &str, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_warrenctl"))
+        .args(["--url", mgmt])
+        .args(args)
+        .output()
+        .await
+        .expect("run warrenctl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn warrenctl_switches_and_reads_the_journal_and_the_firehose() {
+    let server = warren::Server::builder()
+        .journal(false)
+        .management_port(Some(0))
+        .start()
+        .await
+        .expect("start");
+    let mgmt = server.management_url().expect("management");
+    let (ok, _, err) = warrenctl(&mgmt, &["journal_on", "--all-vhosts"]).await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = warrenctl(&mgmt, &["trace_on"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "Starting tracing for vhost \"/\" ...\nTrace enabled for vhost /\n"
+    );
+    assert!(server.broker().vhost("/").is_some_and(|v| v.tracing()));
+    let b = TestBroker::from_url(server.amqp_url());
+    let conn = connect(&b).await;
+    let ch = open(&conn).await;
+    declare_queue(&ch, "watched").await;
+    publish_props(&ch, "", "watched", b"x", with_id("ctl-1")).await;
+    let (ok, out, err) = warrenctl(
+        &mgmt,
+        &[
+            "-q",
+            "journal",
+            "--message-id",
+            "ctl-1",
+            "--event",
+            "routed",
+            "--wait",
+            "5s",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(" routed ") && out.contains("queue") && out.contains("watched"),
+        "{out}"
+    );
+    let (ok, _, err) = warrenctl(&mgmt, &["trace_off"]).await;
+    assert!(ok, "{err}");
+    assert!(server.broker().vhost("/").is_some_and(|v| !v.tracing()));
+    let (ok, _, _) = warrenctl(
+        &mgmt,
+        &["journal", "--message-id", "never", "--wait", "50ms"],
+    )
+    .await;
+    assert!(!ok, "a wait that times out fails");
+}

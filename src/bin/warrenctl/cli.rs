@@ -333,13 +333,13 @@ pub enum Command {
     /// Switches the message journal on (for --vhost, or with --all-vhosts for every vhost)
     #[command(override_usage = "warrenctl [--quiet] journal_on [--vhost <vhost> | --all-vhosts]")]
     JournalOn {
-        #[arg(long)]
+        #[arg(long = "all-vhosts")]
         all_vhosts: bool,
     },
     /// Switches the message journal off (for --vhost, or with --all-vhosts everywhere)
     #[command(override_usage = "warrenctl [--quiet] journal_off [--vhost <vhost> | --all-vhosts]")]
     JournalOff {
-        #[arg(long)]
+        #[arg(long = "all-vhosts")]
         all_vhosts: bool,
     },
 }
