@@ -295,24 +295,18 @@ impl ChannelShared {
         if v.journal.on(&v.name) {
             let m = &qm.msg;
             v.journal.record(
-                Event::about(
-                    Kind::Delivered,
-                    &v.name,
-                    &m.properties,
-                    &m.exchange,
-                    &m.routing_key,
-                )
-                .in_queue(&queue.name)
-                .with(Detail::Delivered {
-                    by: Actor {
-                        connection: connection.clone(),
-                        channel: self.id,
-                        user: user.clone(),
-                    },
-                    consumer_tag: consumer_tag.cloned(),
-                    delivery_tag,
-                    redelivered: qm.redelivered,
-                }),
+                m.journal_event(Kind::Delivered, &v.name)
+                    .in_queue(&queue.name)
+                    .with(Detail::Delivered {
+                        by: Actor {
+                            connection: connection.clone(),
+                            channel: self.id,
+                            user: user.clone(),
+                        },
+                        consumer_tag: consumer_tag.cloned(),
+                        delivery_tag,
+                        redelivered: qm.redelivered,
+                    }),
             );
         }
     }
@@ -349,14 +343,13 @@ impl ChannelShared {
         }
         for u in entries {
             let m = &u.msg.msg;
-            v.journal.record(
-                Event::about(kind, &v.name, &m.properties, &m.exchange, &m.routing_key)
-                    .in_queue(&u.queue.name)
-                    .with(Detail::Settled {
+            v.journal
+                .record(m.journal_event(kind, &v.name).in_queue(&u.queue.name).with(
+                    Detail::Settled {
                         delivery_tag: u.tag,
                         requeue,
-                    }),
-            );
+                    },
+                ));
         }
     }
 }

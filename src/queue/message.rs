@@ -19,6 +19,21 @@ pub struct Message {
 }
 
 impl Message {
+    /// A journal event about this message in `vhost`.
+    pub fn journal_event(
+        &self,
+        kind: crate::journal::Kind,
+        vhost: &Arc<str>,
+    ) -> crate::journal::Event {
+        crate::journal::Event::about(
+            kind,
+            vhost,
+            &self.properties,
+            &self.exchange,
+            &self.routing_key,
+        )
+    }
+
     pub fn persistent(&self) -> bool {
         self.properties.delivery_mode() == &Some(2)
     }

@@ -558,16 +558,8 @@ impl Queue {
 
     /// A journal event about `msg` in this queue.
     fn journal_event(&self, kind: crate::journal::Kind, msg: &message::Message) {
-        self.journal.record(
-            crate::journal::Event::about(
-                kind,
-                &self.vhost,
-                &msg.properties,
-                &msg.exchange,
-                &msg.routing_key,
-            )
-            .in_queue(&self.name),
-        );
+        self.journal
+            .record(msg.journal_event(kind, &self.vhost).in_queue(&self.name));
     }
 
     /// Republish dead messages to the queue's dead-letter exchange (called without the queue lock).
@@ -592,17 +584,12 @@ impl Queue {
                 }
                 if dlx.is_none() && matches!(reason, Reason::Maxlen | Reason::DeliveryLimit) {
                     self.journal.record(
-                        crate::journal::Event::about(
-                            Kind::Dropped,
-                            &self.vhost,
-                            &qm.msg.properties,
-                            &qm.msg.exchange,
-                            &qm.msg.routing_key,
-                        )
-                        .in_queue(&self.name)
-                        .with(Detail::Dropped {
-                            reason: reason.as_str(),
-                        }),
+                        qm.msg
+                            .journal_event(Kind::Dropped, &self.vhost)
+                            .in_queue(&self.name)
+                            .with(Detail::Dropped {
+                                reason: reason.as_str(),
+                            }),
                     );
                 }
             }
@@ -633,14 +620,10 @@ impl Queue {
             // cycle and is dropped there.
             routed.retain(|q| rejected || !history.iter().any(|h| **h == *q.name));
             if journal {
-                let e = crate::journal::Event::about(
-                    Kind::DeadLettered,
-                    &self.vhost,
-                    &qm.msg.properties,
-                    &qm.msg.exchange,
-                    &qm.msg.routing_key,
-                )
-                .in_queue(&self.name);
+                let e = qm
+                    .msg
+                    .journal_event(Kind::DeadLettered, &self.vhost)
+                    .in_queue(&self.name);
                 self.journal.record(if exists {
                     e.with(Detail::DeadLettered {
                         reason: reason.as_str(),

@@ -118,24 +118,18 @@ impl VHost {
         let trace = origin.is_some_and(|o| o.trace) && self.tracing();
         if journal {
             if let Some(o) = origin {
-                self.journal.record(
-                    Event::about(
-                        Kind::Published,
-                        &self.name,
-                        &msg.properties,
-                        &msg.exchange,
-                        &msg.routing_key,
-                    )
-                    .with(Detail::Published {
-                        by: Actor {
-                            connection: o.connection.clone(),
-                            channel: o.channel,
-                            user: o.user.clone(),
+                self.journal
+                    .record(msg.journal_event(Kind::Published, &self.name).with(
+                        Detail::Published {
+                            by: Actor {
+                                connection: o.connection.clone(),
+                                channel: o.channel,
+                                user: o.user.clone(),
+                            },
+                            mandatory: o.mandatory,
+                            header: crate::journal::keep_header(&msg.header),
                         },
-                        mandatory: o.mandatory,
-                        header: crate::journal::keep_header(&msg.header),
-                    }),
-                );
+                    ));
             }
         }
         let mut routed = Routed::new();
@@ -167,13 +161,7 @@ impl VHost {
                 self.firehose.published(self, &msg, bcc, &names, o);
             }
             if journal {
-                let e = Event::about(
-                    Kind::Routed,
-                    &self.name,
-                    &msg.properties,
-                    &msg.exchange,
-                    &msg.routing_key,
-                );
+                let e = msg.journal_event(Kind::Routed, &self.name);
                 self.journal.record(if names.is_empty() {
                     Event {
                         kind: Kind::Unroutable,

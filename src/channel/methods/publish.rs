@@ -153,29 +153,18 @@ impl Channel {
             if cref.is_some() && ctx.vhost.journal.on(&ctx.vhost.name) {
                 self.shared.journal_confirm_later(
                     seq,
-                    crate::journal::Event::about(
-                        crate::journal::Kind::Confirmed,
-                        &ctx.vhost.name,
-                        &msg.properties,
-                        &msg.exchange,
-                        &msg.routing_key,
-                    ),
+                    msg.journal_event(crate::journal::Kind::Confirmed, &ctx.vhost.name),
                 );
             }
             let p = ctx.vhost.publish(x, msg, cref.as_ref(), Some(&origin));
             if !p.routed && mandatory && ctx.vhost.journal.on(&ctx.vhost.name) {
                 ctx.vhost.journal.record(
-                    crate::journal::Event::about(
-                        crate::journal::Kind::Returned,
-                        &ctx.vhost.name,
-                        &p.msg.properties,
-                        &p.msg.exchange,
-                        &p.msg.routing_key,
-                    )
-                    .with(crate::journal::Detail::Returned {
-                        reply_code: 312,
-                        reply_text: "NO_ROUTE",
-                    }),
+                    p.msg
+                        .journal_event(crate::journal::Kind::Returned, &ctx.vhost.name)
+                        .with(crate::journal::Detail::Returned {
+                            reply_code: 312,
+                            reply_text: "NO_ROUTE",
+                        }),
                 );
             }
             p
