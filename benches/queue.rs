@@ -16,6 +16,7 @@ fn msg(prio: u8) -> Arc<Message> {
         header: Bytes::new(),
         properties: Box::new(BasicProperties::default().with_priority(prio)),
         body: Bytes::from_static(&[0u8; 16]),
+        broker_deaths: false,
     })
 }
 

@@ -637,6 +637,27 @@ pub fn cases() -> Vec<Case> {
             expect: conn_close(503, "COMMAND_INVALID - unimplemented method", 60, 72),
         },
         Case {
+            // OBSERVED: a content-bearing server-only method is refused only once its content has arrived.
+            name: "server_only_content_method_basic_deliver_with_content",
+            setup: Setup::AfterChannelOpen(1),
+            send: vec![
+                f(method(1, 60, 60, vec![s("ctag"), Arg::LongLong(1), Arg::Bits(vec![false]), s(""), s("q")])),
+                f(header(1, 3)),
+                f(body(1, b"abc")),
+            ],
+            expect: conn_close(503, "COMMAND_INVALID - unimplemented method", 60, 60),
+        },
+        Case {
+            // OBSERVED: until then the channel waits for the content header like after a publish.
+            name: "server_only_content_method_basic_return_then_a_method",
+            setup: Setup::AfterChannelOpen(1),
+            send: vec![
+                f(method(1, 60, 50, vec![Arg::Short(312), s("NO_ROUTE"), s(""), s("q")])),
+                f(method(1, 60, 10, vec![Arg::Long(0), Arg::Short(1), Arg::Bits(vec![false])])),
+            ],
+            expect: conn_close(505, "UNEXPECTED_FRAME - expected content header for class 60, got non content header frame instead", 60, 50),
+        },
+        Case {
             // OBSERVED: a server-only connection method on channel 0.
             name: "server_only_method_connection_tune_on_channel_0",
             setup: Setup::AfterOpen,

@@ -298,3 +298,226 @@ async fn a_nack_requeue_is_not_a_failed_delivery_on_4_3() {
     }
     assert!(get(&ch, "nacked", true).await.is_none());
 }
+
+fn virtual_4() -> warren::Config {
+    warren::Config {
+        clock: "virtual".into(),
+        ..config_4()
+    }
+}
+
+#[tokio::test]
+async fn a_timed_out_quorum_consumer_is_cancelled_and_its_messages_returned() {
+    let (server, b) = own_warren_with(virtual_4()).await;
+    let conn = connect(&b).await;
+    let ch = open(&conn).await;
+    declare_queue_with(
+        &ch,
+        "slowq",
+        durable(),
+        table(vec![
+            ("x-queue-type", lstr("quorum")),
+            ("x-consumer-timeout", long(1000)),
+        ]),
+    )
+    .await;
+    publish(&ch, "", "slowq", b"held").await;
+    let mut c = consume(&ch, "slowq", BasicConsumeOptions::default()).await;
+    let d = c.next().await;
+    assert!(!d.redelivered);
+    server.advance_clock(Duration::from_secs(2));
+    // lapin advertises consumer_cancel_notify: basic.cancel, and the channel stays open.
+    c.cancelled().await;
+    assert!(ch.status().connected());
+    // The message is back, redelivered, counted as acquired but not as a failed delivery.
+    let m = get_wait(&ch, "slowq", false).await;
+    assert_eq!(body(&m.delivery), "held");
+    assert!(m.delivery.redelivered);
+    assert_eq!(
+        hdrs(&m.delivery.properties),
+        table(vec![("x-acquired-count", long(1))])
+    );
+    // Settling the returned tag later is no error.
+    ack(&ch, d.delivery_tag).await;
+    ack(&ch, m.delivery.delivery_tag).await;
+    declare_queue_with(&ch, "slowq", passive(), FieldTable::default()).await;
+}
+
+#[tokio::test]
+async fn a_timed_out_basic_get_closes_the_channel_with_minus_one() {
+    let (server, b) = own_warren_with(virtual_4()).await;
+    let conn = connect(&b).await;
+    let ch = open(&conn).await;
+    let args = table(vec![
+        ("x-queue-type", lstr("quorum")),
+        ("x-consumer-timeout", long(1000)),
+    ]);
+    declare_queue_with(&ch, "gotq", durable(), args).await;
+    publish(&ch, "", "gotq", b"x").await;
+    let _m = get_wait(&ch, "gotq", false).await;
+    let w = watch(&ch).await;
+    server.advance_clock(Duration::from_secs(2));
+    let err = w.closed().await;
+    assert_channel_closed(
+        &err,
+        406,
+        "PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out. Timeout value used: -1 ms. This timeout value can be configured, see consumers doc guide to learn more",
+    );
+}
+
+#[tokio::test]
+async fn a_consumer_timeout_argument_is_refused_on_classic_queues() {
+    let (_s, b) = own_warren_with(config_4()).await;
+    let conn = connect(&b).await;
+    let ch = open(&conn).await;
+    declare_queue_with(&ch, "cq", durable(), FieldTable::default()).await;
+    let res = within(ch.basic_consume(
+        "cq".into(),
+        "".into(),
+        BasicConsumeOptions::default(),
+        table(vec![("x-consumer-timeout", long(5000))]),
+    ))
+    .await;
+    expect_channel_close(
+        &conn,
+        &ch,
+        res,
+        406,
+        "PRECONDITION_FAILED - invalid arg 'x-consumer-timeout' for queue 'cq' in vhost '/' of queue type rabbit_classic_queue",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn acquired_and_delivery_counts_of_4_3() {
+    let (_s, b) = own_warren_with(config_4()).await;
+    let conn = connect(&b).await;
+    let ch = open(&conn).await;
+    let args = table(vec![("x-queue-type", lstr("quorum"))]);
+    declare_queue_with(&ch, "counted", durable(), args).await;
+    publish_props(&ch, "", "counted", b"m", with_headers(vec![("a", int(1))])).await;
+    // No count header before the first return, not even on basic.get (3.x adds x-delivery-count 0).
+    let m = get_wait(&ch, "counted", false).await;
+    assert_eq!(hdrs(&m.delivery.properties), table(vec![("a", int(1))]));
+    nack(&ch, m.delivery.delivery_tag, true).await;
+    let m = get_wait(&ch, "counted", false).await;
+    assert!(m.delivery.redelivered);
+    assert_eq!(
+        hdrs(&m.delivery.properties),
+        table(vec![("a", int(1)), ("x-acquired-count", long(1))])
+    );
+    reject(&ch, m.delivery.delivery_tag, true).await;
+    let m = get_wait(&ch, "counted", false).await;
+    assert_eq!(
+        hdrs(&m.delivery.properties),
+        table(vec![
+            ("a", int(1)),
+            ("x-acquired-count", long(2)),
+            ("x-delivery-count", long(1)),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_published_x_death_is_not_read_back() {
+    let (_s, b) = own_warren_with(config_4()).await;
+    let conn = connect(&b).await;
+    let ch = open(&conn).await;
+    declare_queue_with(&ch, "graveyard", durable(), FieldTable::default()).await;
+    let args = table(vec![
+        ("x-dead-letter-exchange", lstr("")),
+        ("x-dead-letter-routing-key", lstr("graveyard")),
+    ]);
+    declare_queue_with(&ch, "work", durable(), args).await;
+    // A client republishes a message that died here five times before, with first-death headers of its own.
+    let old = lapin::types::FieldTable::from(std::collections::BTreeMap::from([
+        ("count".into(), long(5)),
+        ("reason".into(), lstr("rejected")),
+        ("queue".into(), lstr("work")),
+        ("exchange".into(), lstr("")),
+        ("routing-keys".into(), strs(&["work"])),
+    ]));
+    let headers = vec![
+        (
+            "x-death",
+            lapin::types::AMQPValue::FieldArray(
+                vec![lapin::types::AMQPValue::FieldTable(old)].into(),
+            ),
+        ),
+        ("x-first-death-queue", lstr("elsewhere")),
+    ];
+    publish_props(&ch, "", "work", b"again", with_headers(headers)).await;
+    let m = get_wait(&ch, "work", false).await;
+    reject(&ch, m.delivery.delivery_tag, false).await;
+    let d = get_wait(&ch, "graveyard", true).await;
+    let h = hdrs(&d.delivery.properties);
+    let Some(lapin::types::AMQPValue::FieldArray(deaths)) = h.inner().get("x-death") else {
+        panic!("no x-death in {h:?}");
+    };
+    assert_eq!(deaths.as_slice().len(), 1, "{deaths:?}");
+    let lapin::types::AMQPValue::FieldTable(e) = &deaths.as_slice()[0] else {
+        panic!("{deaths:?}");
+    };
+    assert_eq!(e.inner().get("count"), Some(&long(1)), "a fresh count");
+    assert_eq!(h.inner().get("x-first-death-queue"), Some(&lstr("work")));
+}
+
+#[tokio::test]
+async fn reply_to_names_cannot_be_bound_and_refused_headers_get_amqp_1_0s() {
+    let (_s, b) = own_warren_with(config_4()).await;
+    let conn = connect(&b).await;
+    let ch = open(&conn).await;
+    let res = within(ch.queue_bind(
+        "amq.rabbitmq.reply-to.abc".into(),
+        "amq.direct".into(),
+        "k".into(),
+        Default::default(),
+        FieldTable::default(),
+    ))
+    .await;
+    expect_channel_close(
+        &conn,
+        &ch,
+        res,
+        403,
+        "ACCESS_REFUSED - cannot bind or unbind to a volatile (direct reply-to) queue",
+    )
+    .await;
+    // AMQP 0-8: RabbitMQ 4.x has no 0-8 and answers with the AMQP 1.0 header.
+    let mut r = Raw::connect(&b).await;
+    r.write(b"AMQP\x01\x01\x08\x00").await;
+    assert_eq!(
+        r.read_exact(8).await.as_deref(),
+        Some(&b"AMQP\x03\x01\x00\x00"[..])
+    );
+    assert_eq!(r.read_exact(1).await, None, "then the socket closes");
+}
+
+#[tokio::test]
+async fn passive_declares_need_some_permission_and_refusals_name_it() {
+    let (server, _) = own_warren_with(config_4()).await;
+    add_user(&server, "u", "p", ["^none$", "^none$", "^readable$"]).await;
+    let admin = connect(&TestBroker::from_url(server.amqp_url())).await;
+    let ach = open(&admin).await;
+    declare_queue_with(&ach, "readable", durable(), FieldTable::default()).await;
+    declare_queue_with(&ach, "hidden", durable(), FieldTable::default()).await;
+    let conn = connect(&TestBroker::from_url(server.url_for("u", "p", "%2f"))).await;
+    let ch = open(&conn).await;
+    // Read permission is enough for a passive declare.
+    declare_queue_with(&ch, "readable", passive(), FieldTable::default()).await;
+    // None at all is refused before the queue is even looked up, naming configure.
+    for name in ["hidden", "missing"] {
+        let ch = open(&conn).await;
+        let res = try_declare_queue(&ch, name, passive(), FieldTable::default()).await;
+        expect_channel_close(
+            &conn,
+            &ch,
+            res,
+            403,
+            &format!(
+                "ACCESS_REFUSED - configure access to queue '{name}' in vhost '/' refused for user 'u'"
+            ),
+        )
+        .await;
+    }
+}

@@ -2,7 +2,7 @@
 //! RabbitMQ's 403 texts and order of checks (observed on RabbitMQ 3.10.8, notes/rmq-permissions.md).
 
 use crate::common::*;
-use warren::broker::{Actor, Command, StoredPassword};
+use warren::broker::{Actor, Command};
 
 async fn warren_with_user(
     configure: &str,
@@ -10,24 +10,7 @@ async fn warren_with_user(
     read: &str,
 ) -> (warren::Server, TestBroker) {
     let (server, _) = own_warren_with(test_config()).await;
-    let run = |cmd| {
-        let b = server.broker().clone();
-        async move { b.run(cmd, &Actor::internal()).await.expect("command") }
-    };
-    run(Command::PutUser {
-        name: "u".into(),
-        password: StoredPassword::hash("p"),
-        tags: Vec::new(),
-    })
-    .await;
-    run(Command::SetPermissions {
-        user: "u".into(),
-        vhost: "/".into(),
-        configure: configure.into(),
-        write: write.into(),
-        read: read.into(),
-    })
-    .await;
+    add_user(&server, "u", "p", [configure, write, read]).await;
     // Topology the user may not create.
     let admin = connect(&TestBroker::from_url(server.amqp_url())).await;
     let ch = open(&admin).await;

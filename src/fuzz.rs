@@ -115,7 +115,7 @@ pub fn lifecycle(data: &[u8]) {
     let Some((header, rest)) = data.split_first_chunk::<8>() else {
         return;
     };
-    if stops(&m.header(header)) {
+    if stops(&m.header(header, false)) {
         return;
     }
     let mut frame_max = protocol::FRAME_MIN_SIZE;

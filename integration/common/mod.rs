@@ -97,6 +97,32 @@ pub async fn broker() -> TestBroker {
 }
 
 /// The configuration of a test's own Warren: loopback, a free port, nothing on disk.
+/// Add user `name` with `password` and [configure, write, read] permissions on "/".
+pub async fn add_user(server: &warren::Server, name: &str, password: &str, perms: [&str; 3]) {
+    use warren::broker::{Actor, Command, StoredPassword};
+    let [configure, write, read] = perms.map(String::from);
+    for cmd in [
+        Command::PutUser {
+            name: name.into(),
+            password: StoredPassword::hash(password),
+            tags: Vec::new(),
+        },
+        Command::SetPermissions {
+            user: name.into(),
+            vhost: "/".into(),
+            configure,
+            write,
+            read,
+        },
+    ] {
+        server
+            .broker()
+            .run(cmd, &Actor::internal())
+            .await
+            .expect("command");
+    }
+}
+
 pub fn test_config() -> warren::Config {
     warren::Config {
         bind: "127.0.0.1".into(),

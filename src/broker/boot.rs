@@ -197,6 +197,7 @@ impl Broker {
                     expires,
                     body_len: meta.body_len,
                     delivery_count: 0,
+                    acquired_count: 0,
                     redelivered: m.delivered || !clean,
                     transient: false,
                 };

@@ -518,8 +518,18 @@ impl Broker {
         if allowed {
             return Ok(());
         }
+        // RabbitMQ 3.12 and later name the permission; 3.10's texts (the default profile's) do not.
+        let which = if self.config.compat().is_4() {
+            match access {
+                users::Access::Configure => "configure ",
+                users::Access::Write => "write ",
+                users::Access::Read => "read ",
+            }
+        } else {
+            ""
+        };
         Err(crate::error::AmqpError::access_refused(format!(
-            "access to {kind} '{name}' in vhost '{vhost}' refused for user '{user}'"
+            "{which}access to {kind} '{name}' in vhost '{vhost}' refused for user '{user}'"
         )))
     }
 

@@ -172,6 +172,7 @@ fn queue_and_binding_commands_validate_like_rabbitmq() {
             header: bytes::Bytes::new(),
             properties: Box::default(),
             body: bytes::Bytes::from_static(b"x"),
+            broker_deaths: false,
         }));
     assert_eq!(
         code(run(&b, delete_queue("q", false, true))),

@@ -341,6 +341,7 @@ fn spawn_tracer(bytes: Arc<AtomicUsize>) -> SyncSender<Copy> {
                     header,
                     properties: Box::new(props),
                     body,
+                    broker_deaths: false,
                 };
                 vhost.publish(&x, Arc::new(msg), None, None);
             }

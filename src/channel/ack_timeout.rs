@@ -40,8 +40,10 @@ impl std::fmt::Debug for AckSweep {
 
 /// What a channel's oldest delivery says at a sweep.
 pub(super) enum Check {
-    /// Overdue: close the channel (the timeout in ms, for the message).
-    Due(u64),
+    /// Overdue: close the channel (the timeout in ms, for the message; RabbitMQ 4.3 says -1).
+    Due(i64),
+    /// Overdue under RabbitMQ 4.3: cancel this consumer and look at the channel again.
+    Cancel(Arc<crate::queue::Consumer>),
     /// Not yet: its deadline, if its queue has a timeout at all.
     Later(Option<u64>),
     /// Nothing outstanding (or closed): stop watching it.
@@ -100,7 +102,12 @@ impl Timer for AckSweep {
         let mut next = u64::MAX;
         for w in channels {
             let Some(ch) = w.upgrade() else { continue };
-            match ch.check_timeout(&self, now) {
+            let mut check = ch.check_timeout(&self, now);
+            while let Check::Cancel(c) = check {
+                ch.timeout_cancel(&c, now);
+                check = ch.check_timeout(&self, now);
+            }
+            match check {
                 Check::Due(ms) => {
                     tracing::warn!(
                         conn = ch.conn.id,
@@ -117,7 +124,7 @@ impl Timer for AckSweep {
                     );
                 }
                 Check::Later(Some(d)) => next = next.min(d),
-                Check::Later(None) | Check::Idle => {}
+                Check::Later(None) | Check::Idle | Check::Cancel(_) => {}
             }
         }
         if next != u64::MAX {

@@ -15,6 +15,22 @@ pub struct PublishStart {
     pub routing_key: String,
     pub mandatory: bool,
     pub immediate: bool,
+    /// Not a publish but a content-bearing method only a server sends (basic.deliver, get-ok, return), by
+    /// method id: RabbitMQ takes its content like a publish's and only then refuses it.
+    pub refused: Option<u16>,
+}
+
+impl PublishStart {
+    /// The server-only content method `method_id` of class basic, sent by a client.
+    pub fn refused(method_id: u16) -> PublishStart {
+        PublishStart {
+            exchange: String::new(),
+            routing_key: String::new(),
+            mandatory: false,
+            immediate: false,
+            refused: Some(method_id),
+        }
+    }
 }
 
 /// A publish whose header has arrived and whose body is arriving.
@@ -64,13 +80,25 @@ const METHOD_EXPECTED: &str = "expected method frame, got non method frame inste
 const PREALLOCATE_MAX: u64 = 64 * 1024;
 
 impl Assembly {
+    /// The basic method whose content is pending (publish, or a refused server-only one), for errors.
+    fn method_id(&self) -> u16 {
+        let start = match self {
+            Assembly::Header(p) => Some(&**p),
+            Assembly::Body(a) => Some(&a.start),
+            Assembly::Idle | Assembly::Wedged => None,
+        };
+        start.and_then(|p| p.refused).unwrap_or(40)
+    }
+
     /// A method frame is about to be handled: refused while content is pending (505, hard).
     pub fn check_method(&self) -> AmqpResult<()> {
         match self {
             Assembly::Idle => Ok(()),
-            Assembly::Header(_) => Err(AmqpError::unexpected_frame(HEADER_EXPECTED).on(60, 40)),
+            Assembly::Header(_) => {
+                Err(AmqpError::unexpected_frame(HEADER_EXPECTED).on(60, self.method_id()))
+            }
             Assembly::Body(_) | Assembly::Wedged => {
-                Err(AmqpError::unexpected_frame(BODY_EXPECTED).on(60, 40))
+                Err(AmqpError::unexpected_frame(BODY_EXPECTED).on(60, self.method_id()))
             }
         }
     }
@@ -92,9 +120,12 @@ impl Assembly {
 
     /// A content header frame. Bodies larger than `max_size` are refused with RabbitMQ's 406.
     pub fn header(&mut self, payload: Bytes, max_size: u64) -> AmqpResult<Option<Complete>> {
+        let method = self.method_id();
         match self {
             Assembly::Idle => return Err(AmqpError::unexpected_frame(METHOD_EXPECTED)),
-            Assembly::Body(_) => return Err(AmqpError::unexpected_frame(BODY_EXPECTED).on(60, 40)),
+            Assembly::Body(_) => {
+                return Err(AmqpError::unexpected_frame(BODY_EXPECTED).on(60, method))
+            }
             Assembly::Wedged => return Ok(None),
             Assembly::Header(_) => {}
         }
@@ -103,7 +134,7 @@ impl Assembly {
             return Err(AmqpError::unexpected_frame(format!(
                 "expected content header for class 60, got one for class {class} instead"
             ))
-            .on(60, 40));
+            .on(60, method));
         }
         if protocol::nesting::header_too_deep(&payload) {
             *self = Assembly::Idle;
@@ -111,16 +142,16 @@ impl Assembly {
                 "message headers nested more than {} levels deep",
                 protocol::nesting::MAX_DEPTH
             ))
-            .on(60, 40));
+            .on(60, method));
         }
         let (size, properties) = protocol::decode_content_header(&payload)
-            .ok_or_else(|| AmqpError::frame_error("cannot decode content header").on(60, 40))?;
+            .ok_or_else(|| AmqpError::frame_error("cannot decode content header").on(60, method))?;
         if size > max_size {
             *self = Assembly::Idle;
             return Err(AmqpError::precondition_failed(format!(
                 "message size {size} is larger than configured max size {max_size}"
             ))
-            .on(60, 40));
+            .on(60, method));
         }
         let Assembly::Header(start) = std::mem::take(self) else {
             return Ok(None);
@@ -144,8 +175,9 @@ impl Assembly {
     pub fn body(&mut self, payload: Bytes) -> AmqpResult<Option<Complete>> {
         let a = match self {
             Assembly::Idle => return Err(AmqpError::unexpected_frame(METHOD_EXPECTED)),
-            Assembly::Header(_) => {
-                return Err(AmqpError::unexpected_frame(HEADER_EXPECTED).on(60, 40))
+            Assembly::Header(p) => {
+                let method = p.refused.unwrap_or(40);
+                return Err(AmqpError::unexpected_frame(HEADER_EXPECTED).on(60, method));
             }
             Assembly::Wedged => return Ok(None),
             Assembly::Body(a) => a,
@@ -202,6 +234,7 @@ mod tests {
             routing_key: "k".into(),
             mandatory: false,
             immediate: false,
+            refused: None,
         }
     }
 

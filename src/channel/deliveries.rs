@@ -30,6 +30,9 @@ pub struct Deliveries {
     pub(super) global_prefetch: u32,
     /// The connection's consumer-timeout sweep watches this channel.
     pub(super) timeout_watched: bool,
+    /// Tags whose messages a RabbitMQ 4.3 consumer timeout gave back to their queue: the client may still
+    /// settle them, which then does nothing (no 406). Bounded by what was outstanding at the timeout.
+    returned: std::collections::BTreeSet<u64>,
 }
 
 impl Default for Deliveries {
@@ -41,6 +44,7 @@ impl Default for Deliveries {
             unacked: 0,
             global_prefetch: 0,
             timeout_watched: false,
+            returned: Default::default(),
         }
     }
 }
@@ -81,6 +85,11 @@ impl Deliveries {
     /// Take the deliveries an ack / nack / reject names.
     pub fn take(&mut self, tag: u64, multiple: bool) -> AmqpResult<Vec<Unacked>> {
         let mut out = Vec::new();
+        if multiple {
+            self.returned.retain(|&t| tag != 0 && t > tag);
+        } else if self.returned.remove(&tag) {
+            return Ok(out);
+        }
         if multiple && tag == 0 {
             let window = std::mem::take(&mut self.window);
             for u in window.into_iter().flatten() {
@@ -107,6 +116,35 @@ impl Deliveries {
         }
         self.trim();
         Ok(out)
+    }
+
+    /// Take out `consumer`'s deliveries that `due` says are overdue, remembering their tags so that settling
+    /// them later is harmless (RabbitMQ 4.3's quorum consumer timeout returns them to the queue).
+    pub fn take_returned(
+        &mut self,
+        consumer: &Arc<Consumer>,
+        due: impl Fn(&Unacked) -> bool,
+    ) -> Vec<Unacked> {
+        let mut out = Vec::new();
+        for slot in self.window.iter_mut() {
+            let hit = slot.as_ref().is_some_and(|u| {
+                u.consumer
+                    .as_ref()
+                    .is_some_and(|c| Arc::ptr_eq(c, consumer))
+                    && due(u)
+            });
+            if hit {
+                if let Some(u) = slot.take() {
+                    out.push(u);
+                }
+            }
+        }
+        for u in &out {
+            self.settle(u);
+            self.returned.insert(u.tag);
+        }
+        self.trim();
+        out
     }
 
     /// Put deliveries back as outstanding, at their own tags.
@@ -174,6 +212,7 @@ mod tests {
             header: bytes::Bytes::new(),
             properties: Box::default(),
             body: bytes::Bytes::new(),
+            broker_deaths: false,
         });
         Unacked {
             tag,
@@ -252,5 +291,36 @@ mod tests {
         assert_eq!(d.unacked, 4);
         assert_eq!(tags(&d.take(2, false).unwrap()), [2]);
         assert_eq!(tags(&d.take(0, true).unwrap()), [1, 3, 4]);
+    }
+
+    #[test]
+    fn returned_tags_settle_to_nothing_once() {
+        let q = queue();
+        let mut d = Deliveries::default();
+        fill(&mut d, &q, 2);
+        let c = Arc::new(Consumer {
+            tag: "c".into(),
+            channel: Arc::new(crate::queue::tests::Recorder::default()),
+            queue: q.clone(),
+            no_ack: false,
+            exclusive: false,
+            priority: 0,
+            prefetch: 0,
+            unacked: std::sync::atomic::AtomicU32::new(2),
+            arguments: Default::default(),
+            timeout: None,
+        });
+        for u in d.window.iter_mut().flatten() {
+            u.consumer = Some(c.clone());
+        }
+        let back = d.take_returned(&c, |u| u.tag == 1);
+        assert_eq!(tags(&back), [1]);
+        assert_eq!((d.unacked, c.unacked.load(Ordering::Relaxed)), (1, 1));
+        assert!(
+            d.take(1, false).unwrap().is_empty(),
+            "a returned tag is no error"
+        );
+        assert!(d.take(1, false).is_err(), "but only once");
+        assert_eq!(tags(&d.take(2, true).unwrap()), [2]);
     }
 }

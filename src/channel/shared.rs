@@ -82,16 +82,23 @@ impl ChannelShared {
             .map_or(0, |t| t.timers.clock().now_coarse_ms())
     }
 
-    /// The timeout for a delivery from `queue`: the queue's own, else the broker's.
-    fn timeout_for(&self, queue: &Queue) -> Option<u64> {
+    /// The timeout for a delivery: (under RabbitMQ 4.3) its consumer's own, else its queue's, else the
+    /// broker's.
+    fn timeout_for(&self, u: &Unacked) -> Option<u64> {
         let t = self.ack_sweep.as_ref()?;
-        // RabbitMQ 4.3's classic queues have no consumer timeout.
-        if queue.queue_type == crate::queue::args::QueueType::Classic
-            && self.conn.open_vhost().is_some_and(|v| v.compat.is_4())
+        let own = if self.compat4() {
+            // RabbitMQ 4.3's classic queues have no consumer timeout.
+            if u.queue.queue_type == crate::queue::args::QueueType::Classic {
+                return None;
+            }
+            u.consumer.as_ref().and_then(|c| c.timeout)
+        } else {
+            None
+        };
+        match own
+            .or_else(|| u.queue.consumer_timeout())
+            .unwrap_or(t.default_ms)
         {
-            return None;
-        }
-        match queue.consumer_timeout().unwrap_or(t.default_ms) {
             0 => None,
             ms => Some(ms),
         }
@@ -103,7 +110,7 @@ impl ChannelShared {
     fn arm_timeout(&self, d: &mut Deliveries) {
         let Some(sweep) = &self.ack_sweep else { return };
         let Some(u) = d.oldest() else { return };
-        let deadline = self.timeout_for(&u.queue).map(|ms| u.at.saturating_add(ms));
+        let deadline = self.timeout_for(u).map(|ms| u.at.saturating_add(ms));
         if !d.timeout_watched {
             d.timeout_watched = true;
             sweep.watch(self, &self.self_ref);
@@ -119,19 +126,72 @@ impl ChannelShared {
         let oldest = d
             .oldest()
             .filter(|_| !self.is_closed())
-            .map(|u| (u.at, self.timeout_for(&u.queue)));
+            .map(|u| (u.at, self.timeout_for(u), u.consumer.clone()));
         match oldest {
             None => {
                 d.timeout_watched = false;
                 sweep.forget(self);
                 Check::Idle
             }
-            Some((at, Some(ms))) if now.saturating_sub(at) >= ms => {
+            Some((at, Some(ms), consumer)) if now.saturating_sub(at) >= ms => {
+                if self.compat4() {
+                    // RabbitMQ 4.3 cancels a quorum queue's timed-out consumer when the client can be told;
+                    // otherwise (or for basic.get) it closes the channel without naming the timeout.
+                    match consumer {
+                        Some(c) if self.conn.cancel_notify() => return Check::Cancel(c),
+                        _ => {
+                            d.timeout_watched = false;
+                            sweep.forget(self);
+                            return Check::Due(-1);
+                        }
+                    }
+                }
                 d.timeout_watched = false;
                 sweep.forget(self);
-                Check::Due(ms)
+                Check::Due(ms as i64)
             }
-            Some((at, ms)) => Check::Later(ms.map(|ms| at.saturating_add(ms))),
+            Some((at, ms, _)) => Check::Later(ms.map(|ms| at.saturating_add(ms))),
+        }
+    }
+
+    fn compat4(&self) -> bool {
+        self.conn.open_vhost().is_some_and(|v| v.compat.is_4())
+    }
+
+    /// RabbitMQ 4.3's quorum consumer timeout: the consumer's overdue deliveries go back to their queue (not
+    /// counted toward its delivery limit), the consumer stops receiving and the client gets basic.cancel; the
+    /// channel stays open and settling the returned tags later does nothing.
+    pub(super) fn timeout_cancel(&self, consumer: &Arc<Consumer>, now: u64) {
+        let back = {
+            let mut d = self.deliveries.lock();
+            let back = d.take_returned(consumer, |u| {
+                self.timeout_for(u)
+                    .is_some_and(|ms| now.saturating_sub(u.at) >= ms)
+            });
+            self.arm_timeout(&mut d);
+            back
+        };
+        tracing::warn!(
+            conn = self.conn.id,
+            channel = self.id,
+            consumer = %consumer.tag,
+            queue = %consumer.queue.name,
+            returned = back.len(),
+            "consumer timeout: cancelling the consumer"
+        );
+        // Still registered on the queue as far as auto-delete goes, as in RabbitMQ (the consumer is only
+        // suspended there), so its removal deletes nothing.
+        let _ = consumer.queue.remove_consumer(consumer);
+        self.cancelled(consumer);
+        let mut by_queue: Vec<(Arc<Queue>, Vec<QueuedMessage>)> = Vec::new();
+        for u in back {
+            match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+                Some((_, v)) => v.push(u.msg),
+                None => by_queue.push((u.queue, vec![u.msg])),
+            }
+        }
+        for (q, msgs) in by_queue {
+            q.requeue_uncounted(msgs);
         }
     }
 

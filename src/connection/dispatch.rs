@@ -279,8 +279,14 @@ impl Connection {
         if let Some(open) = &self.open {
             if let Some(max) = self.broker.user_limit(&open.user, "max-channels") {
                 if self.broker.user_channel_count(&open.user) as i64 >= max {
+                    // RabbitMQ 4.3 dropped the parentheses.
+                    let limit = if self.broker.config.compat().is_4() {
+                        max.to_string()
+                    } else {
+                        format!("({max})")
+                    };
                     return Err(AmqpError::not_allowed(format!(
-                        "number of channels opened for user '{}' has reached the maximum allowed user limit of ({max})",
+                        "number of channels opened for user '{}' has reached the maximum allowed user limit of {limit}",
                         open.user
                     )));
                 }

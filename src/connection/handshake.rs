@@ -8,6 +8,20 @@ pub fn header_ok(h: &[u8]) -> bool {
     h == protocol::PROTOCOL_HEADER || h == b"AMQP\x01\x01\x00\x09"
 }
 
+/// The header a refused client is answered with: AMQP 0-9-1's, except that RabbitMQ 4.x (which has no 0-8)
+/// answers with AMQP 1.0's header unless the client asked for some 0-9 or later version of 0-x. Warren speaks
+/// no AMQP 1.0, so a client that offers 1.0 with SASL gets the 0-9-1 header under either profile.
+pub fn header_refusal(h: &[u8], compat4: bool) -> &'static [u8] {
+    const AMQP_1_0: &[u8] = b"AMQP\x03\x01\x00\x00";
+    let zero_nine_or_later = h.len() == 8 && h[..6] == *b"AMQP\x00\x00" && h[6] >= 9;
+    let sasl_1_0 = h == AMQP_1_0;
+    if compat4 && !zero_nine_or_later && !sasl_1_0 {
+        AMQP_1_0
+    } else {
+        protocol::PROTOCOL_HEADER
+    }
+}
+
 /// A field value as the server properties use them.
 enum Prop {
     Str(&'static str),

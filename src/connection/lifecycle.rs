@@ -124,12 +124,15 @@ impl Machine {
         matches!(self.phase, Phase::Closing | Phase::Closed | Phase::Done)
     }
 
-    /// The 8-byte protocol header.
-    pub fn header(&mut self, h: &[u8]) -> Vec<Action> {
+    /// The 8-byte protocol header (`compat4`: answered as RabbitMQ 4.x answers a header it refuses).
+    pub fn header(&mut self, h: &[u8], compat4: bool) -> Vec<Action> {
         if !handshake::header_ok(h) {
             tracing::info!(header = ?h, "bad protocol header");
             self.phase = Phase::Done;
-            return vec![Action::Raw(protocol::PROTOCOL_HEADER), Action::Stop];
+            return vec![
+                Action::Raw(handshake::header_refusal(h, compat4)),
+                Action::Stop,
+            ];
         }
         self.phase = Phase::AwaitStartOk;
         vec![Action::Start]
@@ -481,7 +484,7 @@ mod tests {
         let env = fake();
         let mut m = Machine::default();
         assert!(matches!(
-            m.header(protocol::PROTOCOL_HEADER)[..],
+            m.header(protocol::PROTOCOL_HEADER, false)[..],
             [Action::Start]
         ));
         let a = m
@@ -516,7 +519,7 @@ mod tests {
     fn refusals_follow_the_client_capabilities() {
         let env = fake();
         let mut m = Machine::default();
-        m.header(protocol::PROTOCOL_HEADER);
+        m.header(protocol::PROTOCOL_HEADER, false);
         let a = m.frame(&start_ok("guest", "bad", &[]), &env).unwrap();
         assert!(
             matches!(&a[..], [Action::Linger(AUTH_FAILURE_DELAY)]),
@@ -525,7 +528,7 @@ mod tests {
         assert!(m.is_closing());
 
         let mut m = Machine::default();
-        m.header(protocol::PROTOCOL_HEADER);
+        m.header(protocol::PROTOCOL_HEADER, false);
         let a = m
             .frame(
                 &start_ok("guest", "bad", &["authentication_failure_close"]),
@@ -549,7 +552,7 @@ mod tests {
     fn bad_tune_and_vhost_close_with_rabbitmq_errors() {
         let env = fake();
         let mut m = Machine::default();
-        m.header(protocol::PROTOCOL_HEADER);
+        m.header(protocol::PROTOCOL_HEADER, false);
         m.frame(&start_ok("guest", "guest", &[]), &env);
         let a = m.frame(&tune_ok(0, 65536), &env).unwrap();
         match &a[..] {
@@ -566,7 +569,7 @@ mod tests {
         assert!(m.is_closing());
 
         let mut m = Machine::default();
-        m.header(protocol::PROTOCOL_HEADER);
+        m.header(protocol::PROTOCOL_HEADER, false);
         m.frame(&start_ok("guest", "guest", &[]), &env);
         m.frame(&tune_ok(10, 8192), &env);
         let a = m.frame(&open("other"), &env).unwrap();
@@ -595,7 +598,16 @@ mod tests {
     #[test]
     fn a_wrong_protocol_header_is_answered_with_ours() {
         let mut m = Machine::default();
-        let a = m.header(b"AMQP\x00\x00\x09\x02");
+        let a = m.header(b"AMQP\x00\x00\x09\x02", false);
+        assert!(
+            matches!(&a[..], [Action::Raw(h), Action::Stop] if *h == protocol::PROTOCOL_HEADER)
+        );
+        // RabbitMQ 4.x answers anything but a 0-9 header with AMQP 1.0's.
+        let mut m = Machine::default();
+        let a = m.header(b"AMQP\x01\x01\x08\x00", true);
+        assert!(matches!(&a[..], [Action::Raw(h), Action::Stop] if *h == b"AMQP\x03\x01\x00\x00"));
+        let mut m = Machine::default();
+        let a = m.header(b"AMQP\x00\x00\x09\x02", true);
         assert!(
             matches!(&a[..], [Action::Raw(h), Action::Stop] if *h == protocol::PROTOCOL_HEADER)
         );

@@ -65,7 +65,9 @@ impl Connection {
             }
         }
         let header = buf.split_to(8);
-        let actions = self.machine.header(&header);
+        let actions = self
+            .machine
+            .header(&header, self.broker.config.compat().is_4());
         if let Flow::Stop = self.act(actions) {
             return;
         }

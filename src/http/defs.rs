@@ -97,6 +97,7 @@ pub async fn aliveness(api: &Api, c: &Caller, vhost: &str) -> Result {
         header: crate::protocol::encode_content_header(12, &props),
         properties: Box::new(props),
         body: bytes::Bytes::from_static(b"test_message"),
+        broker_deaths: false,
     });
     q.publish(msg);
     let got = q.purge();

@@ -232,6 +232,7 @@ pub async fn publish(api: &Api, c: &Caller, r: &Req, vhost: &str, name: &str) ->
         header: crate::protocol::encode_content_header(body_bytes.len() as u64, &props),
         properties: Box::new(props),
         body: body_bytes,
+        broker_deaths: false,
     });
     let connection: Arc<str> = Arc::from("<warren@localhost.management>");
     let user: Arc<str> = Arc::from(c.name());

@@ -182,7 +182,23 @@ fn bounded_int(
     Err(invalid(key, queue, vhost, why))
 }
 
-/// Validate the arguments of a new queue.
+/// A basic.consume `x-consumer-timeout` under RabbitMQ 4.3: refused on classic queues (which have no
+/// consumer timeout there), otherwise a non-negative integer of milliseconds.
+pub fn consumer_timeout_arg(
+    queue: &str,
+    vhost: &str,
+    qtype: QueueType,
+    v: &AMQPValue,
+) -> AmqpResult<u64> {
+    let key = "x-consumer-timeout";
+    if qtype == QueueType::Classic {
+        return Err(AmqpError::precondition_failed(format!(
+            "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type rabbit_classic_queue"
+        )));
+    }
+    Ok(bounded_int(key, queue, vhost, v, true, None)? as u64)
+}
+
 /// RabbitMQ 4.x's text for a deprecated feature it no longer permits (the reply cuts it at 255 bytes).
 pub fn deprecated_feature(name: &str) -> String {
     format!(

@@ -64,6 +64,8 @@ pub struct Consumer {
     pub unacked: AtomicU32,
     /// The basic.consume arguments (shown by the management API).
     pub arguments: FieldTable,
+    /// Its own `x-consumer-timeout` in ms, which RabbitMQ 4.3 honours on quorum queues.
+    pub timeout: Option<u64>,
 }
 
 impl Consumer {

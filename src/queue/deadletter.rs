@@ -72,30 +72,41 @@ pub fn death_history(msg: &Message) -> (Vec<String>, bool) {
     (queues, rejected)
 }
 
-/// Build the dead-lettered copy of `msg` that died in `queue` for `reason`, to be published to `dlx` with
+/// Where a message dies: its queue, why, and whose x-death records count.
+#[derive(Debug, Clone, Copy)]
+pub struct Death<'a> {
+    pub queue: &'a str,
+    pub reason: Reason,
+    /// RabbitMQ 4.x: an x-death header a client published is not read back; the broker starts afresh.
+    pub only_own_deaths: bool,
+}
+
+/// Build the dead-lettered copy of `msg` that died as `death` says, to be published to `dlx` with
 /// `routing_key` (the dead-letter routing key, or None to keep the original keys).
 pub fn dead_lettered(
     msg: &Message,
-    queue: &str,
-    reason: Reason,
+    death: Death<'_>,
     dlx: &str,
     dl_routing_key: Option<&str>,
     now_secs: u64,
 ) -> Message {
+    let Death { queue, reason, .. } = death;
     let mut props = (*msg.properties).clone();
     let mut headers = props.headers().clone().unwrap_or_default();
-    // The delivery count belongs to the queue the message died in.
-    if fields::get(&headers, "x-delivery-count").is_some() {
+    // The redelivery counts belong to the queue the message died in.
+    let counted = |k: &str| k == "x-delivery-count" || k == "x-acquired-count";
+    if headers.inner().keys().any(|k| counted(k.as_str())) {
         let mut t = FieldTable::default();
         for (k, v) in headers.inner() {
-            if k.as_str() != "x-delivery-count" {
+            if !counted(k.as_str()) {
                 t.insert(k.clone(), v.clone());
             }
         }
         headers = t;
     }
+    let fresh = death.only_own_deaths && !msg.broker_deaths;
     let mut entries: Vec<AMQPValue> = match fields::get(&headers, "x-death") {
-        Some(AMQPValue::FieldArray(a)) => a.as_slice().to_vec(),
+        Some(AMQPValue::FieldArray(a)) if !fresh => a.as_slice().to_vec(),
         _ => Vec::new(),
     };
     let same = |v: &AMQPValue| match v {
@@ -136,7 +147,7 @@ pub fn dead_lettered(
         }
         entries.insert(0, AMQPValue::FieldTable(t));
     }
-    if fields::get(&headers, "x-first-death-reason").is_none() {
+    if fresh || fields::get(&headers, "x-first-death-reason").is_none() {
         headers.insert("x-first-death-reason".into(), ls(reason.as_str()));
         headers.insert("x-first-death-queue".into(), ls(queue));
         headers.insert("x-first-death-exchange".into(), ls(&msg.exchange));
@@ -206,6 +217,7 @@ pub fn dead_lettered(
         header,
         properties: Box::new(props2),
         body: msg.body.clone(),
+        broker_deaths: true,
     }
 }
 
@@ -225,6 +237,7 @@ mod tests {
             header: protocol::encode_content_header(3, &p),
             properties: Box::new(p),
             body: Bytes::from_static(b"abc"),
+            broker_deaths: false,
         }
     }
 
@@ -252,7 +265,18 @@ mod tests {
 
     #[test]
     fn first_death_and_repeat() {
-        let m = dead_lettered(&msg(Some("500")), "q1", Reason::Expired, "dlx", None, 100);
+        let at = |queue, reason| Death {
+            queue,
+            reason,
+            only_own_deaths: false,
+        };
+        let m = dead_lettered(
+            &msg(Some("500")),
+            at("q1", Reason::Expired),
+            "dlx",
+            None,
+            100,
+        );
         assert!(m.properties.expiration().is_none());
         let d = death(&m);
         assert_eq!(d.len(), 1);
@@ -267,8 +291,8 @@ mod tests {
             Some("500")
         );
         assert_eq!(&*m.exchange, "dlx");
-        let m2 = dead_lettered(&m, "q2", Reason::Rejected, "dlx", Some("k2"), 101);
-        let m3 = dead_lettered(&m2, "q1", Reason::Expired, "dlx", None, 102);
+        let m2 = dead_lettered(&m, at("q2", Reason::Rejected), "dlx", Some("k2"), 101);
+        let m3 = dead_lettered(&m2, at("q1", Reason::Expired), "dlx", None, 102);
         let d = death(&m3);
         assert_eq!(d.len(), 2);
         assert_eq!(
@@ -292,5 +316,32 @@ mod tests {
         let (queues, rejected) = death_history(&m3);
         assert!(rejected);
         assert_eq!(queues.len(), 2);
+    }
+
+    #[test]
+    fn rabbitmq_4_reads_back_only_its_own_deaths() {
+        let own = |queue| Death {
+            queue,
+            reason: Reason::Rejected,
+            only_own_deaths: true,
+        };
+        let m = dead_lettered(&msg(None), own("q0"), "dlx", None, 1);
+        // A client republishes it, x-death and all.
+        let mut client = m.with_headers(|_| {});
+        client.broker_deaths = false;
+        let again = dead_lettered(&client, own("q0"), "dlx", None, 2);
+        let d = death(&again);
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            fields::get(&d[0], "count"),
+            Some(&AMQPValue::LongLongInt(1))
+        );
+        assert!(again.broker_deaths);
+        // The broker's own records keep counting.
+        let third = dead_lettered(&again, own("q0"), "dlx", None, 3);
+        assert_eq!(
+            fields::get(&death(&third)[0], "count"),
+            Some(&AMQPValue::LongLongInt(2))
+        );
     }
 }

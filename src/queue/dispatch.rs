@@ -83,9 +83,12 @@ impl Queue {
                     None => Got::Empty,
                     Some(mut qm) => {
                         self.note_delivery(&qm, no_ack);
-                        if self.queue_type == QueueType::Quorum && qm.delivery_count == 0 {
-                            // RabbitMQ's quorum queues add x-delivery-count 0 on a first basic.get (though not on a
-                            // first consumer delivery).
+                        if self.queue_type == QueueType::Quorum
+                            && qm.delivery_count == 0
+                            && !self.compat.is_4()
+                        {
+                            // RabbitMQ 3.x's quorum queues add x-delivery-count 0 on a first basic.get (though not
+                            // on a first consumer delivery); 4.3's add nothing before a return.
                             qm.msg = Arc::new(qm.msg.with_headers(|h| {
                                 h.insert("x-delivery-count".into(), AMQPValue::LongLongInt(0));
                             }));

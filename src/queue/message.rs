@@ -16,6 +16,9 @@ pub struct Message {
     /// frame and its Arc; a pointer keeps those moves cheap.
     pub properties: Box<BasicProperties>,
     pub body: Bytes,
+    /// Its `x-death` header was written by this broker when it dead-lettered the message, not by a client
+    /// (RabbitMQ 4.x reads back only its own).
+    pub broker_deaths: bool,
 }
 
 impl Message {
@@ -59,6 +62,7 @@ impl Message {
             header,
             properties: Box::new(properties),
             body: self.body.clone(),
+            broker_deaths: self.broker_deaths,
         }
     }
 }
@@ -96,6 +100,8 @@ pub struct RecordMeta {
 /// queue's TTL in `expires_at`; it is still read.
 const RECORD_V1: u8 = 1;
 const RECORD_V2: u8 = 2;
+/// Version 2's layout, for a message whose x-death header the broker wrote (`Message::broker_deaths`).
+const RECORD_V2_DEATHS: u8 = 3;
 
 impl RecordMeta {
     pub const LEN: usize = 22;
@@ -120,7 +126,7 @@ impl RecordMeta {
                 expires_at: u64_at(2)?,
                 body_len: u32_at(10)?,
             }),
-            RECORD_V2 => Some(RecordMeta {
+            RECORD_V2 | RECORD_V2_DEATHS => Some(RecordMeta {
                 priority: *b.get(1)?,
                 published_at: u64_at(2)?,
                 expires_at: u64_at(10)?,
@@ -171,6 +177,9 @@ impl Message {
             ..meta
         }
         .encode(&mut out);
+        if self.broker_deaths {
+            out[0] = RECORD_V2_DEATHS;
+        }
         for s in [&*self.exchange, &*self.routing_key] {
             let s = short(s);
             out.push(s.len() as u8);
@@ -221,6 +230,7 @@ impl Message {
             header,
             properties: Box::new(properties),
             body,
+            broker_deaths: rec.first() == Some(&RECORD_V2_DEATHS),
         })
     }
 }
@@ -240,6 +250,7 @@ mod tests {
             header: crate::protocol::encode_content_header(3, &props),
             properties: Box::new(props),
             body: Bytes::from_static(b"abc"),
+            broker_deaths: false,
         };
         let meta = RecordMeta {
             priority: 3,

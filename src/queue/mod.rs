@@ -53,8 +53,11 @@ pub struct QueuedMessage {
     pub redelivered: bool,
     /// Expiry deadline on the broker clock, when the queue or the message has a TTL.
     pub expires: Option<u64>,
-    /// How many times the message came back to the queue unacknowledged.
+    /// How many times the message came back to the queue unacknowledged (under RabbitMQ 4.3, by a failed
+    /// delivery: a reject or a lost consumer).
     pub delivery_count: u32,
+    /// Under RabbitMQ 4.3 (quorum queues): how many times it came back for any reason (`x-acquired-count`).
+    pub acquired_count: u32,
     /// Where the store holds it, when it is stored (lets the queue page it out without a write).
     pub loc: Option<crate::store::Location>,
 }
@@ -69,6 +72,7 @@ impl QueuedMessage {
             redelivered: false,
             expires: None,
             delivery_count: 0,
+            acquired_count: 0,
             loc: None,
         }
     }
@@ -603,14 +607,12 @@ impl Queue {
                 Some(k) => vec![k.clone()],
                 None => deadletter::publish_keys(&qm.msg),
             };
-            let dm = deadletter::dead_lettered(
-                &qm.msg,
-                &self.name,
+            let death = deadletter::Death {
+                queue: &self.name,
                 reason,
-                &dlx,
-                dlrk.as_deref(),
-                now_secs,
-            );
+                only_own_deaths: self.compat.is_4(),
+            };
+            let dm = deadletter::dead_lettered(&qm.msg, death, &dlx, dlrk.as_deref(), now_secs);
             let (history, rejected) = deadletter::death_history(&dm);
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
             let mut routed = Routed::new();
@@ -654,6 +656,24 @@ impl Queue {
     }
 }
 
+/// The redelivery counts a quorum queue shows in a message's headers: `x-delivery-count` once it is above
+/// zero, and RabbitMQ 4.3's `x-acquired-count` once that is.
+pub(crate) fn count_headers(h: &mut amq_protocol::types::FieldTable, delivery: u32, acquired: u32) {
+    use amq_protocol::types::AMQPValue;
+    if acquired > 0 {
+        h.insert(
+            "x-acquired-count".into(),
+            AMQPValue::LongLongInt(i64::from(acquired)),
+        );
+    }
+    if delivery > 0 {
+        h.insert(
+            "x-delivery-count".into(),
+            AMQPValue::LongLongInt(i64::from(delivery)),
+        );
+    }
+}
+
 /// The per-message TTL from the expiration property (validated at publish).
 fn per_message_ttl(msg: &message::Message) -> Option<u64> {
     msg.properties
@@ -663,4 +683,4 @@ fn per_message_ttl(msg: &message::Message) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

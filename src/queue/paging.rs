@@ -88,6 +88,7 @@ pub struct Paged {
     pub expires: u64,
     pub body_len: u32,
     pub delivery_count: u32,
+    pub acquired_count: u32,
     pub redelivered: bool,
     /// Written under the transient key (forgotten once read back).
     pub transient: bool,
@@ -102,6 +103,7 @@ impl Paged {
             expires: m.expires.unwrap_or(u64::MAX),
             body_len: m.msg.body.len().min(u32::MAX as usize) as u32,
             delivery_count: m.delivery_count,
+            acquired_count: m.acquired_count,
             redelivered: m.redelivered,
             transient,
         }
@@ -147,14 +149,8 @@ pub fn decode_loaded(
             return None;
         }
     };
-    if p.delivery_count > 0 {
-        let count = i64::from(p.delivery_count);
-        msg = msg.with_headers(|h| {
-            h.insert(
-                "x-delivery-count".into(),
-                amq_protocol::types::AMQPValue::LongLongInt(count),
-            );
-        });
+    if p.delivery_count > 0 || p.acquired_count > 0 {
+        msg = msg.with_headers(|h| super::count_headers(h, p.delivery_count, p.acquired_count));
     }
     Some(QueuedMessage {
         seq: p.seq,
@@ -163,6 +159,7 @@ pub fn decode_loaded(
         redelivered: p.redelivered,
         expires: p.expires(),
         delivery_count: p.delivery_count,
+        acquired_count: p.acquired_count,
         loc: (!p.transient).then_some(p.loc),
     })
 }

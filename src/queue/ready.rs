@@ -534,6 +534,7 @@ mod tests {
                 header: crate::protocol::encode_content_header(1, &p),
                 properties: Box::new(p),
                 body: Bytes::from(format!("m{seq}")),
+                broker_deaths: false,
             }),
         )
     }

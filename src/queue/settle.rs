@@ -4,7 +4,6 @@
 use super::args::QueueType;
 use super::{Dead, Queue, QueuedMessage, Reason};
 use crate::journal::Kind;
-use amq_protocol::types::AMQPValue;
 use std::sync::Arc;
 
 fn body_bytes(msgs: &[QueuedMessage]) -> u64 {
@@ -62,9 +61,14 @@ impl Queue {
                 return;
             }
             let counting = counted && st.counts_deliveries();
+            // RabbitMQ 4.3's quorum queues count every return apart, in x-acquired-count.
+            let acquiring = self.compat.is_4() && st.config.queue_type == QueueType::Quorum;
             let mut back = Vec::with_capacity(msgs.len());
             for mut m in msgs {
                 m.redelivered = true;
+                if acquiring {
+                    m.acquired_count = m.acquired_count.saturating_add(1);
+                }
                 if counting {
                     m.delivery_count += 1;
                     if st
@@ -75,10 +79,13 @@ impl Queue {
                         dead.push((m, Reason::DeliveryLimit));
                         continue;
                     }
-                    let count = m.delivery_count as i64;
-                    m.msg = Arc::new(m.msg.with_headers(|h| {
-                        h.insert("x-delivery-count".into(), AMQPValue::LongLongInt(count));
-                    }));
+                }
+                if counting || acquiring {
+                    let (delivery, acquired) = (m.delivery_count, m.acquired_count);
+                    m.msg = Arc::new(
+                        m.msg
+                            .with_headers(|h| super::count_headers(h, delivery, acquired)),
+                    );
                 }
                 back.push(m);
             }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// A channel that takes what its consumers have room for (per-consumer prefetch only) and records it.
 #[derive(Debug, Default)]
-struct Recorder {
+pub(crate) struct Recorder {
     /// (consumer tag, body, redelivered)
     got: Mutex<Vec<(String, String, bool)>>,
     /// Deliveries taken per consumer, not yet acked, in order.
@@ -142,6 +142,7 @@ impl Fixture {
             prefetch,
             unacked: AtomicU32::new(0),
             arguments: FieldTable::default(),
+            timeout: None,
         });
         q.add_consumer(c.clone(), || {}).unwrap();
         c
@@ -155,6 +156,7 @@ fn msg(body: &str, props: BasicProperties) -> MessageRef {
         header: crate::protocol::encode_content_header(body.len() as u64, &props),
         properties: Box::new(props),
         body: Bytes::copy_from_slice(body.as_bytes()),
+        broker_deaths: false,
     })
 }
 

@@ -100,6 +100,7 @@ fn strip_bcc(msg: &Arc<Message>) -> Arc<Message> {
         header,
         properties: Box::new(props),
         body: msg.body.clone(),
+        broker_deaths: msg.broker_deaths,
     })
 }
 

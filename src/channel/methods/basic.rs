@@ -33,8 +33,12 @@ impl Channel {
                     routing_key: p.routing_key.into(),
                     mandatory: p.mandatory,
                     immediate: p.immediate,
+                    refused: None,
                 });
             }
+            basic::AMQPMethod::Deliver(_) => self.content.start(PublishStart::refused(60)),
+            basic::AMQPMethod::GetOk(_) => self.content.start(PublishStart::refused(71)),
+            basic::AMQPMethod::Return(_) => self.content.start(PublishStart::refused(50)),
             basic::AMQPMethod::Qos(q) => {
                 // RabbitMQ 4.3 no longer has channel-wide prefetch: global=true sets the per-consumer one.
                 let redispatch = if q.global && !ctx.vhost.compat.is_4() {
@@ -89,8 +93,14 @@ impl Channel {
                 let q = ctx.vhost.get_queue(&qname)?;
                 q.check_access(ctx.conn.id)?;
                 if q.queue_type == QueueType::Quorum && q.is_single_active() {
+                    // RabbitMQ 4.2+ prints the queue type as an Erlang binary.
+                    let kind = if ctx.vhost.compat.is_4() {
+                        "<<\"quorum\">>"
+                    } else {
+                        "quorum"
+                    };
                     return Err(AmqpError::resource_locked(format!(
-                        "cannot obtain access to locked queue '{}' in vhost '{}'. basic.get operations are not supported by quorum queues with single active consumer",
+                        "cannot obtain access to locked queue '{}' in vhost '{}'. basic.get operations are not supported by {kind} queues with single active consumer",
                         qname, ctx.vhost.name
                     )));
                 }
@@ -225,7 +235,9 @@ impl Channel {
         };
         // RabbitMQ's other consumer-argument checks: a boolean failover flag, and stream offsets only on
         // streams.
-        if let Some(v) = fields::get(&c.arguments, "x-cancel-on-ha-failover") {
+        // RabbitMQ 4.x knows no failover flag any more and ignores it.
+        let compat4 = ctx.vhost.compat.is_4();
+        if let Some(v) = fields::get(&c.arguments, "x-cancel-on-ha-failover").filter(|_| !compat4) {
             if fields::as_bool(v).is_none() {
                 return Err(AmqpError::precondition_failed(format!(
                     "invalid arg 'x-cancel-on-ha-failover' for queue '{}' in vhost '{}': {{unacceptable_type,{}}}",
@@ -243,6 +255,16 @@ impl Channel {
                 qname, ctx.vhost.name
             )));
         }
+        // A consumer's own timeout is RabbitMQ 4.3's, for quorum queues only.
+        let timeout = match fields::get(&c.arguments, "x-consumer-timeout") {
+            Some(v) if compat4 => Some(crate::queue::args::consumer_timeout_arg(
+                &qname,
+                &ctx.vhost.name,
+                q.queue_type,
+                v,
+            )?),
+            _ => None,
+        };
         let tag = self.consumer_tag(c.consumer_tag.as_str())?;
         let consumer = Arc::new(Consumer {
             tag: Arc::from(tag.as_str()),
@@ -254,6 +276,7 @@ impl Channel {
             prefetch: self.consumer_prefetch,
             unacked: AtomicU32::new(0),
             arguments: c.arguments.clone(),
+            timeout,
         });
         let nowait = c.nowait;
         let conn = ctx.conn.clone();

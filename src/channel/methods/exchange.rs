@@ -18,6 +18,7 @@ impl Channel {
                     exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {}),
                 ));
                 if d.passive {
+                    super::passive_access(ctx, "exchange", &name)?;
                     ctx.vhost.check_exchange(&name)?;
                     if let Some(ok) = ok {
                         super::reply(ctx, id, ok);

@@ -71,6 +71,23 @@ pub(super) fn clean_owned_name(s: String) -> String {
     }
 }
 
+/// RabbitMQ 4.3.1+ lets a passive declare through with any of read, write or configure permission (3.x checks
+/// none); the refusal names configure, as a normal declare's would.
+pub(super) fn passive_access(ctx: &Ctx, kind: &str, name: &str) -> AmqpResult<()> {
+    use crate::broker::Access;
+    if !ctx.vhost.compat.is_4() {
+        return Ok(());
+    }
+    let configure = ctx.check(Access::Configure, kind, name);
+    if configure.is_err()
+        && (ctx.check(Access::Read, kind, name).is_ok()
+            || ctx.check(Access::Write, kind, name).is_ok())
+    {
+        return Ok(());
+    }
+    configure
+}
+
 pub(super) fn reply(ctx: &Ctx, channel: u16, m: AMQPClass) {
     ctx.conn
         .outbound

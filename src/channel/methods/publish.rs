@@ -24,6 +24,10 @@ impl Channel {
             self.content.body(payload)?
         };
         match complete {
+            Some(m) if m.start.refused.is_some() => {
+                Err(AmqpError::command_invalid("unimplemented method")
+                    .on(60, m.start.refused.unwrap_or(40)))
+            }
             Some(m) => self.finish_publish(ctx, m).map_err(|e| e.on(60, 40)),
             None => Ok(()),
         }
@@ -73,6 +77,7 @@ impl Channel {
             header,
             properties,
             body,
+            broker_deaths: false,
         })?;
         let msg = Arc::new(msg);
         if let Some(ops) = &mut self.tx {
@@ -123,7 +128,8 @@ impl Channel {
         if x.name.is_empty() && msg.routing_key.starts_with(reply_to::PREFIX) {
             match ctx.vhost.reply_target(&msg.routing_key) {
                 Some((sink, tag)) => sink.deliver_reply(&tag, &msg),
-                None if mandatory => self.return_unroutable(ctx, &msg),
+                // RabbitMQ 4.2+ counts a reply to a vanished requester as routed.
+                None if mandatory && !ctx.vhost.compat.is_4() => self.return_unroutable(ctx, &msg),
                 None => {}
             }
             if self.confirm {

@@ -43,6 +43,7 @@ impl Channel {
                     if requested.is_empty() {
                         return Err(AmqpError::not_found("no previously declared queue"));
                     }
+                    super::passive_access(ctx, "queue", &requested)?;
                     let (_, messages, consumers) = ctx.vhost.check_queue(&requested, conn_id)?;
                     self.last_queue = Some(requested.clone());
                     if !d.nowait {
@@ -93,6 +94,7 @@ impl Channel {
             }
             queue::AMQPMethod::Bind(b) => {
                 let qname = self.queue_name(b.queue.as_str())?;
+                refuse_reply_binding(ctx, &qname)?;
                 let routing_key =
                     if b.queue.as_str().is_empty() && b.routing_key.as_str().is_empty() {
                         qname.clone()
@@ -107,6 +109,7 @@ impl Channel {
             }
             queue::AMQPMethod::Unbind(b) => {
                 let qname = self.queue_name(b.queue.as_str())?;
+                refuse_reply_binding(ctx, &qname)?;
                 let args = queue_binding(
                     ctx,
                     &b.exchange,
@@ -180,4 +183,14 @@ fn queue_binding(
         routing_key,
         arguments,
     }
+}
+
+/// RabbitMQ 4.3 refuses to bind a direct reply-to name (3.x accepted it, to no effect).
+fn refuse_reply_binding(ctx: &Ctx, queue: &str) -> AmqpResult<()> {
+    if ctx.vhost.compat.is_4() && queue.starts_with("amq.rabbitmq.reply-to.") {
+        return Err(AmqpError::access_refused(
+            "cannot bind or unbind to a volatile (direct reply-to) queue",
+        ));
+    }
+    Ok(())
 }
