@@ -166,12 +166,15 @@ impl Broker {
         let mut total = 0usize;
         let started = std::time::Instant::now();
         let clock = self.timers.clock().clone();
+        // Pages of transient messages and spilled index chunks, written only to save memory, die with the
+        // process; they go first, as recovering queues spill under the same keys.
+        let (transient, recovered): (Vec<_>, Vec<_>) = recovered
+            .into_iter()
+            .partition(|rq| rq.queue.starts_with(TRANSIENT_PREFIX));
+        for rq in transient {
+            store.drop_queue(&rq.queue);
+        }
         for rq in recovered {
-            if rq.queue.starts_with(TRANSIENT_PREFIX) {
-                // Pages of transient messages, written only to save memory: they die with the process.
-                store.drop_queue(&rq.queue);
-                continue;
-            }
             let Some(q) = queues.get(&rq.queue) else {
                 tracing::info!(queue = %rq.queue.replace('\u{1}', "/"), messages = rq.messages.len(), "dropping stored messages of a queue that no longer exists");
                 store.drop_queue(&rq.queue);

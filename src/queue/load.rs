@@ -29,7 +29,10 @@ impl Queue {
         let Some(store) = st.ready.pager().map(|p| p.store.clone()) else {
             return;
         };
-        let locs = load.items.iter().map(|p| p.loc).collect();
+        let locs = match &load.chunk {
+            Some(chunk) => vec![chunk.loc],
+            None => load.items.iter().map(|p| p.loc).collect(),
+        };
         let weak = Arc::downgrade(self);
         store.read_async(
             locs,
@@ -50,16 +53,37 @@ impl Queue {
         let mut dead = Dead::new();
         let waiters = {
             let mut st = self.state.lock();
-            let decoded = match st.ready.pager() {
-                Some(pager) => load
-                    .items
-                    .iter()
-                    .zip(read)
-                    .map(|(p, r)| decode_loaded(pager, p, r))
-                    .collect(),
-                None => Vec::new(),
-            };
-            st.ready.finish_load(load, decoded);
+            match load.chunk {
+                // A spilled chunk of index entries: dispatch then starts reading the bodies at the new head.
+                Some(chunk) => {
+                    let entries = st.ready.pager().and_then(|pager| {
+                        // The chunk is read: its record is no longer needed, whatever it held.
+                        pager.store.ack(&pager.transient_key, &[chunk.id]);
+                        let entries = read
+                            .into_iter()
+                            .next()
+                            .and_then(|r| r.ok())
+                            .and_then(|b| super::spill::decode(&b, chunk.count));
+                        if entries.is_none() {
+                            tracing::error!(queue = %pager.queue_label(), messages = chunk.count, "a spilled index chunk cannot be read back; its messages leave the queue (stored ones return at the next start)");
+                        }
+                        entries
+                    });
+                    st.ready.finish_chunk(load, entries);
+                }
+                None => {
+                    let decoded = match st.ready.pager() {
+                        Some(pager) => load
+                            .items
+                            .iter()
+                            .zip(read)
+                            .map(|(p, r)| decode_loaded(pager, p, r))
+                            .collect(),
+                        None => Vec::new(),
+                    };
+                    st.ready.finish_load(load, decoded);
+                }
+            }
             if st.over_limit() && st.config.overflow == super::Overflow::DropHead {
                 st.drop_head_over_limit(&mut dead);
             }

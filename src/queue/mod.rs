@@ -25,6 +25,7 @@ pub mod message;
 pub mod paging;
 pub mod ready;
 mod settle;
+pub mod spill;
 mod timers;
 
 pub use consumer::{ConfirmRef, ConfirmSink, Consumer, ConsumerChannel, QueueHost, Routed};
@@ -521,6 +522,11 @@ impl Queue {
     /// Ready messages whose bodies are in memory (the rest are paged out to the store).
     pub fn ready_in_memory(&self) -> usize {
         self.state.lock().ready.in_memory()
+    }
+
+    /// Index entries of paged messages held in memory (at most two chunks per priority level).
+    pub fn paged_index_in_memory(&self) -> usize {
+        self.state.lock().ready.paged_in_memory()
     }
 
     pub fn unacked_count(&self) -> u32 {

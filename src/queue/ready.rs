@@ -11,6 +11,7 @@
 //! What gets paged, and how a page comes back, is [`super::paging`]'s.
 
 use super::paging::{Paged, Pager, KEEP_MIN};
+use super::spill::{PagedRun, Spilled};
 use super::QueuedMessage;
 use crate::queue::message::RecordMeta;
 use std::collections::VecDeque;
@@ -24,7 +25,7 @@ const MESSAGE_OVERHEAD: u64 = 256;
 #[derive(Debug, Default)]
 struct Level {
     mem: VecDeque<QueuedMessage>,
-    paged: VecDeque<Paged>,
+    paged: PagedRun,
     /// Paged messages being read back (taken from the front of `paged`), and the lowest `seq` among them.
     loading: usize,
     loading_min: u64,
@@ -45,7 +46,7 @@ pub enum Head {
 impl Level {
     fn head(&self) -> Head {
         let mem = self.mem.front().map_or(u64::MAX, |m| m.seq);
-        let paged = self.paged.front().map_or(u64::MAX, |p| p.seq);
+        let paged = self.paged.front_seq().unwrap_or(u64::MAX);
         let loading = if self.loading > 0 {
             self.loading_min
         } else {
@@ -69,9 +70,9 @@ impl Level {
 
     /// How many in-memory messages can be served before a paged one is due.
     fn runway(&self) -> usize {
-        match self.paged.front() {
+        match self.paged.front_seq() {
             None => usize::MAX,
-            Some(p) => self.mem.partition_point(|m| m.seq < p.seq),
+            Some(s) => self.mem.partition_point(|m| m.seq < s),
         }
     }
 }
@@ -81,6 +82,8 @@ impl Level {
 pub struct Load {
     level: usize,
     pub items: Vec<Paged>,
+    /// A chunk of spilled index entries to read back first (then `items` is empty).
+    pub chunk: Option<Spilled>,
     generation: u64,
 }
 
@@ -160,6 +163,11 @@ impl ReadyList {
     }
 
     /// Ready messages whose bodies are in memory.
+    /// Index entries of paged messages held in memory (the rest are spilled to the store).
+    pub fn paged_in_memory(&self) -> usize {
+        self.levels.iter().map(|l| l.paged.in_memory()).sum()
+    }
+
     pub fn in_memory(&self) -> usize {
         self.mem_len
     }
@@ -195,7 +203,8 @@ impl ReadyList {
         let l = self.level_of(priority);
         self.len += 1;
         self.bytes += u64::from(p.body_len);
-        self.levels[l].paged.push_back(p);
+        self.levels[l].paged.push_back(p, self.pager.as_ref());
+        self.paged_transient |= self.levels[l].paged.spilled_chunks() > 0;
     }
 
     fn head_level(&self) -> Option<usize> {
@@ -224,7 +233,7 @@ impl ReadyList {
         let level = &self.levels[self.head_level()?];
         match level.head() {
             Head::InMemory => level.mem.front().and_then(|m| m.expires),
-            Head::Paged => level.paged.front().and_then(Paged::expires),
+            Head::Paged => level.paged.front_expires(),
             Head::Empty | Head::Loading => None,
         }
     }
@@ -267,15 +276,80 @@ impl ReadyList {
         if !due {
             return None;
         }
-        let n = level.paged.len().min(LOAD_BATCH);
-        let items: Vec<Paged> = level.paged.drain(..n).collect();
+        if level.paged.front_spilled() {
+            let chunk = level.paged.take_chunk()?;
+            level.loading = chunk.count as usize;
+            level.loading_min = chunk.first_seq;
+            return Some(Load {
+                level: l,
+                items: Vec::new(),
+                chunk: Some(chunk),
+                generation: self.generation,
+            });
+        }
+        let items = level.paged.take_front(LOAD_BATCH);
         level.loading = items.len();
         level.loading_min = items.first().map_or(u64::MAX, |p| p.seq);
         Some(Load {
             level: l,
             items,
+            chunk: None,
             generation: self.generation,
         })
+    }
+
+    /// A spilled chunk's index entries are back (`None`: it could not be read, and its messages are gone
+    /// from the list; durable ones come back at the next start). They become the level's paged head.
+    pub fn finish_chunk(&mut self, load: Load, entries: Option<Vec<Paged>>) {
+        if load.generation != self.generation {
+            if let Some(v) = &entries {
+                self.forget_pages(v);
+            }
+            return;
+        }
+        if let (None, Some(s)) = (&entries, &load.chunk) {
+            self.len -= s.count as usize;
+            self.bytes -= s.body_bytes;
+        }
+        let level = &mut self.levels[load.level];
+        level.loading = 0;
+        level.paged.finish_chunk(entries);
+    }
+
+    /// Forget the messages spilled chunks index (a purge): read on the store's reader thread, then acked.
+    fn forget_chunks(&self, chunks: Vec<Spilled>) {
+        let Some(pager) = &self.pager else { return };
+        if chunks.is_empty() {
+            return;
+        }
+        let store = pager.store.clone();
+        let durable_key = pager.durable_key.clone();
+        let transient_key = pager.transient_key.clone();
+        let locs = chunks.iter().map(|s| s.loc).collect();
+        pager.store.read_async(
+            locs,
+            Box::new(move |read| {
+                let (mut durable, mut transient) = (Vec::new(), Vec::new());
+                for (s, r) in chunks.iter().zip(read) {
+                    transient.push(s.id);
+                    let entries = r
+                        .ok()
+                        .and_then(|b| super::spill::decode(&b, s.count))
+                        .unwrap_or_default();
+                    for p in entries {
+                        if p.transient {
+                            transient.push(p.id);
+                        } else {
+                            durable.push(p.id);
+                        }
+                    }
+                }
+                if let Some(k) = durable_key {
+                    store.ack(&k, &durable);
+                }
+                store.ack(&transient_key, &transient);
+            }),
+        );
     }
 
     /// The store's reader read `load` back (`read[i]` for `load.items[i]`; `None` when it could not be
@@ -362,9 +436,12 @@ impl ReadyList {
         let mut mem = Vec::with_capacity(self.mem_len);
         let mut stored = Vec::new();
         let mut transient = Vec::new();
+        let mut chunks = Vec::new();
         for level in self.levels.iter_mut() {
             mem.extend(level.mem.drain(..));
-            for p in level.paged.drain(..) {
+            let (entries, spilled) = level.paged.drain();
+            chunks.extend(spilled);
+            for p in entries {
                 if p.transient {
                     transient.push(p.id);
                 } else {
@@ -377,6 +454,9 @@ impl ReadyList {
             if forget && !transient.is_empty() {
                 p.store.ack(&p.transient_key, &transient);
             }
+        }
+        if forget {
+            self.forget_chunks(chunks);
         }
         for level in self.levels.iter_mut() {
             level.loading = 0;
@@ -419,7 +499,7 @@ impl ReadyList {
             let pick = (0..self.levels.len()).find(|&l| {
                 let level = &self.levels[l];
                 level.mem.back().is_some_and(|m| {
-                    level.paged.back().is_none_or(|p| p.seq < m.seq) && (over || m.loc.is_some())
+                    level.paged.back_seq().is_none_or(|s| s < m.seq) && (over || m.loc.is_some())
                 })
             });
             let Some(l) = pick else { return };
@@ -455,7 +535,9 @@ impl ReadyList {
             self.mem_len -= 1;
             self.mem_cost -= c;
             pager.budget.used.fetch_sub(c, Ordering::Relaxed);
-            self.levels[l].paged.push_back(paged);
+            let run = &mut self.levels[l].paged;
+            run.push_back(paged, Some(pager));
+            self.paged_transient |= run.spilled_chunks() > 0;
         }
     }
 }
@@ -503,6 +585,16 @@ fn merge_into(run: &mut VecDeque<QueuedMessage>, mut msgs: Vec<QueuedMessage>) {
 #[cfg(test)]
 pub fn load_now(list: &mut ReadyList, load: Load) {
     let pager = list.pager.as_ref().expect("paged lists have a pager");
+    if let Some(chunk) = load.chunk {
+        pager.store.ack(&pager.transient_key, &[chunk.id]);
+        let entries = pager
+            .store
+            .read(chunk.loc)
+            .ok()
+            .and_then(|b| super::spill::decode(&b, chunk.count));
+        list.finish_chunk(load, entries);
+        return;
+    }
     let read: Vec<Option<QueuedMessage>> = load
         .items
         .iter()
@@ -595,6 +687,38 @@ mod tests {
         let want: Vec<String> = (0..n).map(|s| format!("m{s}")).collect();
         assert_eq!(order, want);
         assert_eq!((r.len(), r.bytes(), budget.used()), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_long_paged_run_keeps_a_bounded_index_in_memory() {
+        use crate::queue::spill::CHUNK;
+        let dir = crate::store::tests::TempDir::new("ready-spill");
+        let (mut r, _budget) = paging_list(&dir, 0);
+        let store = r.pager.as_ref().unwrap().store.clone();
+        let n = KEEP_MIN as u64 + 10 * CHUNK as u64 + 7;
+        for s in 0..n {
+            r.push_back(qm(s, None));
+            r.page_out();
+            assert!(r.paged_in_memory() <= 2 * CHUNK, "at {s}");
+        }
+        assert_eq!(r.len(), n as usize);
+        // Half of it read back in order, through the spilled chunks.
+        let first: Vec<String> = (0..n / 2)
+            .filter_map(|_| pop(&mut r).map(|m| body(&m)))
+            .collect();
+        assert_eq!(
+            first,
+            (0..n / 2).map(|s| format!("m{s}")).collect::<Vec<_>>()
+        );
+        assert!(r.paged_in_memory() <= 2 * CHUNK);
+        // A purge forgets the rest, spilled chunks included, once the reader has read them.
+        let (mem, _) = r.drain(true);
+        drop(mem);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.stats().live_messages != 0 {
+            assert!(std::time::Instant::now() < deadline, "{:?}", store.stats());
+            std::thread::yield_now();
+        }
     }
 
     #[test]
