@@ -4,6 +4,7 @@
 #
 #   bench/recovery.sh                          # 10 million 16-byte messages
 #   MESSAGES=1000000 SIZE=1024 bench/recovery.sh
+#   BROKER=lavinmq LAVINMQ=/tmp/lavinmq-build/bin/lavinmq bench/recovery.sh   # the same run on LavinMQ
 #
 # Environment (all optional): MESSAGES (default 10000000), SIZE body bytes (default 16), PORT (default 5694),
 # DATA_DIR (default a fresh temp dir, removed afterwards), SKIP_BUILD=1, BENCH_LOCK (default
@@ -17,7 +18,7 @@ SIZE=${SIZE:-16}
 PORT=${PORT:-5694}
 BENCH_LOCK=${BENCH_LOCK:-/tmp/warren-bench.lock}
 cd "$root"
-if [ -z "${SKIP_BUILD:-}" ]; then
+if [ -z "${SKIP_BUILD:-}" ] && [ "${BROKER:-warren}" = warren ]; then
   CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} cargo build --release --bin warren --bin warren-perf >&2
 fi
 WARREN=${WARREN:-$root/target/release/warren}
@@ -31,12 +32,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
+BROKER=${BROKER:-warren}
 start() {
   local t0 t1
   t0=$(date +%s%N)
-  "$WARREN" --bind 127.0.0.1 --port "$PORT" --data-dir "$data" --log-level info >"$work/broker.log" 2>&1 &
+  case "$BROKER" in
+    warren)
+      "$WARREN" --bind 127.0.0.1 --port "$PORT" --data-dir "$data" --log-level info >"$work/broker.log" 2>&1 &
+      ;;
+    lavinmq)
+      "${LAVINMQ:?set LAVINMQ to the lavinmq binary}" -D "$data" -b 127.0.0.1 -p "$PORT" \
+        --http-port $((PORT + 10000)) --mqtt-port $((PORT + 1000)) --metrics-http-port $((PORT + 11000)) \
+        --control-unix-path "$work/ctl.sock" >"$work/broker.log" 2>&1 &
+      ;;
+    *) echo "BROKER must be warren or lavinmq" >&2; exit 2 ;;
+  esac
   wpid=$!
-  until grep -q "LISTENING" "$work/broker.log" 2>/dev/null; do
+  # Accepting connections, whatever the broker logs.
+  until (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do
     kill -0 "$wpid" 2>/dev/null || { cat "$work/broker.log" >&2; exit 1; }
     sleep 0.01
   done
@@ -69,6 +82,7 @@ rss_drained=$(rss_mib)
 cat "$work/fill.txt"
 echo "data dir after fill: ${disk} MiB"
 echo "broker RSS: empty ${rss_empty} MiB, ${MESSAGES} queued ${rss_full} MiB, after kill -9 + recovery ${rss_recovered} MiB, drained ${rss_drained} MiB"
+echo "broker: $BROKER"
 echo "restart after kill -9: ${start_ms} ms to accepting connections"
 echo "  store log: ${store}"
 echo "  queue log: ${recovered}"
