@@ -321,6 +321,12 @@ async fn a_timed_out_quorum_consumer_is_cancelled_and_its_messages_returned() {
         ]),
     )
     .await;
+    // An older unacked delivery from a classic queue (no timeout under 4.3) on the same channel does not
+    // hide the quorum one's.
+    declare_queue_with(&ch, "holdq", durable(), FieldTable::default()).await;
+    publish(&ch, "", "holdq", b"kept").await;
+    let mut held = consume(&ch, "holdq", BasicConsumeOptions::default()).await;
+    let kept = held.next().await;
     publish(&ch, "", "slowq", b"held").await;
     let mut c = consume(&ch, "slowq", BasicConsumeOptions::default()).await;
     let d = c.next().await;
@@ -340,6 +346,7 @@ async fn a_timed_out_quorum_consumer_is_cancelled_and_its_messages_returned() {
     // Settling the returned tag later is no error.
     ack(&ch, d.delivery_tag).await;
     ack(&ch, m.delivery.delivery_tag).await;
+    ack(&ch, kept.delivery_tag).await;
     declare_queue_with(&ch, "slowq", passive(), FieldTable::default()).await;
 }
 

@@ -86,7 +86,22 @@ impl Deliveries {
     pub fn take(&mut self, tag: u64, multiple: bool) -> AmqpResult<Vec<Unacked>> {
         let mut out = Vec::new();
         if multiple {
+            let returned = self.returned.contains(&tag);
             self.returned.retain(|&t| tag != 0 && t > tag);
+            if returned {
+                // A returned tag is still a tag the client may name: settle what is outstanding up to it.
+                let end = (tag + 1)
+                    .saturating_sub(self.base)
+                    .min(self.window.len() as u64);
+                for i in 0..end as usize {
+                    if let Some(u) = self.window[i].take() {
+                        self.settle(&u);
+                        out.push(u);
+                    }
+                }
+                self.trim();
+                return Ok(out);
+            }
         } else if self.returned.remove(&tag) {
             return Ok(out);
         }
@@ -174,6 +189,23 @@ impl Deliveries {
     /// The oldest outstanding delivery (the front of the window is never a hole).
     pub fn oldest(&self) -> Option<&Unacked> {
         self.window.front().and_then(Option::as_ref)
+    }
+
+    /// The newest outstanding delivery.
+    pub fn newest(&self) -> Option<&Unacked> {
+        self.window.back().and_then(Option::as_ref)
+    }
+
+    /// The outstanding delivery for which `key` is least (the first of equals), scanning them all.
+    pub fn earliest_by(&self, key: impl Fn(&Unacked) -> u64) -> Option<&Unacked> {
+        let mut best: Option<(&Unacked, u64)> = None;
+        for u in self.window.iter().flatten() {
+            let k = key(u);
+            if best.is_none_or(|(_, b)| k < b) {
+                best = Some((u, k));
+            }
+        }
+        best.map(|(u, _)| u)
     }
 
     /// How many tag slots are held (outstanding deliveries and the holes between them).
@@ -322,5 +354,14 @@ mod tests {
         );
         assert!(d.take(1, false).is_err(), "but only once");
         assert_eq!(tags(&d.take(2, true).unwrap()), [2]);
+        // multiple=true naming a returned tag settles what is outstanding below it.
+        fill(&mut d, &q, 3);
+        for u in d.window.iter_mut().flatten() {
+            u.consumer = Some(c.clone());
+        }
+        c.unacked.store(3, Ordering::Relaxed);
+        assert_eq!(tags(&d.take_returned(&c, |u| u.tag == 4)), [4]);
+        assert_eq!(tags(&d.take(4, true).unwrap()), [3]);
+        assert_eq!(tags(&d.take(5, false).unwrap()), [5]);
     }
 }

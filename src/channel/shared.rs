@@ -118,13 +118,31 @@ impl ChannelShared {
         if let Some(deadline) = deadline {
             sweep.arm(deadline);
         }
+        // Under RabbitMQ 4.3 timeouts differ per queue type and consumer, so the oldest delivery may not be
+        // the first due: the newest one's deadline is armed too (the sweep then looks at every delivery).
+        if self.compat4() {
+            if let Some(u) = d.newest() {
+                if let Some(ms) = self.timeout_for(u) {
+                    sweep.arm(u.at.saturating_add(ms));
+                }
+            }
+        }
     }
 
-    /// The sweep's look at this channel's oldest delivery.
+    /// The sweep's look at this channel: its oldest delivery, or under RabbitMQ 4.3 the first one due.
     pub(super) fn check_timeout(&self, sweep: &AckSweep, now: u64) -> Check {
         let mut d = self.deliveries.lock();
-        let oldest = d
-            .oldest()
+        let due = |u: &Unacked| {
+            self.timeout_for(u)
+                .map(|ms| u.at.saturating_add(ms))
+                .unwrap_or(u64::MAX)
+        };
+        let pick = if self.compat4() {
+            d.earliest_by(due)
+        } else {
+            d.oldest()
+        };
+        let oldest = pick
             .filter(|_| !self.is_closed())
             .map(|u| (u.at, self.timeout_for(u), u.consumer.clone()));
         match oldest {
@@ -162,6 +180,10 @@ impl ChannelShared {
     /// counted toward its delivery limit), the consumer stops receiving and the client gets basic.cancel; the
     /// channel stays open and settling the returned tags later does nothing.
     pub(super) fn timeout_cancel(&self, consumer: &Arc<Consumer>, now: u64) {
+        // Off the queue first: the credit the returned deliveries free must not let new ones reach it.
+        // Still registered as far as auto-delete goes, as in RabbitMQ (the consumer is only suspended there),
+        // so its removal deletes nothing.
+        let _ = consumer.queue.remove_consumer(consumer);
         let back = {
             let mut d = self.deliveries.lock();
             let back = d.take_returned(consumer, |u| {
@@ -179,9 +201,6 @@ impl ChannelShared {
             returned = back.len(),
             "consumer timeout: cancelling the consumer"
         );
-        // Still registered on the queue as far as auto-delete goes, as in RabbitMQ (the consumer is only
-        // suspended there), so its removal deletes nothing.
-        let _ = consumer.queue.remove_consumer(consumer);
         self.cancelled(consumer);
         let mut by_queue: Vec<(Arc<Queue>, Vec<QueuedMessage>)> = Vec::new();
         for u in back {

@@ -101,6 +101,8 @@ pub struct ReadyList {
     paged_transient: bool,
     /// Bumped whenever the list is emptied, so that a load begun before is recognised as stale.
     generation: u64,
+    /// Spilled chunks written so far: their store ids under the transient key, shared by all levels.
+    next_chunk: u64,
 }
 
 impl Default for ReadyList {
@@ -129,6 +131,7 @@ impl ReadyList {
             pager,
             paged_transient: false,
             generation: 0,
+            next_chunk: 0,
         }
     }
 
@@ -203,7 +206,9 @@ impl ReadyList {
         let l = self.level_of(priority);
         self.len += 1;
         self.bytes += u64::from(p.body_len);
-        self.levels[l].paged.push_back(p, self.pager.as_ref());
+        self.levels[l]
+            .paged
+            .push_back(p, self.pager.as_ref(), &mut self.next_chunk);
         self.paged_transient |= self.levels[l].paged.spilled_chunks() > 0;
     }
 
@@ -536,7 +541,7 @@ impl ReadyList {
             self.mem_cost -= c;
             pager.budget.used.fetch_sub(c, Ordering::Relaxed);
             let run = &mut self.levels[l].paged;
-            run.push_back(paged, Some(pager));
+            run.push_back(paged, Some(pager), &mut self.next_chunk);
             self.paged_transient |= run.spilled_chunks() > 0;
         }
     }

@@ -39,14 +39,16 @@ pub struct PagedRun {
     head: VecDeque<Paged>,
     spilled: VecDeque<Spilled>,
     tail: VecDeque<Paged>,
-    /// The front chunk is being read back: new entries must still go behind it.
-    reading: bool,
-    next_chunk: u64,
+    /// The front chunk is being read back (its last `seq`): new entries must still go behind it.
+    reading: Option<u64>,
 }
 
 impl PagedRun {
     pub fn is_empty(&self) -> bool {
-        self.head.is_empty() && self.spilled.is_empty() && self.tail.is_empty() && !self.reading
+        self.head.is_empty()
+            && self.spilled.is_empty()
+            && self.tail.is_empty()
+            && self.reading.is_none()
     }
 
     /// Index entries held in memory.
@@ -82,7 +84,7 @@ impl PagedRun {
         match (self.tail.back(), self.spilled.back()) {
             (Some(p), _) => Some(p.seq),
             (None, Some(s)) => Some(s.last_seq),
-            (None, None) => self.head.back().map(|p| p.seq),
+            (None, None) => self.reading.or_else(|| self.head.back().map(|p| p.seq)),
         }
     }
 
@@ -93,7 +95,7 @@ impl PagedRun {
 
     /// The run the front entries are taken from: the head, or the tail once nothing is spilled before it.
     fn front_run(&mut self) -> &mut VecDeque<Paged> {
-        if self.head.is_empty() && self.spilled.is_empty() && !self.reading {
+        if self.head.is_empty() && self.spilled.is_empty() && self.reading.is_none() {
             &mut self.tail
         } else {
             &mut self.head
@@ -113,17 +115,17 @@ impl PagedRun {
 
     /// Start reading the front chunk back (see `front_spilled`).
     pub fn take_chunk(&mut self) -> Option<Spilled> {
-        if !self.head.is_empty() || self.reading {
+        if !self.head.is_empty() || self.reading.is_some() {
             return None;
         }
         let s = self.spilled.pop_front()?;
-        self.reading = true;
+        self.reading = Some(s.last_seq);
         Some(s)
     }
 
     /// The chunk read back: its entries are the new head (`None`: it could not be read, they are gone).
     pub fn finish_chunk(&mut self, entries: Option<Vec<Paged>>) {
-        self.reading = false;
+        self.reading = None;
         if let Some(v) = entries {
             for p in v.into_iter().rev() {
                 self.head.push_front(p);
@@ -131,10 +133,11 @@ impl PagedRun {
         }
     }
 
-    /// Append an entry; a full tail is spilled to the store when there is one.
-    pub fn push_back(&mut self, p: Paged, pager: Option<&Pager>) {
+    /// Append an entry; a full tail is spilled to the store when there is one, as chunk `*next_chunk` (a
+    /// counter shared by every run that spills under the same key).
+    pub fn push_back(&mut self, p: Paged, pager: Option<&Pager>, next_chunk: &mut u64) {
         if self.spilled.is_empty()
-            && !self.reading
+            && self.reading.is_none()
             && self.tail.is_empty()
             && self.head.len() < CHUNK
         {
@@ -145,21 +148,21 @@ impl PagedRun {
         // After a failed spill the next try waits for another chunk's worth; each try writes one chunk.
         if self.tail.len().is_multiple_of(CHUNK) {
             if let Some(pager) = pager {
-                while self.tail.len() >= CHUNK && self.spill(pager) {}
+                while self.tail.len() >= CHUNK && self.spill(pager, next_chunk) {}
             }
         }
     }
 
     /// Write the tail's first `CHUNK` entries to the store as one chunk. On failure they stay in memory.
-    fn spill(&mut self, pager: &Pager) -> bool {
-        let id = CHUNK_ID_BASE + self.next_chunk;
+    fn spill(&mut self, pager: &Pager, next_chunk: &mut u64) -> bool {
+        let id = CHUNK_ID_BASE + *next_chunk;
         let bytes = encode(self.tail.range(..CHUNK));
         match pager
             .store
             .publish(&pager.transient_key, id, &bytes, Box::new(|_| {}))
         {
             Ok(loc) => {
-                self.next_chunk += 1;
+                *next_chunk += 1;
                 let chunk: Vec<Paged> = self.tail.drain(..CHUNK).collect();
                 let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
                     return false;
@@ -186,7 +189,7 @@ impl PagedRun {
     pub fn drain(&mut self) -> (Vec<Paged>, Vec<Spilled>) {
         let mut entries: Vec<Paged> = self.head.drain(..).collect();
         entries.extend(self.tail.drain(..));
-        self.reading = false;
+        self.reading = None;
         (entries, self.spilled.drain(..).collect())
     }
 }
@@ -357,8 +360,9 @@ mod tests {
     #[test]
     fn without_a_store_the_run_is_a_plain_fifo() {
         let mut r = PagedRun::default();
+        let mut chunks = 0;
         for s in 0..(3 * CHUNK as u64) {
-            r.push_back(entry(s), None);
+            r.push_back(entry(s), None, &mut chunks);
         }
         assert_eq!(
             (r.front_seq(), r.back_seq()),

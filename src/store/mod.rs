@@ -455,7 +455,14 @@ impl MessageStore {
             None => Err((locs, done)),
         };
         if let Err((locs, done)) = sent {
-            done(locs.into_iter().map(|_| Err(StoreError::Closed)).collect());
+            // Never on the caller's thread: callers hold their queue's lock, which the callback takes.
+            let failed = move || done(locs.into_iter().map(|_| Err(StoreError::Closed)).collect());
+            if let Err(e) = std::thread::Builder::new()
+                .name("store-read-closed".into())
+                .spawn(failed)
+            {
+                tracing::error!(error = %e, "cannot start a thread to fail reads of a closed store");
+            }
         }
     }
 
