@@ -766,12 +766,14 @@ mod tests {
             budget: budget.clone(),
         };
         let mut r = ReadyList::with_pager(Some(3), Some(pager));
-        let n = 600u64;
+        // Enough for every level to spill chunks of its own under the one transient key.
+        let n = 4 * 3 * crate::queue::spill::CHUNK as u64 + 600;
         for s in 0..n {
             r.push_back(qm(s, Some((s % 4) as u8)));
             r.page_out();
         }
         assert_eq!(r.in_memory(), KEEP_MIN);
+        assert!(r.paged_in_memory() <= 4 * 2 * crate::queue::spill::CHUNK);
         let order: Vec<u64> = std::iter::from_fn(|| pop(&mut r).map(|m| m.seq)).collect();
         let mut want: Vec<u64> = (0..n).collect();
         want.sort_by_key(|s| (std::cmp::Reverse(s % 4), *s));
