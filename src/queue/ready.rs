@@ -3,8 +3,9 @@
 //! to its original place within its level.
 //!
 //! # Paging
-//! With a message store, a level is two sorted runs: messages in memory and *paged* messages, of which only a
-//! 56-byte index entry stays in memory while the body sits in the store. The level's head is whichever run has
+//! With a message store, a level is two sorted runs: messages in memory and *paged* messages, whose bodies sit
+//! in the store and whose index entries stay in memory only near the run's ends ([`super::spill`] writes the
+//! middle to the store). The level's head is whichever run has
 //! the lower sequence number, so moving any message from the back of the memory run to the back of the paged
 //! run keeps delivery order. Bodies come back in small batches when a paged message reaches the head.
 //!
