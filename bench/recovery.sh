@@ -71,7 +71,24 @@ rss_full=$(rss_mib)
 disk=$(du -sm "$data" | cut -f1)
 kill -KILL "$wpid"
 wait "$wpid" 2>/dev/null || true
+t_restart=$(date +%s%N)
 start
+# Accepting TCP is not having the backlog back: both brokers listen before their queues are recovered.
+python3 - "$PORT" "$MESSAGES" <<'PY'
+import sys, time, pika
+port, want = int(sys.argv[1]), int(sys.argv[2])
+while True:
+    try:
+        c = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+        n = c.channel().queue_declare("recovery-0", passive=True).method.message_count
+        c.close()
+        if n >= want:
+            break
+    except Exception:
+        pass
+    time.sleep(0.01)
+PY
+ready_ms=$((($(date +%s%N) - t_restart) / 1000000))
 recovered=$(grep -o 'messages recovered.*' "$work/broker.log" | head -1 || true)
 store=$(grep -o 'message store: recovered.*' "$work/broker.log" | head -1 || true)
 sleep 3
@@ -83,7 +100,7 @@ cat "$work/fill.txt"
 echo "data dir after fill: ${disk} MiB"
 echo "broker RSS: empty ${rss_empty} MiB, ${MESSAGES} queued ${rss_full} MiB, after kill -9 + recovery ${rss_recovered} MiB, drained ${rss_drained} MiB"
 echo "broker: $BROKER"
-echo "restart after kill -9: ${start_ms} ms to accepting connections"
+echo "restart after kill -9: ${start_ms} ms to accepting connections, ${ready_ms} ms until queue.declare reports all ${MESSAGES}"
 echo "  store log: ${store}"
 echo "  queue log: ${recovered}"
 grep -E "drain" "$work/drain.txt"
