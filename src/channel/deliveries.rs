@@ -21,6 +21,18 @@ pub struct Unacked {
     pub at: u64,
 }
 
+/// Settled deliveries grouped by their queue (first-seen order), so each queue is locked once.
+pub fn by_queue(entries: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<QueuedMessage>)> {
+    let mut groups: Vec<(Arc<Queue>, Vec<QueuedMessage>)> = Vec::new();
+    for u in entries {
+        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+            Some((_, v)) => v.push(u.msg),
+            None => groups.push((u.queue, vec![u.msg])),
+        }
+    }
+    groups
+}
+
 #[derive(Debug)]
 pub struct Deliveries {
     pub(super) next_tag: u64,

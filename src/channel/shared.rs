@@ -152,21 +152,16 @@ impl ChannelShared {
                 Check::Idle
             }
             Some((at, Some(ms), consumer)) if now.saturating_sub(at) >= ms => {
-                if self.compat4() {
-                    // RabbitMQ 4.3 cancels a quorum queue's timed-out consumer when the client can be told;
-                    // otherwise (or for basic.get) it closes the channel without naming the timeout.
-                    match consumer {
-                        Some(c) if self.conn.cancel_notify() => return Check::Cancel(c),
-                        _ => {
-                            d.timeout_watched = false;
-                            sweep.forget(self);
-                            return Check::Due(-1);
-                        }
-                    }
-                }
+                // RabbitMQ 4.3 cancels a quorum queue's timed-out consumer when the client can be told;
+                // otherwise (or for basic.get) it closes the channel without naming the timeout.
+                let shown = match consumer {
+                    _ if !self.compat4() => ms as i64,
+                    Some(c) if self.conn.cancel_notify() => return Check::Cancel(c),
+                    _ => -1,
+                };
                 d.timeout_watched = false;
                 sweep.forget(self);
-                Check::Due(ms as i64)
+                Check::Due(shown)
             }
             Some((at, ms, _)) => Check::Later(ms.map(|ms| at.saturating_add(ms))),
         }
@@ -202,14 +197,7 @@ impl ChannelShared {
             "consumer timeout: cancelling the consumer"
         );
         self.cancelled(consumer);
-        let mut by_queue: Vec<(Arc<Queue>, Vec<QueuedMessage>)> = Vec::new();
-        for u in back {
-            match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
-                Some((_, v)) => v.push(u.msg),
-                None => by_queue.push((u.queue, vec![u.msg])),
-            }
-        }
-        for (q, msgs) in by_queue {
+        for (q, msgs) in super::deliveries::by_queue(back) {
             q.requeue_uncounted(msgs);
         }
     }

@@ -309,13 +309,7 @@ impl Channel {
             return;
         }
         let count = entries.len() as u64;
-        let mut groups: Vec<(Arc<Queue>, Vec<crate::queue::QueuedMessage>)> = Vec::new();
-        for u in entries {
-            match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
-                Some((_, v)) => v.push(u.msg),
-                None => groups.push((u.queue, vec![u.msg])),
-            }
-        }
+        let groups = crate::channel::deliveries::by_queue(entries);
         if let Settle::Ack = how {
             self.shared.stats.ack.bump(count);
         }
