@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::queue::message::RecordMeta;
 use crate::queue::paging::{Paged, TRANSIENT_PREFIX};
-use crate::store::{MessageStore, RecoveredQueue, StoreConfig, SyncPolicy};
+use crate::store::{Location, MessageStore, Recovering, StoreConfig, SyncPolicy};
 use parking_lot::Mutex;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -90,7 +90,7 @@ impl Broker {
             }
             _ => SyncPolicy::Always,
         };
-        let (store, recovered) = MessageStore::open(store_cfg)?;
+        let (store, pending) = MessageStore::open_recovering(store_cfg)?;
         // Delivery marks are written lazily; after a crash a message may have been delivered without its mark
         // reaching the disk, so every recovered message counts as possibly redelivered, as the spec allows.
         let marker = config.data_dir.join(CLEAN_SHUTDOWN);
@@ -109,7 +109,7 @@ impl Broker {
         });
         let replayed = cmds.len();
         b.replay(cmds);
-        b.recover_messages(&store, recovered, clean);
+        b.recover_messages(&store, pending, clean)?;
         b.create_defaults();
         let snapshot = {
             let _serial = b.meta.lock();
@@ -150,73 +150,98 @@ impl Broker {
         }
     }
 
-    /// Put the store's live messages back into their queues; messages of queues that are gone are dropped.
+    /// Put the store's live messages back into their queues as the store's replay finds them, a batch at a
+    /// time (nothing the size of the backlog is held: queues spill their indexes as they fill); messages of
+    /// queues that are gone, and transient pages and spilled chunks of the last run, are dropped.
     fn recover_messages(
         &self,
         store: &Arc<MessageStore>,
-        recovered: Vec<RecoveredQueue>,
+        pending: Recovering,
         clean: bool,
-    ) {
+    ) -> Result<(), crate::store::StoreError> {
         let queues: std::collections::HashMap<String, Arc<crate::queue::Queue>> = self
             .vhosts
             .iter()
             .flat_map(|v| v.queues())
             .filter_map(|q| q.store_key().map(|k| (k.to_string(), q.clone())))
             .collect();
-        let mut total = 0usize;
         let started = std::time::Instant::now();
         let clock = self.timers.clock().clone();
-        // Pages of transient messages and spilled index chunks, written only to save memory, die with the
-        // process; they go first, as recovering queues spill under the same keys.
-        let (transient, recovered): (Vec<_>, Vec<_>) = recovered
-            .into_iter()
-            .partition(|rq| rq.queue.starts_with(TRANSIENT_PREFIX));
-        for rq in transient {
-            store.drop_queue(&rq.queue);
-        }
-        for rq in recovered {
-            let Some(q) = queues.get(&rq.queue) else {
-                tracing::info!(queue = %rq.queue.replace('\u{1}', "/"), messages = rq.messages.len(), "dropping stored messages of a queue that no longer exists");
-                store.drop_queue(&rq.queue);
-                continue;
-            };
-            let ttl = q.message_ttl();
-            let mut msgs = Vec::with_capacity(rq.messages.len());
-            for m in rq.messages {
+        let mut total = 0u64;
+        // The queue being filled, its TTL and the batch not yet handed to it.
+        let mut current: Option<(Arc<crate::queue::Queue>, Option<u64>)> = None;
+        let mut batch: Vec<(u8, Paged)> = Vec::new();
+        let mut unreadable: Vec<(String, Location)> = Vec::new();
+        let flush = |current: &Option<(Arc<crate::queue::Queue>, Option<u64>)>,
+                     batch: &mut Vec<(u8, Paged)>| {
+            if let (Some((q, _)), false) = (current, batch.is_empty()) {
+                q.recover(std::mem::take(batch));
+            }
+        };
+        store.recover(
+            pending,
+            &mut |key| {
+                // Pages and spilled chunks, written only to save memory, die with the process.
+                if key.starts_with(TRANSIENT_PREFIX) {
+                    return false;
+                }
+                let known = queues.contains_key(key);
+                if !known {
+                    tracing::info!(queue = %key.replace('\u{1}', "/"), "dropping stored messages of a queue that no longer exists");
+                }
+                known
+            },
+            &mut |key, m| {
+                let same = current
+                    .as_ref()
+                    .is_some_and(|(q, _)| q.store_key() == Some(key));
+                if !same || batch.len() >= 1024 {
+                    flush(&current, &mut batch);
+                    if !same {
+                        current = queues.get(key).map(|q| (q.clone(), q.message_ttl()));
+                    }
+                }
+                let Some((q, ttl)) = &current else { return };
                 let Some(meta) = RecordMeta::decode(&m.head) else {
                     tracing::warn!(vhost = %q.vhost, queue = %q.name, msg_id = m.msg_id, "stored message in an unknown format skipped");
-                    store.ack(&rq.queue, &[m.msg_id]);
-                    continue;
+                    unreadable.push((key.to_string(), m.location));
+                    return;
                 };
                 // Expiry deadlines are stored as wall-clock times and mapped back onto the broker clock.
-                let expires = match meta.deadline(ttl) {
+                let expires = match meta.deadline(*ttl) {
                     0 => u64::MAX,
                     at => clock.deadline_from_wall(at),
                 };
-                let paged = Paged {
-                    seq: 0,
-                    id: m.msg_id,
-                    loc: m.location,
-                    expires,
-                    body_len: meta.body_len,
-                    delivery_count: 0,
-                    acquired_count: 0,
-                    redelivered: m.delivered || !clean,
-                    transient: false,
-                };
-                msgs.push((meta.priority, paged));
-            }
-            total += msgs.len();
-            q.recover(msgs);
-            if total > 0 && total % 100_000 < 1 {
-                tracing::info!(messages = total, "recovering messages");
-            }
+                batch.push((
+                    meta.priority,
+                    Paged {
+                        seq: 0,
+                        id: m.msg_id,
+                        loc: m.location,
+                        expires,
+                        body_len: meta.body_len,
+                        delivery_count: 0,
+                        acquired_count: 0,
+                        redelivered: m.delivered || !clean,
+                        transient: false,
+                    },
+                ));
+                total += 1;
+                if total.is_multiple_of(1_000_000) {
+                    tracing::info!(messages = total, "recovering messages");
+                }
+            },
+        )?;
+        flush(&current, &mut batch);
+        for (key, loc) in unreadable {
+            store.ack(&key, &[loc]);
         }
         tracing::info!(
             messages = total,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "messages recovered"
         );
+        Ok(())
     }
 }
 

@@ -44,9 +44,10 @@ pub fn enqueue(routed: &Routed, msg: &MessageRef, confirm: Option<&ConfirmRef>) 
                     .map_or(0, |t| first.timers.wall_ms().saturating_add(t).max(1)),
                 body_len: 0,
             });
+            // Every storing queue has a key (they all have the store): target i is storing[i].
             let targets: SmallVec<[(&str, u64); 4]> = storing
                 .iter()
-                .filter_map(|q| q.store_key().map(|k| (k, id)))
+                .map(|q| (q.store_key().unwrap_or_default(), id))
                 .collect();
             let done: crate::store::Done = match confirm {
                 Some(c) => {
@@ -70,10 +71,16 @@ pub fn enqueue(routed: &Routed, msg: &MessageRef, confirm: Option<&ConfirmRef>) 
             }
         }
     };
+    let mut target = 0;
     for q in routed {
         let s = if q.stores(msg) {
+            target += 1;
             match stored {
-                Some(s) => Some(s),
+                // Each queue settles its own slot of the one record.
+                Some(s) => Some(Stored {
+                    loc: s.loc.target(target - 1),
+                    ..s
+                }),
                 // The store refused it: durable queues do not take it.
                 None => continue,
             }
@@ -160,7 +167,7 @@ impl Queue {
     /// A stored message that this queue did not take after all: the store forgets it for this queue.
     fn forget_unqueued(&self, stored: Option<Stored>) {
         if let (Some(s), Some(d)) = (stored, &self.durable_store) {
-            d.store.ack(&d.key, &[s.id]);
+            d.store.ack(&d.key, &[s.loc]);
         }
     }
 }

@@ -58,7 +58,7 @@ impl Queue {
                 Some(chunk) => {
                     let entries = st.ready.pager().and_then(|pager| {
                         // The chunk is read: its record is no longer needed, whatever it held.
-                        pager.store.ack(&pager.transient_key, &[chunk.id]);
+                        pager.store.ack(&pager.transient_key, &[chunk.loc]);
                         let entries = read
                             .into_iter()
                             .next()

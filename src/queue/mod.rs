@@ -34,7 +34,7 @@ pub use load::Got;
 
 use crate::clock::Scheduler;
 use crate::error::{AmqpError, AmqpResult};
-use crate::store::MessageStore;
+use crate::store::{Location, MessageStore};
 use amq_protocol::types::FieldTable;
 use args::{Overflow, QueueConfig, QueueType};
 use deadletter::Reason;
@@ -413,10 +413,12 @@ impl Queue {
     /// The store forgets these messages (acked, dropped, dead-lettered).
     fn forget_stored<'a>(&self, msgs: impl Iterator<Item = &'a QueuedMessage>) {
         let Some(d) = &self.durable_store else { return };
-        let ids: smallvec::SmallVec<[u64; 8]> =
-            msgs.filter(|m| self.stores(&m.msg)).map(|m| m.id).collect();
-        if !ids.is_empty() {
-            d.store.ack(&d.key, &ids);
+        let locs: smallvec::SmallVec<[Location; 8]> = msgs
+            .filter(|m| self.stores(&m.msg))
+            .filter_map(|m| m.loc)
+            .collect();
+        if !locs.is_empty() {
+            d.store.ack(&d.key, &locs);
         }
     }
 
@@ -424,13 +426,13 @@ impl Queue {
     /// come back redelivered after a restart.
     fn note_delivery(&self, qm: &QueuedMessage, no_ack: bool) {
         let Some(d) = &self.durable_store else { return };
-        if !self.stores(&qm.msg) {
+        let (true, Some(loc)) = (self.stores(&qm.msg), qm.loc) else {
             return;
-        }
+        };
         if no_ack {
-            d.store.ack(&d.key, &[qm.id]);
+            d.store.ack(&d.key, &[loc]);
         } else if !qm.redelivered {
-            d.store.delivered(&d.key, qm.id);
+            d.store.delivered(&d.key, loc);
         }
     }
 

@@ -135,7 +135,7 @@ pub fn decode_loaded(
         .and_then(|rec| Message::decode_record(rec).map_err(|e| e.to_string()));
     if p.transient || (read.is_err() && !read_failed) {
         if let Some(k) = key {
-            pager.store.ack(k, &[p.id]);
+            pager.store.ack(k, &[p.loc]);
         }
     }
     let mut msg = match read {

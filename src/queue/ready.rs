@@ -15,6 +15,7 @@ use super::paging::{Paged, Pager, KEEP_MIN};
 use super::spill::{PagedRun, Spilled};
 use super::QueuedMessage;
 use crate::queue::message::RecordMeta;
+use crate::store::Location;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
@@ -337,16 +338,16 @@ impl ReadyList {
             Box::new(move |read| {
                 let (mut durable, mut transient) = (Vec::new(), Vec::new());
                 for (s, r) in chunks.iter().zip(read) {
-                    transient.push(s.id);
+                    transient.push(s.loc);
                     let entries = r
                         .ok()
                         .and_then(|b| super::spill::decode(&b, s.count))
                         .unwrap_or_default();
                     for p in entries {
                         if p.transient {
-                            transient.push(p.id);
+                            transient.push(p.loc);
                         } else {
-                            durable.push(p.id);
+                            durable.push(p.loc);
                         }
                     }
                 }
@@ -389,9 +390,9 @@ impl ReadyList {
         let (mut durable, mut transient) = (Vec::new(), Vec::new());
         for p in pages {
             if p.transient {
-                transient.push(p.id);
+                transient.push(p.loc);
             } else {
-                durable.push(p.id);
+                durable.push(p.loc);
             }
         }
         if let (Some(k), false) = (&pager.durable_key, durable.is_empty()) {
@@ -436,9 +437,9 @@ impl ReadyList {
     }
 
     /// Empty the list. Returns the in-memory messages (for the caller to settle with the store) and the
-    /// store ids of paged persistent messages; transient pages are forgotten here unless `forget` is false
-    /// (the caller drops the whole transient key).
-    pub fn drain(&mut self, forget: bool) -> (Vec<QueuedMessage>, Vec<u64>) {
+    /// store locations of paged persistent messages; transient pages are forgotten here unless `forget` is
+    /// false (the caller drops the whole transient key).
+    pub fn drain(&mut self, forget: bool) -> (Vec<QueuedMessage>, Vec<Location>) {
         let mut mem = Vec::with_capacity(self.mem_len);
         let mut stored = Vec::new();
         let mut transient = Vec::new();
@@ -449,9 +450,9 @@ impl ReadyList {
             chunks.extend(spilled);
             for p in entries {
                 if p.transient {
-                    transient.push(p.id);
+                    transient.push(p.loc);
                 } else {
-                    stored.push(p.id);
+                    stored.push(p.loc);
                 }
             }
         }
@@ -592,7 +593,7 @@ fn merge_into(run: &mut VecDeque<QueuedMessage>, mut msgs: Vec<QueuedMessage>) {
 pub fn load_now(list: &mut ReadyList, load: Load) {
     let pager = list.pager.as_ref().expect("paged lists have a pager");
     if let Some(chunk) = load.chunk {
-        pager.store.ack(&pager.transient_key, &[chunk.id]);
+        pager.store.ack(&pager.transient_key, &[chunk.loc]);
         let entries = pager
             .store
             .read(chunk.loc)

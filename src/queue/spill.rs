@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 pub const CHUNK: usize = 1024;
 /// Chunk ids live above every message id the transient key uses (queue sequence numbers).
 const CHUNK_ID_BASE: u64 = 1 << 63;
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 
 /// A chunk of index entries in the store.
 #[derive(Debug, Clone, Copy)]
@@ -195,7 +195,8 @@ impl PagedRun {
 }
 
 // Entries are stored as deltas from the previous one, in LEB128 varints: in a backlog consecutive entries
-// differ by one in seq and id and by a record's length in offset, so most take 8 to 10 bytes instead of 53.
+// differ by one in seq, id and slot and by a record's length in offset, so most take 11 to 13 bytes instead of
+// 57.
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -229,16 +230,19 @@ fn undelta(a: u64, z: u64) -> u64 {
 }
 
 fn encode<'a>(entries: impl ExactSizeIterator<Item = &'a Paged>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + entries.len() * 10);
+    let mut out = Vec::with_capacity(5 + entries.len() * 12);
     out.push(FORMAT);
     out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
     let (mut seq, mut id, mut seg, mut off, mut exp) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut slot = 0u64;
     for p in entries {
         put_varint(&mut out, delta(seq, p.seq));
         put_varint(&mut out, delta(id, p.id));
         put_varint(&mut out, delta(seg, u64::from(p.loc.segment)));
         put_varint(&mut out, delta(off, p.loc.offset));
         put_varint(&mut out, u64::from(p.loc.len));
+        put_varint(&mut out, delta(slot, u64::from(p.loc.slot)));
+        slot = u64::from(p.loc.slot);
         put_varint(&mut out, delta(exp, p.expires));
         put_varint(&mut out, u64::from(p.body_len));
         put_varint(&mut out, u64::from(p.delivery_count));
@@ -261,13 +265,14 @@ pub fn decode(b: &[u8], expected: u32) -> Option<Vec<Paged>> {
     if b.first() != Some(&FORMAT) || count != expected {
         return None;
     }
-    // Every entry takes at least 10 bytes: a count that the bytes cannot hold is corrupt, not an allocation.
-    if (count as usize).saturating_mul(10) > b.len() {
+    // Every entry takes at least 11 bytes: a count that the bytes cannot hold is corrupt, not an allocation.
+    if (count as usize).saturating_mul(11) > b.len() {
         return None;
     }
     let mut out = Vec::with_capacity(count as usize);
     let mut pos = 5;
     let (mut seq, mut id, mut seg, mut off, mut exp) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut slot = 0u64;
     let small = |v: u64| u32::try_from(v).ok();
     for _ in 0..count {
         let mut next = || get_varint(b, &mut pos);
@@ -276,6 +281,7 @@ pub fn decode(b: &[u8], expected: u32) -> Option<Vec<Paged>> {
         seg = undelta(seg, next()?);
         off = undelta(off, next()?);
         let len = small(next()?)?;
+        slot = undelta(slot, next()?);
         exp = undelta(exp, next()?);
         let body_len = small(next()?)?;
         let delivery_count = small(next()?)?;
@@ -289,6 +295,7 @@ pub fn decode(b: &[u8], expected: u32) -> Option<Vec<Paged>> {
                 segment: small(seg)?,
                 offset: off,
                 len,
+                slot: small(slot)?,
             },
             expires: exp,
             body_len,
@@ -313,6 +320,7 @@ mod tests {
                 segment: 3,
                 offset: seq * 100,
                 len: 77,
+                slot: seq as u32,
             },
             expires: if seq.is_multiple_of(2) { u64::MAX } else { seq },
             body_len: 16,
@@ -343,7 +351,7 @@ mod tests {
             })
             .collect();
         let b = encode(run.iter());
-        assert!(b.len() < 12 * 1000, "{} bytes", b.len());
+        assert!(b.len() < 13 * 1000, "{} bytes", b.len());
         assert_eq!(decode(&b, 1000).map(|v| v.len()), Some(1000));
         // Damaged chunks decode to something or nothing, never a panic.
         let small = encode(v.iter().take(5));

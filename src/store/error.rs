@@ -34,9 +34,6 @@ pub enum StoreError {
     /// A caller-side mistake: empty target list, a queue name over 65535 bytes, a queue named twice.
     #[error("message store: invalid argument: {0}")]
     Invalid(&'static str),
-    /// The (queue, msg_id) pair is already stored and not yet acked.
-    #[error("message store: message {msg_id} is already stored for queue {queue:?}")]
-    Duplicate { queue: String, msg_id: u64 },
     /// The store is shutting down.
     #[error("message store: closed")]
     Closed,

@@ -1,14 +1,16 @@
 //! The message store: durable storage for persistent messages on durable queues. A pure library with no
-//! broker types: queues are string keys (such as "vhost/queue"), messages are `(queue, msg_id)` pairs and
-//! payloads are opaque bytes the broker encodes.
+//! broker types: queues are string keys (such as "vhost/queue"), a message is a record naming the queues
+//! it was published to, each queue's copy is addressed by its [`Location`], and payloads are opaque bytes
+//! the broker encodes.
 //!
 //! # Where it sits
 //! A queue that takes a persistent message calls [`MessageStore::publish`], keeps the returned
 //! [`Location`] in its in-memory index and may drop the body (it reads it back with
 //! [`MessageStore::read`]). The publisher confirm goes out from the `done` callback, which the store's sync
 //! thread calls once the record is durable per the [`SyncPolicy`]. `basic.ack` (and purge, expiry, dead
-//! lettering) calls [`MessageStore::ack`]; queue deletion calls [`MessageStore::drop_queue`]. At boot,
-//! [`MessageStore::open`] returns every live message, queue by queue, in publish order.
+//! lettering) calls [`MessageStore::ack`] with the locations; queue deletion calls
+//! [`MessageStore::drop_queue`]. At boot, [`MessageStore::recover`] hands every live message to the
+//! caller as its scan finds them, each queue's in publish order.
 //!
 //! # Design
 //! - **Two append-only logs** of segment files in one directory: the *msg log* holds publish records
@@ -19,9 +21,11 @@
 //!   (the checksum is computed before taking it) and wakes one dedicated sync thread. That thread takes
 //!   everything pending, writes it with one positioned write per segment, calls `fdatasync` once per
 //!   touched file and then runs every callback of the batch. While it syncs, the next batch accumulates.
-//! - **Memory does not grow with message bodies**: the store keeps per live message only its index
-//!   entry (`msg_id → (segment, offset)`, about 20-40 bytes with hash-map overhead) plus per-segment
-//!   counters; bodies are on disk and read back with `pread`. Write buffers hold only what is in flight.
+//! - **Nothing in memory per message**: a queue's copy of a message is its *slot*, numbered per segment
+//!   in append order, and the caller keeps the slot in the [`Location`] it acks with. The store keeps per
+//!   segment live counts (total and per queue) and, once something in it is settled, a bitmap of settled
+//!   slots (one bit per slot), so a double ack or a stale one after a queue drop changes nothing. Bodies
+//!   are on disk and read back with `pread`. Write buffers hold only what is in flight.
 //! - **GC rule**: a msg segment is deleted when it is not the active one, none of its publishes is live
 //!   (all acked or dropped) and everything in it is durable. An ack segment records which msg segments
 //!   its records refer to and is deleted once all of those are gone (and it is not the active one).
@@ -121,13 +125,26 @@ impl StoreConfig {
     }
 }
 
-/// Where a publish record is: enough to read its payload back. `offset` is the record's first byte and
-/// `len` its whole length (header included).
+/// Where a publish record is, and which of its queues' copies: enough to read its payload back and to
+/// settle it. `offset` is the record's first byte and `len` its whole length (header included); `slot`
+/// numbers the (record, queue) pairs of the segment in append order, so a record published to k queues
+/// has k consecutive slots (see [`Location::target`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Location {
     pub segment: u32,
     pub offset: u64,
     pub len: u32,
+    pub slot: u32,
+}
+
+impl Location {
+    /// The location of the `i`th queue's copy of a record `publish_many` returned this location for.
+    pub fn target(self, i: usize) -> Location {
+        Location {
+            slot: self.slot.saturating_add(i as u32),
+            ..self
+        }
+    }
 }
 
 /// A live message found at `open`.
@@ -152,6 +169,15 @@ pub struct RecoveredQueue {
     pub messages: Vec<RecoveredMessage>,
 }
 
+/// The msg log still to be replayed after [`MessageStore::open_recovering`].
+pub struct Recovering(recovery::Pending);
+
+impl std::fmt::Debug for Recovering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recovering").finish_non_exhaustive()
+    }
+}
+
 /// A snapshot of the store's counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
@@ -165,6 +191,7 @@ pub struct StoreStats {
     pub pending_bytes: u64,
     /// Live (queue, message) entries.
     pub live_messages: u64,
+    /// Queues with live messages.
     pub queues: usize,
     /// Publish records appended since open.
     pub publishes: u64,
@@ -273,12 +300,34 @@ impl std::fmt::Debug for MessageStore {
 impl MessageStore {
     /// Opens the store (creating the directory), scans every segment, truncates a torn tail, drops fully
     /// acked segments, and returns the live (published, not acked) messages, queue by queue, each queue's
-    /// messages in publish order.
+    /// messages in publish order. Holds every live message in memory at once: for small stores and tests;
+    /// a broker uses [`open_recovering`](Self::open_recovering) and [`recover`](Self::recover).
     pub fn open(cfg: StoreConfig) -> Result<(Arc<MessageStore>, Vec<RecoveredQueue>), StoreError> {
-        let rec = recovery::recover(&cfg)?;
+        let (store, pending) = Self::open_recovering(cfg)?;
+        let mut queues: Vec<RecoveredQueue> = Vec::new();
+        let mut index: crate::FastMap<String, usize> = crate::FastMap::default();
+        store.recover(pending, &mut |_| true, &mut |q, m| {
+            let i = *index.entry(q.to_string()).or_insert_with(|| {
+                queues.push(RecoveredQueue {
+                    queue: q.to_string(),
+                    messages: Vec::new(),
+                });
+                queues.len() - 1
+            });
+            queues[i].messages.push(m);
+        })?;
+        Ok((store, queues))
+    }
+
+    /// Opens the store and scans its ack log; the msg log is replayed by [`recover`](Self::recover), which
+    /// must come next. The store takes publishes at once (into segments after every old one).
+    pub fn open_recovering(
+        cfg: StoreConfig,
+    ) -> Result<(Arc<MessageStore>, Recovering), StoreError> {
+        let (state, pending) = recovery::open(&cfg)?;
         let shared = Arc::new(Shared {
             cfg: cfg.clone(),
-            state: Mutex::new(rec.state),
+            state: Mutex::new(state),
             work: Condvar::new(),
             written: Condvar::new(),
             #[cfg(test)]
@@ -300,19 +349,32 @@ impl MessageStore {
                 }
             })
             .map_err(|e| StoreError::io("start the reader thread for", &cfg.dir, e))?;
-        let max_id = rec
-            .queues
-            .iter()
-            .flat_map(|q| q.messages.iter().map(|m| m.msg_id))
-            .max();
         let store = MessageStore {
             shared,
             thread: Mutex::new(Some(thread)),
             reads: Mutex::new(Some(reads)),
             reader: Mutex::new(Some(reader)),
-            next_id: std::sync::atomic::AtomicU64::new(max_id.map_or(1, |m| m + 1)),
+            next_id: std::sync::atomic::AtomicU64::new(1),
         };
-        Ok((Arc::new(store), rec.queues))
+        Ok((Arc::new(store), Recovering(pending)))
+    }
+
+    /// Replays the msg log: hands every live message of a queue `keep` accepts to `sink`, as the scan
+    /// finds it (each queue's messages in publish order), so recovery holds at most a few thousand at once.
+    /// Messages of queues `keep` refuses (asked once per queue) are dropped for good. `sink` runs without
+    /// the store's lock and may settle what it is given.
+    pub fn recover(
+        &self,
+        pending: Recovering,
+        keep: &mut dyn FnMut(&str) -> bool,
+        sink: &mut dyn FnMut(&str, RecoveredMessage),
+    ) -> Result<(), StoreError> {
+        let max_id = recovery::replay(&self.shared, pending.0, keep, sink)?;
+        if let Some(m) = max_id {
+            self.next_id
+                .fetch_max(m + 1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// A message id no live message of any queue has (ids found at open included), for a message that is
@@ -375,31 +437,9 @@ impl MessageStore {
                 return Err(e.clone());
             }
         }
-        for (q, id) in targets {
-            if st.queues.get(*q).is_some_and(|m| m.contains_key(id)) {
-                return Err(StoreError::Duplicate {
-                    queue: (*q).to_string(),
-                    msg_id: *id,
-                });
-            }
-        }
         let (pos, buf) = st.msg.reserve(rec_len, &mut st.spare)?;
         format::write_publish(buf, targets, payload, crc, body_len as u32);
-        for (q, id) in targets {
-            match st.queues.get_mut(*q) {
-                Some(m) => {
-                    m.insert(*id, pos);
-                }
-                None => {
-                    st.queues
-                        .insert(Arc::from(*q), [(*id, pos)].into_iter().collect());
-                }
-            }
-        }
-        if let Some(s) = st.msg.segs.get_mut(&pos.seg) {
-            s.live += targets.len() as u64;
-        }
-        st.live += targets.len() as u64;
+        let slot = st.add_slots(pos.seg, targets);
         st.publishes += 1;
         st.dones.push(done);
         drop(guard);
@@ -408,19 +448,21 @@ impl MessageStore {
             segment: pos.seg,
             offset: u64::from(pos.off),
             len: rec_len as u32,
+            slot,
         })
     }
 
-    /// Records acks: the messages are consumed for good (or purged, expired, dead-lettered). Unknown ids
-    /// are ignored. Does not wait for the disk.
-    pub fn ack(&self, queue: &str, msg_ids: &[u64]) {
-        self.record(|st| st.ack(queue, msg_ids));
+    /// Records acks of `queue`'s copies at these locations: the messages are consumed for good (or purged,
+    /// expired, dead-lettered). Locations that are not live copies of this queue (acked already, dropped,
+    /// unknown) are ignored. Does not wait for the disk.
+    pub fn ack(&self, queue: &str, locs: &[Location]) {
+        self.record(|st| st.ack(queue, locs));
     }
 
     /// Records that a message was delivered, so it comes back with redelivered=true after a restart.
     /// Does not wait for the disk.
-    pub fn delivered(&self, queue: &str, msg_id: u64) {
-        self.record(|st| st.delivered(queue, &[msg_id]));
+    pub fn delivered(&self, queue: &str, loc: Location) {
+        self.record(|st| st.delivered(queue, loc));
     }
 
     /// Forgets every message of a queue (queue deleted). One small record, whatever the queue's length.
@@ -494,7 +536,13 @@ impl MessageStore {
                 + st.ack.segs.values().map(|s| s.written).sum::<u64>(),
             pending_bytes: st.msg.pending_bytes() + st.ack.pending_bytes(),
             live_messages: st.live,
-            queues: st.queues.len(),
+            queues: st
+                .msg
+                .segs
+                .values()
+                .flat_map(|s| s.queues.keys())
+                .collect::<crate::FastSet<_>>()
+                .len(),
             publishes: st.publishes,
             syncs: st.syncs,
             failed: st.failed.is_some(),

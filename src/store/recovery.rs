@@ -1,15 +1,18 @@
-//! Recovery at `open`: list the segment files, scan the ack log then the msg log (checking every record),
-//! truncate torn or corrupt tails, replay acks, delivered marks and queue drops against the publishes by
-//! position, delete segments with nothing live, and rebuild the in-memory state.
+//! Recovery, in two steps. `open` lists the segment files and scans the ack log (checking every record,
+//! truncating torn or corrupt tails), which leaves per msg segment a sorted list of the positions its
+//! records were acked or delivered at, and the queue drops. `replay` then scans the msg log in publish
+//! order, segment by segment, and hands every live message to the caller as it goes, so nothing the size
+//! of the backlog is ever held in memory: a segment enters the store's state before its messages are handed
+//! out (a message may be settled while recovery goes on) and its counts grow batch by batch.
 //!
-//! The ack log is read first so that only live messages are ever held in memory: the set of acked
-//! positions is filtered to msg segments that still exist, and shrinks as publishes consume it.
+//! Slots are numbered as at run time, one per (record, queue) in append order, so a recovered location
+//! settles the same bit a live one would. Acked and dropped slots of a recovered segment get their bits set.
 
-use crate::{FastMap as HashMap, FastSet as HashSet};
+use crate::FastMap as HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,15 +20,12 @@ use tracing::{info, warn};
 
 use super::format::{self, Pos, Scan, Scanner, SegKind, HEADER_LEN, RECORD_HEADER_LEN};
 use super::state::{Log, Seg, State};
-use super::{Location, RecoveredMessage, RecoveredQueue, StoreConfig, StoreError, RECOVERED_HEAD};
+use super::{Location, RecoveredMessage, Shared, StoreConfig, StoreError, RECOVERED_HEAD};
 
 /// A progress line is logged every this many records.
 const PROGRESS_EVERY_RECORDS: u64 = 1_000_000;
-
-pub(super) struct Recovery {
-    pub state: State,
-    pub queues: Vec<RecoveredQueue>,
-}
+/// Live messages handed out per batch (the most recovery holds at once).
+const BATCH: usize = 4096;
 
 /// Queue names seen during recovery, as small ids.
 #[derive(Default)]
@@ -76,14 +76,32 @@ impl Progress {
     }
 }
 
-/// The live messages of one queue while the msg log is replayed.
-#[derive(Default)]
-struct RecQueue {
-    msgs: Vec<(RecoveredMessage, bool)>,
-    index: HashMap<u64, Pos>,
+/// An ack-log record naming a publish of a msg segment: at `off`, queue `qid`, in ack segment `ack_seg`.
+#[derive(Clone, Copy)]
+struct Mark {
+    off: u32,
+    qid: u32,
+    ack_seg: u32,
+    acked: bool,
 }
 
-pub(super) fn recover(cfg: &StoreConfig) -> Result<Recovery, StoreError> {
+/// What the ack-log scan leaves for `replay`.
+pub(super) struct Pending {
+    dir: PathBuf,
+    msg_ids: BTreeSet<u32>,
+    /// Per msg segment, sorted by offset.
+    marks: HashMap<u32, Vec<Mark>>,
+    drops: HashMap<u32, (Pos, u32)>,
+    names: Names,
+    ack_lens: BTreeMap<u32, u64>,
+    /// The first position of the msg log after open: everything before it was written by an earlier run.
+    mark: Pos,
+    progress: Progress,
+}
+
+/// Step one, for `open`: the ack log, and the state to start the store with (new active segments above
+/// every id on disk or named by an ack record; the old segments join it during `replay`).
+pub(super) fn open(cfg: &StoreConfig) -> Result<(State, Pending), StoreError> {
     let dir = cfg.dir.as_path();
     fs::create_dir_all(dir).map_err(|e| StoreError::io("create directory", dir, e))?;
     let (msg_ids, ack_ids, total_bytes) = list_segments(dir)?;
@@ -102,10 +120,8 @@ pub(super) fn recover(cfg: &StoreConfig) -> Result<Recovery, StoreError> {
         "message store: recovering"
     );
 
-    // Phase 1: the ack log.
     let mut names = Names::default();
-    let mut acked: HashMap<(u32, Pos), u32> = HashMap::default();
-    let mut delivered: HashMap<(u32, Pos), u32> = HashMap::default();
+    let mut marks: HashMap<u32, Vec<Mark>> = HashMap::default();
     let mut drops: HashMap<u32, (Pos, u32)> = HashMap::default();
     let mut max_ref = 0u32;
     let mut ack_lens: BTreeMap<u32, u64> = BTreeMap::new();
@@ -127,15 +143,15 @@ pub(super) fn recover(cfg: &StoreConfig) -> Result<Recovery, StoreError> {
                         format::ACK | format::DELIVERED => match format::decode_positions(body) {
                             Some((q, positions)) => {
                                 let qid = names.id(q);
-                                let map = if ty == format::ACK {
-                                    &mut acked
-                                } else {
-                                    &mut delivered
-                                };
                                 for p in positions {
                                     max_ref = max_ref.max(p.seg);
                                     if msg_ids.contains(&p.seg) {
-                                        map.insert((qid, p), id);
+                                        marks.entry(p.seg).or_default().push(Mark {
+                                            off: p.off,
+                                            qid,
+                                            ack_seg: id,
+                                            acked: ty == format::ACK,
+                                        });
                                     }
                                 }
                                 true
@@ -173,111 +189,9 @@ pub(super) fn recover(cfg: &StoreConfig) -> Result<Recovery, StoreError> {
         };
         ack_lens.insert(id, good);
     }
-
-    // Phase 2: the msg log, in publish order.
-    let mut queues: Vec<RecQueue> = Vec::new();
-    let mut refs: HashMap<u32, HashSet<u32>> = HashMap::default();
-    let mut msg_segs: BTreeMap<u32, Seg> = BTreeMap::new();
-    for &id in &msg_ids {
-        let path = dir.join(format::segment_file_name(SegKind::Msg, id));
-        let (file, len) = open_segment(&path, SegKind::Msg, id)?;
-        let mut live = 0u64;
-        let mut sc = Scanner::new(&file, len);
-        let mut bad = None;
-        loop {
-            match sc.next().map_err(|e| StoreError::io("read", &path, e))? {
-                Scan::End => break,
-                Scan::Bad { offset, reason } => {
-                    bad = Some((offset, reason));
-                    break;
-                }
-                Scan::Record { offset, ty, body } => {
-                    progress.record(RECORD_HEADER_LEN + body.len());
-                    let parsed = (ty == format::PUBLISH)
-                        .then(|| format::PublishBody::decode(body))
-                        .flatten();
-                    let (Some(p), Ok(off)) = (parsed, u32::try_from(offset)) else {
-                        bad = Some((offset, "undecodable or misplaced record"));
-                        break;
-                    };
-                    let pos = Pos { seg: id, off };
-                    let location = Location {
-                        segment: id,
-                        offset,
-                        len: (RECORD_HEADER_LEN + body.len()) as u32,
-                    };
-                    let mut head = [0u8; RECOVERED_HEAD];
-                    let payload = &body[p.payload_start..];
-                    let n = payload.len().min(RECOVERED_HEAD);
-                    head[..n].copy_from_slice(&payload[..n]);
-                    for (q, msg_id) in p.entries() {
-                        let qid = names.id(q);
-                        if let Some(&(mark, a)) = drops.get(&qid) {
-                            if pos < mark {
-                                refs.entry(a).or_default().insert(id);
-                                continue;
-                            }
-                        }
-                        if let Some(a) = acked.remove(&(qid, pos)) {
-                            refs.entry(a).or_default().insert(id);
-                            continue;
-                        }
-                        let dlv = delivered.remove(&(qid, pos));
-                        if let Some(a) = dlv {
-                            refs.entry(a).or_default().insert(id);
-                        }
-                        if queues.len() <= qid as usize {
-                            queues.resize_with(qid as usize + 1, RecQueue::default);
-                        }
-                        let rq = &mut queues[qid as usize];
-                        if let Some(old) = rq.index.insert(msg_id, pos) {
-                            warn!(
-                                queue = q,
-                                msg_id,
-                                "message store: message id stored twice; keeping the newer copy"
-                            );
-                            if let Some(m) = rq.msgs.iter_mut().rev().find(|(m, alive)| {
-                                *alive
-                                    && m.msg_id == msg_id
-                                    && m.location.segment == old.seg
-                                    && m.location.offset == u64::from(old.off)
-                            }) {
-                                m.1 = false;
-                            }
-                            if old.seg == id {
-                                live -= 1;
-                            } else if let Some(s) = msg_segs.get_mut(&old.seg) {
-                                s.live -= 1;
-                            }
-                        }
-                        rq.msgs.push((
-                            RecoveredMessage {
-                                msg_id,
-                                location,
-                                delivered: dlv.is_some(),
-                                head,
-                            },
-                            true,
-                        ));
-                        live += 1;
-                    }
-                }
-            }
-        }
-        let good = match bad {
-            Some((offset, reason)) => {
-                truncate(&file, &path, offset, len, reason);
-                progress.truncated += 1;
-                offset
-            }
-            None => len,
-        };
-        let mut seg = Seg::existing(good, Some(Arc::new(file)));
-        seg.live = live;
-        msg_segs.insert(id, seg);
+    for v in marks.values_mut() {
+        v.sort_unstable_by_key(|m| m.off);
     }
-    drop(acked);
-    drop(delivered);
 
     // Segment ids are never reused: ack records may still name deleted segments.
     let next_msg = msg_ids
@@ -293,86 +207,283 @@ pub(super) fn recover(cfg: &StoreConfig) -> Result<Recovery, StoreError> {
         .unwrap_or(0)
         .checked_add(1)
         .ok_or(StoreError::Invalid("segment ids exhausted"))?;
+    let msg = Log::new(next_msg, cfg.msg_segment_size(), BTreeMap::new());
+    let ack = Log::new(next_ack, cfg.ack_segment_size(), BTreeMap::new());
+    let pending = Pending {
+        dir: dir.to_path_buf(),
+        msg_ids,
+        marks,
+        drops,
+        names,
+        ack_lens,
+        mark: Pos {
+            seg: next_msg,
+            off: HEADER_LEN as u32,
+        },
+        progress,
+    };
+    Ok((State::new(msg, ack), pending))
+}
 
-    // Delete msg segments with nothing live, then ack segments that refer to none left.
-    let mut deleted = 0usize;
-    let empty: Vec<u32> = msg_segs
-        .iter()
-        .filter(|(_, s)| s.live == 0)
-        .map(|(id, _)| *id)
-        .collect();
-    for id in empty {
-        let path = dir.join(format::segment_file_name(SegKind::Msg, id));
-        match fs::remove_file(&path) {
-            Ok(()) => {
-                msg_segs.remove(&id);
-                deleted += 1;
+/// One msg segment's scan: its slots so far, the bits of its dead ones, and the batch not yet handed out.
+#[derive(Default)]
+struct SegScan {
+    slots: u32,
+    dead: Vec<u64>,
+    /// Slots counted into the store's state so far.
+    merged: u32,
+    live: u64,
+    queues: HashMap<u32, u64>,
+    batch: Vec<(u32, RecoveredMessage)>,
+}
+
+impl SegScan {
+    fn kill(&mut self, slot: u32) {
+        let w = (slot / 64) as usize;
+        if self.dead.len() <= w {
+            self.dead.resize(w + 1, 0);
+        }
+        self.dead[w] |= 1 << (slot % 64);
+    }
+
+    /// Counts the batch into the store's state, then hands its messages out (without the lock, so the
+    /// sink may settle them).
+    fn flush(
+        &mut self,
+        shared: &Shared,
+        id: u32,
+        names: &Names,
+        sink: &mut dyn FnMut(&str, RecoveredMessage),
+    ) {
+        {
+            let mut st = shared.lock();
+            let Some(s) = st.msg.segs.get_mut(&id) else {
+                return;
+            };
+            s.slots = self.slots;
+            let from = (self.merged / 64) as usize;
+            if self.dead.len() > from {
+                if s.settled.len() < self.dead.len() {
+                    s.settled.resize(self.dead.len(), 0);
+                }
+                for (w, d) in s.settled[from..].iter_mut().zip(&self.dead[from..]) {
+                    *w |= *d;
+                }
             }
-            Err(e) => {
-                warn!(segment = %path.display(), error = %e, "message store: cannot delete fully acked segment")
+            for (&qid, &n) in &self.queues {
+                *s.queues
+                    .entry(names.names[qid as usize].clone())
+                    .or_default() += n;
             }
+            s.live += self.live;
+            st.live += self.live;
+        }
+        self.merged = self.slots;
+        self.queues.clear();
+        self.live = 0;
+        for (qid, m) in self.batch.drain(..) {
+            sink(&names.names[qid as usize], m);
         }
     }
-    let dir_ok = deleted == 0 || sync_dir(dir);
-    let mut ack_segs: BTreeMap<u32, Seg> = BTreeMap::new();
-    for (&id, &len) in &ack_lens {
-        let mut r = refs.remove(&id).unwrap_or_default();
-        r.retain(|s| msg_segs.contains_key(s));
-        if r.is_empty() && dir_ok {
-            let path = dir.join(format::segment_file_name(SegKind::Ack, id));
+}
+
+/// Step two: the msg log, in publish order. Every live message of a queue `keep` accepts goes to `sink`,
+/// each queue's in publish order; the others are dropped (one DROP record per queue). Returns the highest
+/// message id handed out.
+pub(super) fn replay(
+    shared: &Shared,
+    mut p: Pending,
+    keep: &mut dyn FnMut(&str) -> bool,
+    sink: &mut dyn FnMut(&str, RecoveredMessage),
+) -> Result<Option<u64>, StoreError> {
+    let mut kept: Vec<Option<bool>> = Vec::new();
+    // Queues dropped now, with the segments that held their messages.
+    let mut dropped: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+    let mut refs: HashMap<u32, BTreeSet<u32>> = HashMap::default();
+    let mut max_id = None;
+    let mut deleted = Vec::new();
+    let mut last: Option<u32> = None;
+    let msg_ids = std::mem::take(&mut p.msg_ids);
+    for id in msg_ids {
+        let path = p.dir.join(format::segment_file_name(SegKind::Msg, id));
+        let (file, len) = open_segment(&path, SegKind::Msg, id)?;
+        let file = Arc::new(file);
+        let mut seg = Seg::existing(len, Some(file.clone()));
+        seg.recovering = true;
+        shared.lock().msg.segs.insert(id, seg);
+        let marks = p.marks.remove(&id).unwrap_or_default();
+        let mut cursor = 0usize;
+        let mut scan = SegScan::default();
+        let mut sc = Scanner::new(&file, len);
+        let mut bad = None;
+        loop {
+            match sc.next().map_err(|e| StoreError::io("read", &path, e))? {
+                Scan::End => break,
+                Scan::Bad { offset, reason } => {
+                    bad = Some((offset, reason));
+                    break;
+                }
+                Scan::Record { offset, ty, body } => {
+                    p.progress.record(RECORD_HEADER_LEN + body.len());
+                    let parsed = (ty == format::PUBLISH)
+                        .then(|| format::PublishBody::decode(body))
+                        .flatten();
+                    let (Some(pb), Ok(off)) = (parsed, u32::try_from(offset)) else {
+                        bad = Some((offset, "undecodable or misplaced record"));
+                        break;
+                    };
+                    let pos = Pos { seg: id, off };
+                    while marks.get(cursor).is_some_and(|m| m.off < off) {
+                        cursor += 1;
+                    }
+                    let here =
+                        &marks[cursor..marks[cursor..].partition_point(|m| m.off == off) + cursor];
+                    let location = Location {
+                        segment: id,
+                        offset,
+                        len: (RECORD_HEADER_LEN + body.len()) as u32,
+                        slot: 0,
+                    };
+                    let mut head = [0u8; RECOVERED_HEAD];
+                    let payload = &body[pb.payload_start..];
+                    let n = payload.len().min(RECOVERED_HEAD);
+                    head[..n].copy_from_slice(&payload[..n]);
+                    for (q, msg_id) in pb.entries() {
+                        let slot = scan.slots;
+                        scan.slots += 1;
+                        // Consecutive records usually name the same queue: skip the hash lookup.
+                        let qid = match last {
+                            Some(qid) if *p.names.names[qid as usize] == *q => qid,
+                            _ => p.names.id(q),
+                        };
+                        last = Some(qid);
+                        if let Some(&(mark, a)) = p.drops.get(&qid) {
+                            if pos < mark {
+                                refs.entry(a).or_default().insert(id);
+                                scan.kill(slot);
+                                continue;
+                            }
+                        }
+                        let mut acked = false;
+                        let mut delivered = false;
+                        for m in here.iter().filter(|m| m.qid == qid) {
+                            refs.entry(m.ack_seg).or_default().insert(id);
+                            acked |= m.acked;
+                            delivered |= !m.acked;
+                        }
+                        if acked {
+                            scan.kill(slot);
+                            continue;
+                        }
+                        if kept.len() <= qid as usize {
+                            kept.resize(qid as usize + 1, None);
+                        }
+                        let keep_it = *kept[qid as usize].get_or_insert_with(|| keep(q));
+                        if !keep_it {
+                            dropped.entry(qid).or_default().insert(id);
+                            scan.kill(slot);
+                            continue;
+                        }
+                        max_id = max_id.max(Some(msg_id));
+                        *scan.queues.entry(qid).or_default() += 1;
+                        scan.live += 1;
+                        scan.batch.push((
+                            qid,
+                            RecoveredMessage {
+                                msg_id,
+                                location: Location { slot, ..location },
+                                delivered,
+                                head,
+                            },
+                        ));
+                    }
+                    if scan.batch.len() >= BATCH {
+                        scan.flush(shared, id, &p.names, sink);
+                    }
+                }
+            }
+        }
+        let good = match bad {
+            Some((offset, reason)) => {
+                truncate(&file, &path, offset, len, reason);
+                p.progress.truncated += 1;
+                offset
+            }
+            None => len,
+        };
+        scan.flush(shared, id, &p.names, sink);
+        let empty = {
+            let mut st = shared.lock();
+            let empty = st.msg.segs.get(&id).is_some_and(|s| s.live == 0);
+            if empty {
+                st.msg.segs.remove(&id);
+            } else if let Some(s) = st.msg.segs.get_mut(&id) {
+                s.len = good;
+                s.written = good;
+                s.durable = good;
+                s.recovering = false;
+            }
+            empty
+        };
+        if empty {
             match fs::remove_file(&path) {
-                Ok(()) => {
-                    deleted += 1;
-                    continue;
-                }
+                Ok(()) => deleted.push(id),
                 Err(e) => {
-                    warn!(segment = %path.display(), error = %e, "message store: cannot delete ack segment")
+                    warn!(segment = %path.display(), error = %e, "message store: cannot delete fully acked segment")
                 }
             }
         }
-        let mut seg = Seg::existing(len, None);
-        seg.refs = r;
-        ack_segs.insert(id, seg);
     }
+    // Ack records about deleted segments may go once the deletions are durable.
+    let dir_ok = deleted.is_empty() || sync_dir(&p.dir);
 
-    // The in-memory index and the caller's view.
-    let mut index = HashMap::default();
-    let mut recovered = Vec::new();
-    for (qid, rq) in queues.into_iter().enumerate() {
-        if rq.index.is_empty() {
-            continue;
+    // The ack segments join once every msg segment is counted; those that refer to none left go.
+    {
+        let mut st = shared.lock();
+        if dir_ok {
+            for s in st.ack.segs.values_mut() {
+                s.refs.retain(|r| !deleted.contains(r));
+            }
         }
-        let name = names.names[qid].clone();
-        recovered.push(RecoveredQueue {
-            queue: name.to_string(),
-            messages: rq
-                .msgs
+        for (&id, &len) in &p.ack_lens {
+            let r: crate::FastSet<u32> = refs
+                .remove(&id)
+                .unwrap_or_default()
                 .into_iter()
-                .filter(|(_, alive)| *alive)
-                .map(|(m, _)| m)
-                .collect(),
-        });
-        index.insert(name, rq.index);
+                .filter(|s| st.msg.segs.contains_key(s) || (!dir_ok && deleted.contains(s)))
+                .collect();
+            if r.is_empty() {
+                let path = p.dir.join(format::segment_file_name(SegKind::Ack, id));
+                match fs::remove_file(&path) {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        warn!(segment = %path.display(), error = %e, "message store: cannot delete ack segment")
+                    }
+                }
+            }
+            let mut seg = Seg::existing(len, None);
+            seg.refs = r;
+            st.ack.segs.insert(id, seg);
+        }
+        for (qid, segs) in &dropped {
+            st.push_drop(p.mark, &p.names.names[*qid as usize], segs.iter().copied());
+        }
+        st.gc_wanted = true;
+        info!(
+            live_messages = st.live,
+            msg_segments = st.msg.segs.len() - 1,
+            ack_segments = st.ack.segs.len() - 1,
+            records = p.progress.records,
+            bytes = p.progress.bytes,
+            truncated_segments = p.progress.truncated,
+            deleted_segments = deleted.len(),
+            dropped_queues = dropped.len(),
+            elapsed_ms = p.progress.started.elapsed().as_millis() as u64,
+            "message store: recovered"
+        );
     }
-    let msg = Log::new(next_msg, cfg.msg_segment_size(), msg_segs);
-    let ack = Log::new(next_ack, cfg.ack_segment_size(), ack_segs);
-    let state = State::new(msg, ack, index);
-    info!(
-        live_messages = state.live,
-        queues = recovered.len(),
-        msg_segments = state.msg.segs.len() - 1,
-        ack_segments = state.ack.segs.len() - 1,
-        records = progress.records,
-        bytes = progress.bytes,
-        truncated_segments = progress.truncated,
-        deleted_segments = deleted,
-        elapsed_ms = progress.started.elapsed().as_millis() as u64,
-        "message store: recovered"
-    );
-    Ok(Recovery {
-        state,
-        queues: recovered,
-    })
+    shared.work.notify_one();
+    Ok(max_id)
 }
 
 /// Segment ids of each log and their total size. Other files are left alone.

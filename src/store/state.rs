@@ -1,6 +1,8 @@
 //! The store's in-memory state, shared by the callers (publish, ack, read) and the sync thread under one
-//! mutex: the two logs (segments, their pending write buffers, live counts and ack references) and the
-//! per-queue index `msg_id → position`. Everything here is bookkeeping; the sync thread does the I/O.
+//! mutex: the two logs (segments, their pending write buffers, live counts and ack references). Nothing
+//! here is per message: a message is addressed by its [`Location`], whose slot names one bit of its
+//! segment's settled bitmap (allocated only once something in the segment is settled). Everything here is
+//! bookkeeping; the sync thread does the I/O.
 
 use crate::{FastMap as HashMap, FastSet as HashSet};
 use std::collections::BTreeMap;
@@ -9,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::format::{self, Pos, HEADER_LEN, RECORD_HEADER_LEN};
-use super::{Done, StoreError};
+use super::{Done, Location, StoreError};
 
 /// Most positions one ACK/DELIVERED record carries before a new record is started.
 const MAX_POSITIONS_PER_RECORD: u32 = 8192;
@@ -23,6 +25,8 @@ pub(crate) struct Chunk {
     pub bytes: Vec<u8>,
     /// Records before this byte have already been abandoned after a failed write (msg log only).
     pub scanned: usize,
+    /// Msg log: the slot of the first target at `scanned` (slots of one segment are consecutive).
+    pub scanned_slot: u32,
     /// Attached by the sync thread when it takes the chunk; `None` until the segment file exists.
     pub file: Option<Arc<File>>,
 }
@@ -44,10 +48,21 @@ pub(crate) struct Seg {
     pub file: Option<Arc<File>>,
     /// Msg log: live (queue, message) entries published here and not yet acked.
     pub live: u64,
+    /// Msg log: slots handed out, one per (record, target queue), in append order.
+    pub slots: u32,
+    /// Msg log: one bit per slot, set once it is settled (acked, dropped, abandoned); empty until then.
+    pub settled: Vec<u64>,
+    /// Msg log: live slots per queue (for `drop_queue`, and to ignore acks naming another queue's slot).
+    pub queues: HashMap<Arc<str>, u64>,
+    /// Msg log: queues dropped while this was the active segment, with its slot count then: their
+    /// slots below it are gone, whatever a stale ack says (a queue redeclared under the name may add more).
+    pub dropped: Vec<(Arc<str>, u32)>,
     /// Ack log: message segments that records in this segment refer to. The ack segment must outlive them.
     pub refs: HashSet<u32>,
     /// The sync thread is deleting it.
     pub deleting: bool,
+    /// Recovery is still counting its slots: it must not be deleted yet.
+    pub recovering: bool,
 }
 
 impl Seg {
@@ -58,8 +73,13 @@ impl Seg {
             durable: 0,
             file: None,
             live: 0,
+            slots: 0,
+            settled: Vec::new(),
+            queues: HashMap::default(),
+            dropped: Vec::new(),
             refs: HashSet::default(),
             deleting: false,
+            recovering: false,
         }
     }
 
@@ -69,9 +89,7 @@ impl Seg {
             written: len,
             durable: len,
             file,
-            live: 0,
-            refs: HashSet::default(),
-            deleting: false,
+            ..Seg::new_active()
         }
     }
 }
@@ -127,11 +145,13 @@ impl Log {
         let contiguous =
             matches!(self.chunks.last(), Some(c) if c.seg == self.active && c.end() == self.len);
         if !contiguous {
+            let slot = self.segs.get(&self.active).map_or(0, |s| s.slots);
             self.chunks.push(Chunk {
                 seg: self.active,
                 start: self.len,
                 bytes: spare.pop().unwrap_or_default(),
                 scanned: 0,
+                scanned_slot: slot,
                 file: None,
             });
         }
@@ -167,8 +187,6 @@ pub(crate) struct State {
     pub msg: Log,
     pub ack: Log,
     pub open_ack: Option<OpenAck>,
-    /// Live messages: queue → msg_id → position of the publish record.
-    pub queues: HashMap<Arc<str>, HashMap<u64, Pos>>,
     /// Callbacks of publishes (and `sync_now`) not yet taken by the sync thread.
     pub dones: Vec<Done>,
     pub force_sync: bool,
@@ -189,13 +207,12 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub(crate) fn new(msg: Log, ack: Log, queues: HashMap<Arc<str>, HashMap<u64, Pos>>) -> Self {
+    pub(crate) fn new(msg: Log, ack: Log) -> Self {
         let live = msg.segs.values().map(|s| s.live).sum();
         State {
             msg,
             ack,
             open_ack: None,
-            queues,
             dones: Vec::new(),
             force_sync: false,
             shutdown: false,
@@ -219,74 +236,133 @@ impl State {
         }
     }
 
-    /// A message left the index: update live counts and ask for GC when a full segment empties.
-    fn release(&mut self, pos: Pos) {
+    /// Counts `targets` new live slots of the active segment, from `first` on.
+    pub(crate) fn add_slots(&mut self, seg: u32, targets: &[(&str, u64)]) -> u32 {
+        let Some(s) = self.msg.segs.get_mut(&seg) else {
+            return 0;
+        };
+        let first = s.slots;
+        s.slots = s.slots.saturating_add(targets.len() as u32);
+        for (q, _) in targets {
+            match s.queues.get_mut(*q) {
+                Some(n) => *n += 1,
+                None => {
+                    s.queues.insert(Arc::from(*q), 1);
+                }
+            }
+        }
+        s.live += targets.len() as u64;
+        self.live += targets.len() as u64;
+        first
+    }
+
+    /// Whether the slot at `loc` is live and belongs to `queue`.
+    fn is_live(&self, queue: &str, loc: Location) -> bool {
+        let Some(s) = self.msg.segs.get(&loc.segment) else {
+            return false;
+        };
+        loc.slot < s.slots
+            && s.queues.contains_key(queue)
+            && !s
+                .dropped
+                .iter()
+                .any(|(q, below)| **q == *queue && loc.slot < *below)
+            && s.settled
+                .get((loc.slot / 64) as usize)
+                .is_none_or(|w| w & (1 << (loc.slot % 64)) == 0)
+    }
+
+    /// Settles one live slot of `queue`: sets its bit, updates live counts and asks for GC when a full
+    /// segment empties. False (and nothing changes) if it is not live: acked twice, dropped, unknown.
+    fn settle(&mut self, queue: &str, loc: Location) -> bool {
+        if !self.is_live(queue, loc) {
+            return false;
+        }
+        let active = self.msg.active;
+        let Some(s) = self.msg.segs.get_mut(&loc.segment) else {
+            return false;
+        };
+        let word = (loc.slot / 64) as usize;
+        if s.settled.len() <= word {
+            // Sized to the slots handed out so far; the active segment's bitmap grows with it.
+            s.settled
+                .resize((s.slots as usize).div_ceil(64).max(word + 1), 0);
+        }
+        s.settled[word] |= 1 << (loc.slot % 64);
+        if let Some(n) = s.queues.get_mut(queue) {
+            *n -= 1;
+            if *n == 0 {
+                s.queues.remove(queue);
+            }
+        }
+        s.live = s.live.saturating_sub(1);
+        if s.live == 0 && loc.segment != active {
+            self.gc_wanted = true;
+        }
         self.live = self.live.saturating_sub(1);
-        if let Some(s) = self.msg.segs.get_mut(&pos.seg) {
-            s.live = s.live.saturating_sub(1);
-            if s.live == 0 && pos.seg != self.msg.active {
-                self.gc_wanted = true;
-            }
-        }
+        true
     }
 
-    /// Removes acked messages from the index and appends an ACK record for them.
-    pub(crate) fn ack(&mut self, queue: &str, ids: &[u64]) {
-        let Some(key) = self.queues.get_key_value(queue).map(|(k, _)| k.clone()) else {
-            return;
-        };
+    /// Settles acked messages and appends an ACK record for them.
+    pub(crate) fn ack(&mut self, queue: &str, locs: &[Location]) {
         let mut positions = std::mem::take(&mut self.scratch);
         positions.clear();
-        if let Some(index) = self.queues.get_mut(queue) {
-            positions.extend(ids.iter().filter_map(|id| index.remove(id)));
-            if index.is_empty() {
-                self.queues.remove(queue);
-            } else if index.capacity() > 1024 && index.len() < index.capacity() / 4 {
-                // Give memory back after a backlog drains (amortised: at most once per halving).
-                index.shrink_to(index.len() * 2);
+        for &l in locs {
+            if self.settle(queue, l) {
+                positions.push(pos_of(l));
             }
         }
-        for &p in &positions {
-            self.release(p);
-        }
-        self.push_positions(format::ACK, &key, &positions);
+        self.push_positions(format::ACK, queue, &positions);
         self.scratch = positions;
     }
 
-    /// Appends a DELIVERED record for messages that are live.
-    pub(crate) fn delivered(&mut self, queue: &str, ids: &[u64]) {
-        let Some((key, index)) = self.queues.get_key_value(queue) else {
-            return;
-        };
-        let key = key.clone();
-        let mut positions = std::mem::take(&mut self.scratch);
-        positions.clear();
-        positions.extend(ids.iter().filter_map(|id| index.get(id).copied()));
-        self.push_positions(format::DELIVERED, &key, &positions);
-        self.scratch = positions;
+    /// Appends a DELIVERED record for a message that is live.
+    pub(crate) fn delivered(&mut self, queue: &str, loc: Location) {
+        if self.is_live(queue, loc) {
+            self.push_positions(format::DELIVERED, queue, &[pos_of(loc)]);
+        }
     }
 
     /// Forgets every message of `queue` with one DROP record marking the current end of the msg log.
     pub(crate) fn drop_queue(&mut self, queue: &str) {
-        let Some(index) = self.queues.remove(queue) else {
-            return;
-        };
         let mark = Pos {
             seg: self.msg.active,
             off: u32::try_from(self.msg.len).unwrap_or(u32::MAX),
         };
-        let mut segs = HashSet::default();
-        for (_, p) in index {
-            self.release(p);
-            segs.insert(p.seg);
+        let active = self.msg.active;
+        let mut segs = Vec::new();
+        let mut gone = 0;
+        for (&id, s) in self.msg.segs.iter_mut() {
+            let Some(n) = s.queues.remove(queue) else {
+                continue;
+            };
+            s.live = s.live.saturating_sub(n);
+            gone += n;
+            segs.push(id);
+            if id == active {
+                s.dropped.retain(|(q, _)| **q != *queue);
+                s.dropped.push((Arc::from(queue), s.slots));
+            } else if s.live == 0 {
+                self.gc_wanted = true;
+            }
         }
+        if segs.is_empty() {
+            return;
+        }
+        self.live = self.live.saturating_sub(gone);
+        self.push_drop(mark, queue, segs.into_iter());
+    }
+
+    /// Appends a DROP record: every publish of `queue` before `mark` is gone; `segs` are the msg segments
+    /// it concerns.
+    pub(crate) fn push_drop(&mut self, mark: Pos, queue: &str, segs: impl Iterator<Item = u32>) {
         self.finish_open_ack();
         let rec_len = (RECORD_HEADER_LEN + 8 + queue.len()) as u64;
         let Ok((_, buf)) = self.ack.reserve(rec_len, &mut self.spare) else {
             return;
         };
         format::write_drop(buf, mark, queue);
-        self.note_refs(segs.into_iter());
+        self.note_refs(segs);
         self.mark_ack_pending();
     }
 
@@ -310,9 +386,9 @@ impl State {
     }
 
     /// Appends positions to the open ACK/DELIVERED record of this queue, starting a new one if needed.
-    fn push_positions(&mut self, ty: u8, queue: &Arc<str>, positions: &[Pos]) {
+    fn push_positions(&mut self, ty: u8, queue: &str, positions: &[Pos]) {
         for &p in positions {
-            let same = matches!(&self.open_ack, Some(o) if o.ty == ty && *o.queue == **queue
+            let same = matches!(&self.open_ack, Some(o) if o.ty == ty && *o.queue == *queue
                 && o.count < MAX_POSITIONS_PER_RECORD);
             if !same {
                 self.finish_open_ack();
@@ -327,7 +403,7 @@ impl State {
                 buf.extend_from_slice(queue.as_bytes());
                 self.open_ack = Some(OpenAck {
                     ty,
-                    queue: queue.clone(),
+                    queue: Arc::from(queue),
                     start,
                     count: 0,
                 });
@@ -360,48 +436,46 @@ impl State {
     }
 
     /// After a failed write or sync, the publishes in these chunks (past their `scanned` mark) are given
-    /// up: their callbacks get the error, so they leave the index and get an ACK record, which keeps them
-    /// from coming back after a restart once the retried write lands.
+    /// up: their callbacks get the error, so they are settled and get an ACK record, which keeps them from
+    /// coming back after a restart once the retried write lands. A queue's later ack of one is a no-op.
     pub(crate) fn abandon(&mut self, chunks: &mut [Chunk]) {
-        let mut acks: Vec<(Arc<str>, u64, Pos)> = Vec::new();
+        let mut acks: Vec<(Arc<str>, Location)> = Vec::new();
         for c in chunks.iter_mut() {
             let mut at = c.scanned;
+            let mut slot = c.scanned_slot;
             while at + RECORD_HEADER_LEN <= c.bytes.len() {
                 let (len, _, ty) = format::parse_record_header(&c.bytes[at..]);
                 let end = at + RECORD_HEADER_LEN + len as usize;
                 let Some(body) = c.bytes.get(at + RECORD_HEADER_LEN..end) else {
                     break;
                 };
-                let pos = Pos {
-                    seg: c.seg,
-                    off: u32::try_from(c.start + at as u64).unwrap_or(u32::MAX),
-                };
+                let offset = c.start + at as u64;
                 if ty == format::PUBLISH {
                     if let Some(p) = format::PublishBody::decode(body) {
-                        for (q, id) in p.entries() {
-                            let Some((key, index)) = self.queues.get_key_value(q) else {
-                                continue;
-                            };
-                            if index.get(&id) == Some(&pos) {
-                                acks.push((key.clone(), id, pos));
-                            }
+                        for (q, _) in p.entries() {
+                            acks.push((
+                                Arc::from(q),
+                                Location {
+                                    segment: c.seg,
+                                    offset,
+                                    len: (end - at) as u32,
+                                    slot,
+                                },
+                            ));
+                            slot += 1;
                         }
                     }
                 }
                 at = end;
             }
             c.scanned = at;
+            c.scanned_slot = slot;
         }
-        for (q, id, pos) in acks {
-            if let Some(index) = self.queues.get_mut(&*q) {
-                index.remove(&id);
-                if index.is_empty() {
-                    self.queues.remove(&*q);
-                }
+        for (q, loc) in acks {
+            if self.settle(&q, loc) {
+                self.push_positions(format::ACK, &q, &[pos_of(loc)]);
+                self.ack_urgent = true;
             }
-            self.release(pos);
-            self.push_positions(format::ACK, &q, &[pos]);
-            self.ack_urgent = true;
         }
     }
 
@@ -412,5 +486,12 @@ impl State {
         }
         chunks.append(&mut log.chunks);
         log.chunks = chunks;
+    }
+}
+
+fn pos_of(l: Location) -> Pos {
+    Pos {
+        seg: l.segment,
+        off: u32::try_from(l.offset).unwrap_or(u32::MAX),
     }
 }

@@ -437,7 +437,7 @@ impl SyncThread {
             let mut st = self.shared.lock();
             let active = st.msg.active;
             for (&id, s) in st.msg.segs.iter_mut() {
-                if id == active || s.live != 0 || s.deleting {
+                if id == active || s.live != 0 || s.deleting || s.recovering {
                     continue;
                 }
                 if s.durable >= s.len && s.written >= s.len {

@@ -27,10 +27,11 @@ fn confirmed_rate(
                 let (tx, rx) = mpsc::channel();
                 let mut id = 0u64;
                 let mut confirmed = 0u64;
+                let mut placed = Vec::with_capacity(window);
                 while start.elapsed() < run {
                     for _ in 0..window {
                         let tx = tx.clone();
-                        store
+                        let loc = store
                             .publish(
                                 &q,
                                 id,
@@ -40,6 +41,7 @@ fn confirmed_rate(
                                 }),
                             )
                             .unwrap();
+                        placed.push(loc);
                         id += 1;
                     }
                     for _ in 0..window {
@@ -48,8 +50,8 @@ fn confirmed_rate(
                         }
                     }
                     // Consume what was published, as a steady-state broker would.
-                    let acked: Vec<u64> = (id - window as u64..id).collect();
-                    store.ack(&q, &acked);
+                    store.ack(&q, &placed);
+                    placed.clear();
                 }
                 confirmed
             })
@@ -85,10 +87,10 @@ fn bench_recovery_of_a_large_store() {
     {
         let (store, _) = open(&cfg);
         let body = vec![7u8; 512];
-        for i in 0..n {
-            store.publish("v/big", i, &body, noop()).unwrap();
-        }
-        store.ack("v/big", &(0..n).filter(|i| i % 2 == 0).collect::<Vec<_>>());
+        let locs: Vec<Location> = (0..n)
+            .map(|i| store.publish("v/big", i, &body, noop()).unwrap())
+            .collect();
+        store.ack("v/big", &locs.into_iter().step_by(2).collect::<Vec<_>>());
     }
     let t = Instant::now();
     let (store, rec) = open(&cfg);

@@ -113,12 +113,14 @@ fn run_model(seed: u64, ops: usize, sync: SyncPolicy) {
                     };
                     acked.push(live.remove(i).0);
                 }
-                store.ack(q, &acked);
+                let at: Vec<Location> =
+                    acked.iter().map(|id| locs[&(q.to_string(), *id)]).collect();
+                store.ack(q, &at);
             }
             60..=69 if !live.is_empty() => {
                 let i = rng.below(live.len() as u64) as usize;
                 live[i].1 = true;
-                store.delivered(q, live[i].0);
+                store.delivered(q, locs[&(q.to_string(), live[i].0)]);
             }
             70..=71 => {
                 live.clear();
@@ -150,8 +152,11 @@ fn run_model(seed: u64, ops: usize, sync: SyncPolicy) {
     assert_eq!(confirms.load(Ordering::SeqCst), publishes);
     // Ack everything: the store shrinks back to (almost) nothing.
     for (q, live) in model.iter_mut() {
-        let ids: Vec<u64> = live.drain(..).map(|(id, _, _)| id).collect();
-        store.ack(q, &ids);
+        let at: Vec<Location> = live
+            .drain(..)
+            .map(|(id, _, _)| locs[&(q.clone(), id)])
+            .collect();
+        store.ack(q, &at);
     }
     store.sync_now().unwrap();
     drop(store);
@@ -190,13 +195,14 @@ fn crash_child() {
     let inflight = Arc::new(AtomicU64::new(0));
     let t = Instant::now();
     let mut i = start;
+    let mut locs = HashMap::new();
     while t.elapsed() < Duration::from_secs(30) {
         while inflight.load(Ordering::SeqCst) > 200 {
             std::thread::yield_now();
         }
         let (out2, inflight2) = (out.clone(), inflight.clone());
         inflight.fetch_add(1, Ordering::SeqCst);
-        store
+        let loc = store
             .publish(
                 "v/crash",
                 i,
@@ -211,15 +217,16 @@ fn crash_child() {
                 }),
             )
             .unwrap();
+        locs.insert(i, loc);
         if i.is_multiple_of(3) && i >= start + 10 {
             let mut o = out.lock().unwrap();
             let _ = writeln!(o, "A {}", i - 10);
             let _ = o.flush();
             drop(o);
-            store.ack("v/crash", &[i - 10]);
+            store.ack("v/crash", &[locs[&(i - 10)]]);
         }
         if i.is_multiple_of(5) && i > start {
-            store.delivered("v/crash", i - 1);
+            store.delivered("v/crash", locs[&(i - 1)]);
         }
         i += 1;
     }
@@ -288,7 +295,12 @@ fn crash_kill_recovers_every_confirmed_message() {
             .max(confirmed.last().copied().unwrap_or(0))
             + 1_000;
         // Ack what this round recovered that the model already counts as acked.
-        let stale: Vec<u64> = got.iter().copied().filter(|i| acked.contains(i)).collect();
+        let stale: Vec<Location> = rec
+            .iter()
+            .flat_map(|q| &q.messages)
+            .filter(|m| acked.contains(&m.msg_id))
+            .map(|m| m.location)
+            .collect();
         store.ack("v/crash", &stale);
     }
 }
@@ -395,13 +407,15 @@ fn power_cut_keeps_every_confirmed_message() {
     let confirmed = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
     let acked = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
     let (fresh_tx, fresh_rx) = std::sync::mpsc::channel::<u64>();
+    // Where each publish went, for the acker (a confirm can arrive before `publish` returns).
+    let placed: Arc<std::sync::Mutex<HashMap<u64, Location>>> = Arc::default();
     let mut workers = Workers {
         stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         threads: Vec::new(),
     };
     for t in 0..2u64 {
         let (store, confirmed, stop) = (store.clone(), confirmed.clone(), workers.stop.clone());
-        let fresh = fresh_tx.clone();
+        let (fresh, placed) = (fresh_tx.clone(), placed.clone());
         let inflight = Arc::new(AtomicU64::new(0));
         workers.threads.push(std::thread::spawn(move || {
             let mut i = t;
@@ -415,7 +429,7 @@ fn power_cut_keeps_every_confirmed_message() {
                 }
                 let (c, fresh, inflight2) = (confirmed.clone(), fresh.clone(), inflight.clone());
                 inflight.fetch_add(1, Ordering::SeqCst);
-                store
+                let loc = store
                     .publish(
                         "v/p",
                         i,
@@ -429,6 +443,7 @@ fn power_cut_keeps_every_confirmed_message() {
                         }),
                     )
                     .unwrap();
+                placed.lock().unwrap().insert(i, loc);
                 i += 2;
                 if i % 64 < 2 {
                     std::thread::sleep(Duration::from_micros(200));
@@ -442,9 +457,18 @@ fn power_cut_keeps_every_confirmed_message() {
         workers.threads.push(std::thread::spawn(move || {
             // Multiples of 3 (above the pinned ones) waiting to be acked, oldest first.
             let mut old: BTreeSet<u64> = BTreeSet::new();
+            // Confirmed before their publisher noted where they went: tried again next round.
+            let mut unplaced: Vec<u64> = Vec::new();
             while !stop.load(Ordering::SeqCst) {
                 let mut batch: Vec<u64> = Vec::new();
-                for id in fresh_rx.try_iter() {
+                let fresh: Vec<u64> = unplaced.drain(..).chain(fresh_rx.try_iter()).collect();
+                let fresh: Vec<u64> = {
+                    let p = placed.lock().unwrap();
+                    let (known, unknown) = fresh.into_iter().partition(|id| p.contains_key(id));
+                    unplaced = unknown;
+                    known
+                };
+                for id in fresh {
                     if id % 3 != 0 {
                         batch.push(id);
                     } else if id >= POWER_CUT_PINNED_BELOW {
@@ -459,7 +483,11 @@ fn power_cut_keeps_every_confirmed_message() {
                 // Recorded as acked before the ack is issued: a copy may hold the ack from then on.
                 acked.lock().unwrap().extend(batch.iter().copied());
                 for ids in batch.chunks(50) {
-                    store.ack("v/p", ids);
+                    let at: Vec<Location> = {
+                        let mut p = placed.lock().unwrap();
+                        ids.iter().filter_map(|id| p.remove(id)).collect()
+                    };
+                    store.ack("v/p", &at);
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }

@@ -1,0 +1,169 @@
+//! Acks by location: slots settle once, stale acks of a dropped queue are ignored, and recovery hands
+//! messages out as it goes (they can be settled before it ends) and drops the queues it is told to.
+
+use super::*;
+
+#[test]
+fn a_dropped_queues_stale_ack_does_not_settle_its_successor() {
+    let d = TempDir::new("stale");
+    let cfg = config(&d.0, 1 << 20, SyncPolicy::Never);
+    let (store, _) = open(&cfg);
+    let old = store.publish("v/q", 1, b"old", noop()).unwrap();
+    store.drop_queue("v/q");
+    assert_eq!(store.stats().live_messages, 0);
+    // Redeclared under the same name, in the same segment.
+    let new = store.publish("v/q", 1, b"new", noop()).unwrap();
+    assert_eq!(new.segment, old.segment);
+    store.ack("v/q", &[old]);
+    store.delivered("v/q", old);
+    assert_eq!(store.stats().live_messages, 1);
+    drop(store);
+    let (store, rec) = open(&cfg);
+    assert_eq!(ids(&rec, "v/q"), vec![1]);
+    assert_eq!(
+        &store.read(rec[0].messages[0].location).unwrap()[..],
+        b"new"
+    );
+    assert!(!rec[0].messages[0].delivered);
+}
+
+#[test]
+fn recovery_streams_and_drops_refused_queues() {
+    let d = TempDir::new("stream");
+    let cfg = config(&d.0, 8192, SyncPolicy::Never);
+    {
+        let (store, _) = open(&cfg);
+        for i in 0..300u64 {
+            let q = ["v/keep", "v/gone", "v/settle"][(i % 3) as usize];
+            store.publish(q, i, &payload(i, 100), noop()).unwrap();
+        }
+    }
+    {
+        let (store, pending) = MessageStore::open_recovering(cfg.clone()).unwrap();
+        let mut asked = Vec::new();
+        let mut kept = Vec::new();
+        let s = store.clone();
+        store
+            .recover(
+                pending,
+                &mut |q| {
+                    asked.push(q.to_string());
+                    q != "v/gone"
+                },
+                &mut |q, m| {
+                    if q == "v/settle" {
+                        // Settled while recovery still scans its segment.
+                        s.ack(q, &[m.location]);
+                    } else {
+                        kept.push(m.msg_id);
+                    }
+                },
+            )
+            .unwrap();
+        asked.sort();
+        assert_eq!(asked, ["v/gone", "v/keep", "v/settle"]);
+        assert_eq!(kept, (0..300).step_by(3).collect::<Vec<_>>());
+        assert_eq!(store.stats().live_messages, 100);
+        store.sync_now().unwrap();
+    }
+    let (store, rec) = open(&cfg);
+    assert_eq!(rec.len(), 1);
+    assert_eq!(ids(&rec, "v/keep"), (0..300).step_by(3).collect::<Vec<_>>());
+    assert_eq!(store.stats().live_messages, 100);
+    // A new queue under a dropped name keeps what it publishes after the drop.
+    store.publish("v/gone", 1000, b"later", noop()).unwrap();
+    drop(store);
+    let (_store, rec) = open(&cfg);
+    assert_eq!(ids(&rec, "v/gone"), vec![1000]);
+}
+
+#[test]
+fn settled_slots_cost_a_bit_and_only_in_segments_with_acks() {
+    let d = TempDir::new("bits");
+    let cfg = config(&d.0, 64 << 10, SyncPolicy::Never);
+    let (store, _) = open(&cfg);
+    let locs: Vec<Location> = (0..2000u64)
+        .map(|i| store.publish("v/q", i, &[1u8; 16], noop()).unwrap())
+        .collect();
+    let bitmap_words = |s: &MessageStore| -> usize {
+        s.shared()
+            .lock()
+            .msg
+            .segs
+            .values()
+            .map(|s| s.settled.len())
+            .sum()
+    };
+    assert_eq!(bitmap_words(&store), 0, "no acks, no bitmaps");
+    store.ack("v/q", &locs[..10]);
+    let words = bitmap_words(&store);
+    assert!(words > 0 && words <= 64 << 10 >> 6, "{words} words");
+    assert_eq!(store.stats().live_messages, 1990);
+}
+
+#[test]
+fn acked_messages_never_come_back() {
+    let d = TempDir::new("acked");
+    let cfg = config(&d.0, 4096, SyncPolicy::Always);
+    {
+        let (store, _) = open(&cfg);
+        let mut book = Book::default();
+        for i in 0..100u64 {
+            book.publish(&store, "v/q", i, &payload(i, 200));
+        }
+        let odd: Vec<u64> = (0..100).filter(|i| i % 2 == 1).collect();
+        book.ack(&store, "v/q", &odd);
+        // Acking twice, or under another queue's name, changes nothing.
+        book.ack(&store, "v/q", &odd);
+        store.ack("v/other", &book.locs("v/q", &[0, 2]));
+        assert_eq!(store.stats().live_messages, 50);
+    }
+    let evens: Vec<u64> = (0..100).filter(|i| i % 2 == 0).collect();
+    {
+        let (store, rec) = open(&cfg);
+        assert_eq!(ids(&rec, "v/q"), evens);
+        let mut book = Book::default();
+        book.recovered(&rec);
+        // Ack some recovered messages after the restart, publish new ones.
+        book.ack(&store, "v/q", &[0, 2, 4, 4]);
+        assert_eq!(store.stats().live_messages, 47);
+        store.publish("v/q", 1000, b"new", noop()).unwrap();
+    }
+    for _ in 0..2 {
+        let (_store, rec) = open(&cfg);
+        let mut want: Vec<u64> = evens.iter().copied().filter(|i| *i > 4).collect();
+        want.push(1000);
+        assert_eq!(ids(&rec, "v/q"), want);
+    }
+}
+
+#[test]
+fn publish_many_stores_one_copy_acked_per_queue() {
+    let d = TempDir::new("many");
+    let cfg = config(&d.0, 4096, SyncPolicy::Always);
+    let loc;
+    {
+        let (store, _) = open(&cfg);
+        loc = store
+            .publish_many(&[("v/a", 1), ("v/b", 7), ("v/c", 1)], b"fanout", noop())
+            .unwrap();
+        assert_eq!(store.stats().live_messages, 3);
+        store.ack("v/a", &[loc]);
+        store.ack("v/a", &[loc]);
+        assert_eq!(store.stats().live_messages, 2);
+        store.ack("v/c", &[loc.target(2)]);
+        store.delivered("v/b", loc.target(1));
+    }
+    {
+        let (store, rec) = open(&cfg);
+        assert_eq!(ids(&rec, "v/a"), Vec::<u64>::new());
+        assert_eq!(ids(&rec, "v/b"), vec![7]);
+        assert!(rec[0].messages[0].delivered);
+        assert_eq!(rec[0].messages[0].location, loc.target(1));
+        assert_eq!(&store.read(loc).unwrap()[..], b"fanout");
+        store.ack("v/b", &[rec[0].messages[0].location]);
+    }
+    let (_store, rec) = open(&cfg);
+    assert!(rec.is_empty());
+    assert!(segment_files(&d.0, "msg-").is_empty());
+}
