@@ -191,6 +191,8 @@ pub(crate) struct State {
     pub dones: Vec<Done>,
     pub force_sync: bool,
     pub shutdown: bool,
+    /// The sync thread is waiting on `work` (publishes wake it only then).
+    pub sync_idle: bool,
     /// A segment may have become deletable.
     pub gc_wanted: bool,
     /// Auto-acks of abandoned publishes are pending: sync the ack log before the msg log next time.
@@ -216,6 +218,7 @@ impl State {
             dones: Vec::new(),
             force_sync: false,
             shutdown: false,
+            sync_idle: false,
             gc_wanted: true,
             ack_urgent: false,
             ack_since: None,

@@ -155,6 +155,7 @@ impl SyncThread {
             if go {
                 break;
             }
+            st.sync_idle = true;
             st = match timeout {
                 Some(t) => {
                     self.shared
@@ -169,6 +170,7 @@ impl SyncThread {
                     .wait(st)
                     .unwrap_or_else(PoisonError::into_inner),
             };
+            st.sync_idle = false;
         }
         st.finish_open_ack();
         st.ack_since = None;
