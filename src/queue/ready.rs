@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
 /// Paged messages read back at once when the head reaches them.
-const LOAD_BATCH: usize = 128;
+const LOAD_BATCH: usize = 512;
 /// What an in-memory message is charged beyond its body and header (the `Message` and queue entry).
 const MESSAGE_OVERHEAD: u64 = 256;
 
