@@ -5,8 +5,10 @@
 #   bench/recovery.sh                          # 10 million 16-byte messages
 #   MESSAGES=1000000 SIZE=1024 bench/recovery.sh
 #   BROKER=lavinmq LAVINMQ=/tmp/lavinmq-build/bin/lavinmq bench/recovery.sh   # the same run on LavinMQ
+#   QUEUES=1000 bench/recovery.sh              # the messages spread over 1,000 queues
 #
-# Environment (all optional): MESSAGES (default 10000000), SIZE body bytes (default 16), PORT (default 5694),
+# Environment (all optional): MESSAGES (default 10000000, in all), QUEUES (default 1), SIZE body bytes
+# (default 16), PORT (default 5694),
 # DATA_DIR (default a fresh temp dir, removed afterwards), SKIP_BUILD=1, BENCH_LOCK (default
 # /tmp/warren-bench.lock).
 set -euo pipefail
@@ -14,6 +16,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 MESSAGES=${MESSAGES:-10000000}
+QUEUES=${QUEUES:-1}
 SIZE=${SIZE:-16}
 PORT=${PORT:-5694}
 BENCH_LOCK=${BENCH_LOCK:-/tmp/warren-bench.lock}
@@ -60,7 +63,7 @@ start() {
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$wpid/status"; }
 
 url="amqp://guest:guest@127.0.0.1:$PORT/%2f"
-common=(--url "$url" -s "$SIZE" --persistent --durable --confirm 1000 --queue-prefix recovery -q --settle 3)
+common=(--url "$url" -s "$SIZE" --persistent --durable --confirm 1000 --queue-prefix recovery -q --settle 3 -Q "$QUEUES")
 exec 9>"$BENCH_LOCK"
 flock 9
 
@@ -74,13 +77,14 @@ wait "$wpid" 2>/dev/null || true
 t_restart=$(date +%s%N)
 start
 # Accepting TCP is not having the backlog back: both brokers listen before their queues are recovered.
-python3 - "$PORT" "$MESSAGES" <<'PY'
+python3 - "$PORT" "$MESSAGES" "$QUEUES" <<'PY'
 import sys, time, pika
-port, want = int(sys.argv[1]), int(sys.argv[2])
+port, want, queues = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 while True:
     try:
         c = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
-        n = c.channel().queue_declare("recovery-0", passive=True).method.message_count
+        ch = c.channel()
+        n = sum(ch.queue_declare(f"recovery-{i}", passive=True).method.message_count for i in range(queues))
         c.close()
         if n >= want:
             break
@@ -93,7 +97,8 @@ recovered=$(grep -o 'messages recovered.*' "$work/broker.log" | head -1 || true)
 store=$(grep -o 'message store: recovered.*' "$work/broker.log" | head -1 || true)
 sleep 3
 rss_recovered=$(rss_mib)
-"$PERF" backlog "${common[@]}" -m "$MESSAGES" --phase drain --prefetch 1000 --multiple-ack 100 >"$work/drain.txt"
+# One consumer per queue.
+"$PERF" backlog "${common[@]}" -C "$QUEUES" -m "$MESSAGES" --phase drain --prefetch 1000 --multiple-ack 100 >"$work/drain.txt"
 rss_drained=$(rss_mib)
 
 cat "$work/fill.txt"

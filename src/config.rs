@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 /// Messages a queue keeps in memory when their bodies are on disk anyway (`queue_in_memory_messages`).
 pub const DEFAULT_QUEUE_IN_MEMORY_MESSAGES: usize = 2048;
+/// Bytes of ready messages, all queues together, up to which queues keep `queue_in_memory_messages`.
+pub const DEFAULT_QUEUE_IN_MEMORY_TOTAL_BYTES: u64 = 16 << 20;
 
 /// RabbitMQ 3.13's default max_message_size (128 MiB); 4.x's is 16 MiB.
 const DEFAULT_MAX_MESSAGE_SIZE: u64 = 134_217_728;
@@ -101,6 +103,10 @@ pub struct Config {
     /// Messages a queue keeps in memory when their bodies are in the message store anyway (persistent
     /// messages on durable queues); the rest of its backlog is an index in memory and bodies on disk.
     pub queue_in_memory_messages: usize,
+    /// Bytes of ready messages held in memory by all queues together up to which each keeps
+    /// `queue_in_memory_messages` of its stored ones; past it each keeps 64, so memory does not grow with
+    /// the number of queues that hold a backlog.
+    pub queue_in_memory_total_bytes: u64,
     /// The disk alarm: publishers are blocked while the data directory's file system has less free space
     /// than this (RabbitMQ's disk_free_limit.absolute).
     pub disk_free_limit_bytes: u64,
@@ -210,6 +216,7 @@ impl Default for Config {
             memory_limit_bytes: None,
             memory_paging_ratio: 0.5,
             queue_in_memory_messages: DEFAULT_QUEUE_IN_MEMORY_MESSAGES,
+            queue_in_memory_total_bytes: DEFAULT_QUEUE_IN_MEMORY_TOTAL_BYTES,
             disk_free_limit_bytes: 50_000_000,
             clock: "real".to_string(),
             journal: None,

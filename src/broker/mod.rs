@@ -160,6 +160,7 @@ impl Broker {
             budget: MemoryBudget::with_keep_stored(
                 config.paging_threshold(),
                 config.queue_in_memory_messages,
+                config.queue_in_memory_total_bytes,
             ),
             alarms: Arc::new(alarm::Alarms::new(
                 config.memory_limit(),

@@ -63,7 +63,7 @@ impl Queue {
                             .into_iter()
                             .next()
                             .and_then(|r| r.ok())
-                            .and_then(|b| super::spill::decode(&b, chunk.count));
+                            .and_then(|b| super::spill::check(&b, chunk.count));
                         if entries.is_none() {
                             tracing::error!(queue = %pager.queue_label(), messages = chunk.count, "a spilled index chunk cannot be read back; its messages leave the queue (stored ones return at the next start)");
                         }

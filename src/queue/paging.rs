@@ -19,6 +19,11 @@ pub const KEEP_STORED: usize = crate::config::DEFAULT_QUEUE_IN_MEMORY_MESSAGES;
 /// Messages a queue always keeps in memory, whatever the pressure, so delivery never waits on a read.
 pub const KEEP_MIN: usize = 64;
 
+/// Bytes of ready messages (all queues) up to which queues keep `keep_stored` of the messages whose bodies
+/// are on disk anyway, by default (`queue_in_memory_total_bytes`): past it they keep [`KEEP_MIN`], so a
+/// thousand queues' backlogs cost what one's does.
+pub const KEEP_STORED_TOTAL: u64 = crate::config::DEFAULT_QUEUE_IN_MEMORY_TOTAL_BYTES;
+
 /// The broker-wide bytes of ready messages held in memory, the level above which queues page out, and how
 /// many stored messages a queue keeps in memory regardless.
 #[derive(Debug)]
@@ -26,19 +31,37 @@ pub struct MemoryBudget {
     pub(super) used: AtomicU64,
     limit: u64,
     pub(super) keep_stored: usize,
+    /// Above this many bytes in memory, stored messages page out down to `KEEP_MIN` per queue.
+    keep_stored_total: u64,
 }
 
 impl MemoryBudget {
     pub fn new(limit: u64) -> Arc<MemoryBudget> {
-        Self::with_keep_stored(limit, KEEP_STORED)
+        Self::with_keep_stored(limit, KEEP_STORED, KEEP_STORED_TOTAL)
     }
 
-    pub fn with_keep_stored(limit: u64, keep_stored: usize) -> Arc<MemoryBudget> {
+    pub fn with_keep_stored(
+        limit: u64,
+        keep_stored: usize,
+        keep_stored_total: u64,
+    ) -> Arc<MemoryBudget> {
         Arc::new(MemoryBudget {
             used: AtomicU64::new(0),
             limit,
             keep_stored,
+            keep_stored_total,
         })
+    }
+
+    /// How many of its stored messages a queue keeps in memory now, and whether transient ones page too.
+    pub(super) fn floor(&self) -> (usize, bool) {
+        let used = self.used();
+        let over = used > self.limit;
+        if over || used > self.keep_stored_total {
+            (KEEP_MIN.min(self.keep_stored), over)
+        } else {
+            (self.keep_stored, false)
+        }
     }
 
     pub fn used(&self) -> u64 {

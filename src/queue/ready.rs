@@ -11,8 +11,8 @@
 //!
 //! What gets paged, and how a page comes back, is [`super::paging`]'s.
 
-use super::paging::{Paged, Pager, KEEP_MIN};
-use super::spill::{PagedRun, Spilled};
+use super::paging::{Paged, Pager};
+use super::spill::{PagedRun, Run, Spilled};
 use super::QueuedMessage;
 use crate::queue::message::RecordMeta;
 use crate::store::Location;
@@ -21,6 +21,8 @@ use std::sync::atomic::Ordering;
 
 /// Paged messages read back at once when the head reaches them.
 const LOAD_BATCH: usize = 512;
+/// A level starts reading back once fewer than this many messages stand before its paged run.
+const READ_AHEAD: usize = super::paging::KEEP_MIN;
 /// What an in-memory message is charged beyond its body and header (the `Message` and queue entry).
 const MESSAGE_OVERHEAD: u64 = 256;
 
@@ -279,7 +281,8 @@ impl ReadyList {
         if level.loading > 0 || level.paged.is_empty() {
             return None;
         }
-        let due = level.head() == Head::Paged || level.runway() < LOAD_BATCH / 2;
+        // Read ahead only below the in-memory floor: a paged queue with no consumer keeps what it paged out.
+        let due = level.head() == Head::Paged || level.runway() < READ_AHEAD;
         if !due {
             return None;
         }
@@ -307,10 +310,11 @@ impl ReadyList {
 
     /// A spilled chunk's index entries are back (`None`: it could not be read, and its messages are gone
     /// from the list; durable ones come back at the next start). They become the level's paged head.
-    pub fn finish_chunk(&mut self, load: Load, entries: Option<Vec<Paged>>) {
+    pub fn finish_chunk(&mut self, load: Load, entries: Option<Run>) {
         if load.generation != self.generation {
-            if let Some(v) = &entries {
-                self.forget_pages(v);
+            if let Some(mut run) = entries {
+                let v: Vec<Paged> = std::iter::from_fn(|| run.pop_entry()).collect();
+                self.forget_pages(&v);
             }
             return;
         }
@@ -496,9 +500,7 @@ impl ReadyList {
     pub fn page_out(&mut self) {
         let Some(pager) = &self.pager else { return };
         loop {
-            let over = pager.budget.over();
-            let keep = pager.budget.keep_stored;
-            let floor = if over { KEEP_MIN.min(keep) } else { keep };
+            let (floor, over) = pager.budget.floor();
             if self.mem_len <= floor {
                 return;
             }
@@ -598,7 +600,7 @@ pub fn load_now(list: &mut ReadyList, load: Load) {
             .store
             .read(chunk.loc)
             .ok()
-            .and_then(|b| super::spill::decode(&b, chunk.count));
+            .and_then(|b| super::spill::check(&b, chunk.count));
         list.finish_chunk(load, entries);
         return;
     }

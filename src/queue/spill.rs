@@ -34,11 +34,87 @@ pub struct Spilled {
     pub body_bytes: u64,
 }
 
+/// Index entries held in memory in their encoded form, as in a chunk (about 12 bytes each instead of a
+/// 64-byte `Paged`): appended at the back, taken from the front, the front one kept decoded.
+#[derive(Debug, Default)]
+pub struct Run {
+    bytes: Vec<u8>,
+    /// Where the entry after `front` starts, and the decoding state there.
+    pos: usize,
+    dec: Prev,
+    /// The encoding state after the last entry appended.
+    enc: Prev,
+    front: Option<Paged>,
+    /// Entries not yet taken, `front` included.
+    len: usize,
+    back_seq: u64,
+    /// Body bytes of those entries.
+    body_bytes: u64,
+}
+
+impl Run {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn push(&mut self, p: Paged) {
+        put_entry(&mut self.bytes, &mut self.enc, &p);
+        self.len += 1;
+        self.back_seq = p.seq;
+        self.body_bytes += u64::from(p.body_len);
+        if self.front.is_none() {
+            self.front = get_entry(&self.bytes, &mut self.pos, &mut self.dec);
+        }
+    }
+
+    /// Take the front entry.
+    pub fn pop_entry(&mut self) -> Option<Paged> {
+        self.pop()
+    }
+
+    fn pop(&mut self) -> Option<Paged> {
+        let out = self.front.take()?;
+        self.len -= 1;
+        self.body_bytes -= u64::from(out.body_len);
+        if self.len > 0 {
+            self.front = get_entry(&self.bytes, &mut self.pos, &mut self.dec);
+            if self.front.is_none() {
+                // Only this module encodes these bytes, and chunks read back are checked whole first.
+                tracing::error!(lost = self.len, "undecodable in-memory index entries");
+                self.len = 0;
+                self.body_bytes = 0;
+            }
+        }
+        if self.len == 0 {
+            self.bytes.clear();
+            self.pos = 0;
+        } else if self.pos >= 4096 && self.pos * 2 >= self.bytes.len() {
+            self.bytes.drain(..self.pos);
+            self.pos = 0;
+        }
+        Some(out)
+    }
+
+    /// The whole run as a chunk to write (only for a run nothing was taken from: see `push_back`).
+    fn to_chunk(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(5 + self.bytes.len());
+        out.push(FORMAT);
+        out.extend_from_slice(&(self.len as u32).to_be_bytes());
+        out.extend_from_slice(&self.bytes);
+        out
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct PagedRun {
-    head: VecDeque<Paged>,
+    head: Run,
     spilled: VecDeque<Spilled>,
-    tail: VecDeque<Paged>,
+    /// Never taken from: it becomes the head first (see `front_run`), so it can be written as a chunk.
+    tail: Run,
     /// The front chunk is being read back (its last `seq`): new entries must still go behind it.
     reading: Option<u64>,
 }
@@ -56,35 +132,52 @@ impl PagedRun {
         self.head.len() + self.tail.len()
     }
 
+    /// Bytes those entries take.
+    pub fn in_memory_bytes(&self) -> usize {
+        self.head.bytes.capacity() + self.tail.bytes.capacity()
+    }
+
     /// Chunks in the store.
     pub fn spilled_chunks(&self) -> usize {
         self.spilled.len()
     }
 
+    fn front(&self) -> Option<&Paged> {
+        self.head.front.as_ref().or_else(|| {
+            (self.spilled.is_empty() && self.reading.is_none())
+                .then_some(self.tail.front.as_ref())
+                .flatten()
+        })
+    }
+
     /// `seq` of the first entry (while a chunk is being read back, of what follows it).
     pub fn front_seq(&self) -> Option<u64> {
-        match (self.head.front(), self.spilled.front()) {
+        match (&self.head.front, self.spilled.front()) {
             (Some(p), _) => Some(p.seq),
             (None, Some(s)) => Some(s.first_seq),
-            (None, None) => self.tail.front().map(|p| p.seq),
+            (None, None) => self.tail.front.map(|p| p.seq),
         }
     }
 
     /// The first entry's expiry deadline.
     pub fn front_expires(&self) -> Option<u64> {
-        let e = match (self.head.front(), self.spilled.front()) {
+        let e = match (&self.head.front, self.spilled.front()) {
             (Some(p), _) => p.expires,
             (None, Some(s)) => s.first_expires,
-            (None, None) => self.tail.front()?.expires,
+            (None, None) => self.tail.front?.expires,
         };
         (e != u64::MAX).then_some(e)
     }
 
     pub fn back_seq(&self) -> Option<u64> {
-        match (self.tail.back(), self.spilled.back()) {
-            (Some(p), _) => Some(p.seq),
-            (None, Some(s)) => Some(s.last_seq),
-            (None, None) => self.reading.or_else(|| self.head.back().map(|p| p.seq)),
+        if !self.tail.is_empty() {
+            return Some(self.tail.back_seq);
+        }
+        match self.spilled.back() {
+            Some(s) => Some(s.last_seq),
+            None => self
+                .reading
+                .or_else(|| (!self.head.is_empty()).then_some(self.head.back_seq)),
         }
     }
 
@@ -93,24 +186,29 @@ impl PagedRun {
         self.head.is_empty() && !self.spilled.is_empty()
     }
 
-    /// The run the front entries are taken from: the head, or the tail once nothing is spilled before it.
-    fn front_run(&mut self) -> &mut VecDeque<Paged> {
+    /// The run the front entries are taken from: the head, which the tail becomes once nothing is spilled
+    /// before it.
+    fn front_run(&mut self) -> &mut Run {
         if self.head.is_empty() && self.spilled.is_empty() && self.reading.is_none() {
-            &mut self.tail
-        } else {
-            &mut self.head
+            // A fresh tail, so that what it gathers next encodes from the start of a chunk.
+            self.head = std::mem::take(&mut self.tail);
         }
+        &mut self.head
     }
 
     pub fn pop_front(&mut self) -> Option<Paged> {
-        self.front_run().pop_front()
+        self.front()?;
+        self.front_run().pop()
     }
 
     /// Up to `n` entries from the front, when they are in memory.
     pub fn take_front(&mut self, n: usize) -> Vec<Paged> {
+        if self.front().is_none() {
+            return Vec::new();
+        }
         let run = self.front_run();
         let n = run.len().min(n);
-        run.drain(..n).collect()
+        (0..n).map_while(|_| run.pop()).collect()
     }
 
     /// Start reading the front chunk back (see `front_spilled`).
@@ -123,13 +221,13 @@ impl PagedRun {
         Some(s)
     }
 
-    /// The chunk read back: its entries are the new head (`None`: it could not be read, they are gone).
-    pub fn finish_chunk(&mut self, entries: Option<Vec<Paged>>) {
+    /// The chunk read back (checked by [`check`]): its entries are the new head (`None`: it could not be
+    /// read, they are gone).
+    pub fn finish_chunk(&mut self, entries: Option<Run>) {
         self.reading = None;
-        if let Some(v) = entries {
-            for p in v.into_iter().rev() {
-                self.head.push_front(p);
-            }
+        if let Some(run) = entries {
+            // The head was empty when the chunk was taken, and nothing joins it while a chunk is read.
+            self.head = run;
         }
     }
 
@@ -141,40 +239,41 @@ impl PagedRun {
             && self.tail.is_empty()
             && self.head.len() < CHUNK
         {
-            self.head.push_back(p);
+            self.head.push(p);
             return;
         }
-        self.tail.push_back(p);
-        // After a failed spill the next try waits for another chunk's worth; each try writes one chunk.
+        self.tail.push(p);
+        // After a failed spill the next try waits for another chunk's worth.
         if self.tail.len().is_multiple_of(CHUNK) {
             if let Some(pager) = pager {
-                while self.tail.len() >= CHUNK && self.spill(pager, next_chunk) {}
+                self.spill(pager, next_chunk);
             }
         }
     }
 
-    /// Write the tail's first `CHUNK` entries to the store as one chunk. On failure they stay in memory.
+    /// Write the tail to the store as one chunk. On failure it stays in memory.
     fn spill(&mut self, pager: &Pager, next_chunk: &mut u64) -> bool {
         let id = CHUNK_ID_BASE + *next_chunk;
-        let bytes = encode(self.tail.range(..CHUNK));
-        match pager
-            .store
-            .publish(&pager.transient_key, id, &bytes, Box::new(|_| {}))
-        {
+        let Some(first) = self.tail.front else {
+            return false;
+        };
+        match pager.store.publish(
+            &pager.transient_key,
+            id,
+            &self.tail.to_chunk(),
+            Box::new(|_| {}),
+        ) {
             Ok(loc) => {
                 *next_chunk += 1;
-                let chunk: Vec<Paged> = self.tail.drain(..CHUNK).collect();
-                let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
-                    return false;
-                };
+                let tail = std::mem::take(&mut self.tail);
                 self.spilled.push_back(Spilled {
                     id,
                     loc,
-                    count: chunk.len() as u32,
+                    count: tail.len as u32,
                     first_seq: first.seq,
-                    last_seq: last.seq,
+                    last_seq: tail.back_seq,
                     first_expires: first.expires,
-                    body_bytes: chunk.iter().map(|p| u64::from(p.body_len)).sum(),
+                    body_bytes: tail.body_bytes,
                 });
                 true
             }
@@ -187,16 +286,23 @@ impl PagedRun {
 
     /// Empty the run: the entries in memory and the chunks in the store.
     pub fn drain(&mut self) -> (Vec<Paged>, Vec<Spilled>) {
-        let mut entries: Vec<Paged> = self.head.drain(..).collect();
-        entries.extend(self.tail.drain(..));
+        let mut entries = Vec::with_capacity(self.in_memory());
+        while let Some(p) = self.head.pop() {
+            entries.push(p);
+        }
+        while let Some(p) = self.tail.pop() {
+            entries.push(p);
+        }
+        self.head = Run::default();
+        self.tail = Run::default();
         self.reading = None;
         (entries, self.spilled.drain(..).collect())
     }
 }
 
 // Entries are stored as deltas from the previous one, in LEB128 varints: in a backlog consecutive entries
-// differ by one in seq, id and slot and by a record's length in offset, so most take 11 to 13 bytes instead of
-// 57.
+// differ by one in seq, id and slot and by a record's length in offset, so most take 11 to 13 bytes instead
+// of 64.
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -229,83 +335,135 @@ fn undelta(a: u64, z: u64) -> u64 {
     a.wrapping_add(d as u64)
 }
 
-fn encode<'a>(entries: impl ExactSizeIterator<Item = &'a Paged>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + entries.len() * 12);
-    out.push(FORMAT);
-    out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
-    let (mut seq, mut id, mut seg, mut off, mut exp) = (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut slot = 0u64;
-    for p in entries {
-        put_varint(&mut out, delta(seq, p.seq));
-        put_varint(&mut out, delta(id, p.id));
-        put_varint(&mut out, delta(seg, u64::from(p.loc.segment)));
-        put_varint(&mut out, delta(off, p.loc.offset));
-        put_varint(&mut out, u64::from(p.loc.len));
-        put_varint(&mut out, delta(slot, u64::from(p.loc.slot)));
-        slot = u64::from(p.loc.slot);
-        put_varint(&mut out, delta(exp, p.expires));
-        put_varint(&mut out, u64::from(p.body_len));
-        put_varint(&mut out, u64::from(p.delivery_count));
-        put_varint(&mut out, u64::from(p.acquired_count));
-        out.push(u8::from(p.redelivered) | (u8::from(p.transient) << 1));
-        (seq, id, seg, off, exp) = (
-            p.seq,
-            p.id,
-            u64::from(p.loc.segment),
-            p.loc.offset,
-            p.expires,
-        );
-    }
-    out
+/// The previous entry's fields the next one is encoded against.
+#[derive(Debug, Default, Clone, Copy)]
+struct Prev {
+    seq: u64,
+    id: u64,
+    seg: u64,
+    off: u64,
+    slot: u64,
+    exp: u64,
 }
 
-/// Decode a chunk written by `encode`; `None` if it is not one (corrupt, or not what was expected).
-pub fn decode(b: &[u8], expected: u32) -> Option<Vec<Paged>> {
+fn put_entry(out: &mut Vec<u8>, prev: &mut Prev, p: &Paged) {
+    put_varint(out, delta(prev.seq, p.seq));
+    put_varint(out, delta(prev.id, p.id));
+    put_varint(out, delta(prev.seg, u64::from(p.loc.segment)));
+    put_varint(out, delta(prev.off, p.loc.offset));
+    put_varint(out, u64::from(p.loc.len));
+    put_varint(out, delta(prev.slot, u64::from(p.loc.slot)));
+    put_varint(out, delta(prev.exp, p.expires));
+    put_varint(out, u64::from(p.body_len));
+    put_varint(out, u64::from(p.delivery_count));
+    put_varint(out, u64::from(p.acquired_count));
+    out.push(u8::from(p.redelivered) | (u8::from(p.transient) << 1));
+    *prev = Prev {
+        seq: p.seq,
+        id: p.id,
+        seg: u64::from(p.loc.segment),
+        off: p.loc.offset,
+        slot: u64::from(p.loc.slot),
+        exp: p.expires,
+    };
+}
+
+fn get_entry(b: &[u8], pos: &mut usize, prev: &mut Prev) -> Option<Paged> {
+    let small = |v: u64| u32::try_from(v).ok();
+    let mut next = || get_varint(b, pos);
+    let seq = undelta(prev.seq, next()?);
+    let id = undelta(prev.id, next()?);
+    let seg = undelta(prev.seg, next()?);
+    let off = undelta(prev.off, next()?);
+    let len = small(next()?)?;
+    let slot = undelta(prev.slot, next()?);
+    let exp = undelta(prev.exp, next()?);
+    let body_len = small(next()?)?;
+    let delivery_count = small(next()?)?;
+    let acquired_count = small(next()?)?;
+    let flags = *b.get(*pos)?;
+    *pos += 1;
+    let p = Paged {
+        seq,
+        id,
+        loc: Location {
+            segment: small(seg)?,
+            offset: off,
+            len,
+            slot: small(slot)?,
+        },
+        expires: exp,
+        body_len,
+        delivery_count,
+        acquired_count,
+        redelivered: flags & 1 != 0,
+        transient: flags & 2 != 0,
+    };
+    *prev = Prev {
+        seq,
+        id,
+        seg,
+        off,
+        slot,
+        exp,
+    };
+    Some(p)
+}
+
+#[cfg(test)]
+fn encode<'a>(entries: impl ExactSizeIterator<Item = &'a Paged>) -> Vec<u8> {
+    let mut run = Run::default();
+    for p in entries {
+        run.push(*p);
+    }
+    run.to_chunk()
+}
+
+/// Check a chunk written by `spill` whole and make it a run; `None` if it is not one (corrupt, or not
+/// what was expected).
+pub fn check(b: &[u8], expected: u32) -> Option<Run> {
     let count = u32::from_be_bytes(b.get(1..5)?.try_into().ok()?);
     if b.first() != Some(&FORMAT) || count != expected {
         return None;
     }
-    // Every entry takes at least 11 bytes: a count that the bytes cannot hold is corrupt, not an allocation.
+    // Every entry takes at least 11 bytes: a count that the bytes cannot hold is corrupt.
     if (count as usize).saturating_mul(11) > b.len() {
         return None;
     }
-    let mut out = Vec::with_capacity(count as usize);
-    let mut pos = 5;
-    let (mut seq, mut id, mut seg, mut off, mut exp) = (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut slot = 0u64;
-    let small = |v: u64| u32::try_from(v).ok();
+    let body = &b[5..];
+    let (mut pos, mut enc) = (0, Prev::default());
+    let mut body_bytes = 0u64;
+    let mut back_seq = 0;
     for _ in 0..count {
-        let mut next = || get_varint(b, &mut pos);
-        seq = undelta(seq, next()?);
-        id = undelta(id, next()?);
-        seg = undelta(seg, next()?);
-        off = undelta(off, next()?);
-        let len = small(next()?)?;
-        slot = undelta(slot, next()?);
-        exp = undelta(exp, next()?);
-        let body_len = small(next()?)?;
-        let delivery_count = small(next()?)?;
-        let acquired_count = small(next()?)?;
-        let flags = *b.get(pos)?;
-        pos += 1;
-        out.push(Paged {
-            seq,
-            id,
-            loc: Location {
-                segment: small(seg)?,
-                offset: off,
-                len,
-                slot: small(slot)?,
-            },
-            expires: exp,
-            body_len,
-            delivery_count,
-            acquired_count,
-            redelivered: flags & 1 != 0,
-            transient: flags & 2 != 0,
-        });
+        let p = get_entry(body, &mut pos, &mut enc)?;
+        body_bytes += u64::from(p.body_len);
+        back_seq = p.seq;
     }
-    (pos == b.len()).then_some(out)
+    if pos != body.len() {
+        return None;
+    }
+    let mut run = Run {
+        bytes: body.to_vec(),
+        enc,
+        len: count as usize,
+        back_seq,
+        body_bytes,
+        ..Run::default()
+    };
+    if count > 0 {
+        run.front = get_entry(&run.bytes, &mut run.pos, &mut run.dec);
+    }
+    Some(run)
+}
+
+/// Decode a chunk written by `spill`; `None` if it is not one.
+pub fn decode(b: &[u8], expected: u32) -> Option<Vec<Paged>> {
+    let mut run = check(b, expected)?;
+    let mut out = Vec::with_capacity(run.len());
+    while let Some(p) = run.pop() {
+        out.push(p);
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -381,6 +539,45 @@ mod tests {
             seen.push(p.seq);
         }
         assert_eq!(seen, (0..3 * CHUNK as u64).collect::<Vec<_>>());
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn in_memory_runs_stay_encoded_and_in_order() {
+        let mut r = PagedRun::default();
+        let mut chunks = 0;
+        let mut next = 0u64;
+        let mut want = 0u64;
+        let entry = |s| Paged {
+            expires: u64::MAX,
+            ..entry(s)
+        };
+        // Pushes and pops interleaved: the tail becomes the head when the head runs dry.
+        for round in 0..20 {
+            for _ in 0..(CHUNK as u64 + round * 37) {
+                r.push_back(entry(next), None, &mut chunks);
+                next += 1;
+            }
+            // About 12 bytes an entry, with room to grow (not the 64 of a decoded one).
+            let n = r.in_memory();
+            assert!(
+                r.in_memory_bytes() < 32 * n.max(64),
+                "{} bytes for {n} entries",
+                r.in_memory_bytes()
+            );
+            for _ in 0..(CHUNK as u64 / 2 + round * 41) {
+                let Some(p) = r.pop_front() else { break };
+                assert_eq!(format!("{p:?}"), format!("{:?}", entry(want)));
+                want += 1;
+            }
+        }
+        let (rest, spilled) = r.drain();
+        assert!(spilled.is_empty());
+        for p in rest {
+            assert_eq!(p.seq, want);
+            want += 1;
+        }
+        assert_eq!(want, next);
         assert!(r.is_empty());
     }
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::queue::message::Message;
+use crate::queue::paging::KEEP_MIN;
 use crate::queue::paging::{MemoryBudget, KEEP_STORED, TRANSIENT_PREFIX};
 use crate::store::MessageStore;
 use amq_protocol::protocol::BasicProperties;
