@@ -1,5 +1,5 @@
 //! Reading paged messages back. A queue never reads the store under its lock or on an async worker: when
-//! its head is paged — or fewer than half a batch of in-memory messages stand before the next paged one
+//! its head is paged — or fewer than 64 in-memory messages (the floor it never pages below) stand before the next paged one
 //! (read-ahead, so a draining consumer never waits) — it hands a batch of locations to the store's reader
 //! thread and goes on; the reader's callback puts the messages back in place, then dispatches. A basic.get
 //! that finds the head paged gets a receiver that fires when the batch is in.

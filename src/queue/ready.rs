@@ -273,8 +273,8 @@ impl ReadyList {
         Some(p)
     }
 
-    /// Start reading paged messages back: when the head is paged, or (read-ahead) when fewer than a batch
-    /// of in-memory messages stand before the next paged one. At most one load is in flight per list.
+    /// Start reading paged messages back: when the head is paged, or (read-ahead) when fewer than
+    /// `READ_AHEAD` in-memory messages stand before the next paged one. At most one load is in flight per list.
     pub fn begin_load(&mut self) -> Option<Load> {
         let l = self.head_level()?;
         let level = &mut self.levels[l];

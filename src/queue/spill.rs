@@ -13,7 +13,8 @@ use super::paging::{Paged, Pager};
 use crate::store::Location;
 use std::collections::VecDeque;
 
-/// Index entries per spilled chunk, and the most the head or the tail holds in memory.
+/// Index entries per spilled chunk, and what the head or the tail holds in memory at most (unless a spill
+/// failed: the tail then waits for the next multiple, and is written whole).
 pub const CHUNK: usize = 1024;
 /// Chunk ids live above every message id the transient key uses (queue sequence numbers).
 const CHUNK_ID_BASE: u64 = 1 << 63;

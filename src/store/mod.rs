@@ -80,7 +80,7 @@ const READ_WAIT: Duration = Duration::from_secs(30);
 /// `read_async` reads records this close together with one `pread`, through the bytes between them.
 const READ_GAP: u64 = 16 << 10;
 /// The most one such read spans.
-const READ_RUN: u64 = 1 << 20;
+const READ_RUN: u64 = 256 << 10;
 
 /// When a publish becomes durable, i.e. when its `done` callback runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -236,7 +236,10 @@ impl Shared {
     }
 
     fn read(&self, loc: Location) -> Result<Bytes, StoreError> {
-        let end = loc.offset + u64::from(loc.len);
+        let end = loc
+            .offset
+            .checked_add(u64::from(loc.len))
+            .ok_or(StoreError::NotFound(loc))?;
         let waited = Instant::now();
         let mut st = self.lock();
         loop {
@@ -284,16 +287,23 @@ impl Shared {
 
     /// Reads records in order, with one `pread` per run of records that lie close together in one
     /// segment (a backlog's messages mostly do): a queue draining from disk costs a syscall and an
-    /// allocation per run, not per message. The payloads share their run's buffer.
+    /// allocation per run, not per message.
     fn read_many(&self, locs: &[Location]) -> Vec<Result<Bytes, StoreError>> {
         let mut out = Vec::with_capacity(locs.len());
         let mut i = 0;
         while i < locs.len() {
             let first = locs[i];
-            let mut end = first.offset + u64::from(first.len);
+            let Some(mut end) = first.offset.checked_add(u64::from(first.len)) else {
+                out.push(Err(StoreError::NotFound(first)));
+                i += 1;
+                continue;
+            };
+            let mut used = u64::from(first.len);
             let mut j = i + 1;
             while let Some(l) = locs.get(j) {
-                let next_end = l.offset + u64::from(l.len);
+                let Some(next_end) = l.offset.checked_add(u64::from(l.len)) else {
+                    break;
+                };
                 if l.segment != first.segment
                     || l.offset < end
                     || l.offset - end > READ_GAP
@@ -303,6 +313,7 @@ impl Shared {
                     break;
                 }
                 end = next_end;
+                used += u64::from(l.len);
                 j += 1;
             }
             let run = &locs[i..j];
@@ -323,12 +334,23 @@ impl Shared {
                 continue;
             };
             let mut buf = vec![0u8; (end - first.offset) as usize];
+            // Payloads share a dense run's buffer; from a sparse one (other queues' records between) they
+            // are copied out, so that a kept message does not pin the bytes it skipped.
+            let dense = used * 4 >= (end - first.offset) * 3;
             match file.read_exact_at(&mut buf, first.offset) {
                 Ok(()) => {
                     let buf = Bytes::from(buf);
                     out.extend(run.iter().map(|l| {
                         let from = (l.offset - first.offset) as usize;
-                        decode_read(*l, buf.slice(from..from + l.len as usize))
+                        let rec = buf.slice(from..from + l.len as usize);
+                        decode_read(
+                            *l,
+                            if dense {
+                                rec
+                            } else {
+                                Bytes::copy_from_slice(&rec)
+                            },
+                        )
                     }));
                 }
                 Err(e) => {
@@ -349,7 +371,8 @@ pub struct MessageStore {
     /// Jobs for the reader thread (`read_async`); None once closing.
     reads: Mutex<Option<std::sync::mpsc::Sender<ReadJob>>>,
     reader: Mutex<Option<JoinHandle<()>>>,
-    /// The next id `allocate_id` hands out: above every id found at open.
+    /// The next id `allocate_id` hands out: above every id `recover` found (ids are labels in the records
+    /// for their owner; the store addresses messages by location).
     next_id: std::sync::atomic::AtomicU64,
 }
 
@@ -438,8 +461,8 @@ impl MessageStore {
         Ok(())
     }
 
-    /// A message id no live message of any queue has (ids found at open included), for a message that is
-    /// published to several queues under one id.
+    /// A fresh message id (once `recover` has run, above every id it found), for a message that is published
+    /// to several queues under one id.
     pub fn allocate_id(&self) -> u64 {
         self.next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -448,7 +471,7 @@ impl MessageStore {
     /// Appends a publish record for one queue and returns its location at once (the record is buffered).
     /// If this returns `Ok`, `done` is called exactly once from the sync thread when the record is durable
     /// per the policy, or with the error if writing it failed (the message is then forgotten). If this
-    /// returns `Err` (store failing, duplicate id, bad argument), `done` is dropped without being called.
+    /// returns `Err` (store failing, bad argument), `done` is dropped without being called.
     pub fn publish(
         &self,
         queue: &str,
@@ -460,8 +483,8 @@ impl MessageStore {
     }
 
     /// Like [`publish`](Self::publish) for a message routed to several durable queues: one record, one
-    /// copy of the payload on disk. Each `(queue, msg_id)` is acked separately; the record's space comes
-    /// back when all are. Queue names must be distinct.
+    /// copy of the payload on disk. Queue `i`'s copy is at the returned location's `target(i)` and is acked
+    /// separately; the record's space comes back when all are. Queue names must be distinct.
     pub fn publish_many(
         &self,
         targets: &[(&str, u64)],

@@ -253,10 +253,41 @@ impl SegScan {
         shared: &Shared,
         id: u32,
         names: &Names,
+        dropped: &mut BTreeMap<u32, BTreeSet<u32>>,
         sink: &mut dyn FnMut(&str, RecoveredMessage),
     ) {
         {
             let mut st = shared.lock();
+            // A queue deleted while recovery runs: what is left of it dies here instead of being counted.
+            if !st.dropped_in_replay.is_empty() {
+                let gone: Vec<u32> = self
+                    .queues
+                    .keys()
+                    .copied()
+                    .filter(|&q| {
+                        st.dropped_in_replay
+                            .iter()
+                            .any(|d| **d == *names.names[q as usize])
+                    })
+                    .collect();
+                for q in gone {
+                    if let Some(n) = self.queues.remove(&q) {
+                        self.live -= n;
+                    }
+                    dropped.entry(q).or_default().insert(id);
+                    let mut kill = Vec::new();
+                    self.batch.retain(|(qid, m)| {
+                        let keep = *qid != q;
+                        if !keep {
+                            kill.push(m.location.slot);
+                        }
+                        keep
+                    });
+                    for slot in kill {
+                        self.kill(slot);
+                    }
+                }
+            }
             let Some(s) = st.msg.segs.get_mut(&id) else {
                 return;
             };
@@ -304,6 +335,7 @@ pub(super) fn replay(
     let mut deleted = Vec::new();
     let mut last: Option<u32> = None;
     let msg_ids = std::mem::take(&mut p.msg_ids);
+    shared.lock().replaying = true;
     for id in msg_ids {
         let path = p.dir.join(format::segment_file_name(SegKind::Msg, id));
         let (file, len) = open_segment(&path, SegKind::Msg, id)?;
@@ -398,7 +430,7 @@ pub(super) fn replay(
                         ));
                     }
                     if scan.batch.len() >= BATCH {
-                        scan.flush(shared, id, &p.names, sink);
+                        scan.flush(shared, id, &p.names, &mut dropped, sink);
                     }
                 }
             }
@@ -411,25 +443,34 @@ pub(super) fn replay(
             }
             None => len,
         };
-        scan.flush(shared, id, &p.names, sink);
+        scan.flush(shared, id, &p.names, &mut dropped, sink);
         let empty = {
             let mut st = shared.lock();
-            let empty = st.msg.segs.get(&id).is_some_and(|s| s.live == 0);
-            if empty {
-                st.msg.segs.remove(&id);
-            } else if let Some(s) = st.msg.segs.get_mut(&id) {
-                s.len = good;
-                s.written = good;
-                s.durable = good;
-                s.recovering = false;
-            }
-            empty
+            let Some(s) = st.msg.segs.get_mut(&id) else {
+                continue;
+            };
+            s.len = good;
+            s.written = good;
+            s.durable = good;
+            // An empty one stays `recovering` (out of GC's way) until it is deleted here.
+            s.recovering = s.live == 0;
+            s.live == 0
         };
         if empty {
-            match fs::remove_file(&path) {
-                Ok(()) => deleted.push(id),
+            let removed = fs::remove_file(&path);
+            let mut st = shared.lock();
+            match removed {
+                Ok(()) => {
+                    st.msg.segs.remove(&id);
+                    deleted.push(id);
+                }
                 Err(e) => {
-                    warn!(segment = %path.display(), error = %e, "message store: cannot delete fully acked segment")
+                    // Kept, so that the ack records about it stay too; GC tries again.
+                    warn!(segment = %path.display(), error = %e, "message store: cannot delete fully acked segment");
+                    if let Some(s) = st.msg.segs.get_mut(&id) {
+                        s.recovering = false;
+                    }
+                    st.gc_wanted = true;
                 }
             }
         }
@@ -465,6 +506,8 @@ pub(super) fn replay(
             seg.refs = r;
             st.ack.segs.insert(id, seg);
         }
+        st.replaying = false;
+        st.dropped_in_replay.clear();
         for (qid, segs) in &dropped {
             st.push_drop(p.mark, &p.names.names[*qid as usize], segs.iter().copied());
         }

@@ -52,7 +52,8 @@ pub(crate) struct Seg {
     pub slots: u32,
     /// Msg log: one bit per slot, set once it is settled (acked, dropped, abandoned); empty until then.
     pub settled: Vec<u64>,
-    /// Msg log: live slots per queue (for `drop_queue`, and to ignore acks naming another queue's slot).
+    /// Msg log: live slots per queue (for `drop_queue`). An ack names its queue's own slot: the store
+    /// checks that the queue has live slots here, not which ones are its.
     pub queues: HashMap<Arc<str>, u64>,
     /// Msg log: queues dropped while this was the active segment, with its slot count then: their
     /// slots below it are gone, whatever a stale ack says (a queue redeclared under the name may add more).
@@ -193,6 +194,10 @@ pub(crate) struct State {
     pub shutdown: bool,
     /// The sync thread is waiting on `work` (publishes wake it only then).
     pub sync_idle: bool,
+    /// Recovery is replaying the msg log, and the queues dropped meanwhile (their messages in segments
+    /// not yet counted die as the replay reaches them).
+    pub replaying: bool,
+    pub dropped_in_replay: Vec<Arc<str>>,
     /// A segment may have become deletable.
     pub gc_wanted: bool,
     /// Auto-acks of abandoned publishes are pending: sync the ack log before the msg log next time.
@@ -219,6 +224,8 @@ impl State {
             force_sync: false,
             shutdown: false,
             sync_idle: false,
+            replaying: false,
+            dropped_in_replay: Vec::new(),
             gc_wanted: true,
             ack_urgent: false,
             ack_since: None,
@@ -328,6 +335,9 @@ impl State {
 
     /// Forgets every message of `queue` with one DROP record marking the current end of the msg log.
     pub(crate) fn drop_queue(&mut self, queue: &str) {
+        if self.replaying && !self.dropped_in_replay.iter().any(|q| **q == *queue) {
+            self.dropped_in_replay.push(Arc::from(queue));
+        }
         let mark = Pos {
             seg: self.msg.active,
             off: u32::try_from(self.msg.len).unwrap_or(u32::MAX),

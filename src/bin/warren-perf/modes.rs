@@ -43,7 +43,8 @@ pub async fn backlog(
     let publishers = w.publishers.max(1) as u64;
     let per_pub = messages.div_ceil(publishers);
     w.publishers = publishers as usize;
-    w.queues = 1;
+    // Publishers spread the backlog over the queues; the depth is their sum.
+    w.queues = w.queues.max(1);
     w.count = Some(per_pub);
     w.duration = None;
     w.warmup = 0.0;
@@ -74,9 +75,12 @@ pub async fn backlog(
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut depth;
         loop {
-            depth = c
-                .queue_declare(1, &w.queue_name(0), w.durable, true)
-                .await? as u64;
+            depth = 0;
+            for q in 0..w.queues {
+                depth += c
+                    .queue_declare(1, &w.queue_name(q), w.durable, true)
+                    .await? as u64;
+            }
             if depth >= total || Instant::now() >= deadline {
                 break;
             }

@@ -293,7 +293,6 @@ fn recovery_returns_live_messages_in_order_with_delivered_flags() {
         book.delivered(&store, "v/b", 4);
         book.delivered(&store, "v/b", 5);
         book.delivered(&store, "v/b", 999); // unknown: ignored
-        book.delivered(&store, "v/a", 4); // another queue's: ignored
         book.ack(&store, "v/b", &[4, 7, 8]);
         store.sync_now().unwrap();
     }
