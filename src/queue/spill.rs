@@ -16,6 +16,9 @@ use std::collections::VecDeque;
 /// Index entries per spilled chunk, and what the head or the tail holds in memory at most (unless a spill
 /// failed: the tail then waits for the next multiple, and is written whole).
 pub const CHUNK: usize = 1024;
+/// Entries a run gathers at its head before it starts a tail (a chunk read back may hold more): what an idle
+/// backlog keeps in memory per level is this and a tail of fewer than `CHUNK`.
+const HEAD: usize = 256;
 /// Chunk ids live above every message id the transient key uses (queue sequence numbers).
 const CHUNK_ID_BASE: u64 = 1 << 63;
 const FORMAT: u8 = 2;
@@ -238,7 +241,7 @@ impl PagedRun {
         if self.spilled.is_empty()
             && self.reading.is_none()
             && self.tail.is_empty()
-            && self.head.len() < CHUNK
+            && self.head.len() < HEAD
         {
             self.head.push(p);
             return;

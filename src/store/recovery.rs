@@ -26,6 +26,8 @@ use super::{Location, RecoveredMessage, Shared, StoreConfig, StoreError, RECOVER
 const PROGRESS_EVERY_RECORDS: u64 = 1_000_000;
 /// Live messages handed out per batch (the most recovery holds at once).
 const BATCH: usize = 4096;
+/// Bytes of msg-log writes (queues' spilled index chunks) recovery lets wait for the sync thread.
+const REPLAY_PENDING_MAX: u64 = 16 << 20;
 
 /// Queue names seen during recovery, as small ids.
 #[derive(Default)]
@@ -258,6 +260,16 @@ impl SegScan {
     ) {
         {
             let mut st = shared.lock();
+            // Queues spill their indexes as they fill: those writes must not pile up in memory faster than
+            // the sync thread writes them.
+            while st.msg.pending_bytes() > REPLAY_PENDING_MAX && !st.shutdown && st.failed.is_none()
+            {
+                st = shared
+                    .written
+                    .wait_timeout(st, std::time::Duration::from_millis(50))
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+            }
             // A queue deleted while recovery runs: what is left of it dies here instead of being counted.
             if !st.dropped_in_replay.is_empty() {
                 let gone: Vec<u32> = self

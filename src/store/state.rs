@@ -198,6 +198,8 @@ pub(crate) struct State {
     /// not yet counted die as the replay reaches them).
     pub replaying: bool,
     pub dropped_in_replay: Vec<Arc<str>>,
+    /// Queue names the segments' counts share (pruned when no segment names one any more).
+    pub names: HashSet<Arc<str>>,
     /// A segment may have become deletable.
     pub gc_wanted: bool,
     /// Auto-acks of abandoned publishes are pending: sync the ack log before the msg log next time.
@@ -226,6 +228,7 @@ impl State {
             sync_idle: false,
             replaying: false,
             dropped_in_replay: Vec::new(),
+            names: HashSet::default(),
             gc_wanted: true,
             ack_urgent: false,
             ack_since: None,
@@ -257,7 +260,16 @@ impl State {
             match s.queues.get_mut(*q) {
                 Some(n) => *n += 1,
                 None => {
-                    s.queues.insert(Arc::from(*q), 1);
+                    // One allocation per queue name, however many segments it has messages in.
+                    let name = match self.names.get(*q) {
+                        Some(n) => n.clone(),
+                        None => {
+                            let n: Arc<str> = Arc::from(*q);
+                            self.names.insert(n.clone());
+                            n
+                        }
+                    };
+                    s.queues.insert(name, 1);
                 }
             }
         }

@@ -481,6 +481,9 @@ impl SyncThread {
             for id in &deleted {
                 st.msg.segs.remove(id);
             }
+            if !deleted.is_empty() {
+                st.names.retain(|n| Arc::strong_count(n) > 1);
+            }
             if dir_ok {
                 for s in st.ack.segs.values_mut() {
                     for id in &deleted {
