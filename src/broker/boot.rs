@@ -169,15 +169,11 @@ impl Broker {
         let clock = self.timers.clock().clone();
         let mut total = 0u64;
         // The queue being filled, its TTL and the batch not yet handed to it.
-        let mut current: Option<(Arc<crate::queue::Queue>, Option<u64>)> = None;
-        let mut batch: Vec<(u8, Paged)> = Vec::new();
+        // Per queue: the queue, its TTL and the batch not yet handed to it (queues' messages interleave
+        // in the log; each gets them in its own order, a batch at a time).
+        let mut filling: std::collections::HashMap<String, RecoveringQueue> =
+            std::collections::HashMap::new();
         let mut unreadable: Vec<(String, Location)> = Vec::new();
-        let flush = |current: &Option<(Arc<crate::queue::Queue>, Option<u64>)>,
-                     batch: &mut Vec<(u8, Paged)>| {
-            if let (Some((q, _)), false) = (current, batch.is_empty()) {
-                q.recover(std::mem::take(batch));
-            }
-        };
         store.recover(
             pending,
             &mut |key| {
@@ -192,16 +188,20 @@ impl Broker {
                 known
             },
             &mut |key, m| {
-                let same = current
-                    .as_ref()
-                    .is_some_and(|(q, _)| q.store_key() == Some(key));
-                if !same || batch.len() >= 1024 {
-                    flush(&current, &mut batch);
-                    if !same {
-                        current = queues.get(key).map(|q| (q.clone(), q.message_ttl()));
-                    }
+                if !filling.contains_key(key) {
+                    let Some(q) = queues.get(key) else { return };
+                    filling.insert(
+                        key.to_string(),
+                        RecoveringQueue {
+                            ttl: q.message_ttl(),
+                            queue: q.clone(),
+                            batch: Vec::new(),
+                        },
+                    );
                 }
-                let Some((q, ttl)) = &current else { return };
+                let Some(RecoveringQueue { queue: q, ttl, batch }) = filling.get_mut(key) else {
+                    return;
+                };
                 let Some(meta) = RecordMeta::decode(&m.head) else {
                     tracing::warn!(vhost = %q.vhost, queue = %q.name, msg_id = m.msg_id, "stored message in an unknown format skipped");
                     unreadable.push((key.to_string(), m.location));
@@ -226,13 +226,20 @@ impl Broker {
                         transient: false,
                     },
                 ));
+                if batch.len() >= RECOVERY_BATCH {
+                    q.recover(std::mem::replace(batch, Vec::with_capacity(RECOVERY_BATCH)));
+                }
                 total += 1;
                 if total.is_multiple_of(1_000_000) {
                     tracing::info!(messages = total, "recovering messages");
                 }
             },
         )?;
-        flush(&current, &mut batch);
+        for (_, r) in filling {
+            if !r.batch.is_empty() {
+                r.queue.recover(r.batch);
+            }
+        }
         for (key, loc) in unreadable {
             store.ack(&key, &[loc]);
         }
@@ -243,6 +250,16 @@ impl Broker {
         );
         Ok(())
     }
+}
+
+/// Recovered messages handed to a queue at a time.
+const RECOVERY_BATCH: usize = 256;
+
+/// A queue being refilled at boot.
+struct RecoveringQueue {
+    queue: Arc<crate::queue::Queue>,
+    ttl: Option<u64>,
+    batch: Vec<(u8, Paged)>,
 }
 
 /// Sync the message store and note a clean shutdown.
