@@ -21,7 +21,7 @@ pub const KEEP_MIN: usize = 64;
 
 /// Bytes of ready messages (all queues) up to which queues keep `keep_stored` of the messages whose bodies
 /// are on disk anyway, by default (`queue_in_memory_total_bytes`): past it they keep [`KEEP_MIN`], so a
-/// thousand queues' backlogs cost what one's does.
+/// thousand queues with backlogs keep 64 messages each in memory, not 2,048.
 pub const KEEP_STORED_TOTAL: u64 = crate::config::DEFAULT_QUEUE_IN_MEMORY_TOTAL_BYTES;
 
 /// The broker-wide bytes of ready messages held in memory, the level above which queues page out, and how
