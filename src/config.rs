@@ -110,6 +110,9 @@ pub struct Config {
     /// The disk alarm: publishers are blocked while the data directory's file system has less free space
     /// than this (RabbitMQ's disk_free_limit.absolute).
     pub disk_free_limit_bytes: u64,
+    /// Size at which the message store starts a new segment file (4 KiB to 4 GiB; RabbitMQ's
+    /// msg_store_file_size_limit). A segment's space comes back once all its messages are consumed.
+    pub store_segment_bytes: u64,
     /// "real" (the machine's clock) or "virtual": broker time starts at the real time and moves only when a
     /// test advances it (`POST /api/warren/clock/advance`, `Server::advance_clock`), firing every TTL,
     /// expiry and timeout that falls due. Socket heartbeats and timeouts stay on real time.
@@ -217,6 +220,7 @@ impl Default for Config {
             memory_paging_ratio: 0.5,
             queue_in_memory_messages: DEFAULT_QUEUE_IN_MEMORY_MESSAGES,
             queue_in_memory_total_bytes: DEFAULT_QUEUE_IN_MEMORY_TOTAL_BYTES,
+            store_segment_bytes: crate::store::StoreConfig::DEFAULT_SEGMENT_SIZE,
             disk_free_limit_bytes: 50_000_000,
             clock: "real".to_string(),
             journal: None,

@@ -9,9 +9,8 @@ use super::deflog::{DefsLog, LogError};
 use super::Broker;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::queue::message::RecordMeta;
-use crate::queue::paging::{Paged, TRANSIENT_PREFIX};
-use crate::store::{Location, MessageStore, Recovering, StoreConfig, SyncPolicy};
+use crate::queue::paging::{body_len_of_head, paged_from_recovered, Paged, TRANSIENT_PREFIX};
+use crate::store::{Location, MessageStore, Recovered, Recovering, StoreConfig, SyncPolicy};
 use parking_lot::Mutex;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -90,6 +89,8 @@ impl Broker {
             }
             _ => SyncPolicy::Always,
         };
+        store_cfg.weigh = Some(body_len_of_head);
+        store_cfg.segment_size = config.store_segment_bytes;
         let (store, pending) = MessageStore::open_recovering(store_cfg)?;
         // Delivery marks are written lazily; after a crash a message may have been delivered without its mark
         // reaching the disk, so every recovered message counts as possibly redelivered, as the spec allows.
@@ -174,6 +175,7 @@ impl Broker {
         let mut filling: std::collections::HashMap<String, RecoveringQueue> =
             std::collections::HashMap::new();
         let mut unreadable: Vec<(String, Location)> = Vec::new();
+        let mut failed = None;
         store.recover(
             pending,
             &mut |key| {
@@ -187,7 +189,7 @@ impl Broker {
                 }
                 known
             },
-            &mut |key, m| {
+            &mut |key, r| {
                 if !filling.contains_key(key) {
                     let Some(q) = queues.get(key) else { return };
                     filling.insert(
@@ -202,39 +204,43 @@ impl Broker {
                 let Some(RecoveringQueue { queue: q, ttl, batch }) = filling.get_mut(key) else {
                     return;
                 };
-                let Some(meta) = RecordMeta::decode(&m.head) else {
-                    tracing::warn!(vhost = %q.vhost, queue = %q.name, msg_id = m.msg_id, "stored message in an unknown format skipped");
-                    unreadable.push((key.to_string(), m.location));
-                    return;
+                let msgs = match r {
+                    Recovered::Message(m) => vec![m],
+                    Recovered::Block(b) => {
+                        // Behind what the queue has been handed so far.
+                        if !batch.is_empty() {
+                            q.recover(std::mem::take(batch));
+                        }
+                        if q.recover_block(&b, !clean) {
+                            total += u64::from(b.block.count);
+                            return;
+                        }
+                        match store.read_block(key, &b.block) {
+                            Ok(v) => v,
+                            Err(e) => {
+                                failed.get_or_insert(e);
+                                return;
+                            }
+                        }
+                    }
                 };
-                // Expiry deadlines are stored as wall-clock times and mapped back onto the broker clock.
-                let expires = match meta.deadline(*ttl) {
-                    0 => u64::MAX,
-                    at => clock.deadline_from_wall(at),
-                };
-                batch.push((
-                    meta.priority,
-                    Paged {
-                        seq: 0,
-                        id: m.msg_id,
-                        loc: m.location,
-                        expires,
-                        body_len: meta.body_len,
-                        delivery_count: 0,
-                        acquired_count: 0,
-                        redelivered: m.delivered || !clean,
-                        transient: false,
-                    },
-                ));
-                if batch.len() >= RECOVERY_BATCH {
-                    q.recover(std::mem::replace(batch, Vec::with_capacity(RECOVERY_BATCH)));
-                }
-                total += 1;
-                if total.is_multiple_of(1_000_000) {
-                    tracing::info!(messages = total, "recovering messages");
+                for m in msgs {
+                    let Some(p) = paged_from_recovered(&m, *ttl, &clock, !clean) else {
+                        tracing::warn!(vhost = %q.vhost, queue = %q.name, msg_id = m.msg_id, "stored message in an unknown format skipped");
+                        unreadable.push((key.to_string(), m.location));
+                        continue;
+                    };
+                    batch.push(p);
+                    if batch.len() >= RECOVERY_BATCH {
+                        q.recover(std::mem::replace(batch, Vec::with_capacity(RECOVERY_BATCH)));
+                    }
+                    total += 1;
                 }
             },
         )?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
         for (_, r) in filling {
             if !r.batch.is_empty() {
                 r.queue.recover(r.batch);
@@ -267,6 +273,8 @@ pub(super) fn shutdown_store(b: &Broker) {
     let Some(store) = &b.store else { return };
     match store.sync_now() {
         Ok(()) => {
+            // The next start reads these segments' index tables instead of scanning them.
+            store.index_now();
             if let Err(e) = std::fs::write(b.config.data_dir.join(CLEAN_SHUTDOWN), b"") {
                 tracing::warn!(error = %e, "cannot write the clean-shutdown marker");
             }

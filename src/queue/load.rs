@@ -4,8 +4,9 @@
 //! thread and goes on; the reader's callback puts the messages back in place, then dispatches. A basic.get
 //! that finds the head paged gets a receiver that fires when the batch is in.
 
-use super::paging::decode_loaded;
+use super::paging::{block_run, decode_loaded};
 use super::ready::Load;
+use super::spill::{Source, Spilled};
 use super::{Dead, Queue, QueueState};
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -30,7 +31,31 @@ impl Queue {
             return;
         };
         let locs = match &load.chunk {
-            Some(chunk) => vec![chunk.loc],
+            Some(Spilled {
+                source: Source::Index { block, .. },
+                ..
+            }) => {
+                let (Some(key), block) =
+                    (st.ready.pager().and_then(|p| p.durable_key.clone()), *block)
+                else {
+                    return;
+                };
+                let weak = Arc::downgrade(self);
+                store.read_block_async(
+                    key,
+                    block,
+                    Box::new(move |read| {
+                        if let Some(q) = weak.upgrade() {
+                            q.finish_block(load, read);
+                        }
+                    }),
+                );
+                return;
+            }
+            Some(Spilled {
+                source: Source::Chunk { loc, .. },
+                ..
+            }) => vec![*loc],
             None => load.items.iter().map(|p| p.loc).collect(),
         };
         let weak = Arc::downgrade(self);
@@ -58,7 +83,9 @@ impl Queue {
                 Some(chunk) => {
                     let entries = st.ready.pager().and_then(|pager| {
                         // The chunk is read: its record is no longer needed, whatever it held.
-                        pager.store.ack(&pager.transient_key, &[chunk.loc]);
+                        if let Source::Chunk { loc, .. } = chunk.source {
+                            pager.store.ack(&pager.transient_key, &[loc]);
+                        }
                         let entries = read
                             .into_iter()
                             .next()
@@ -84,12 +111,66 @@ impl Queue {
                     st.ready.finish_load(load, decoded);
                 }
             }
-            if st.over_limit() && st.config.overflow == super::Overflow::DropHead {
-                st.drop_head_over_limit(&mut dead);
-            }
-            self.dispatch_locked(&mut st, &mut dead);
-            self.arm_timer(&mut st);
-            std::mem::take(&mut st.load_waiters)
+            self.after_load(&mut st, &mut dead)
+        };
+        self.dead_letter(dead);
+        for w in waiters {
+            let _ = w.send(());
+        }
+    }
+
+    /// What follows any load: overflow, dispatch, timers; returns the getters to wake.
+    fn after_load(
+        self: &Arc<Self>,
+        st: &mut QueueState,
+        dead: &mut Dead,
+    ) -> Vec<oneshot::Sender<()>> {
+        if st.over_limit() && st.config.overflow == super::Overflow::DropHead {
+            st.drop_head_over_limit(dead);
+        }
+        self.dispatch_locked(st, dead);
+        self.arm_timer(st);
+        std::mem::take(&mut st.load_waiters)
+    }
+
+    /// A recovered index block is back (on the store's reader thread): its entries become the paged head.
+    fn finish_block(
+        self: &Arc<Self>,
+        load: Load,
+        read: Result<Vec<crate::store::RecoveredMessage>, crate::store::StoreError>,
+    ) {
+        let mut dead = Dead::new();
+        let waiters = {
+            let mut st = self.state.lock();
+            let ttl = st.config.message_ttl;
+            let entries = match (&load.chunk, st.ready.pager()) {
+                (
+                    Some(
+                        chunk @ Spilled {
+                            source: Source::Index { redelivered, .. },
+                            ..
+                        },
+                    ),
+                    Some(pager),
+                ) => match read {
+                    Ok(v) => {
+                        let (run, unreadable) =
+                            block_run(chunk.first_seq, &v, ttl, self.timers.clock(), *redelivered);
+                        if let (Some(k), false) = (&pager.durable_key, unreadable.is_empty()) {
+                            tracing::warn!(queue = %pager.queue_label(), messages = unreadable.len(), "stored messages in an unknown format skipped");
+                            pager.store.ack(k, &unreadable);
+                        }
+                        Some(run)
+                    }
+                    Err(e) => {
+                        tracing::error!(queue = %pager.queue_label(), messages = chunk.count, error = %e, "a block of recovered messages cannot be read; they leave the queue until the next start");
+                        None
+                    }
+                },
+                _ => None,
+            };
+            st.ready.finish_chunk(load, entries);
+            self.after_load(&mut st, &mut dead)
         };
         self.dead_letter(dead);
         for w in waiters {

@@ -448,6 +448,39 @@ impl Queue {
         self.arm_timer(&mut st);
     }
 
+    /// Append a block of recovered messages unread (see [`crate::store::RecoveredBlock`]); they come
+    /// back marked redelivered when `redelivered`. False when this queue cannot take a block as it is (a
+    /// priority queue): the caller reads it and hands its messages to `recover`.
+    pub fn recover_block(
+        self: &Arc<Self>,
+        b: &crate::store::RecoveredBlock,
+        redelivered: bool,
+    ) -> bool {
+        let mut st = self.state.lock();
+        let count = u64::from(b.block.count);
+        let first_expires = match message::RecordMeta::decode(&b.first_head) {
+            Some(meta) => paging::wall_deadline(&meta, st.config.message_ttl, self.timers.clock()),
+            None => u64::MAX,
+        };
+        let s = spill::Spilled {
+            source: spill::Source::Index {
+                block: b.block,
+                redelivered,
+            },
+            count: b.block.count,
+            first_seq: st.next_seq,
+            last_seq: st.next_seq + count.saturating_sub(1),
+            first_expires,
+            body_bytes: b.weight,
+        };
+        if st.ready.push_block(s).is_err() {
+            return false;
+        }
+        st.next_seq += count;
+        self.arm_timer(&mut st);
+        true
+    }
+
     /// The message TTL this queue applies, from its arguments and policies.
     pub fn message_ttl(&self) -> Option<u64> {
         self.state.lock().config.message_ttl

@@ -8,8 +8,9 @@
 //! stands for a paged message and the decoding of a record read back.
 
 use super::QueuedMessage;
-use crate::queue::message::Message;
-use crate::store::{Location, MessageStore};
+use crate::clock::Clock;
+use crate::queue::message::{Message, RecordMeta};
+use crate::store::{Location, MessageStore, RecoveredMessage};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -135,6 +136,67 @@ impl Paged {
     pub fn expires(&self) -> Option<u64> {
         (self.expires != u64::MAX).then_some(self.expires)
     }
+}
+
+/// The index entry of a message found in the store at boot, from its record's fixed header (see
+/// [`RecordMeta`]): no body is read. `None` for a record in a format this version does not know.
+pub fn paged_from_recovered(
+    m: &RecoveredMessage,
+    ttl: Option<u64>,
+    clock: &Clock,
+    redelivered: bool,
+) -> Option<(u8, Paged)> {
+    let meta = RecordMeta::decode(&m.head)?;
+    Some((
+        meta.priority,
+        Paged {
+            seq: 0,
+            id: m.msg_id,
+            loc: m.location,
+            expires: wall_deadline(&meta, ttl, clock),
+            body_len: meta.body_len,
+            delivery_count: 0,
+            acquired_count: 0,
+            redelivered: m.delivered || redelivered,
+            transient: false,
+        },
+    ))
+}
+
+/// A recovered index block's live entries as a run whose seqs start at `first_seq`, and the locations of
+/// entries in a format this version cannot read (for the caller to forget).
+pub fn block_run(
+    first_seq: u64,
+    entries: &[RecoveredMessage],
+    ttl: Option<u64>,
+    clock: &Clock,
+    redelivered: bool,
+) -> (super::spill::Run, Vec<Location>) {
+    let mut unreadable = Vec::new();
+    let mut seq = first_seq;
+    let run = super::spill::Run::of(entries.iter().filter_map(|m| {
+        let Some((_, p)) = paged_from_recovered(m, ttl, clock, redelivered) else {
+            unreadable.push(m.location);
+            return None;
+        };
+        seq += 1;
+        Some(Paged { seq: seq - 1, ..p })
+    }));
+    (run, unreadable)
+}
+
+/// A stored message's expiry deadline on the broker clock (`u64::MAX` for none): records keep wall-clock
+/// times.
+pub fn wall_deadline(meta: &RecordMeta, ttl: Option<u64>, clock: &Clock) -> u64 {
+    match meta.deadline(ttl) {
+        0 => u64::MAX,
+        at => clock.deadline_from_wall(at),
+    }
+}
+
+/// What a recovered block weighs: its messages' body lengths, from their records' fixed headers.
+pub fn body_len_of_head(head: &[u8; crate::store::RECOVERED_HEAD]) -> u64 {
+    RecordMeta::decode(head).map_or(0, |m| u64::from(m.body_len))
 }
 
 /// Turn a record read back into the queued message it was. A transient page is forgotten in the store at

@@ -12,7 +12,7 @@
 //! What gets paged, and how a page comes back, is [`super::paging`]'s.
 
 use super::paging::{Paged, Pager};
-use super::spill::{PagedRun, Run, Spilled};
+use super::spill::{PagedRun, Run, Source, Spilled};
 use super::QueuedMessage;
 use crate::queue::message::RecordMeta;
 use crate::store::Location;
@@ -216,6 +216,21 @@ impl ReadyList {
         self.paged_transient |= self.levels[l].paged.spilled_chunks() > 0;
     }
 
+    /// Append a block of recovered messages, unread (a single-level list only). Handed back when it
+    /// cannot be: the caller then reads it and pushes its messages one by one.
+    pub fn push_block(&mut self, s: Spilled) -> Result<(), Spilled> {
+        if self.levels.len() != 1 {
+            return Err(s);
+        }
+        self.levels[0]
+            .paged
+            .push_spilled(s, self.pager.as_ref(), &mut self.next_chunk)?;
+        self.len += s.count as usize;
+        self.bytes += s.body_bytes;
+        self.paged_transient |= self.levels[0].paged.spilled_chunks() > 0;
+        Ok(())
+    }
+
     fn head_level(&self) -> Option<usize> {
         (0..self.levels.len())
             .rev()
@@ -318,9 +333,13 @@ impl ReadyList {
             }
             return;
         }
-        if let (None, Some(s)) = (&entries, &load.chunk) {
-            self.len -= s.count as usize;
-            self.bytes -= s.body_bytes;
+        if let Some(s) = &load.chunk {
+            // Fewer than promised: unreadable, or (an index block) settled since it was handed out.
+            let (n, bytes) = entries
+                .as_ref()
+                .map_or((0, 0), |r| (r.len(), r.body_bytes()));
+            self.len -= (s.count as usize).saturating_sub(n).min(self.len);
+            self.bytes = (self.bytes + bytes).saturating_sub(s.body_bytes);
         }
         let level = &mut self.levels[load.level];
         level.loading = 0;
@@ -330,19 +349,43 @@ impl ReadyList {
     /// Forget the messages spilled chunks index (a purge): read on the store's reader thread, then acked.
     fn forget_chunks(&self, chunks: Vec<Spilled>) {
         let Some(pager) = &self.pager else { return };
-        if chunks.is_empty() {
+        let mut written = Vec::new();
+        for s in chunks {
+            match s.source {
+                Source::Chunk { loc, .. } => written.push((s, loc)),
+                Source::Index { block, .. } => {
+                    let Some(key) = pager.durable_key.clone() else {
+                        continue;
+                    };
+                    let store = pager.store.clone();
+                    pager.store.read_block_async(
+                        key.clone(),
+                        block,
+                        Box::new(move |read| {
+                            let locs: Vec<Location> = read
+                                .unwrap_or_default()
+                                .iter()
+                                .map(|m| m.location)
+                                .collect();
+                            store.ack(&key, &locs);
+                        }),
+                    );
+                }
+            }
+        }
+        if written.is_empty() {
             return;
         }
         let store = pager.store.clone();
         let durable_key = pager.durable_key.clone();
         let transient_key = pager.transient_key.clone();
-        let locs = chunks.iter().map(|s| s.loc).collect();
+        let locs = written.iter().map(|(_, loc)| *loc).collect();
         pager.store.read_async(
             locs,
             Box::new(move |read| {
                 let (mut durable, mut transient) = (Vec::new(), Vec::new());
-                for (s, r) in chunks.iter().zip(read) {
-                    transient.push(s.loc);
+                for ((s, loc), r) in written.iter().zip(read) {
+                    transient.push(*loc);
                     let entries = r
                         .ok()
                         .and_then(|b| super::spill::decode(&b, s.count))
@@ -595,12 +638,24 @@ fn merge_into(run: &mut VecDeque<QueuedMessage>, mut msgs: Vec<QueuedMessage>) {
 pub fn load_now(list: &mut ReadyList, load: Load) {
     let pager = list.pager.as_ref().expect("paged lists have a pager");
     if let Some(chunk) = load.chunk {
-        pager.store.ack(&pager.transient_key, &[chunk.loc]);
-        let entries = pager
-            .store
-            .read(chunk.loc)
-            .ok()
-            .and_then(|b| super::spill::check(&b, chunk.count));
+        let entries =
+            match chunk.source {
+                Source::Chunk { loc, .. } => {
+                    pager.store.ack(&pager.transient_key, &[loc]);
+                    pager
+                        .store
+                        .read(loc)
+                        .ok()
+                        .and_then(|b| super::spill::check(&b, chunk.count))
+                }
+                Source::Index { block, .. } => {
+                    let key = pager.durable_key.as_deref().expect("a durable queue");
+                    let clock = crate::clock::Clock::real();
+                    pager.store.read_block(key, &block).ok().map(|v| {
+                        super::paging::block_run(chunk.first_seq, &v, None, &clock, false).0
+                    })
+                }
+            };
         list.finish_chunk(load, entries);
         return;
     }

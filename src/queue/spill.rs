@@ -10,7 +10,7 @@
 //! from the store's own records.
 
 use super::paging::{Paged, Pager};
-use crate::store::Location;
+use crate::store::{get_varint, put_varint, IndexBlock, Location};
 use std::collections::VecDeque;
 
 /// Index entries per spilled chunk, and what the head or the tail holds in memory at most (unless a spill
@@ -23,12 +23,23 @@ const HEAD: usize = 256;
 const CHUNK_ID_BASE: u64 = 1 << 63;
 const FORMAT: u8 = 2;
 
+/// Where a spilled chunk's entries are.
+#[derive(Debug, Clone, Copy)]
+pub enum Source {
+    /// Written by this run under the queue's transient key, with this id.
+    Chunk { id: u64, loc: Location },
+    /// A block of the store's index of a segment written before the last start (a recovered backlog),
+    /// whose messages come back marked redelivered when `redelivered`.
+    Index {
+        block: IndexBlock,
+        redelivered: bool,
+    },
+}
+
 /// A chunk of index entries in the store.
 #[derive(Debug, Clone, Copy)]
 pub struct Spilled {
-    /// Its id under the queue's transient key.
-    pub id: u64,
-    pub loc: Location,
+    pub source: Source,
     pub count: u32,
     pub first_seq: u64,
     pub last_seq: u64,
@@ -57,6 +68,20 @@ pub struct Run {
 }
 
 impl Run {
+    /// A run of these entries, in order.
+    pub fn of(entries: impl IntoIterator<Item = Paged>) -> Run {
+        let mut run = Run::default();
+        for p in entries {
+            run.push(p);
+        }
+        run
+    }
+
+    /// Body bytes of the entries.
+    pub fn body_bytes(&self) -> u64 {
+        self.body_bytes
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -271,8 +296,7 @@ impl PagedRun {
                 *next_chunk += 1;
                 let tail = std::mem::take(&mut self.tail);
                 self.spilled.push_back(Spilled {
-                    id,
-                    loc,
+                    source: Source::Chunk { id, loc },
                     count: tail.len as u32,
                     first_seq: first.seq,
                     last_seq: tail.back_seq,
@@ -286,6 +310,21 @@ impl PagedRun {
                 false
             }
         }
+    }
+
+    /// Append a chunk that is already in the store (a recovered index block). What the tail holds is
+    /// spilled first, to stay ahead of it; if that fails the chunk is handed back.
+    pub fn push_spilled(
+        &mut self,
+        s: Spilled,
+        pager: Option<&Pager>,
+        next_chunk: &mut u64,
+    ) -> Result<(), Spilled> {
+        if !self.tail.is_empty() && !pager.is_some_and(|p| self.spill(p, next_chunk)) {
+            return Err(s);
+        }
+        self.spilled.push_back(s);
+        Ok(())
     }
 
     /// Empty the run: the entries in memory and the chunks in the store.
@@ -307,27 +346,6 @@ impl PagedRun {
 // Entries are stored as deltas from the previous one, in LEB128 varints: in a backlog consecutive entries
 // differ by one in seq, id and slot and by a record's length in offset, so most take 11 to 13 bytes instead
 // of 64.
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
-}
-
 /// The difference `b - a` as a zigzag-mapped unsigned number (small either way).
 fn delta(a: u64, b: u64) -> u64 {
     let d = b.wrapping_sub(a) as i64;
@@ -416,11 +434,7 @@ fn get_entry(b: &[u8], pos: &mut usize, prev: &mut Prev) -> Option<Paged> {
 
 #[cfg(test)]
 fn encode<'a>(entries: impl ExactSizeIterator<Item = &'a Paged>) -> Vec<u8> {
-    let mut run = Run::default();
-    for p in entries {
-        run.push(*p);
-    }
-    run.to_chunk()
+    Run::of(entries.copied()).to_chunk()
 }
 
 /// Check a chunk written by `spill` whole and make it a run; `None` if it is not one (corrupt, or not

@@ -33,7 +33,12 @@
 //!   segment and the ack segments that mention that segment, never the segments written after it.
 //!   Acks need no order: replay applies them by position, and segment ids are never reused (the next id
 //!   is above every id on disk and every id an ack record mentions).
-//! - **Crash recovery**: every record of every segment is checked; the first torn or corrupt record ends
+//! - **Index files**: a segment sealed for a couple of seconds that still holds live messages gets an index
+//!   (`index.rs`): per queue, blocks of its entries and their counts. Recovery reads an indexed segment's
+//!   table, not the segment, and hands queues [`RecoveredBlock`]s, which they read with
+//!   [`MessageStore::read_block`] when they get to them: a restart reads the ack log, the index tables and
+//!   the unindexed tail, never a body.
+//! - **Crash recovery**: every record of every unindexed segment is checked; the first torn or corrupt record ends
 //!   its segment, which is truncated there with a `warn!` (never a panic, never a refusal to start). The
 //!   store never appends to a segment that existed before `open`.
 //! - **Errors**: a failed write or sync fails the callbacks of the affected publishes (their records are
@@ -46,6 +51,7 @@
 
 mod error;
 mod format;
+mod index;
 mod recovery;
 mod state;
 mod sync;
@@ -62,7 +68,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 pub use error::StoreError;
+pub(crate) use format::{get_varint, put_varint};
 use format::{SegKind, HEADER_LEN, RECORD_HEADER_LEN};
+pub use index::{IndexBlock, RecoveredBlock};
 use state::State;
 
 /// Called exactly once, from the store's sync thread, when a publish is durable (or failed). It must be
@@ -73,7 +81,14 @@ pub type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// Called once on the store's reader thread with the payloads `read_async` was asked for, in order.
 pub type ReadDone = Box<dyn FnOnce(Vec<Result<Bytes, StoreError>>) + Send>;
 
-type ReadJob = (Vec<Location>, ReadDone);
+/// Called once on the store's reader thread with the live entries of a block `read_block_async` was asked
+/// for.
+pub type BlockDone = Box<dyn FnOnce(Result<Vec<RecoveredMessage>, StoreError>) + Send>;
+
+enum ReadJob {
+    Records(Vec<Location>, ReadDone),
+    Block(String, IndexBlock, BlockDone),
+}
 
 /// How long a `read` of a record that is being written waits for the write before giving up.
 const READ_WAIT: Duration = Duration::from_secs(30);
@@ -105,6 +120,9 @@ pub struct StoreConfig {
     /// Ack segments use an eighth of it (at least 64 KiB, at most this).
     pub segment_size: u64,
     pub sync: SyncPolicy,
+    /// What a message weighs in a [`RecoveredBlock`]'s `weight`, from its payload's first bytes (`None`:
+    /// its payload length).
+    pub weigh: Option<fn(&[u8; RECOVERED_HEAD]) -> u64>,
 }
 
 impl StoreConfig {
@@ -116,6 +134,7 @@ impl StoreConfig {
             dir: dir.into(),
             segment_size: Self::DEFAULT_SEGMENT_SIZE,
             sync: SyncPolicy::Always,
+            weigh: None,
         }
     }
 
@@ -165,6 +184,14 @@ pub struct RecoveredMessage {
 
 /// How many payload bytes [`RecoveredMessage::head`] carries.
 pub const RECOVERED_HEAD: usize = 24;
+
+/// What recovery hands a queue: a message, or a block of them in an indexed segment, to be read with
+/// [`MessageStore::read_block`] when the queue gets to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovered {
+    Message(RecoveredMessage),
+    Block(RecoveredBlock),
+}
 
 /// The live messages of one queue found at `open`, in publish order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -221,6 +248,8 @@ pub(crate) struct Shared {
     pub work: Condvar,
     /// Signalled after bytes reach the files (for `read` of a record in flight).
     pub written: Condvar,
+    /// Wakes the indexer thread (at shutdown; it looks for work every second anyway).
+    pub index_work: Condvar,
     #[cfg(test)]
     pub faults: Faults,
 }
@@ -283,6 +312,33 @@ impl Shared {
         file.read_exact_at(&mut buf, loc.offset)
             .map_err(|e| StoreError::io("read", &self.path(SegKind::Msg, loc.segment), e))?;
         decode_read(loc, Bytes::from(buf))
+    }
+
+    fn read_block(&self, queue: &str, b: &IndexBlock) -> Result<Vec<RecoveredMessage>, StoreError> {
+        let file = self
+            .lock()
+            .msg
+            .segs
+            .get(&b.segment)
+            .and_then(|s| s.file.clone())
+            .ok_or(StoreError::Invalid("the block's segment is gone"))?;
+        let entries = index::read_entries(&self.cfg.dir, &file, b, queue)?;
+        let st = self.lock();
+        Ok(entries
+            .into_iter()
+            .map(|e| RecoveredMessage {
+                msg_id: e.msg_id,
+                location: Location {
+                    segment: b.segment,
+                    offset: u64::from(e.offset),
+                    len: e.len,
+                    slot: e.slot,
+                },
+                delivered: false,
+                head: e.head,
+            })
+            .filter(|m| st.is_live(queue, m.location))
+            .collect())
     }
 
     /// Reads records in order, with one `pread` per run of records that lie close together in one
@@ -371,6 +427,7 @@ pub struct MessageStore {
     /// Jobs for the reader thread (`read_async`); None once closing.
     reads: Mutex<Option<std::sync::mpsc::Sender<ReadJob>>>,
     reader: Mutex<Option<JoinHandle<()>>>,
+    indexer: Mutex<Option<JoinHandle<()>>>,
     /// The next id `allocate_id` hands out: above every id `recover` found (ids are labels in the records
     /// for their owner; the store addresses messages by location).
     next_id: std::sync::atomic::AtomicU64,
@@ -391,7 +448,8 @@ impl MessageStore {
         let (store, pending) = Self::open_recovering(cfg)?;
         let mut queues: Vec<RecoveredQueue> = Vec::new();
         let mut index: crate::FastMap<String, usize> = crate::FastMap::default();
-        store.recover(pending, &mut |_| true, &mut |q, m| {
+        let mut failed = None;
+        store.recover(pending, &mut |_| true, &mut |q, r| {
             let i = *index.entry(q.to_string()).or_insert_with(|| {
                 queues.push(RecoveredQueue {
                     queue: q.to_string(),
@@ -399,8 +457,17 @@ impl MessageStore {
                 });
                 queues.len() - 1
             });
-            queues[i].messages.push(m);
+            match r {
+                Recovered::Message(m) => queues[i].messages.push(m),
+                Recovered::Block(b) => match store.read_block(q, &b.block) {
+                    Ok(mut v) => queues[i].messages.append(&mut v),
+                    Err(e) => failed = Some(e),
+                },
+            }
         })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
         Ok((store, queues))
     }
 
@@ -415,6 +482,7 @@ impl MessageStore {
             state: Mutex::new(state),
             work: Condvar::new(),
             written: Condvar::new(),
+            index_work: Condvar::new(),
             #[cfg(test)]
             faults: Faults::default(),
         });
@@ -428,16 +496,27 @@ impl MessageStore {
         let reader = std::thread::Builder::new()
             .name("warren-store-read".into())
             .spawn(move || {
-                for (locs, done) in jobs {
-                    done(reader_shared.read_many(&locs));
+                for job in jobs {
+                    match job {
+                        ReadJob::Records(locs, done) => done(reader_shared.read_many(&locs)),
+                        ReadJob::Block(queue, b, done) => {
+                            done(reader_shared.read_block(&queue, &b))
+                        }
+                    }
                 }
             })
             .map_err(|e| StoreError::io("start the reader thread for", &cfg.dir, e))?;
+        let index_shared = shared.clone();
+        let indexer = std::thread::Builder::new()
+            .name("warren-store-index".into())
+            .spawn(move || index::run(index_shared))
+            .map_err(|e| StoreError::io("start the indexer thread for", &cfg.dir, e))?;
         let store = MessageStore {
             shared,
             thread: Mutex::new(Some(thread)),
             reads: Mutex::new(Some(reads)),
             reader: Mutex::new(Some(reader)),
+            indexer: Mutex::new(Some(indexer)),
             next_id: std::sync::atomic::AtomicU64::new(1),
         };
         Ok((Arc::new(store), Recovering(pending)))
@@ -451,7 +530,7 @@ impl MessageStore {
         &self,
         pending: Recovering,
         keep: &mut dyn FnMut(&str) -> bool,
-        sink: &mut dyn FnMut(&str, RecoveredMessage),
+        sink: &mut dyn FnMut(&str, Recovered),
     ) -> Result<(), StoreError> {
         let max_id = recovery::replay(&self.shared, pending.0, keep, sink)?;
         if let Some(m) = max_id {
@@ -581,13 +660,37 @@ impl MessageStore {
     /// Read records back on the store's reader thread, then call `done` there with the payloads, in order.
     /// Callers holding locks or running on an async worker use this instead of `read`.
     pub fn read_async(&self, locs: Vec<Location>, done: ReadDone) {
+        self.send_read(ReadJob::Records(locs, done));
+    }
+
+    /// The live entries of `queue`'s block, in order (entries settled since recovery handed it out are
+    /// left out). Blocking: call it off the async runtime.
+    pub fn read_block(
+        &self,
+        queue: &str,
+        block: &IndexBlock,
+    ) -> Result<Vec<RecoveredMessage>, StoreError> {
+        self.shared.read_block(queue, block)
+    }
+
+    /// [`read_block`](Self::read_block) on the store's reader thread, then `done` there.
+    pub fn read_block_async(&self, queue: String, block: IndexBlock, done: BlockDone) {
+        self.send_read(ReadJob::Block(queue, block, done));
+    }
+
+    fn send_read(&self, job: ReadJob) {
         let sent = match &*self.reads.lock().unwrap_or_else(PoisonError::into_inner) {
-            Some(tx) => tx.send((locs, done)).map_err(|e| e.0),
-            None => Err((locs, done)),
+            Some(tx) => tx.send(job).map_err(|e| e.0),
+            None => Err(job),
         };
-        if let Err((locs, done)) = sent {
+        if let Err(job) = sent {
             // Never on the caller's thread: callers hold their queue's lock, which the callback takes.
-            let failed = move || done(locs.into_iter().map(|_| Err(StoreError::Closed)).collect());
+            let failed = move || match job {
+                ReadJob::Records(locs, done) => {
+                    done(locs.into_iter().map(|_| Err(StoreError::Closed)).collect())
+                }
+                ReadJob::Block(_, _, done) => done(Err(StoreError::Closed)),
+            };
             if let Err(e) = std::thread::Builder::new()
                 .name("store-read-closed".into())
                 .spawn(failed)
@@ -595,6 +698,13 @@ impl MessageStore {
                 tracing::error!(error = %e, "cannot start a thread to fail reads of a closed store");
             }
         }
+    }
+
+    /// Indexes every sealed segment that has live messages and no index yet, now (the indexer thread
+    /// does it a couple of seconds after a segment is sealed).
+    #[doc(hidden)]
+    pub fn index_now(&self) {
+        index::index_all(&self.shared);
     }
 
     /// Writes and syncs everything accepted so far (both logs), whatever the policy; returns when done.
@@ -673,6 +783,17 @@ impl Drop for MessageStore {
         }
         self.shared.lock().shutdown = true;
         self.shared.work.notify_one();
+        self.shared.index_work.notify_all();
+        let indexer = self
+            .indexer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = indexer {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
         let thread = self
             .thread
             .lock()

@@ -19,8 +19,9 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use super::format::{self, Pos, Scan, Scanner, SegKind, HEADER_LEN, RECORD_HEADER_LEN};
+use super::index;
 use super::state::{Log, Seg, State};
-use super::{Location, RecoveredMessage, Shared, StoreConfig, StoreError, RECOVERED_HEAD};
+use super::{Location, Recovered, RecoveredMessage, Shared, StoreConfig, StoreError};
 
 /// A progress line is logged every this many records.
 const PROGRESS_EVERY_RECORDS: u64 = 1_000_000;
@@ -56,6 +57,7 @@ struct Progress {
     bytes: u64,
     total_bytes: u64,
     truncated: usize,
+    indexed: usize,
 }
 
 impl Progress {
@@ -91,6 +93,8 @@ struct Mark {
 pub(super) struct Pending {
     dir: PathBuf,
     msg_ids: BTreeSet<u32>,
+    /// Msg segments with an index file.
+    indexed: BTreeSet<u32>,
     /// Per msg segment, sorted by offset.
     marks: HashMap<u32, Vec<Mark>>,
     drops: HashMap<u32, (Pos, u32)>,
@@ -106,13 +110,14 @@ pub(super) struct Pending {
 pub(super) fn open(cfg: &StoreConfig) -> Result<(State, Pending), StoreError> {
     let dir = cfg.dir.as_path();
     fs::create_dir_all(dir).map_err(|e| StoreError::io("create directory", dir, e))?;
-    let (msg_ids, ack_ids, total_bytes) = list_segments(dir)?;
+    let (msg_ids, ack_ids, indexed, total_bytes) = list_segments(dir)?;
     let mut progress = Progress {
         started: Instant::now(),
         records: 0,
         bytes: 0,
         total_bytes,
         truncated: 0,
+        indexed: 0,
     };
     info!(
         dir = %dir.display(),
@@ -214,6 +219,7 @@ pub(super) fn open(cfg: &StoreConfig) -> Result<(State, Pending), StoreError> {
     let pending = Pending {
         dir: dir.to_path_buf(),
         msg_ids,
+        indexed,
         marks,
         drops,
         names,
@@ -236,7 +242,9 @@ struct SegScan {
     merged: u32,
     live: u64,
     queues: HashMap<u32, u64>,
-    batch: Vec<(u32, RecoveredMessage)>,
+    batch: Vec<(u32, Recovered)>,
+    /// Slots are killed in any order (an indexed segment's queue by queue): merge every dead word.
+    unordered: bool,
 }
 
 impl SegScan {
@@ -256,7 +264,7 @@ impl SegScan {
         id: u32,
         names: &Names,
         dropped: &mut BTreeMap<u32, BTreeSet<u32>>,
-        sink: &mut dyn FnMut(&str, RecoveredMessage),
+        sink: &mut dyn FnMut(&str, Recovered),
     ) {
         {
             let mut st = shared.lock();
@@ -290,7 +298,8 @@ impl SegScan {
                     let mut kill = Vec::new();
                     self.batch.retain(|(qid, m)| {
                         let keep = *qid != q;
-                        if !keep {
+                        // A block's slots need no bits: the segment no longer counts the queue.
+                        if let (false, Recovered::Message(m)) = (keep, m) {
                             kill.push(m.location.slot);
                         }
                         keep
@@ -304,7 +313,11 @@ impl SegScan {
                 return;
             };
             s.slots = self.slots;
-            let from = (self.merged / 64) as usize;
+            let from = if self.unordered {
+                0
+            } else {
+                (self.merged / 64) as usize
+            };
             if self.dead.len() > from {
                 if s.settled.len() < self.dead.len() {
                     s.settled.resize(self.dead.len(), 0);
@@ -330,22 +343,41 @@ impl SegScan {
     }
 }
 
+/// What `replay` carries from segment to segment.
+#[derive(Default)]
+struct Replay {
+    /// Per queue id, whether `keep` accepted it (asked once).
+    kept: Vec<Option<bool>>,
+    /// Queues dropped now, with the segments that held their messages.
+    dropped: BTreeMap<u32, BTreeSet<u32>>,
+    /// Per ack segment, the msg segments its records refer to.
+    refs: HashMap<u32, BTreeSet<u32>>,
+    max_id: Option<u64>,
+    deleted: Vec<u32>,
+    /// The queue of the last entry (consecutive records usually name the same queue).
+    last: Option<u32>,
+}
+
+impl Replay {
+    fn keep(&mut self, qid: u32, q: &str, keep: &mut dyn FnMut(&str) -> bool) -> bool {
+        if self.kept.len() <= qid as usize {
+            self.kept.resize(qid as usize + 1, None);
+        }
+        *self.kept[qid as usize].get_or_insert_with(|| keep(q))
+    }
+}
+
 /// Step two: the msg log, in publish order. Every live message of a queue `keep` accepts goes to `sink`,
-/// each queue's in publish order; the others are dropped (one DROP record per queue). Returns the highest
-/// message id handed out.
+/// each queue's in publish order (an indexed segment's as blocks where nothing of the queue's there was
+/// acked or delivered); the others are dropped (one DROP record per queue). Returns the highest message id
+/// found.
 pub(super) fn replay(
     shared: &Shared,
     mut p: Pending,
     keep: &mut dyn FnMut(&str) -> bool,
-    sink: &mut dyn FnMut(&str, RecoveredMessage),
+    sink: &mut dyn FnMut(&str, Recovered),
 ) -> Result<Option<u64>, StoreError> {
-    let mut kept: Vec<Option<bool>> = Vec::new();
-    // Queues dropped now, with the segments that held their messages.
-    let mut dropped: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
-    let mut refs: HashMap<u32, BTreeSet<u32>> = HashMap::default();
-    let mut max_id = None;
-    let mut deleted = Vec::new();
-    let mut last: Option<u32> = None;
+    let mut r = Replay::default();
     let msg_ids = std::mem::take(&mut p.msg_ids);
     shared.lock().replaying = true;
     for id in msg_ids {
@@ -354,108 +386,20 @@ pub(super) fn replay(
         let file = Arc::new(file);
         let mut seg = Seg::existing(len, Some(file.clone()));
         seg.recovering = true;
+        let table = p
+            .indexed
+            .contains(&id)
+            .then(|| index::read_table(&p.dir, id, len))
+            .flatten();
+        seg.indexed = table.is_some();
         shared.lock().msg.segs.insert(id, seg);
-        let marks = p.marks.remove(&id).unwrap_or_default();
-        let mut cursor = 0usize;
-        let mut scan = SegScan::default();
-        let mut sc = Scanner::new(&file, len);
-        let mut bad = None;
-        loop {
-            match sc.next().map_err(|e| StoreError::io("read", &path, e))? {
-                Scan::End => break,
-                Scan::Bad { offset, reason } => {
-                    bad = Some((offset, reason));
-                    break;
-                }
-                Scan::Record { offset, ty, body } => {
-                    p.progress.record(RECORD_HEADER_LEN + body.len());
-                    let parsed = (ty == format::PUBLISH)
-                        .then(|| format::PublishBody::decode(body))
-                        .flatten();
-                    let (Some(pb), Ok(off)) = (parsed, u32::try_from(offset)) else {
-                        bad = Some((offset, "undecodable or misplaced record"));
-                        break;
-                    };
-                    let pos = Pos { seg: id, off };
-                    while marks.get(cursor).is_some_and(|m| m.off < off) {
-                        cursor += 1;
-                    }
-                    let here =
-                        &marks[cursor..marks[cursor..].partition_point(|m| m.off == off) + cursor];
-                    let location = Location {
-                        segment: id,
-                        offset,
-                        len: (RECORD_HEADER_LEN + body.len()) as u32,
-                        slot: 0,
-                    };
-                    let mut head = [0u8; RECOVERED_HEAD];
-                    let payload = &body[pb.payload_start..];
-                    let n = payload.len().min(RECOVERED_HEAD);
-                    head[..n].copy_from_slice(&payload[..n]);
-                    for (q, msg_id) in pb.entries() {
-                        let slot = scan.slots;
-                        scan.slots += 1;
-                        // Consecutive records usually name the same queue: skip the hash lookup.
-                        let qid = match last {
-                            Some(qid) if *p.names.names[qid as usize] == *q => qid,
-                            _ => p.names.id(q),
-                        };
-                        last = Some(qid);
-                        if let Some(&(mark, a)) = p.drops.get(&qid) {
-                            if pos < mark {
-                                refs.entry(a).or_default().insert(id);
-                                scan.kill(slot);
-                                continue;
-                            }
-                        }
-                        let mut acked = false;
-                        let mut delivered = false;
-                        for m in here.iter().filter(|m| m.qid == qid) {
-                            refs.entry(m.ack_seg).or_default().insert(id);
-                            acked |= m.acked;
-                            delivered |= !m.acked;
-                        }
-                        if acked {
-                            scan.kill(slot);
-                            continue;
-                        }
-                        if kept.len() <= qid as usize {
-                            kept.resize(qid as usize + 1, None);
-                        }
-                        let keep_it = *kept[qid as usize].get_or_insert_with(|| keep(q));
-                        if !keep_it {
-                            dropped.entry(qid).or_default().insert(id);
-                            scan.kill(slot);
-                            continue;
-                        }
-                        max_id = max_id.max(Some(msg_id));
-                        *scan.queues.entry(qid).or_default() += 1;
-                        scan.live += 1;
-                        scan.batch.push((
-                            qid,
-                            RecoveredMessage {
-                                msg_id,
-                                location: Location { slot, ..location },
-                                delivered,
-                                head,
-                            },
-                        ));
-                    }
-                    if scan.batch.len() >= BATCH {
-                        scan.flush(shared, id, &p.names, &mut dropped, sink);
-                    }
-                }
+        let good = match table {
+            Some(t) => {
+                replay_indexed(shared, &mut p, &mut r, id, &file, t, keep, sink)?;
+                len
             }
-        }
-        let good = match bad {
-            Some((offset, reason)) => {
-                truncate(&file, &path, offset, len, reason);
-                p.progress.truncated += 1;
-                offset
-            }
-            None => len,
+            None => replay_scan(shared, &mut p, &mut r, id, &file, len, keep, sink)?,
         };
-        scan.flush(shared, id, &p.names, &mut dropped, sink);
         let empty = {
             let mut st = shared.lock();
             let Some(s) = st.msg.segs.get_mut(&id) else {
@@ -473,8 +417,9 @@ pub(super) fn replay(
             let mut st = shared.lock();
             match removed {
                 Ok(()) => {
+                    let _ = fs::remove_file(index::path(&p.dir, id));
                     st.msg.segs.remove(&id);
-                    deleted.push(id);
+                    r.deleted.push(id);
                 }
                 Err(e) => {
                     // Kept, so that the ack records about it stay too; GC tries again.
@@ -487,6 +432,13 @@ pub(super) fn replay(
             }
         }
     }
+    let Replay {
+        dropped,
+        mut refs,
+        max_id,
+        deleted,
+        ..
+    } = r;
     // Ack records about deleted segments may go once the deletions are durable.
     let dir_ok = deleted.is_empty() || sync_dir(&p.dir);
 
@@ -527,6 +479,7 @@ pub(super) fn replay(
         info!(
             live_messages = st.live,
             msg_segments = st.msg.segs.len() - 1,
+            indexed_segments = p.progress.indexed,
             ack_segments = st.ack.segs.len() - 1,
             records = p.progress.records,
             bytes = p.progress.bytes,
@@ -541,10 +494,242 @@ pub(super) fn replay(
     Ok(max_id)
 }
 
-/// Segment ids of each log and their total size. Other files are left alone.
-fn list_segments(dir: &Path) -> Result<(BTreeSet<u32>, BTreeSet<u32>, u64), StoreError> {
+/// An indexed segment: each queue's entries come from the index table. A queue with nothing acked,
+/// delivered or dropped here gets its blocks as they are, unread; the others' blocks are read and their
+/// entries checked against the marks one by one, as a scan would.
+#[allow(clippy::too_many_arguments)]
+fn replay_indexed(
+    shared: &Shared,
+    p: &mut Pending,
+    r: &mut Replay,
+    id: u32,
+    file: &File,
+    t: index::Table,
+    keep: &mut dyn FnMut(&str) -> bool,
+    sink: &mut dyn FnMut(&str, Recovered),
+) -> Result<(), StoreError> {
+    p.progress.indexed += 1;
+    let mut by_queue: HashMap<u32, Vec<Mark>> = HashMap::default();
+    for m in p.marks.remove(&id).unwrap_or_default() {
+        by_queue.entry(m.qid).or_default().push(m);
+    }
+    let mut scan = SegScan {
+        slots: t.slots,
+        unordered: true,
+        ..SegScan::default()
+    };
+    if t.slots > 0 {
+        r.max_id = r.max_id.max(Some(t.max_id));
+    }
+    for (q, blocks) in t.groups {
+        let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
+            continue;
+        };
+        let (first, last) = (first.block.first_record, last.block.last_record);
+        let qid = p.names.id(&q);
+        let drop = p.drops.get(&qid).copied();
+        if let Some((mark, a)) = drop {
+            if (Pos { seg: id, off: last }) < mark {
+                // All of it went with the queue.
+                r.refs.entry(a).or_default().insert(id);
+                continue;
+            }
+        }
+        if !r.keep(qid, &q, keep) {
+            r.dropped.entry(qid).or_default().insert(id);
+            continue;
+        }
+        let marks = by_queue.remove(&qid).unwrap_or_default();
+        let split = drop.is_some_and(|(mark, _)| {
+            (Pos {
+                seg: id,
+                off: first,
+            }) < mark
+        });
+        if marks.is_empty() && !split {
+            let n: u64 = blocks.iter().map(|b| u64::from(b.block.count)).sum();
+            *scan.queues.entry(qid).or_default() += n;
+            scan.live += n;
+            scan.batch
+                .extend(blocks.into_iter().map(|b| (qid, Recovered::Block(b))));
+            if scan.batch.len() >= BATCH {
+                scan.flush(shared, id, &p.names, &mut r.dropped, sink);
+            }
+            continue;
+        }
+        let mut cursor = 0usize;
+        for b in blocks {
+            for e in index::read_entries(&p.dir, file, &b.block, &q)? {
+                p.progress.record(e.len as usize);
+                if let Some((mark, a)) = drop {
+                    if (Pos {
+                        seg: id,
+                        off: e.offset,
+                    }) < mark
+                    {
+                        r.refs.entry(a).or_default().insert(id);
+                        scan.kill(e.slot);
+                        continue;
+                    }
+                }
+                while marks.get(cursor).is_some_and(|m| m.off < e.offset) {
+                    cursor += 1;
+                }
+                let (mut acked, mut delivered) = (false, false);
+                for m in marks[cursor..].iter().take_while(|m| m.off == e.offset) {
+                    r.refs.entry(m.ack_seg).or_default().insert(id);
+                    acked |= m.acked;
+                    delivered |= !m.acked;
+                }
+                if acked {
+                    scan.kill(e.slot);
+                    continue;
+                }
+                *scan.queues.entry(qid).or_default() += 1;
+                scan.live += 1;
+                scan.batch.push((
+                    qid,
+                    Recovered::Message(RecoveredMessage {
+                        msg_id: e.msg_id,
+                        location: Location {
+                            segment: id,
+                            offset: u64::from(e.offset),
+                            len: e.len,
+                            slot: e.slot,
+                        },
+                        delivered,
+                        head: e.head,
+                    }),
+                ));
+                if scan.batch.len() >= BATCH {
+                    scan.flush(shared, id, &p.names, &mut r.dropped, sink);
+                }
+            }
+        }
+    }
+    scan.flush(shared, id, &p.names, &mut r.dropped, sink);
+    Ok(())
+}
+
+/// An unindexed segment: every record is read and checked; a torn or corrupt tail is cut off. Returns the
+/// length of what is good.
+#[allow(clippy::too_many_arguments)]
+fn replay_scan(
+    shared: &Shared,
+    p: &mut Pending,
+    r: &mut Replay,
+    id: u32,
+    file: &File,
+    len: u64,
+    keep: &mut dyn FnMut(&str) -> bool,
+    sink: &mut dyn FnMut(&str, Recovered),
+) -> Result<u64, StoreError> {
+    let path = p.dir.join(format::segment_file_name(SegKind::Msg, id));
+    let marks = p.marks.remove(&id).unwrap_or_default();
+    let mut cursor = 0usize;
+    let mut scan = SegScan::default();
+    let mut sc = Scanner::new(file, len);
+    let mut bad = None;
+    loop {
+        match sc.next().map_err(|e| StoreError::io("read", &path, e))? {
+            Scan::End => break,
+            Scan::Bad { offset, reason } => {
+                bad = Some((offset, reason));
+                break;
+            }
+            Scan::Record { offset, ty, body } => {
+                p.progress.record(RECORD_HEADER_LEN + body.len());
+                let parsed = (ty == format::PUBLISH)
+                    .then(|| format::PublishBody::decode(body))
+                    .flatten();
+                let (Some(pb), Ok(off)) = (parsed, u32::try_from(offset)) else {
+                    bad = Some((offset, "undecodable or misplaced record"));
+                    break;
+                };
+                let pos = Pos { seg: id, off };
+                while marks.get(cursor).is_some_and(|m| m.off < off) {
+                    cursor += 1;
+                }
+                let here =
+                    &marks[cursor..marks[cursor..].partition_point(|m| m.off == off) + cursor];
+                let location = Location {
+                    segment: id,
+                    offset,
+                    len: (RECORD_HEADER_LEN + body.len()) as u32,
+                    slot: 0,
+                };
+                let head = index::head_of(&body[pb.payload_start..]);
+                for (q, msg_id) in pb.entries() {
+                    let slot = scan.slots;
+                    scan.slots += 1;
+                    let qid = match r.last {
+                        Some(qid) if *p.names.names[qid as usize] == *q => qid,
+                        _ => p.names.id(q),
+                    };
+                    r.last = Some(qid);
+                    if let Some(&(mark, a)) = p.drops.get(&qid) {
+                        if pos < mark {
+                            r.refs.entry(a).or_default().insert(id);
+                            scan.kill(slot);
+                            continue;
+                        }
+                    }
+                    let mut acked = false;
+                    let mut delivered = false;
+                    for m in here.iter().filter(|m| m.qid == qid) {
+                        r.refs.entry(m.ack_seg).or_default().insert(id);
+                        acked |= m.acked;
+                        delivered |= !m.acked;
+                    }
+                    if acked {
+                        scan.kill(slot);
+                        continue;
+                    }
+                    if !r.keep(qid, q, keep) {
+                        r.dropped.entry(qid).or_default().insert(id);
+                        scan.kill(slot);
+                        continue;
+                    }
+                    r.max_id = r.max_id.max(Some(msg_id));
+                    *scan.queues.entry(qid).or_default() += 1;
+                    scan.live += 1;
+                    scan.batch.push((
+                        qid,
+                        Recovered::Message(RecoveredMessage {
+                            msg_id,
+                            location: Location { slot, ..location },
+                            delivered,
+                            head,
+                        }),
+                    ));
+                }
+                if scan.batch.len() >= BATCH {
+                    scan.flush(shared, id, &p.names, &mut r.dropped, sink);
+                }
+            }
+        }
+    }
+    let good = match bad {
+        Some((offset, reason)) => {
+            truncate(file, &path, offset, len, reason);
+            p.progress.truncated += 1;
+            offset
+        }
+        None => len,
+    };
+    scan.flush(shared, id, &p.names, &mut r.dropped, sink);
+    Ok(good)
+}
+
+/// Segment ids of each log, the msg segments with an index file, and the logs' total size. Index files
+/// of segments that are gone, and half-written ones, are deleted; other files are left alone.
+#[allow(clippy::type_complexity)]
+fn list_segments(
+    dir: &Path,
+) -> Result<(BTreeSet<u32>, BTreeSet<u32>, BTreeSet<u32>, u64), StoreError> {
     let mut msg = BTreeSet::new();
     let mut ack = BTreeSet::new();
+    let mut idx = Vec::new();
     let mut bytes = 0;
     let entries = fs::read_dir(dir).map_err(|e| StoreError::io("list directory", dir, e))?;
     for entry in entries {
@@ -552,6 +737,10 @@ fn list_segments(dir: &Path) -> Result<(BTreeSet<u32>, BTreeSet<u32>, u64), Stor
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
+        if let Some((id, tmp)) = index::parse_name(&name) {
+            idx.push((id, tmp, entry.path()));
+            continue;
+        }
         let Some((kind, id)) = format::parse_segment_file_name(&name) else {
             continue;
         };
@@ -563,7 +752,15 @@ fn list_segments(dir: &Path) -> Result<(BTreeSet<u32>, BTreeSet<u32>, u64), Stor
             SegKind::Ack => ack.insert(id),
         };
     }
-    Ok((msg, ack, bytes))
+    let mut indexed = BTreeSet::new();
+    for (id, tmp, path) in idx {
+        if !tmp && msg.contains(&id) {
+            indexed.insert(id);
+        } else if let Err(e) = fs::remove_file(&path) {
+            warn!(file = %path.display(), error = %e, "message store: cannot delete stale index file");
+        }
+    }
+    Ok((msg, ack, indexed, bytes))
 }
 
 /// Opens an existing segment and checks its header. A missing or damaged header (a crash while the file

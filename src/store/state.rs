@@ -64,6 +64,10 @@ pub(crate) struct Seg {
     pub deleting: bool,
     /// Recovery is still counting its slots: it must not be deleted yet.
     pub recovering: bool,
+    /// Msg log: it has an index file (or the indexer has tried to write one).
+    pub indexed: bool,
+    /// Msg log: when it stopped being the active segment (`None`: before this run).
+    pub sealed_at: Option<Instant>,
 }
 
 impl Seg {
@@ -81,6 +85,8 @@ impl Seg {
             refs: HashSet::default(),
             deleting: false,
             recovering: false,
+            indexed: false,
+            sealed_at: None,
         }
     }
 
@@ -133,6 +139,9 @@ impl Log {
                 .active
                 .checked_add(1)
                 .ok_or(StoreError::Invalid("segment ids exhausted"))?;
+            if let Some(s) = self.segs.get_mut(&self.active) {
+                s.sealed_at = Some(Instant::now());
+            }
             self.active = next;
             self.len = HEADER_LEN;
             self.rolled = true;
@@ -279,7 +288,33 @@ impl State {
     }
 
     /// Whether the slot at `loc` is live and belongs to `queue`.
-    fn is_live(&self, queue: &str, loc: Location) -> bool {
+    /// A sealed msg segment with live messages and no index yet, sealed at least `sealed_for` ago, to index
+    /// now; marked as indexed so it is taken once.
+    pub(crate) fn next_to_index(
+        &mut self,
+        sealed_for: Option<std::time::Duration>,
+    ) -> Option<(u32, Arc<File>, u64)> {
+        let active = self.msg.active;
+        let now = Instant::now();
+        let (&id, s) = self.msg.segs.iter_mut().find(|(&id, s)| {
+            id != active
+                && !s.indexed
+                && !s.recovering
+                && !s.deleting
+                && s.live > 0
+                && s.file.is_some()
+                && s.written >= s.len
+                && s.durable >= s.len
+                && match (sealed_for, s.sealed_at) {
+                    (Some(d), Some(at)) => now.duration_since(at) >= d,
+                    _ => true,
+                }
+        })?;
+        s.indexed = true;
+        Some((id, s.file.clone()?, s.len))
+    }
+
+    pub(crate) fn is_live(&self, queue: &str, loc: Location) -> bool {
         let Some(s) = self.msg.segs.get(&loc.segment) else {
             return false;
         };

@@ -454,7 +454,11 @@ impl SyncThread {
         for id in victims {
             let path = self.shared.path(SegKind::Msg, id);
             match std::fs::remove_file(&path) {
-                Ok(()) => deleted.push(id),
+                Ok(()) => {
+                    // An index without its segment is deleted at the next start if this fails.
+                    let _ = std::fs::remove_file(super::index::path(&self.shared.cfg.dir, id));
+                    deleted.push(id)
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => deleted.push(id),
                 Err(e) => {
                     warn!(segment = %path.display(), error = %e, "message store: cannot delete segment");

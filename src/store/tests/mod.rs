@@ -3,6 +3,7 @@
 //! (ignored unless asked for).
 
 mod bench;
+mod index;
 mod model;
 mod slots;
 
@@ -49,6 +50,7 @@ pub(super) fn config(dir: &Path, segment_size: u64, sync: SyncPolicy) -> StoreCo
         dir: dir.to_path_buf(),
         segment_size,
         sync,
+        weigh: None,
     }
 }
 

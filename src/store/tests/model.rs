@@ -127,6 +127,10 @@ fn run_model(seed: u64, ops: usize, sync: SyncPolicy) {
                 store.drop_queue(q);
             }
             72..=74 => {
+                // Half the restarts find the sealed segments indexed.
+                if rng.below(2) == 0 {
+                    store.index_now();
+                }
                 drop(store);
                 restarts += 1;
                 let (s, rec) = open(&cfg);

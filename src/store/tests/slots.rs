@@ -51,6 +51,9 @@ fn recovery_streams_and_drops_refused_queues() {
                     q != "v/gone"
                 },
                 &mut |q, m| {
+                    let Recovered::Message(m) = m else {
+                        panic!("nothing was indexed")
+                    };
                     if q == "v/settle" {
                         // Settled while recovery still scans its segment.
                         s.ack(q, &[m.location]);

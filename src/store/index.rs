@@ -1,0 +1,734 @@
+//! Index files: what recovery needs of a sealed msg segment without reading it.
+//!
+//! Once a msg segment has been sealed for a while, the indexer thread scans it once and writes
+//! `msg-N.idx`: for each queue with records in the segment, that queue's entries (slot, record position,
+//! message id, the payload's first bytes) in checksummed blocks of up to [`BLOCK`], and a table of the
+//! blocks. Recovery reads the table instead of the segment and hands each queue its blocks as placeholders;
+//! a queue reads a block's entries when its head reaches it. So a restart reads no message and holds nothing
+//! per message, only per block. An index is a cache of its segment: a missing, stale or damaged table means
+//! the segment is scanned as before, and a damaged block is rebuilt by scanning the part of the segment it
+//! covers.
+//!
+//! All integers are little-endian.
+//!
+//! ```text
+//! file    msg-0000000007.idx (written as .idx.tmp, synced, renamed)
+//! header  56 bytes: magic "WRNINDEX" | u16 version (1) | u16 0 | u32 segment id | u64 segment length |
+//!         u32 slots | u32 table length | u64 table offset | u32 table crc | u32 0 | u64 highest msg id
+//! blocks  entries, block after block
+//! table   u32 groups | per group: u16 qlen | queue | u32 blocks | per block: u32 offset | u32 length |
+//!         u32 count | u32 crc | u32 first slot | u32 last slot | u32 first record | u32 last record |
+//!         u64 weight | 24 bytes: the first entry's head
+//! entry   varint slot - previous slot | varint zigzag(record offset - previous record's end) |
+//!         varint record length | varint zigzag(msg id - previous id) |
+//!         3-byte mask of the head bytes that differ from the previous head's, then those bytes
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
+
+use super::format::{self, get_varint, put_varint, Scan, Scanner, RECORD_HEADER_LEN};
+use super::{Shared, StoreError, RECOVERED_HEAD};
+use crate::FastMap as HashMap;
+
+/// Entries per block: what a queue reads back at once.
+pub(crate) const BLOCK: usize = 1024;
+/// A sealed segment is indexed once it has been sealed this long: in a queue that keeps up, it is gone by
+/// then and never costs a scan.
+pub(crate) const SEALED_FOR: Duration = Duration::from_secs(2);
+const MAGIC: [u8; 8] = *b"WRNINDEX";
+const VERSION: u16 = 1;
+const FILE_HEADER: usize = 56;
+/// A block's row in the table, after its queue.
+const BLOCK_ROW: usize = 4 * 8 + 8 + RECOVERED_HEAD;
+
+type Head = [u8; RECOVERED_HEAD];
+
+/// A block of one queue's entries in one segment's index: what a queue keeps for messages it has not read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexBlock {
+    pub segment: u32,
+    pub(crate) at: u32,
+    pub(crate) len: u32,
+    /// Entries in the block (all live when recovery handed it out).
+    pub count: u32,
+    pub(crate) crc: u32,
+    pub(crate) first_slot: u32,
+    pub(crate) last_slot: u32,
+    pub(crate) first_record: u32,
+    pub(crate) last_record: u32,
+}
+
+/// A block as recovery hands it out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecoveredBlock {
+    pub block: IndexBlock,
+    /// The sum of the store's `weigh` over the block's entries (payload bytes by default).
+    pub weight: u64,
+    /// The first entry's payload head (see [`super::RecoveredMessage::head`]).
+    pub first_head: Head,
+}
+
+/// One entry of a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub slot: u32,
+    pub offset: u32,
+    pub len: u32,
+    pub msg_id: u64,
+    pub head: Head,
+}
+
+/// A segment's index table, read at recovery.
+pub(crate) struct Table {
+    pub slots: u32,
+    pub max_id: u64,
+    pub groups: Vec<(String, Vec<RecoveredBlock>)>,
+}
+
+pub(crate) fn path(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("msg-{id:010}.idx"))
+}
+
+fn tmp_path(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("msg-{id:010}.idx.tmp"))
+}
+
+/// The segment id of an index file name; `Some((id, true))` for a leftover temporary one.
+pub(crate) fn parse_name(name: &str) -> Option<(u32, bool)> {
+    let (stem, tmp) = match name.strip_suffix(".idx.tmp") {
+        Some(s) => (s, true),
+        None => (name.strip_suffix(".idx")?, false),
+    };
+    let digits = stem.strip_prefix("msg-")?;
+    if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().map(|id| (id, tmp))
+}
+
+fn zigzag(d: i64) -> u64 {
+    ((d << 1) ^ (d >> 63)) as u64
+}
+
+fn unzigzag(z: u64) -> i64 {
+    ((z >> 1) as i64) ^ -((z & 1) as i64)
+}
+
+/// The encoding state between entries of one block.
+#[derive(Default, Clone, Copy)]
+struct Prev {
+    slot: u32,
+    end: u64,
+    msg_id: u64,
+    head: Head,
+}
+
+fn put_entry(out: &mut Vec<u8>, prev: &mut Prev, e: &Entry) {
+    put_varint(out, u64::from(e.slot.wrapping_sub(prev.slot)));
+    put_varint(
+        out,
+        zigzag(i64::from(e.offset).wrapping_sub(prev.end as i64)),
+    );
+    put_varint(out, u64::from(e.len));
+    put_varint(out, zigzag(e.msg_id.wrapping_sub(prev.msg_id) as i64));
+    let mut mask = 0u32;
+    for i in 0..RECOVERED_HEAD {
+        if e.head[i] != prev.head[i] {
+            mask |= 1 << i;
+        }
+    }
+    out.extend_from_slice(&mask.to_le_bytes()[..3]);
+    for i in 0..RECOVERED_HEAD {
+        if mask & (1 << i) != 0 {
+            out.push(e.head[i]);
+        }
+    }
+    *prev = Prev {
+        slot: e.slot,
+        end: u64::from(e.offset) + u64::from(e.len),
+        msg_id: e.msg_id,
+        head: e.head,
+    };
+}
+
+fn get_entry(b: &[u8], pos: &mut usize, prev: &mut Prev) -> Option<Entry> {
+    let slot = prev
+        .slot
+        .checked_add(u32::try_from(get_varint(b, pos)?).ok()?)?;
+    let offset =
+        u32::try_from((prev.end as i64).checked_add(unzigzag(get_varint(b, pos)?))?).ok()?;
+    let len = u32::try_from(get_varint(b, pos)?).ok()?;
+    let msg_id = prev
+        .msg_id
+        .wrapping_add(unzigzag(get_varint(b, pos)?) as u64);
+    let m = b.get(*pos..*pos + 3)?;
+    let mask = u32::from_le_bytes([m[0], m[1], m[2], 0]);
+    *pos += 3;
+    let mut head = prev.head;
+    for (i, h) in head.iter_mut().enumerate() {
+        if mask & (1 << i) != 0 {
+            *h = *b.get(*pos)?;
+            *pos += 1;
+        }
+    }
+    let e = Entry {
+        slot,
+        offset,
+        len,
+        msg_id,
+        head,
+    };
+    *prev = Prev {
+        slot,
+        end: u64::from(offset) + u64::from(len),
+        msg_id,
+        head,
+    };
+    Some(e)
+}
+
+fn crc(b: &[u8]) -> u32 {
+    crc32fast::hash(b)
+}
+
+/// The payload's first bytes, zero-padded.
+pub(crate) fn head_of(payload: &[u8]) -> Head {
+    let mut head = [0u8; RECOVERED_HEAD];
+    let n = payload.len().min(RECOVERED_HEAD);
+    head[..n].copy_from_slice(&payload[..n]);
+    head
+}
+
+/// One queue's block being filled.
+struct Building {
+    bytes: Vec<u8>,
+    prev: Prev,
+    count: u32,
+    first: Option<Entry>,
+    pub(crate) last_slot: u32,
+    pub(crate) last_record: u32,
+    weight: u64,
+}
+
+impl Building {
+    fn new() -> Self {
+        Building {
+            bytes: Vec::new(),
+            prev: Prev::default(),
+            count: 0,
+            first: None,
+            last_slot: 0,
+            last_record: 0,
+            weight: 0,
+        }
+    }
+}
+
+/// Builds an index from a segment's records, in order.
+pub(crate) struct Builder {
+    weigh: Option<fn(&Head) -> u64>,
+    out: Vec<u8>,
+    groups: Vec<(String, Vec<RecoveredBlock>, Building)>,
+    by_name: HashMap<String, usize>,
+    last: Option<usize>,
+    slots: u32,
+    max_id: u64,
+}
+
+impl Builder {
+    pub(crate) fn new(weigh: Option<fn(&Head) -> u64>) -> Self {
+        Builder {
+            weigh,
+            out: vec![0u8; FILE_HEADER],
+            groups: Vec::new(),
+            by_name: HashMap::default(),
+            last: None,
+            slots: 0,
+            max_id: 0,
+        }
+    }
+
+    /// Adds a publish record at `offset` of `len` bytes (header included).
+    pub(crate) fn record(
+        &mut self,
+        offset: u32,
+        len: u32,
+        targets: impl Iterator<Item = (impl AsRef<str>, u64)>,
+        payload: &[u8],
+    ) {
+        let head = head_of(payload);
+        let weight = match self.weigh {
+            Some(w) => w(&head),
+            None => payload.len() as u64,
+        };
+        for (q, msg_id) in targets {
+            let q = q.as_ref();
+            let slot = self.slots;
+            self.slots = self.slots.saturating_add(1);
+            self.max_id = self.max_id.max(msg_id);
+            let g = match self.last {
+                Some(g) if self.groups[g].0 == q => g,
+                _ => match self.by_name.get(q) {
+                    Some(&g) => g,
+                    None => {
+                        self.groups
+                            .push((q.to_string(), Vec::new(), Building::new()));
+                        self.by_name.insert(q.to_string(), self.groups.len() - 1);
+                        self.groups.len() - 1
+                    }
+                },
+            };
+            self.last = Some(g);
+            let e = Entry {
+                slot,
+                offset,
+                len,
+                msg_id,
+                head,
+            };
+            let (_, blocks, b) = &mut self.groups[g];
+            put_entry(&mut b.bytes, &mut b.prev, &e);
+            b.first.get_or_insert(e);
+            b.count += 1;
+            b.last_slot = slot;
+            b.last_record = offset;
+            b.weight += weight;
+            if b.count as usize >= BLOCK {
+                flush(&mut self.out, blocks, b);
+            }
+        }
+    }
+
+    /// The whole file for segment `id` of `seg_len` bytes.
+    pub(crate) fn finish(mut self, id: u32, seg_len: u64) -> Vec<u8> {
+        let mut table = Vec::new();
+        table.extend_from_slice(&(self.groups.len() as u32).to_le_bytes());
+        for (q, blocks, b) in &mut self.groups {
+            flush(&mut self.out, blocks, b);
+            table.extend_from_slice(&(q.len().min(usize::from(u16::MAX)) as u16).to_le_bytes());
+            table.extend_from_slice(&q.as_bytes()[..q.len().min(usize::from(u16::MAX))]);
+            table.extend_from_slice(&(blocks.len() as u32).to_le_bytes());
+            for rb in blocks.iter() {
+                let k = &rb.block;
+                for v in [
+                    k.at,
+                    k.len,
+                    k.count,
+                    k.crc,
+                    k.first_slot,
+                    k.last_slot,
+                    k.first_record,
+                    k.last_record,
+                ] {
+                    table.extend_from_slice(&v.to_le_bytes());
+                }
+                table.extend_from_slice(&rb.weight.to_le_bytes());
+                table.extend_from_slice(&rb.first_head);
+            }
+        }
+        let table_off = self.out.len() as u64;
+        let mut h = [0u8; FILE_HEADER];
+        h[..8].copy_from_slice(&MAGIC);
+        h[8..10].copy_from_slice(&VERSION.to_le_bytes());
+        h[12..16].copy_from_slice(&id.to_le_bytes());
+        h[16..24].copy_from_slice(&seg_len.to_le_bytes());
+        h[24..28].copy_from_slice(&self.slots.to_le_bytes());
+        h[28..32].copy_from_slice(&(table.len() as u32).to_le_bytes());
+        h[32..40].copy_from_slice(&table_off.to_le_bytes());
+        h[40..44].copy_from_slice(&crc(&table).to_le_bytes());
+        h[48..56].copy_from_slice(&self.max_id.to_le_bytes());
+        self.out[..FILE_HEADER].copy_from_slice(&h);
+        self.out.extend_from_slice(&table);
+        self.out
+    }
+}
+
+/// Closes a queue's block being built (if it has entries) and appends its bytes to `out`.
+fn flush(out: &mut Vec<u8>, blocks: &mut Vec<RecoveredBlock>, b: &mut Building) {
+    let Some(first) = b.first else { return };
+    let at = out.len() as u32;
+    out.extend_from_slice(&b.bytes);
+    blocks.push(RecoveredBlock {
+        block: IndexBlock {
+            segment: 0,
+            at,
+            len: b.bytes.len() as u32,
+            count: b.count,
+            crc: crc(&b.bytes),
+            first_slot: first.slot,
+            last_slot: b.last_slot,
+            first_record: first.offset,
+            last_record: b.last_record,
+        },
+        weight: b.weight,
+        first_head: first.head,
+    });
+    *b = Building::new();
+}
+
+/// Scans sealed segment `id` (`len` bytes) and writes its index next to it. A segment that does not scan
+/// clean is not indexed.
+pub(crate) fn write(
+    dir: &Path,
+    id: u32,
+    file: &File,
+    len: u64,
+    weigh: Option<fn(&Head) -> u64>,
+) -> Result<usize, StoreError> {
+    let seg_path = dir.join(format::segment_file_name(format::SegKind::Msg, id));
+    let mut b = Builder::new(weigh);
+    let mut sc = Scanner::new(file, len);
+    loop {
+        match sc
+            .next()
+            .map_err(|e| StoreError::io("read", &seg_path, e))?
+        {
+            Scan::End => break,
+            Scan::Bad { .. } => return Err(StoreError::Invalid("segment does not scan clean")),
+            Scan::Record { offset, ty, body } => {
+                let pb = (ty == format::PUBLISH)
+                    .then(|| format::PublishBody::decode(body))
+                    .flatten()
+                    .ok_or(StoreError::Invalid("segment does not scan clean"))?;
+                let off = u32::try_from(offset).map_err(|_| StoreError::Invalid("offset"))?;
+                b.record(
+                    off,
+                    (RECORD_HEADER_LEN + body.len()) as u32,
+                    pb.entries(),
+                    &body[pb.payload_start..],
+                );
+            }
+        }
+    }
+    let bytes = b.finish(id, len);
+    let tmp = tmp_path(dir, id);
+    let done = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(&bytes)?;
+            f.sync_data()
+        })
+        .and_then(|()| fs::rename(&tmp, path(dir, id)));
+    if let Err(e) = done {
+        let _ = fs::remove_file(&tmp);
+        return Err(StoreError::io("write index", &tmp, e));
+    }
+    Ok(bytes.len())
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// Reads segment `id`'s index table, if it has a valid one for the segment as it is (`seg_len` bytes).
+pub(crate) fn read_table(dir: &Path, id: u32, seg_len: u64) -> Option<Table> {
+    let p = path(dir, id);
+    let file = File::open(&p).ok()?;
+    let file_len = file.metadata().ok()?.len();
+    let mut h = [0u8; FILE_HEADER];
+    file.read_exact_at(&mut h, 0).ok()?;
+    let why = (|| {
+        if h[..8] != MAGIC || u16::from_le_bytes([h[8], h[9]]) != VERSION {
+            return Err("not an index of this version");
+        }
+        if u32_at(&h, 12) != Some(id) || u64_at(&h, 16) != Some(seg_len) {
+            return Err("index of another segment, or of the segment as it was");
+        }
+        Ok(())
+    })();
+    if let Err(reason) = why {
+        warn!(index = %p.display(), reason, "message store: ignoring index file; scanning its segment");
+        return None;
+    }
+    let slots = u32_at(&h, 24)?;
+    let table_len = u32_at(&h, 28)? as u64;
+    let table_off = u64_at(&h, 32)?;
+    let table_crc = u32_at(&h, 40)?;
+    let max_id = u64_at(&h, 48)?;
+    if table_off < FILE_HEADER as u64 || table_off.checked_add(table_len)? != file_len {
+        warn!(index = %p.display(), "message store: index file of the wrong length; scanning its segment");
+        return None;
+    }
+    let mut t = vec![0u8; table_len as usize];
+    file.read_exact_at(&mut t, table_off).ok()?;
+    if crc(&t) != table_crc {
+        warn!(index = %p.display(), "message store: index table checksum mismatch; scanning its segment");
+        return None;
+    }
+    let table = parse_table(&t, id, slots, max_id, table_off);
+    if table.is_none() {
+        warn!(index = %p.display(), "message store: undecodable index table; scanning its segment");
+    }
+    table
+}
+
+fn parse_table(t: &[u8], id: u32, slots: u32, max_id: u64, table_off: u64) -> Option<Table> {
+    let n = u32_at(t, 0)? as usize;
+    let mut at = 4;
+    let mut groups = Vec::with_capacity(n.min(t.len() / 8));
+    let mut total = 0u64;
+    for _ in 0..n {
+        let qlen = usize::from(u16::from_le_bytes(t.get(at..at + 2)?.try_into().ok()?));
+        let q = std::str::from_utf8(t.get(at + 2..at + 2 + qlen)?).ok()?;
+        at += 2 + qlen;
+        let nb = u32_at(t, at)? as usize;
+        at += 4;
+        let rows = t.get(at..at.checked_add(nb.checked_mul(BLOCK_ROW)?)?)?;
+        at += rows.len();
+        let mut blocks = Vec::with_capacity(nb);
+        for r in rows.chunks_exact(BLOCK_ROW) {
+            let v = |i: usize| u32_at(r, i * 4);
+            let block = IndexBlock {
+                segment: id,
+                at: v(0)?,
+                len: v(1)?,
+                count: v(2)?,
+                crc: v(3)?,
+                first_slot: v(4)?,
+                last_slot: v(5)?,
+                first_record: v(6)?,
+                last_record: v(7)?,
+            };
+            if u64::from(block.at) < FILE_HEADER as u64
+                || u64::from(block.at) + u64::from(block.len) > table_off
+                || block.count == 0
+                || block.first_slot > block.last_slot
+                || block.last_slot >= slots
+                || block.first_record > block.last_record
+            {
+                return None;
+            }
+            total += u64::from(block.count);
+            let mut first_head = [0u8; RECOVERED_HEAD];
+            first_head.copy_from_slice(r.get(40..40 + RECOVERED_HEAD)?);
+            blocks.push(RecoveredBlock {
+                block,
+                weight: u64_at(r, 32)?,
+                first_head,
+            });
+        }
+        groups.push((q.to_string(), blocks));
+    }
+    // Every slot is one queue's entry: the counts must add up.
+    (at == t.len() && total == u64::from(slots)).then_some(Table {
+        slots,
+        max_id,
+        groups,
+    })
+}
+
+/// The entries of a block, from the index file, or when that cannot be read or does not check, by scanning
+/// the part of the segment the block covers (`queue`'s records there).
+pub(crate) fn read_entries(
+    dir: &Path,
+    seg: &File,
+    b: &IndexBlock,
+    queue: &str,
+) -> Result<Vec<Entry>, StoreError> {
+    match read_from_index(dir, b) {
+        Ok(v) => return Ok(v),
+        Err(reason) => {
+            warn!(index = %path(dir, b.segment).display(), at = b.at, reason, "message store: index block unreadable; scanning its part of the segment")
+        }
+    }
+    scan_entries(dir, seg, b, queue)
+}
+
+fn read_from_index(dir: &Path, b: &IndexBlock) -> Result<Vec<Entry>, &'static str> {
+    let file = File::open(path(dir, b.segment)).map_err(|_| "cannot open")?;
+    let mut buf = vec![0u8; b.len as usize];
+    file.read_exact_at(&mut buf, u64::from(b.at))
+        .map_err(|_| "cannot read")?;
+    if crc(&buf) != b.crc {
+        return Err("checksum mismatch");
+    }
+    let mut out = Vec::with_capacity(b.count as usize);
+    let (mut pos, mut prev) = (0, Prev::default());
+    for _ in 0..b.count {
+        let e = get_entry(&buf, &mut pos, &mut prev).ok_or("undecodable entry")?;
+        if e.slot < b.first_slot || e.slot > b.last_slot {
+            return Err("entry outside its block");
+        }
+        out.push(e);
+    }
+    if pos != buf.len() {
+        return Err("trailing bytes");
+    }
+    Ok(out)
+}
+
+fn scan_entries(
+    dir: &Path,
+    seg: &File,
+    b: &IndexBlock,
+    queue: &str,
+) -> Result<Vec<Entry>, StoreError> {
+    let seg_path = dir.join(format::segment_file_name(format::SegKind::Msg, b.segment));
+    let len = seg
+        .metadata()
+        .map_err(|e| StoreError::io("stat", &seg_path, e))?
+        .len();
+    let mut sc = Scanner::starting_at(seg, len, u64::from(b.first_record));
+    let mut out = Vec::with_capacity(b.count as usize);
+    // The slot of the first target of the record at hand: found from the block's first entry.
+    let mut base: Option<u32> = None;
+    loop {
+        let (offset, body) = match sc
+            .next()
+            .map_err(|e| StoreError::io("read", &seg_path, e))?
+        {
+            Scan::Record { offset, body, .. } if offset <= u64::from(b.last_record) => {
+                (offset as u32, body)
+            }
+            _ => break,
+        };
+        let Some(pb) = format::PublishBody::decode(body) else {
+            break;
+        };
+        let targets: Vec<(&str, u64)> = pb.entries().collect();
+        let first = *base.get_or_insert_with(|| {
+            let j = targets.iter().position(|(q, _)| *q == queue).unwrap_or(0) as u32;
+            b.first_slot.saturating_sub(j)
+        });
+        base = Some(first.saturating_add(targets.len() as u32));
+        let head = head_of(&body[pb.payload_start..]);
+        for (i, (q, msg_id)) in targets.iter().enumerate() {
+            let slot = first.saturating_add(i as u32);
+            if *q == queue && (b.first_slot..=b.last_slot).contains(&slot) {
+                out.push(Entry {
+                    slot,
+                    offset,
+                    len: (RECORD_HEADER_LEN + body.len()) as u32,
+                    msg_id: *msg_id,
+                    head,
+                });
+            }
+        }
+    }
+    if out.len() != b.count as usize {
+        warn!(segment = %seg_path.display(), expected = b.count, found = out.len(), "message store: index block and segment disagree");
+    }
+    Ok(out)
+}
+
+/// The indexer thread: indexes segments sealed for [`SEALED_FOR`] that still hold live messages.
+pub(super) fn run(shared: Arc<Shared>) {
+    loop {
+        let job = {
+            let mut st = shared.lock();
+            loop {
+                if st.shutdown {
+                    return;
+                }
+                if let Some(job) = st.next_to_index(Some(SEALED_FOR)) {
+                    break job;
+                }
+                st = shared
+                    .index_work
+                    .wait_timeout(st, Duration::from_secs(1))
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+            }
+        };
+        index_one(&shared, job);
+    }
+}
+
+/// Indexes every sealed segment not indexed yet, now (tests, tools).
+pub(super) fn index_all(shared: &Shared) {
+    loop {
+        let job = shared.lock().next_to_index(None);
+        let Some(job) = job else { return };
+        index_one(shared, job);
+    }
+}
+
+fn index_one(shared: &Shared, (id, file, len): (u32, Arc<File>, u64)) {
+    let dir = &shared.cfg.dir;
+    let started = Instant::now();
+    match write(dir, id, &file, len, shared.cfg.weigh) {
+        Ok(bytes) => {
+            debug!(
+                segment = id,
+                bytes,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "message store: segment indexed"
+            );
+            // Deleted meanwhile: its index must not outlive it.
+            let gone = shared.lock().msg.segs.get(&id).is_none_or(|s| s.deleting);
+            if gone {
+                let _ = fs::remove_file(path(dir, id));
+            }
+        }
+        Err(e) => {
+            warn!(segment = id, error = %e, "message store: cannot index segment; recovery will scan it")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(i: u32) -> Entry {
+        let mut head = [0u8; RECOVERED_HEAD];
+        head[0] = 2;
+        head[9] = (i / 7) as u8;
+        head[21] = 16;
+        Entry {
+            slot: i * 2,
+            offset: 16 + i * 70,
+            len: 70 - (i % 3),
+            msg_id: 1000 + u64::from(i),
+            head,
+        }
+    }
+
+    #[test]
+    fn entries_round_trip_small() {
+        let mut out = Vec::new();
+        let mut prev = Prev::default();
+        let v: Vec<Entry> = (0..500).map(entry).collect();
+        for e in &v {
+            put_entry(&mut out, &mut prev, e);
+        }
+        // A backlog's entries cost a few bytes each.
+        assert!(out.len() < 10 * v.len(), "{} bytes", out.len());
+        let (mut pos, mut prev) = (0, Prev::default());
+        for e in &v {
+            assert_eq!(get_entry(&out, &mut pos, &mut prev).as_ref(), Some(e));
+        }
+        assert_eq!(pos, out.len());
+        // Damaged bytes decode to something or nothing, never a panic.
+        for i in 0..40 {
+            for bit in 0..8 {
+                let mut d = out[..60].to_vec();
+                d[i] ^= 1 << bit;
+                let (mut pos, mut prev) = (0, Prev::default());
+                while get_entry(&d, &mut pos, &mut prev).is_some() {}
+            }
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(parse_name("msg-0000000042.idx"), Some((42, false)));
+        assert_eq!(parse_name("msg-0000000042.idx.tmp"), Some((42, true)));
+        assert_eq!(parse_name("msg-0000000042.seg"), None);
+        assert_eq!(parse_name("msg-42.idx"), None);
+    }
+}

@@ -1,0 +1,223 @@
+//! Index files: recovery of an indexed segment hands out blocks unread, or entries checked against the
+//! ack log where a queue has marks there; a damaged index falls back to the segment; stale index files go.
+
+use super::*;
+use std::collections::BTreeMap;
+
+/// Everything recovery hands out, as (queue, message or block).
+fn recover_all(cfg: &StoreConfig) -> (Arc<MessageStore>, Vec<(String, Recovered)>) {
+    let (store, pending) = MessageStore::open_recovering(cfg.clone()).unwrap();
+    let mut out = Vec::new();
+    store
+        .recover(pending, &mut |_| true, &mut |q, r| {
+            out.push((q.to_string(), r))
+        })
+        .unwrap();
+    (store, out)
+}
+
+fn index_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.contains(".idx"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Fills two queues (and some records for both) over many small segments, acks every third message of
+/// `v/b` and marks one of `v/c` delivered; returns each queue's live ids.
+fn fill(cfg: &StoreConfig) -> BTreeMap<String, Vec<u64>> {
+    let (store, _) = open(cfg);
+    let mut live: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut b_locs = Vec::new();
+    for i in 0..3000u64 {
+        match i % 5 {
+            0 | 1 => {
+                store.publish("v/a", i, &payload(i, 40), noop()).unwrap();
+                live.entry("v/a".into()).or_default().push(i);
+            }
+            2 | 3 => {
+                let loc = store.publish("v/b", i, &payload(i, 40), noop()).unwrap();
+                b_locs.push((i, loc));
+            }
+            _ => {
+                let loc = store
+                    .publish_many(&[("v/a", i), ("v/c", i)], &payload(i, 40), noop())
+                    .unwrap();
+                live.entry("v/a".into()).or_default().push(i);
+                live.entry("v/c".into()).or_default().push(i);
+                if i == 1004 {
+                    store.delivered("v/c", loc.target(1));
+                }
+            }
+        }
+    }
+    for (n, (i, loc)) in b_locs.iter().enumerate() {
+        if n % 3 == 0 {
+            store.ack("v/b", &[*loc]);
+        } else {
+            live.entry("v/b".into()).or_default().push(*i);
+        }
+    }
+    store.sync_now().unwrap();
+    store.index_now();
+    live
+}
+
+#[test]
+fn indexed_segments_come_back_as_blocks_read_on_demand() {
+    let d = TempDir::new("idx-blocks");
+    let cfg = config(&d.0, 16 << 10, SyncPolicy::Never);
+    let live = fill(&cfg);
+    assert!(index_files(&d.0).len() > 5, "{:?}", index_files(&d.0));
+    let (store, out) = recover_all(&cfg);
+    let mut got: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut blocks = BTreeMap::<String, usize>::new();
+    let mut delivered = Vec::new();
+    for (q, r) in &out {
+        match r {
+            Recovered::Message(m) => {
+                if m.delivered {
+                    delivered.push((q.clone(), m.msg_id));
+                }
+                got.entry(q.clone()).or_default().push(m.msg_id);
+            }
+            Recovered::Block(b) => {
+                *blocks.entry(q.clone()).or_default() += 1;
+                let v = store.read_block(q, &b.block).unwrap();
+                assert_eq!(v.len(), b.block.count as usize);
+                assert_eq!(b.first_head, v[0].head);
+                assert_eq!(b.weight, 40 * v.len() as u64);
+                for m in v {
+                    assert_eq!(
+                        &store.read(m.location).unwrap()[..],
+                        &payload(m.msg_id, 40)[..]
+                    );
+                    got.entry(q.clone()).or_default().push(m.msg_id);
+                }
+            }
+        }
+    }
+    assert_eq!(got, live);
+    // v/a and v/c have nothing acked: blocks in every sealed segment. v/b has acks everywhere: entries.
+    assert!(blocks["v/a"] > 5 && blocks["v/c"] > 1, "{blocks:?}");
+    assert!(!blocks.contains_key("v/b"));
+    // The segment where v/c has a delivered mark gives v/c's entries there one by one.
+    assert_eq!(delivered, vec![("v/c".to_string(), 1004)]);
+    let n: u64 = live.values().map(|v| v.len() as u64).sum();
+    assert_eq!(store.stats().live_messages, n);
+
+    // Settled entries leave a block; an ack after recovery sticks across the next restart.
+    let (q, b) = out
+        .iter()
+        .find_map(|(q, r)| match r {
+            Recovered::Block(b) if q == "v/a" && b.block.count > 2 => Some((q.clone(), *b)),
+            _ => None,
+        })
+        .unwrap();
+    let before = store.read_block(&q, &b.block).unwrap();
+    store.ack(&q, &[before[0].location, before[2].location]);
+    store.ack(&q, &[before[0].location]);
+    let after = store.read_block(&q, &b.block).unwrap();
+    assert_eq!(after.len(), before.len() - 2);
+    assert_eq!(after[0], before[1]);
+    assert_eq!(store.stats().live_messages, n - 2);
+    store.sync_now().unwrap();
+    drop(store);
+    let (store, rec) = open(&cfg);
+    assert_eq!(store.stats().live_messages, n - 2);
+    let a = ids(&rec, "v/a");
+    assert!(!a.contains(&before[0].msg_id) && !a.contains(&before[2].msg_id));
+    assert_eq!(a.len(), live["v/a"].len() - 2);
+}
+
+#[test]
+fn a_damaged_index_falls_back_to_the_segment() {
+    let d = TempDir::new("idx-damaged");
+    let cfg = config(&d.0, 16 << 10, SyncPolicy::Never);
+    let live = fill(&cfg);
+    let files = index_files(&d.0);
+    // One index with a damaged block (the byte after its header), one with a damaged table (its last
+    // byte), one of the wrong length, and leftovers: a temporary file and an index whose segment is gone.
+    let flip = |name: &str, at: Option<u64>| {
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(d.0.join(name))
+            .unwrap();
+        let len = f.metadata().unwrap().len();
+        let at = at.unwrap_or(len - 1);
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, at).unwrap();
+        f.write_all_at(&[b[0] ^ 0x55], at).unwrap();
+    };
+    flip(&files[0], Some(60));
+    flip(&files[1], None);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(d.0.join(&files[2]))
+        .unwrap()
+        .write_all_at(b"x", 1 << 20)
+        .unwrap();
+    fs::write(d.0.join("msg-0000009999.idx"), b"orphan").unwrap();
+    fs::write(d.0.join(format!("{}.tmp", files[3])), b"torn").unwrap();
+    let (store, rec) = open(&cfg);
+    let mut got: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for q in &rec {
+        got.insert(
+            q.queue.clone(),
+            q.messages.iter().map(|m| m.msg_id).collect(),
+        );
+    }
+    assert_eq!(got, live);
+    let files_after = index_files(&d.0);
+    assert!(
+        !files_after
+            .iter()
+            .any(|f| f.ends_with(".tmp") || f.contains("9999")),
+        "{files_after:?}"
+    );
+    drop(store);
+}
+
+#[test]
+fn dropped_and_refused_queues_die_with_their_blocks_and_gc_takes_the_index() {
+    let d = TempDir::new("idx-drop");
+    let cfg = config(&d.0, 16 << 10, SyncPolicy::Never);
+    let live = fill(&cfg);
+    {
+        let (store, _) = open(&cfg);
+        store.drop_queue("v/c");
+        store.sync_now().unwrap();
+    }
+    let (store, pending) = MessageStore::open_recovering(cfg.clone()).unwrap();
+    let mut got: BTreeMap<String, usize> = BTreeMap::new();
+    store
+        .recover(pending, &mut |q| q != "v/b", &mut |q, r| {
+            *got.entry(q.to_string()).or_default() += match r {
+                Recovered::Message(_) => 1,
+                Recovered::Block(b) => b.block.count as usize,
+            };
+        })
+        .unwrap();
+    assert_eq!(got.keys().collect::<Vec<_>>(), vec!["v/a"]);
+    assert_eq!(got["v/a"], live["v/a"].len());
+    assert_eq!(store.stats().live_messages, live["v/a"].len() as u64);
+    store.sync_now().unwrap();
+    drop(store);
+    // Ack everything: segments and their indexes go.
+    let (store, rec) = open(&cfg);
+    assert_eq!(ids(&rec, "v/a"), live["v/a"]);
+    assert_eq!(rec.len(), 1);
+    let locs: Vec<Location> = rec[0].messages.iter().map(|m| m.location).collect();
+    store.ack("v/a", &locs);
+    store.sync_now().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.stats().msg_segments > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(store.stats().msg_segments <= 1, "{:?}", store.stats());
+    assert!(index_files(&d.0).is_empty(), "{:?}", index_files(&d.0));
+}
