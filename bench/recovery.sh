@@ -5,6 +5,7 @@
 #   bench/recovery.sh                          # 10 million 16-byte messages
 #   MESSAGES=1000000 SIZE=1024 bench/recovery.sh
 #   BROKER=lavinmq LAVINMQ=/tmp/lavinmq-build/bin/lavinmq bench/recovery.sh   # the same run on LavinMQ
+#   BROKER=rabbitmq MESSAGES=1000000 bench/recovery.sh   # on RabbitMQ 3.10 (../shared/tools/rabbitmq.sh)
 #   QUEUES=1000 bench/recovery.sh              # the messages spread over 1,000 queues
 #
 # Environment (all optional): MESSAGES (default 10000000, in all), QUEUES (default 1), SIZE body bytes
@@ -29,6 +30,7 @@ PERF=$root/target/release/warren-perf
 work=$(mktemp -d "${TMPDIR:-/tmp}/warren-recovery.XXXXXX")
 data=${DATA_DIR:-$work/data}
 wpid=""
+RABBITMQ_SH=${RABBITMQ_SH:-$root/../shared/tools/rabbitmq.sh}
 cleanup() {
   [ -n "$wpid" ] && kill -KILL "$wpid" 2>/dev/null || true
   rm -rf "$work"
@@ -48,9 +50,15 @@ start() {
         --http-port $((PORT + 10000)) --mqtt-port $((PORT + 1000)) --metrics-http-port $((PORT + 11000)) \
         --control-unix-path "$work/ctl.sock" >"$work/broker.log" 2>&1 &
       ;;
-    *) echo "BROKER must be warren or lavinmq" >&2; exit 2 ;;
+    rabbitmq)
+      # Its own data directory (/tmp/rabbitmq-ref-PORT), kept across the restart; the script returns once
+      # the node is up, and its pid file names the Erlang VM.
+      "$RABBITMQ_SH" start "$PORT" >"$work/broker.log" 2>&1
+      data=/tmp/rabbitmq-ref-$PORT/mnesia
+      ;;
+    *) echo "BROKER must be warren, lavinmq or rabbitmq" >&2; exit 2 ;;
   esac
-  wpid=$!
+  if [ "$BROKER" = rabbitmq ]; then wpid=$("$RABBITMQ_SH" pid "$PORT"); else wpid=$!; fi
   # Accepting connections, whatever the broker logs.
   until (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do
     kill -0 "$wpid" 2>/dev/null || { cat "$work/broker.log" >&2; exit 1; }
@@ -66,6 +74,10 @@ url="amqp://guest:guest@127.0.0.1:$PORT/%2f"
 common=(--url "$url" -s "$SIZE" --persistent --durable --confirm 1000 --queue-prefix recovery -q --settle 3 -Q "$QUEUES")
 exec 9>"$BENCH_LOCK"
 flock 9
+if [ "$BROKER" = rabbitmq ]; then
+  "$RABBITMQ_SH" stop "$PORT" >/dev/null 2>&1 || true
+  rm -rf "/tmp/rabbitmq-ref-$PORT"
+fi
 
 start
 rss_empty=$(rss_mib)

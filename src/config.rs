@@ -104,8 +104,8 @@ pub struct Config {
     /// messages on durable queues); the rest of its backlog is an index in memory and bodies on disk.
     pub queue_in_memory_messages: usize,
     /// Bytes of ready messages held in memory by all queues together up to which each keeps
-    /// `queue_in_memory_messages` of its stored ones; past it each keeps 64 (so a thousand backlogs cost
-    /// 64 messages each, not 2,048).
+    /// `queue_in_memory_messages` of its stored ones; past it each keeps 64 if it has consumers and none
+    /// otherwise (so a thousand idle backlogs cost their index windows, not 2,048 messages each).
     pub queue_in_memory_total_bytes: u64,
     /// The disk alarm: publishers are blocked while the data directory's file system has less free space
     /// than this (RabbitMQ's disk_free_limit.absolute).

@@ -22,6 +22,7 @@ impl Queue {
 
     pub(super) fn dispatch_locked(self: &Arc<Self>, st: &mut QueueState, dead: &mut Dead) {
         let single = st.config.single_active_consumer;
+        let mut notes = super::DeliveryNotes::default();
         'outer: loop {
             if st.ready.front_expires().is_some() {
                 // A message whose TTL ends this very millisecond (TTL 0) may still go to a waiting consumer.
@@ -47,7 +48,7 @@ impl Queue {
                     if front.redelivered {
                         self.stats.redeliver.bump(1);
                     }
-                    self.note_delivery(front, c.no_ack);
+                    notes.note(self, front, c.no_ack);
                     if !c.no_ack {
                         st.unacked += 1;
                         st.unacked_bytes += front.msg.body_size() as u64;
@@ -61,6 +62,7 @@ impl Queue {
             }
             break;
         }
+        notes.flush(self);
         self.start_load(st);
     }
 

@@ -157,7 +157,8 @@ impl Queue {
                 st.expire_head(now, &mut dead);
                 self.arm_timer(&mut st);
             }
-            st.ready.page_out();
+            let consumed = !st.consumers.is_empty();
+            st.ready.page_out_for(consumed);
             accepted
         };
         self.dead_letter(dead);

@@ -24,7 +24,15 @@ pub enum Got {
 impl Queue {
     /// Start reading paged messages back, if the list wants it and no load is in flight.
     pub(super) fn start_load(self: &Arc<Self>, st: &mut QueueState) {
-        let Some(load) = st.ready.begin_load() else {
+        let load = if !st.consumers.is_empty() {
+            st.ready.begin_load_consumed()
+        } else if !st.load_waiters.is_empty() || st.head_must_go(self.timers.now_ms()) {
+            st.ready.begin_load()
+        } else {
+            // Nobody to read for: an idle backlog stays on disk.
+            return;
+        };
+        let Some(load) = load else {
             return;
         };
         let Some(store) = st.ready.pager().map(|p| p.store.clone()) else {

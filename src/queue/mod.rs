@@ -250,6 +250,13 @@ impl QueueState {
         }
     }
 
+    /// The head is to be dropped (expired, or over a drop-head limit): if it is paged, it must be read
+    /// back first (for its index entry, or its body when it is dead-lettered).
+    fn head_must_go(&self, now: u64) -> bool {
+        self.ready.front_expires().is_some_and(|e| e <= now)
+            || (self.over_limit() && self.config.overflow == Overflow::DropHead)
+    }
+
     fn over_limit(&self) -> bool {
         self.config
             .max_length
@@ -425,15 +432,9 @@ impl Queue {
     /// Note a delivery in the store: no-ack deliveries are settled, others marked delivered once so that they
     /// come back redelivered after a restart.
     fn note_delivery(&self, qm: &QueuedMessage, no_ack: bool) {
-        let Some(d) = &self.durable_store else { return };
-        let (true, Some(loc)) = (self.stores(&qm.msg), qm.loc) else {
-            return;
-        };
-        if no_ack {
-            d.store.ack(&d.key, &[loc]);
-        } else if !qm.redelivered {
-            d.store.delivered(&d.key, loc);
-        }
+        let mut notes = DeliveryNotes::default();
+        notes.note(self, qm, no_ack);
+        notes.flush(self);
     }
 
     /// Put messages recovered from the store back at start, paged and in the store's order:
@@ -725,3 +726,35 @@ fn per_message_ttl(msg: &message::Message) -> Option<u64> {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+/// Deliveries to tell the store about, gathered over a dispatch round and told with one lock each.
+#[derive(Default)]
+pub(super) struct DeliveryNotes {
+    settled: Vec<Location>,
+    delivered: Vec<Location>,
+}
+
+impl DeliveryNotes {
+    /// No-ack deliveries are settled, others marked delivered once so that they come back redelivered
+    /// after a restart.
+    pub(super) fn note(&mut self, q: &Queue, qm: &QueuedMessage, no_ack: bool) {
+        let (true, Some(loc)) = (q.stores(&qm.msg), qm.loc) else {
+            return;
+        };
+        if no_ack {
+            self.settled.push(loc);
+        } else if !qm.redelivered {
+            self.delivered.push(loc);
+        }
+    }
+
+    pub(super) fn flush(&mut self, q: &Queue) {
+        let Some(d) = &q.durable_store else { return };
+        if !self.settled.is_empty() {
+            d.store.ack(&d.key, &self.settled);
+            self.settled.clear();
+        }
+        d.store.delivered_many(&d.key, &self.delivered);
+        self.delivered.clear();
+    }
+}

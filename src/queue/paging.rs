@@ -17,7 +17,8 @@ use std::sync::Arc;
 /// Messages a queue keeps in memory when their bodies are on disk anyway, by default
 /// (`queue_in_memory_messages`).
 pub const KEEP_STORED: usize = crate::config::DEFAULT_QUEUE_IN_MEMORY_MESSAGES;
-/// Messages a queue always keeps in memory, whatever the pressure, so delivery never waits on a read.
+/// Messages a queue with consumers always keeps in memory, whatever the pressure, so delivery never waits
+/// on a read (one without keeps none once queues are crowded).
 pub const KEEP_MIN: usize = 64;
 
 /// Bytes of ready messages (all queues) up to which queues keep `keep_stored` of the messages whose bodies
@@ -55,11 +56,14 @@ impl MemoryBudget {
     }
 
     /// How many of its stored messages a queue keeps in memory now, and whether transient ones page too.
-    pub(super) fn floor(&self) -> (usize, bool) {
+    /// Once queues are crowded, one nobody consumes from keeps none: a thousand idle backlogs cost their
+    /// index windows, not 64 messages each.
+    pub(super) fn floor(&self, consumed: bool) -> (usize, bool) {
         let used = self.used();
         let over = used > self.limit;
         if over || used > self.keep_stored_total {
-            (KEEP_MIN.min(self.keep_stored), over)
+            let keep = if consumed { KEEP_MIN } else { 0 };
+            (keep.min(self.keep_stored), over)
         } else {
             (self.keep_stored, false)
         }

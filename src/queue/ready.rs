@@ -23,8 +23,9 @@ use std::sync::atomic::Ordering;
 const LOAD_BATCH: usize = 512;
 /// A level starts reading back once fewer than this many messages stand before its paged run.
 const READ_AHEAD: usize = super::paging::KEEP_MIN;
-/// What an in-memory message is charged beyond its body and header (the `Message` and queue entry).
-const MESSAGE_OVERHEAD: u64 = 256;
+/// What an in-memory message is charged beyond its body and header: the `Message` (128 bytes), its parsed
+/// properties (about 320), routing key and queue entry (72), as allocated.
+const MESSAGE_OVERHEAD: u64 = 560;
 
 #[derive(Debug, Default)]
 struct Level {
@@ -291,13 +292,23 @@ impl ReadyList {
     /// Start reading paged messages back: when the head is paged, or (read-ahead) when fewer than
     /// `READ_AHEAD` in-memory messages stand before the next paged one. At most one load is in flight per list.
     pub fn begin_load(&mut self) -> Option<Load> {
+        self.begin_load_ahead(READ_AHEAD)
+    }
+
+    /// `begin_load` for a queue whose consumers take messages as they come: it reads the next batch while
+    /// fewer than a whole batch stand before it, so a drain does not wait for each read.
+    pub fn begin_load_consumed(&mut self) -> Option<Load> {
+        self.begin_load_ahead(LOAD_BATCH)
+    }
+
+    fn begin_load_ahead(&mut self, ahead: usize) -> Option<Load> {
         let l = self.head_level()?;
         let level = &mut self.levels[l];
         if level.loading > 0 || level.paged.is_empty() {
             return None;
         }
         // Read ahead only below the in-memory floor: a paged queue with no consumer keeps what it paged out.
-        let due = level.head() == Head::Paged || level.runway() < READ_AHEAD;
+        let due = level.head() == Head::Paged || level.runway() < ahead;
         if !due {
             return None;
         }
@@ -541,9 +552,25 @@ impl ReadyList {
     /// Move messages from the back of memory to the store while the queue holds more in memory than it
     /// should (see the module docs). Messages already stored cost no write.
     pub fn page_out(&mut self) {
+        self.page_out_for(true)
+    }
+
+    /// `page_out` for a queue that has consumers (`consumed`) or not.
+    pub fn page_out_for(&mut self, consumed: bool) {
+        self.page_out_to_floor(consumed);
+        // A list that once held thousands keeps their room otherwise (72 bytes each, per queue).
+        for level in &mut self.levels {
+            let want = level.mem.len().max(64) * 2;
+            if level.mem.capacity() > 2 * want {
+                level.mem.shrink_to(want);
+            }
+        }
+    }
+
+    fn page_out_to_floor(&mut self, consumed: bool) {
         let Some(pager) = &self.pager else { return };
         loop {
-            let (floor, over) = pager.budget.floor();
+            let (floor, over) = pager.budget.floor(consumed);
             if self.mem_len <= floor {
                 return;
             }

@@ -630,7 +630,14 @@ impl MessageStore {
     /// Records that a message was delivered, so it comes back with redelivered=true after a restart.
     /// Does not wait for the disk.
     pub fn delivered(&self, queue: &str, loc: Location) {
-        self.record(|st| st.delivered(queue, loc));
+        self.delivered_many(queue, &[loc]);
+    }
+
+    /// [`delivered`](Self::delivered) for several messages, with one lock.
+    pub fn delivered_many(&self, queue: &str, locs: &[Location]) {
+        if !locs.is_empty() {
+            self.record(|st| st.delivered(queue, locs));
+        }
     }
 
     /// Forgets every message of a queue (queue deleted). One small record, whatever the queue's length.

@@ -374,10 +374,16 @@ impl State {
     }
 
     /// Appends a DELIVERED record for a message that is live.
-    pub(crate) fn delivered(&mut self, queue: &str, loc: Location) {
-        if self.is_live(queue, loc) {
-            self.push_positions(format::DELIVERED, queue, &[pos_of(loc)]);
-        }
+    pub(crate) fn delivered(&mut self, queue: &str, locs: &[Location]) {
+        let mut positions = std::mem::take(&mut self.scratch);
+        positions.clear();
+        positions.extend(
+            locs.iter()
+                .filter(|l| self.is_live(queue, **l))
+                .map(|l| pos_of(*l)),
+        );
+        self.push_positions(format::DELIVERED, queue, &positions);
+        self.scratch = positions;
     }
 
     /// Forgets every message of `queue` with one DROP record marking the current end of the msg log.
