@@ -33,6 +33,10 @@ wpid=""
 RABBITMQ_SH=${RABBITMQ_SH:-$root/../shared/tools/rabbitmq.sh}
 cleanup() {
   [ -n "$wpid" ] && kill -KILL "$wpid" 2>/dev/null || true
+  if [ "${BROKER:-warren}" = rabbitmq ]; then
+    "$RABBITMQ_SH" stop "$PORT" >/dev/null 2>&1 || true
+    rm -rf "/tmp/rabbitmq-ref-$PORT"
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -273,11 +273,12 @@ pub(super) fn shutdown_store(b: &Broker) {
     let Some(store) = &b.store else { return };
     match store.sync_now() {
         Ok(()) => {
-            // The next start reads these segments' index tables instead of scanning them.
-            store.index_now();
             if let Err(e) = std::fs::write(b.config.data_dir.join(CLEAN_SHUTDOWN), b"") {
                 tracing::warn!(error = %e, "cannot write the clean-shutdown marker");
             }
+            // The next start reads these segments' index tables instead of scanning them. After the
+            // marker: an index is a cache, and a shutdown cut short here was still clean.
+            store.index_now();
         }
         Err(e) => tracing::error!(error = %e, "final sync of the message store failed"),
     }

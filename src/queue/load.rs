@@ -38,28 +38,33 @@ impl Queue {
         let Some(store) = st.ready.pager().map(|p| p.store.clone()) else {
             return;
         };
+        if let Some(Spilled {
+            source: Source::Index { block, .. },
+            ..
+        }) = load.chunk
+        {
+            let Some(key) = st.ready.pager().and_then(|p| p.durable_key.clone()) else {
+                // Only durable queues get blocks; were it otherwise, the head must not stay loading.
+                st.ready.finish_chunk(load, None);
+                return;
+            };
+            let weak = Arc::downgrade(self);
+            store.read_block_async(
+                key,
+                block,
+                Box::new(move |read| {
+                    if let Some(q) = weak.upgrade() {
+                        q.finish_block(load, read);
+                    }
+                }),
+            );
+            return;
+        }
         let locs = match &load.chunk {
             Some(Spilled {
-                source: Source::Index { block, .. },
+                source: Source::Index { .. },
                 ..
-            }) => {
-                let (Some(key), block) =
-                    (st.ready.pager().and_then(|p| p.durable_key.clone()), *block)
-                else {
-                    return;
-                };
-                let weak = Arc::downgrade(self);
-                store.read_block_async(
-                    key,
-                    block,
-                    Box::new(move |read| {
-                        if let Some(q) = weak.upgrade() {
-                            q.finish_block(load, read);
-                        }
-                    }),
-                );
-                return;
-            }
+            }) => return,
             Some(Spilled {
                 source: Source::Chunk { loc, .. },
                 ..

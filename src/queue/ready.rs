@@ -349,7 +349,7 @@ impl ReadyList {
             let (n, bytes) = entries
                 .as_ref()
                 .map_or((0, 0), |r| (r.len(), r.body_bytes()));
-            self.len -= (s.count as usize).saturating_sub(n).min(self.len);
+            self.len = (self.len + n).saturating_sub(s.count as usize);
             self.bytes = (self.bytes + bytes).saturating_sub(s.body_bytes);
         }
         let level = &mut self.levels[load.level];
@@ -372,13 +372,14 @@ impl ReadyList {
                     pager.store.read_block_async(
                         key.clone(),
                         block,
-                        Box::new(move |read| {
-                            let locs: Vec<Location> = read
-                                .unwrap_or_default()
-                                .iter()
-                                .map(|m| m.location)
-                                .collect();
-                            store.ack(&key, &locs);
+                        Box::new(move |read| match read {
+                            Ok(v) => {
+                                let locs: Vec<Location> = v.iter().map(|m| m.location).collect();
+                                store.ack(&key, &locs);
+                            }
+                            Err(e) => {
+                                tracing::error!(queue = %key.replace('\u{1}', "/"), messages = block.count, error = %e, "purged messages cannot be read to be forgotten; they come back at the next start")
+                            }
                         }),
                     );
                 }

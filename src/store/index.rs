@@ -14,7 +14,8 @@
 //! ```text
 //! file    msg-0000000007.idx (written as .idx.tmp, synced, renamed)
 //! header  56 bytes: magic "WRNINDEX" | u16 version (1) | u16 0 | u32 segment id | u64 segment length |
-//!         u32 slots | u32 table length | u64 table offset | u32 table crc | u32 0 | u64 highest msg id
+//!         u32 slots | u32 table length | u64 table offset | u32 crc | u32 0 | u64 highest msg id
+//!         (crc: of the header without its magic and crc field, then the table)
 //! blocks  entries, block after block
 //! table   u32 groups | per group: u16 qlen | queue | u32 blocks | per block: u32 offset | u32 length |
 //!         u32 count | u32 crc | u32 first slot | u32 last slot | u32 first record | u32 last record |
@@ -342,8 +343,9 @@ impl Builder {
         h[24..28].copy_from_slice(&self.slots.to_le_bytes());
         h[28..32].copy_from_slice(&(table.len() as u32).to_le_bytes());
         h[32..40].copy_from_slice(&table_off.to_le_bytes());
-        h[40..44].copy_from_slice(&crc(&table).to_le_bytes());
         h[48..56].copy_from_slice(&self.max_id.to_le_bytes());
+        let sum = table_crc(&h, &table);
+        h[40..44].copy_from_slice(&sum.to_le_bytes());
         self.out[..FILE_HEADER].copy_from_slice(&h);
         self.out.extend_from_slice(&table);
         self.out
@@ -465,7 +467,7 @@ pub(crate) fn read_table(dir: &Path, id: u32, seg_len: u64) -> Option<Table> {
     }
     let mut t = vec![0u8; table_len as usize];
     file.read_exact_at(&mut t, table_off).ok()?;
-    if crc(&t) != table_crc {
+    if self::table_crc(&h, &t) != table_crc {
         warn!(index = %p.display(), "message store: index table checksum mismatch; scanning its segment");
         return None;
     }
@@ -476,14 +478,28 @@ pub(crate) fn read_table(dir: &Path, id: u32, seg_len: u64) -> Option<Table> {
     table
 }
 
+/// The checksum of an index's header fields (all but the magic and the checksum itself) and table.
+fn table_crc(h: &[u8; FILE_HEADER], table: &[u8]) -> u32 {
+    let mut c = crc32fast::Hasher::new();
+    c.update(&h[8..40]);
+    c.update(&h[44..]);
+    c.update(table);
+    c.finalize()
+}
+
 fn parse_table(t: &[u8], id: u32, slots: u32, max_id: u64, table_off: u64) -> Option<Table> {
     let n = u32_at(t, 0)? as usize;
     let mut at = 4;
     let mut groups = Vec::with_capacity(n.min(t.len() / 8));
     let mut total = 0u64;
+    let mut seen = crate::FastSet::default();
     for _ in 0..n {
         let qlen = usize::from(u16::from_le_bytes(t.get(at..at + 2)?.try_into().ok()?));
         let q = std::str::from_utf8(t.get(at + 2..at + 2 + qlen)?).ok()?;
+        // One group per queue: a second would be handed out past the marks the first used up.
+        if !seen.insert(q) {
+            return None;
+        }
         at += 2 + qlen;
         let nb = u32_at(t, at)? as usize;
         at += 4;
@@ -506,9 +522,15 @@ fn parse_table(t: &[u8], id: u32, slots: u32, max_id: u64, table_off: u64) -> Op
             if u64::from(block.at) < FILE_HEADER as u64
                 || u64::from(block.at) + u64::from(block.len) > table_off
                 || block.count == 0
+                || block.count as usize > BLOCK
                 || block.first_slot > block.last_slot
+                || block.count - 1 > block.last_slot - block.first_slot
                 || block.last_slot >= slots
                 || block.first_record > block.last_record
+                || blocks.last().is_some_and(|p: &RecoveredBlock| {
+                    p.block.last_slot >= block.first_slot
+                        || p.block.last_record > block.first_record
+                })
             {
                 return None;
             }
@@ -621,6 +643,8 @@ fn scan_entries(
     }
     if out.len() != b.count as usize {
         warn!(segment = %seg_path.display(), expected = b.count, found = out.len(), "message store: index block and segment disagree");
+        // Never more than the queue counted for the block.
+        out.truncate(b.count as usize);
     }
     Ok(out)
 }

@@ -535,7 +535,7 @@ impl MessageStore {
         let max_id = recovery::replay(&self.shared, pending.0, keep, sink)?;
         if let Some(m) = max_id {
             self.next_id
-                .fetch_max(m + 1, std::sync::atomic::Ordering::Relaxed);
+                .fetch_max(m.saturating_add(1), std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }
