@@ -131,6 +131,18 @@ struct Prev {
     head: Head,
 }
 
+impl Prev {
+    /// The state after entry `e`.
+    fn after(e: &Entry) -> Prev {
+        Prev {
+            slot: e.slot,
+            end: u64::from(e.offset) + u64::from(e.len),
+            msg_id: e.msg_id,
+            head: e.head,
+        }
+    }
+}
+
 fn put_entry(out: &mut Vec<u8>, prev: &mut Prev, e: &Entry) {
     put_varint(out, u64::from(e.slot.wrapping_sub(prev.slot)));
     put_varint(
@@ -151,12 +163,7 @@ fn put_entry(out: &mut Vec<u8>, prev: &mut Prev, e: &Entry) {
             out.push(e.head[i]);
         }
     }
-    *prev = Prev {
-        slot: e.slot,
-        end: u64::from(e.offset) + u64::from(e.len),
-        msg_id: e.msg_id,
-        head: e.head,
-    };
+    *prev = Prev::after(e);
 }
 
 fn get_entry(b: &[u8], pos: &mut usize, prev: &mut Prev) -> Option<Entry> {
@@ -186,12 +193,7 @@ fn get_entry(b: &[u8], pos: &mut usize, prev: &mut Prev) -> Option<Entry> {
         msg_id,
         head,
     };
-    *prev = Prev {
-        slot,
-        end: u64::from(offset) + u64::from(len),
-        msg_id,
-        head,
-    };
+    *prev = Prev::after(&e);
     Some(e)
 }
 
