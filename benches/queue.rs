@@ -14,7 +14,9 @@ fn msg(prio: u8) -> Arc<Message> {
         exchange: "".into(),
         routing_key: "q".into(),
         header: Bytes::new(),
-        properties: Box::new(BasicProperties::default().with_priority(prio)),
+        properties: warren::queue::message::Props::new(
+            BasicProperties::default().with_priority(prio),
+        ),
         body: Bytes::from_static(&[0u8; 16]),
         broker_deaths: false,
     })

@@ -170,7 +170,7 @@ fn queue_and_binding_commands_validate_like_rabbitmq() {
             exchange: "".into(),
             routing_key: "q".into(),
             header: bytes::Bytes::new(),
-            properties: Box::default(),
+            properties: crate::queue::message::Props::default(),
             body: bytes::Bytes::from_static(b"x"),
             broker_deaths: false,
         }));

@@ -116,7 +116,7 @@ impl Ordered {
 /// as signed 32-bit ints (a later timestamp wraps, as there), the headers table as it is — as the publisher
 /// encoded it, when the broker has not re-encoded it since.
 fn properties_table(msg: &Message) -> Ordered {
-    let p = &*msg.properties;
+    let p = msg.props();
     let mut t = Ordered::default();
     let s = |t: &mut Ordered, k: &str, v: &Option<amq_protocol::types::ShortString>| {
         if let Some(v) = v {
@@ -339,7 +339,7 @@ fn spawn_tracer(bytes: Arc<AtomicUsize>) -> SyncSender<Copy> {
                     exchange: x.name.clone(),
                     routing_key: crate::queue::message::short(&routing_key).into(),
                     header,
-                    properties: Box::new(props),
+                    properties: crate::queue::message::Props::new(props),
                     body,
                     broker_deaths: false,
                 };

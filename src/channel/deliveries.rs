@@ -254,7 +254,7 @@ mod tests {
             exchange: "".into(),
             routing_key: "q".into(),
             header: bytes::Bytes::new(),
-            properties: Box::default(),
+            properties: crate::queue::message::Props::default(),
             body: bytes::Bytes::new(),
             broker_deaths: false,
         });

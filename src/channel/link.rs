@@ -241,14 +241,22 @@ impl Outbound {
     /// Encode frames into the outbound buffer and wake the writer.
     #[inline]
     pub fn send(&self, f: impl FnOnce(&mut OutBuf)) {
+        self.send_quiet(f);
+        self.wake();
+    }
+
+    /// `send` without waking the writer: the caller will `wake` it once it has queued a batch, so that a
+    /// dispatch round of hundreds of deliveries costs the writer one wake-up and one write, not one each.
+    pub fn send_quiet(&self, f: impl FnOnce(&mut OutBuf)) {
         if self.dead.load(Ordering::Relaxed) {
             return;
         }
-        {
-            let mut b = self.buf.lock();
-            f(&mut b);
-            self.buffered.store(b.total_len(), Ordering::Relaxed);
-        }
+        let mut b = self.buf.lock();
+        f(&mut b);
+        self.buffered.store(b.total_len(), Ordering::Relaxed);
+    }
+
+    pub fn wake(&self) {
         self.notify.notify_one();
     }
 

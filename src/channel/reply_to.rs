@@ -77,7 +77,7 @@ impl Channel {
 
     /// A request's reply_to of amq.rabbitmq.reply-to becomes this channel's private reply name.
     pub(super) fn rewrite_reply_to(&self, msg: Message) -> AmqpResult<Message> {
-        match msg.properties.reply_to() {
+        match msg.props().reply_to() {
             Some(r) if r.as_str() == PSEUDO_QUEUE => {}
             _ => return Ok(msg),
         }
@@ -86,13 +86,14 @@ impl Channel {
                 "fast reply consumer does not exist",
             ));
         };
-        let properties = (*msg.properties)
+        let properties = msg
+            .props()
             .clone()
             .with_reply_to(reply.name.as_str().into());
         let header = protocol::encode_content_header(msg.body.len() as u64, &properties);
         Ok(Message {
             header,
-            properties: Box::new(properties),
+            properties: crate::queue::message::Props::new(properties),
             ..msg
         })
     }

@@ -479,7 +479,7 @@ impl ConsumerChannel for ChannelShared {
         };
         let frame_max = self.conn.frame_max();
         let m = &qm.msg;
-        out.send(|buf| {
+        out.send_quiet(|buf| {
             protocol::write_deliver(
                 buf,
                 self.id,
@@ -493,6 +493,10 @@ impl ConsumerChannel for ChannelShared {
         });
         self.observe_delivery(queue, qm, Some(&consumer.tag), tag);
         true
+    }
+
+    fn flush(&self) {
+        self.conn.outbound.wake();
     }
 
     /// Answer basic.get with get-ok and the message.

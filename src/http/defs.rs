@@ -95,7 +95,7 @@ pub async fn aliveness(api: &Api, c: &Caller, vhost: &str) -> Result {
         exchange: "".into(),
         routing_key: "aliveness-test".into(),
         header: crate::protocol::encode_content_header(12, &props),
-        properties: Box::new(props),
+        properties: crate::queue::message::Props::new(props),
         body: bytes::Bytes::from_static(b"test_message"),
         broker_deaths: false,
     });

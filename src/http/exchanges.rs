@@ -230,7 +230,7 @@ pub async fn publish(api: &Api, c: &Caller, r: &Req, vhost: &str, name: &str) ->
         exchange: x.name.clone(),
         routing_key: routing_key.into(),
         header: crate::protocol::encode_content_header(body_bytes.len() as u64, &props),
-        properties: Box::new(props),
+        properties: crate::queue::message::Props::new(props),
         body: body_bytes,
         broker_deaths: false,
     });

@@ -377,7 +377,7 @@ pub async fn get_messages(api: &Api, c: &Caller, r: &Req, vhost: &str, name: &st
             "exchange": m.exchange.to_string(),
             "routing_key": m.routing_key.to_string(),
             "message_count": remaining,
-            "properties": properties_json(&m.properties),
+            "properties": properties_json(m.props()),
             "payload": text,
             "payload_encoding": encoding,
         }));

@@ -179,6 +179,34 @@ pub fn parse_publish(p: &[u8]) -> Option<amq_protocol::protocol::basic::Publish>
     })
 }
 
+/// Whether `p` looks like a basic content header (a stored one is checked by its record's checksum; this
+/// only refuses what was never one).
+pub fn content_header_plausible(p: &[u8]) -> bool {
+    p.len() >= 14 && p[..2] == [0, 60]
+}
+
+/// The delivery-mode property of content header `p`, read without decoding the rest.
+pub fn delivery_mode_of(p: &[u8]) -> Option<u8> {
+    if !content_header_plausible(p) {
+        return None;
+    }
+    let flags = u16::from_be_bytes([p[12], p[13]]);
+    let mut i = 14usize;
+    for bit in [0x8000u16, 0x4000] {
+        if flags & bit != 0 {
+            i = i.checked_add(1 + *p.get(i)? as usize)?;
+        }
+    }
+    if flags & 0x2000 != 0 {
+        let n = u32::from_be_bytes(p.get(i..i + 4)?.try_into().ok()?) as usize;
+        i = i.checked_add(4)?.checked_add(n)?;
+    }
+    if flags & 0x1000 == 0 {
+        return None;
+    }
+    p.get(i).copied()
+}
+
 /// Decode a basic content header (class 60) by hand when its properties hold no header table: one arrives
 /// with every message and amq-protocol's generic parser costs more than the rest of the header's handling.
 /// Returns the body size and the properties; `None` (a header table, flag bits beyond the 14 properties, a
@@ -568,6 +596,17 @@ mod tests {
             let payload = &frame[7..frame.len() - 1];
             let (_, theirs) = amq_protocol::frame::parsing::parse_content_header(payload).unwrap();
             assert_eq!(theirs.properties, p);
+            assert_eq!(
+                delivery_mode_of(payload),
+                *p.delivery_mode(),
+                "case {case}: delivery mode of {p:?}"
+            );
+            for cut in 0..payload.len() {
+                // Truncated, it reads the mode only if the mode itself is in what is left.
+                if let Some(m) = delivery_mode_of(&payload[..cut]) {
+                    assert_eq!(Some(m), *p.delivery_mode());
+                }
+            }
             match parse_content_header(payload) {
                 Some((size, ours)) => {
                     assert!(!with_table);

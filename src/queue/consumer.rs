@@ -18,8 +18,11 @@ pub type Routed = SmallVec<[Arc<Queue>; 4]>;
 pub trait ConsumerChannel: Send + Sync + fmt::Debug {
     /// Hand `qm` to `consumer` if the consumer and its channel have room, registering it as unacknowledged
     /// unless the consumer is no-ack. Returns false to leave the message in the queue. Called under the
-    /// queue's lock, so it must not call back into the queue.
+    /// queue's lock, so it must not call back into the queue. The delivery may wait in the channel until
+    /// `flush`, which the dispatch round calls before it ends.
     fn deliver(&self, consumer: &Arc<Consumer>, queue: &Arc<Queue>, qm: &QueuedMessage) -> bool;
+    /// Send on what `deliver` queued.
+    fn flush(&self) {}
     /// Answer a basic.get with `qm`; `remaining` is the ready count after it.
     fn deliver_get(&self, queue: &Arc<Queue>, qm: QueuedMessage, no_ack: bool, remaining: u32);
     /// The queue has dropped `consumer` (it was deleted): forget it and tell the client if it asked to know.

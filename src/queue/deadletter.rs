@@ -32,7 +32,7 @@ fn ls(s: &str) -> AMQPValue {
 /// The routing keys a message was published with: its routing key and any CC keys.
 pub fn publish_keys(msg: &Message) -> Vec<String> {
     let mut keys = vec![msg.routing_key.to_string()];
-    if let Some(h) = msg.properties.headers() {
+    if let Some(h) = msg.props().headers() {
         if let Some(AMQPValue::FieldArray(a)) = fields::get(h, "CC") {
             keys.extend(
                 a.as_slice()
@@ -50,7 +50,7 @@ pub fn death_history(msg: &Message) -> (Vec<String>, bool) {
     let mut queues = Vec::new();
     let mut rejected = false;
     if let Some(AMQPValue::FieldArray(a)) = msg
-        .properties
+        .props()
         .headers()
         .as_ref()
         .and_then(|h| fields::get(h, "x-death"))
@@ -91,7 +91,7 @@ pub fn dead_lettered(
     now_secs: u64,
 ) -> Message {
     let Death { queue, reason, .. } = death;
-    let mut props = (*msg.properties).clone();
+    let mut props = msg.props().clone();
     let mut headers = props.headers().clone().unwrap_or_default();
     // The redelivery counts belong to the queue the message died in.
     let counted = |k: &str| k == "x-delivery-count" || k == "x-acquired-count";
@@ -142,7 +142,7 @@ pub fn dead_lettered(
             "routing-keys".into(),
             AMQPValue::FieldArray(FieldArray::from(keys)),
         );
-        if let Some(exp) = msg.properties.expiration() {
+        if let Some(exp) = msg.props().expiration() {
             t.insert("original-expiration".into(), ls(exp.as_str()));
         }
         entries.insert(0, AMQPValue::FieldTable(t));
@@ -215,7 +215,7 @@ pub fn dead_lettered(
         exchange: dlx.into(),
         routing_key,
         header,
-        properties: Box::new(props2),
+        properties: crate::queue::message::Props::new(props2),
         body: msg.body.clone(),
         broker_deaths: true,
     }
@@ -235,7 +235,7 @@ mod tests {
             exchange: "ex".into(),
             routing_key: "rk".into(),
             header: protocol::encode_content_header(3, &p),
-            properties: Box::new(p),
+            properties: crate::queue::message::Props::new(p),
             body: Bytes::from_static(b"abc"),
             broker_deaths: false,
         }
@@ -243,7 +243,7 @@ mod tests {
 
     fn death(m: &Message) -> Vec<FieldTable> {
         match m
-            .properties
+            .props()
             .headers()
             .as_ref()
             .and_then(|h| fields::get(h, "x-death"))
@@ -277,7 +277,7 @@ mod tests {
             None,
             100,
         );
-        assert!(m.properties.expiration().is_none());
+        assert!(m.props().expiration().is_none());
         let d = death(&m);
         assert_eq!(d.len(), 1);
         assert_eq!(
@@ -305,7 +305,7 @@ mod tests {
             fields::get(&d[0], "count"),
             Some(&AMQPValue::LongLongInt(2))
         );
-        let h = m3.properties.headers().clone().unwrap();
+        let h = m3.props().headers().clone().unwrap();
         assert_eq!(
             fields::get(&h, "x-first-death-queue")
                 .and_then(fields::as_str)

@@ -40,6 +40,7 @@ impl Queue {
                     continue;
                 }
                 if c.channel.deliver(c, self, front) {
+                    notes.delivered_to(&c.channel);
                     if c.no_ack {
                         self.stats.deliver_no_ack.bump(1);
                     } else {

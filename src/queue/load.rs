@@ -11,6 +11,12 @@ use super::{Dead, Queue, QueueState};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
+/// A load's result, decoded outside the queue lock.
+enum Loaded {
+    Chunk(Option<super::spill::Run>),
+    Messages(Vec<Option<super::QueuedMessage>>),
+}
+
 /// What a basic.get came to.
 #[derive(Debug)]
 pub enum Got {
@@ -82,47 +88,52 @@ impl Queue {
         );
     }
 
-    /// A batch is back (on the store's reader thread): put it in place, then serve consumers and getters.
+    /// A batch is back (on the store's reader thread): decode it, then put it in place and serve consumers
+    /// and getters. Decoding happens before the queue is locked: a batch is hundreds of messages, and acks
+    /// and publishes on the queue must not wait behind it.
     fn finish_load(
         self: &Arc<Self>,
         load: Load,
         read: Vec<Result<bytes::Bytes, crate::store::StoreError>>,
     ) {
+        let pager = self.state.lock().ready.pager().cloned();
+        let done = match (&load.chunk, pager) {
+            // No pager, no load was begun; finishing it only clears the mark.
+            (Some(_), None) => Loaded::Chunk(None),
+            (None, None) => Loaded::Messages(Vec::new()),
+            // A spilled chunk of index entries: dispatch then starts reading the bodies at the new head.
+            (Some(chunk), Some(pager)) => {
+                // The chunk is read: its record is no longer needed, whatever it held.
+                if let Source::Chunk { loc, .. } = chunk.source {
+                    pager.store.ack(&pager.transient_key, &[loc]);
+                }
+                let entries = read
+                    .into_iter()
+                    .next()
+                    .and_then(|r| r.ok())
+                    .and_then(|b| super::spill::check(&b, chunk.count));
+                if entries.is_none() {
+                    tracing::error!(queue = %pager.queue_label(), messages = chunk.count, "a spilled index chunk cannot be read back; its messages leave the queue (stored ones return at the next start)");
+                }
+                Loaded::Chunk(entries)
+            }
+            (None, Some(pager)) => {
+                let mut exchange = None;
+                Loaded::Messages(
+                    load.items
+                        .iter()
+                        .zip(read)
+                        .map(|(p, r)| decode_loaded(&pager, p, r, &mut exchange))
+                        .collect(),
+                )
+            }
+        };
         let mut dead = Dead::new();
         let waiters = {
             let mut st = self.state.lock();
-            match load.chunk {
-                // A spilled chunk of index entries: dispatch then starts reading the bodies at the new head.
-                Some(chunk) => {
-                    let entries = st.ready.pager().and_then(|pager| {
-                        // The chunk is read: its record is no longer needed, whatever it held.
-                        if let Source::Chunk { loc, .. } = chunk.source {
-                            pager.store.ack(&pager.transient_key, &[loc]);
-                        }
-                        let entries = read
-                            .into_iter()
-                            .next()
-                            .and_then(|r| r.ok())
-                            .and_then(|b| super::spill::check(&b, chunk.count));
-                        if entries.is_none() {
-                            tracing::error!(queue = %pager.queue_label(), messages = chunk.count, "a spilled index chunk cannot be read back; its messages leave the queue (stored ones return at the next start)");
-                        }
-                        entries
-                    });
-                    st.ready.finish_chunk(load, entries);
-                }
-                None => {
-                    let decoded = match st.ready.pager() {
-                        Some(pager) => load
-                            .items
-                            .iter()
-                            .zip(read)
-                            .map(|(p, r)| decode_loaded(pager, p, r))
-                            .collect(),
-                        None => Vec::new(),
-                    };
-                    st.ready.finish_load(load, decoded);
-                }
+            match done {
+                Loaded::Chunk(entries) => st.ready.finish_chunk(load, entries),
+                Loaded::Messages(decoded) => st.ready.finish_load(load, decoded),
             }
             self.after_load(&mut st, &mut dead)
         };
@@ -152,36 +163,39 @@ impl Queue {
         load: Load,
         read: Result<Vec<crate::store::RecoveredMessage>, crate::store::StoreError>,
     ) {
+        let (pager, ttl) = {
+            let st = self.state.lock();
+            (st.ready.pager().cloned(), st.config.message_ttl)
+        };
+        let entries = match (&load.chunk, pager) {
+            (
+                Some(
+                    chunk @ Spilled {
+                        source: Source::Index { redelivered, .. },
+                        ..
+                    },
+                ),
+                Some(pager),
+            ) => match read {
+                Ok(v) => {
+                    let (run, unreadable) =
+                        block_run(chunk.first_seq, &v, ttl, self.timers.clock(), *redelivered);
+                    if let (Some(k), false) = (&pager.durable_key, unreadable.is_empty()) {
+                        tracing::warn!(queue = %pager.queue_label(), messages = unreadable.len(), "stored messages in an unknown format skipped");
+                        pager.store.ack(k, &unreadable);
+                    }
+                    Some(run)
+                }
+                Err(e) => {
+                    tracing::error!(queue = %pager.queue_label(), messages = chunk.count, error = %e, "a block of recovered messages cannot be read; they leave the queue until the next start");
+                    None
+                }
+            },
+            _ => None,
+        };
         let mut dead = Dead::new();
         let waiters = {
             let mut st = self.state.lock();
-            let ttl = st.config.message_ttl;
-            let entries = match (&load.chunk, st.ready.pager()) {
-                (
-                    Some(
-                        chunk @ Spilled {
-                            source: Source::Index { redelivered, .. },
-                            ..
-                        },
-                    ),
-                    Some(pager),
-                ) => match read {
-                    Ok(v) => {
-                        let (run, unreadable) =
-                            block_run(chunk.first_seq, &v, ttl, self.timers.clock(), *redelivered);
-                        if let (Some(k), false) = (&pager.durable_key, unreadable.is_empty()) {
-                            tracing::warn!(queue = %pager.queue_label(), messages = unreadable.len(), "stored messages in an unknown format skipped");
-                            pager.store.ack(k, &unreadable);
-                        }
-                        Some(run)
-                    }
-                    Err(e) => {
-                        tracing::error!(queue = %pager.queue_label(), messages = chunk.count, error = %e, "a block of recovered messages cannot be read; they leave the queue until the next start");
-                        None
-                    }
-                },
-                _ => None,
-            };
             st.ready.finish_chunk(load, entries);
             self.after_load(&mut st, &mut dead)
         };

@@ -4,7 +4,51 @@
 
 use amq_protocol::protocol::BasicProperties;
 use bytes::Bytes;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+/// A message's properties, decoded, or to be decoded from its content header on first use. A message read
+/// back from the store usually goes out with its raw header untouched, so it is not decoded there: the
+/// decoded form is ~300 bytes and its allocation was the largest cost of draining a backlog.
+#[derive(Debug)]
+pub struct Props(OnceLock<Box<BasicProperties>>);
+
+impl Props {
+    pub fn new(p: BasicProperties) -> Props {
+        Props(OnceLock::from(Box::new(p)))
+    }
+
+    pub fn boxed(p: Box<BasicProperties>) -> Props {
+        Props(OnceLock::from(p))
+    }
+
+    /// Decoded from the message's content header when first asked for.
+    pub fn lazy() -> Props {
+        Props(OnceLock::new())
+    }
+
+    fn get(&self, header: &[u8]) -> &BasicProperties {
+        self.0.get_or_init(|| {
+            // A lazy header was checked when the message was published and by its record's checksum since.
+            Box::new(
+                crate::protocol::decode_content_header(header)
+                    .map(|(_, p)| p)
+                    .unwrap_or_default(),
+            )
+        })
+    }
+}
+
+impl Default for Props {
+    fn default() -> Props {
+        Props::new(BasicProperties::default())
+    }
+}
+
+impl From<BasicProperties> for Props {
+    fn from(p: BasicProperties) -> Props {
+        Props::new(p)
+    }
+}
 
 #[derive(Debug)]
 pub struct Message {
@@ -12,9 +56,9 @@ pub struct Message {
     pub routing_key: Box<str>,
     /// The content-header payload (class id, weight, body size, property flags and properties).
     pub header: Bytes,
-    /// Boxed: the parsed properties are ~300 bytes and a message moves several times between its header
-    /// frame and its Arc; a pointer keeps those moves cheap.
-    pub properties: Box<BasicProperties>,
+    /// Boxed inside: the parsed properties are ~300 bytes and a message moves several times between its
+    /// header frame and its Arc; a pointer keeps those moves cheap. Read them with `props()`.
+    pub properties: Props,
     pub body: Bytes,
     /// Its `x-death` header was written by this broker when it dead-lettered the message, not by a client
     /// (RabbitMQ 4.x reads back only its own).
@@ -28,17 +72,18 @@ impl Message {
         kind: crate::journal::Kind,
         vhost: &Arc<str>,
     ) -> crate::journal::Event {
-        crate::journal::Event::about(
-            kind,
-            vhost,
-            &self.properties,
-            &self.exchange,
-            &self.routing_key,
-        )
+        crate::journal::Event::about(kind, vhost, self.props(), &self.exchange, &self.routing_key)
+    }
+
+    pub fn props(&self) -> &BasicProperties {
+        self.properties.get(&self.header)
     }
 
     pub fn persistent(&self) -> bool {
-        self.properties.delivery_mode() == &Some(2)
+        match self.properties.0.get() {
+            Some(p) => p.delivery_mode() == &Some(2),
+            None => crate::protocol::delivery_mode_of(&self.header) == Some(2),
+        }
     }
 
     pub fn body_size(&self) -> usize {
@@ -52,15 +97,15 @@ impl Message {
     /// A copy with its headers changed by `f` and the content header re-encoded (the raw bytes can no longer
     /// be forwarded unchanged). Used for x-delivery-count and the like, never on the plain publish path.
     pub fn with_headers(&self, f: impl FnOnce(&mut amq_protocol::types::FieldTable)) -> Message {
-        let mut headers = self.properties.headers().clone().unwrap_or_default();
+        let mut headers = self.props().headers().clone().unwrap_or_default();
         f(&mut headers);
-        let properties = self.properties.clone().with_headers(headers);
+        let properties = self.props().clone().with_headers(headers);
         let header = crate::protocol::encode_content_header(self.body.len() as u64, &properties);
         Message {
             exchange: self.exchange.clone(),
             routing_key: self.routing_key.clone(),
             header,
-            properties: Box::new(properties),
+            properties: Props::new(properties),
             body: self.body.clone(),
             broker_deaths: self.broker_deaths,
         }
@@ -193,6 +238,15 @@ impl Message {
 
     /// Decode a record written by `encode_record`; the body shares `rec`'s allocation.
     pub fn decode_record(rec: bytes::Bytes) -> Result<Message, RecordError> {
+        Message::decode_record_sharing(rec, &mut None)
+    }
+
+    /// `decode_record` for a batch: `exchange` is the last exchange name decoded, shared when the next
+    /// record names the same one (a backlog's messages mostly do), so a batch allocates it once.
+    pub fn decode_record_sharing(
+        rec: bytes::Bytes,
+        last_exchange: &mut Option<Arc<str>>,
+    ) -> Result<Message, RecordError> {
         if RecordMeta::decode(&rec).is_none() {
             return Err(RecordError("unknown record version"));
         }
@@ -206,9 +260,12 @@ impl Message {
             Ok(r)
         };
         let xl = rec[take(&mut pos, 1)?.start] as usize;
-        let exchange = std::str::from_utf8(&rec[take(&mut pos, xl)?])
-            .map_err(|_| RecordError("exchange not UTF-8"))?
-            .into();
+        let name = std::str::from_utf8(&rec[take(&mut pos, xl)?])
+            .map_err(|_| RecordError("exchange not UTF-8"))?;
+        let exchange = match last_exchange {
+            Some(x) if **x == *name => x.clone(),
+            _ => last_exchange.insert(Arc::from(name)).clone(),
+        };
         let kl = rec[take(&mut pos, 1)?.start] as usize;
         let routing_key: Box<str> = std::str::from_utf8(&rec[take(&mut pos, kl)?])
             .map_err(|_| RecordError("routing key not UTF-8"))?
@@ -222,13 +279,14 @@ impl Message {
         ]) as usize;
         let header = rec.slice(take(&mut pos, hl)?);
         let body = rec.slice(pos..);
-        let (_, properties) = crate::protocol::decode_content_header(&header)
-            .ok_or(RecordError("content header does not decode"))?;
+        if !crate::protocol::content_header_plausible(&header) {
+            return Err(RecordError("content header does not decode"));
+        }
         Ok(Message {
             exchange,
             routing_key,
             header,
-            properties: Box::new(properties),
+            properties: Props::lazy(),
             body,
             broker_deaths: rec.first() == Some(&RECORD_V2_DEATHS),
         })
@@ -248,7 +306,7 @@ mod tests {
             exchange: "ex".into(),
             routing_key: "rk".into(),
             header: crate::protocol::encode_content_header(3, &props),
-            properties: Box::new(props),
+            properties: Props::new(props),
             body: Bytes::from_static(b"abc"),
             broker_deaths: false,
         };

@@ -659,7 +659,7 @@ impl Queue {
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
             let mut routed = Routed::new();
             // A dead-letter exchange that does not exist drops the messages, as in RabbitMQ.
-            let exists = host.route(&dlx, &keys, dm.properties.headers().as_ref(), &mut routed);
+            let exists = host.route(&dlx, &keys, dm.props().headers().as_ref(), &mut routed);
             // A message that would return to a queue it already died in, with no rejection on the way, is in a
             // cycle and is dropped there.
             routed.retain(|q| rejected || !history.iter().any(|h| **h == *q.name));
@@ -718,7 +718,7 @@ pub(crate) fn count_headers(h: &mut amq_protocol::types::FieldTable, delivery: u
 
 /// The per-message TTL from the expiration property (validated at publish).
 fn per_message_ttl(msg: &message::Message) -> Option<u64> {
-    msg.properties
+    msg.props()
         .expiration()
         .as_ref()
         .and_then(|e| e.as_str().parse::<u64>().ok())
@@ -732,6 +732,8 @@ pub(crate) mod tests;
 pub(super) struct DeliveryNotes {
     settled: Vec<Location>,
     delivered: Vec<Location>,
+    /// Channels delivered to this round, to be flushed at its end.
+    channels: smallvec::SmallVec<[Arc<dyn ConsumerChannel>; 2]>,
 }
 
 impl DeliveryNotes {
@@ -748,7 +750,22 @@ impl DeliveryNotes {
         }
     }
 
+    pub(super) fn delivered_to(&mut self, ch: &Arc<dyn ConsumerChannel>) {
+        if self.channels.iter().any(|c| Arc::ptr_eq(c, ch)) {
+            return;
+        }
+        // Many consumers on many channels: flush at once rather than search a long list each time.
+        if self.channels.len() >= 16 {
+            ch.flush();
+            return;
+        }
+        self.channels.push(ch.clone());
+    }
+
     pub(super) fn flush(&mut self, q: &Queue) {
+        for ch in self.channels.drain(..) {
+            ch.flush();
+        }
         let Some(d) = &q.durable_store else { return };
         if !self.settled.is_empty() {
             d.store.ack(&d.key, &self.settled);

@@ -18,6 +18,7 @@ use crate::queue::message::RecordMeta;
 use crate::store::Location;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// Paged messages read back at once when the head reaches them.
 const LOAD_BATCH: usize = 512;
@@ -101,7 +102,7 @@ pub struct ReadyList {
     mem_len: usize,
     /// What the in-memory messages are charged against the budget.
     mem_cost: u64,
-    pager: Option<Pager>,
+    pager: Option<Arc<Pager>>,
     /// Something was written under the transient key.
     paged_transient: bool,
     /// Bumped whenever the list is emptied, so that a load begun before is recognised as stale.
@@ -133,7 +134,7 @@ impl ReadyList {
             bytes: 0,
             mem_len: 0,
             mem_cost: 0,
-            pager,
+            pager: pager.map(Arc::new),
             paged_transient: false,
             generation: 0,
             next_chunk: 0,
@@ -149,7 +150,7 @@ impl ReadyList {
         if self.levels.len() == 1 {
             return 0;
         }
-        self.level_of(m.msg.properties.priority().unwrap_or(0))
+        self.level_of(m.msg.props().priority().unwrap_or(0))
     }
 
     pub fn len(&self) -> usize {
@@ -213,7 +214,7 @@ impl ReadyList {
         self.bytes += u64::from(p.body_len);
         self.levels[l]
             .paged
-            .push_back(p, self.pager.as_ref(), &mut self.next_chunk);
+            .push_back(p, self.pager.as_deref(), &mut self.next_chunk);
         self.paged_transient |= self.levels[l].paged.spilled_chunks() > 0;
     }
 
@@ -225,7 +226,7 @@ impl ReadyList {
         }
         self.levels[0]
             .paged
-            .push_spilled(s, self.pager.as_ref(), &mut self.next_chunk)?;
+            .push_spilled(s, self.pager.as_deref(), &mut self.next_chunk)?;
         self.len += s.count as usize;
         self.bytes += s.body_bytes;
         self.paged_transient |= self.levels[0].paged.spilled_chunks() > 0;
@@ -298,7 +299,7 @@ impl ReadyList {
     /// `begin_load` for a queue whose consumers take messages as they come: it reads the next batch while
     /// fewer than a whole batch stand before it, so a drain does not wait for each read.
     pub fn begin_load_consumed(&mut self) -> Option<Load> {
-        self.begin_load_ahead(LOAD_BATCH)
+        self.begin_load_ahead(2 * LOAD_BATCH)
     }
 
     fn begin_load_ahead(&mut self, ahead: usize) -> Option<Load> {
@@ -463,7 +464,7 @@ impl ReadyList {
     }
 
     /// The store, for reading a load back.
-    pub fn pager(&self) -> Option<&Pager> {
+    pub fn pager(&self) -> Option<&Arc<Pager>> {
         self.pager.as_ref()
     }
 
@@ -590,7 +591,7 @@ impl ReadyList {
                 Some(loc) => Paged::of(&m, loc, false),
                 None => {
                     let meta = RecordMeta {
-                        priority: m.msg.properties.priority().unwrap_or(0),
+                        priority: m.msg.props().priority().unwrap_or(0),
                         ..RecordMeta::default()
                     };
                     let rec = m.msg.encode_record(meta);
@@ -690,7 +691,7 @@ pub fn load_now(list: &mut ReadyList, load: Load) {
     let read: Vec<Option<QueuedMessage>> = load
         .items
         .iter()
-        .map(|p| super::paging::decode_loaded(pager, p, pager.store.read(p.loc)))
+        .map(|p| super::paging::decode_loaded(pager, p, pager.store.read(p.loc), &mut None))
         .collect();
     list.finish_load(load, read);
 }

@@ -154,7 +154,7 @@ fn msg(body: &str, props: BasicProperties) -> MessageRef {
         exchange: "".into(),
         routing_key: "q".into(),
         header: crate::protocol::encode_content_header(body.len() as u64, &props),
-        properties: Box::new(props),
+        properties: crate::queue::message::Props::new(props),
         body: Bytes::copy_from_slice(body.as_bytes()),
         broker_deaths: false,
     })

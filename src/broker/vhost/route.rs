@@ -83,7 +83,7 @@ fn routing_list(h: &FieldTable, key: &str) -> Vec<String> {
 
 /// BCC is never delivered: rebuild the header without it.
 fn strip_bcc(msg: &Arc<Message>) -> Arc<Message> {
-    let mut props = (*msg.properties).clone();
+    let mut props = msg.props().clone();
     if let Some(h) = props.headers().clone() {
         let mut t = FieldTable::default();
         for (k, v) in h.inner() {
@@ -98,7 +98,7 @@ fn strip_bcc(msg: &Arc<Message>) -> Arc<Message> {
         exchange: msg.exchange.clone(),
         routing_key: msg.routing_key.clone(),
         header,
-        properties: Box::new(props),
+        properties: crate::queue::message::Props::new(props),
         body: msg.body.clone(),
         broker_deaths: msg.broker_deaths,
     })
@@ -136,7 +136,7 @@ impl VHost {
         let mut routed = Routed::new();
         let mut alternates = Vec::new();
         let alts = journal.then_some(&mut alternates);
-        let headers = msg.properties.headers().as_ref();
+        let headers = msg.props().headers().as_ref();
         let cc = headers.map(|h| (routing_list(h, "CC"), routing_list(h, "BCC")));
         match &cc {
             Some((cc, bcc)) if !cc.is_empty() || !bcc.is_empty() => {
@@ -191,7 +191,7 @@ impl VHost {
     /// (a transactional publish, traced when it is made).
     pub fn trace_publish(&self, x: &Arc<Exchange>, msg: &Arc<Message>, origin: &Origin<'_>) {
         let mut routed = Routed::new();
-        let headers = msg.properties.headers().as_ref();
+        let headers = msg.props().headers().as_ref();
         let (cc, bcc) = headers
             .map(|h| (routing_list(h, "CC"), routing_list(h, "BCC")))
             .unwrap_or_default();

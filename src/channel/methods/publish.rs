@@ -75,7 +75,7 @@ impl Channel {
             exchange: x.name.clone(),
             routing_key: p.routing_key.into_boxed_str(),
             header,
-            properties,
+            properties: crate::queue::message::Props::boxed(properties),
             body,
             broker_deaths: false,
         })?;

@@ -20,7 +20,7 @@ fn qm(seq: u64, prio: Option<u8>) -> QueuedMessage {
             exchange: "".into(),
             routing_key: "".into(),
             header: crate::protocol::encode_content_header(1, &p),
-            properties: Box::new(p),
+            properties: crate::queue::message::Props::new(p),
             body: Bytes::from(format!("m{seq}")),
             broker_deaths: false,
         }),
