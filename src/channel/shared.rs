@@ -576,8 +576,11 @@ impl ConsumerChannel for ChannelShared {
 }
 
 impl ConfirmSink for ChannelShared {
-    fn write_done(&self, seq: u64, ok: bool) {
+    fn written(&self, seq: u64, ok: bool) {
         self.confirms.lock().write_done(seq, ok);
+    }
+
+    fn flush(&self) {
         self.flush_confirms();
     }
 }

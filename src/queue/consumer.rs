@@ -32,10 +32,7 @@ pub trait ConsumerChannel: Send + Sync + fmt::Debug {
 }
 
 /// Where the outcome of a publish that waits on the message store goes (the publishing channel).
-pub trait ConfirmSink: Send + Sync {
-    /// The store write of publish `seq` finished; `ok` false means it failed and the publisher gets a nack.
-    fn write_done(&self, seq: u64, ok: bool);
-}
+pub use crate::store::WriteSink as ConfirmSink;
 
 /// What a queue needs from the virtual host it lives in.
 pub trait QueueHost: Send + Sync {

@@ -49,16 +49,11 @@ pub fn enqueue(routed: &Routed, msg: &MessageRef, confirm: Option<&ConfirmRef>) 
                 .iter()
                 .map(|q| (q.store_key().unwrap_or_default(), id))
                 .collect();
-            let done: crate::store::Done = match confirm {
-                Some(c) => {
-                    let c = c.clone();
-                    Box::new(move |r: Result<(), crate::store::StoreError>| {
-                        c.sink.write_done(c.seq, r.is_ok())
-                    })
-                }
-                None => Box::new(|_| {}),
+            let done = match confirm {
+                Some(c) => crate::store::Waiter::Sink(c.sink.clone(), c.seq),
+                None => crate::store::Waiter::Nobody,
             };
-            match d.store.publish_many(&targets, &payload, done) {
+            match d.store.publish_waiting(&targets, &payload, done) {
                 Ok(loc) => {
                     out.pending = confirm.is_some();
                     Some(Stored { id, loc })

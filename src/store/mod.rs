@@ -78,6 +78,23 @@ use state::State;
 /// (`sync_now` from inside a callback would deadlock).
 pub type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
+/// Hears, on the store's sync thread, that publishes it waits for are durable (or failed). After each
+/// batch of outcomes every sink told something is flushed once, so that it can pass them on together (a
+/// publishing channel: one confirm frame and one wake-up of its writer per batch, not one per message).
+pub trait WriteSink: Send + Sync {
+    /// Publish `seq` is durable (`ok`) or failed.
+    fn written(&self, seq: u64, ok: bool);
+    /// Pass on what `written` was told since the last flush.
+    fn flush(&self);
+}
+
+/// Who waits for a publish to be durable.
+pub enum Waiter {
+    Nobody,
+    Call(Done),
+    Sink(Arc<dyn WriteSink>, u64),
+}
+
 /// Called once on the store's reader thread with the payloads `read_async` was asked for, in order.
 pub type ReadDone = Box<dyn FnOnce(Vec<Result<Bytes, StoreError>>) + Send>;
 
@@ -409,6 +426,16 @@ impl MessageStore {
         payload: &[u8],
         done: Done,
     ) -> Result<Location, StoreError> {
+        self.publish_waiting(targets, payload, Waiter::Call(done))
+    }
+
+    /// `publish_many` with its outcome told to `done`.
+    pub fn publish_waiting(
+        &self,
+        targets: &[(&str, u64)],
+        payload: &[u8],
+        done: Waiter,
+    ) -> Result<Location, StoreError> {
         if targets.is_empty() || targets.len() > usize::from(u16::MAX) {
             return Err(StoreError::Invalid("a publish needs 1 to 65535 queues"));
         }
@@ -562,9 +589,9 @@ impl MessageStore {
             if st.shutdown {
                 return Err(StoreError::Closed);
             }
-            st.dones.push(Box::new(move |r| {
+            st.dones.push(Waiter::Call(Box::new(move |r| {
                 let _ = tx.send(r);
-            }));
+            })));
             st.force_sync = true;
         }
         self.shared.work.notify_one();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::format::{self, Pos, HEADER_LEN, RECORD_HEADER_LEN};
-use super::{Done, Location, StoreError};
+use super::{Location, StoreError, Waiter};
 
 /// Most positions one ACK/DELIVERED record carries before a new record is started.
 const MAX_POSITIONS_PER_RECORD: u32 = 8192;
@@ -198,7 +198,7 @@ pub(crate) struct State {
     pub ack: Log,
     pub open_ack: Option<OpenAck>,
     /// Callbacks of publishes (and `sync_now`) not yet taken by the sync thread.
-    pub dones: Vec<Done>,
+    pub dones: Vec<Waiter>,
     pub force_sync: bool,
     pub shutdown: bool,
     /// The sync thread is waiting on `work` (publishes wake it only then).

@@ -13,7 +13,7 @@ use tracing::{debug, error, info, warn};
 
 use super::format::{self, SegKind, HEADER_LEN};
 use super::state::{Chunk, Log, State};
-use super::{Done, Shared, StoreError, SyncPolicy};
+use super::{Shared, StoreError, SyncPolicy, Waiter, WriteSink};
 
 /// Acks are written at most this long after they arrive, even with no publishes to carry them.
 const ACK_FLUSH: Duration = Duration::from_millis(20);
@@ -26,7 +26,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 struct Batch {
     msg: Vec<Chunk>,
     ack: Vec<Chunk>,
-    dones: Vec<Done>,
+    dones: Vec<Waiter>,
     force: bool,
     shutdown: bool,
     gc: bool,
@@ -63,11 +63,33 @@ pub(super) fn run(shared: Arc<Shared>) {
     }
 }
 
-fn run_dones(dones: Vec<Done>, result: &Result<(), StoreError>) {
+fn run_dones(dones: Vec<Waiter>, result: &Result<(), StoreError>) {
+    let mut sinks: Vec<Arc<dyn WriteSink>> = Vec::new();
     for d in dones {
         let r = result.clone();
-        if catch_unwind(AssertUnwindSafe(move || d(r))).is_err() {
-            error!("message store: a publish callback panicked");
+        let sink = match d {
+            Waiter::Nobody => continue,
+            Waiter::Call(f) => {
+                if catch_unwind(AssertUnwindSafe(move || f(r))).is_err() {
+                    error!("message store: a publish callback panicked");
+                }
+                continue;
+            }
+            Waiter::Sink(sink, seq) => {
+                if catch_unwind(AssertUnwindSafe(|| sink.written(seq, r.is_ok()))).is_err() {
+                    error!("message store: a publish sink panicked");
+                }
+                sink
+            }
+        };
+        // Mostly one publisher per batch, or a few: the list stays short.
+        if !sinks.iter().any(|s| Arc::ptr_eq(s, &sink)) {
+            sinks.push(sink);
+        }
+    }
+    for s in sinks {
+        if catch_unwind(AssertUnwindSafe(|| s.flush())).is_err() {
+            error!("message store: a publish sink panicked");
         }
     }
 }
@@ -85,7 +107,7 @@ fn due(now: Instant, at: Instant, timeout: &mut Option<Duration>) -> bool {
 struct SyncThread {
     shared: Arc<Shared>,
     /// Callbacks whose records are written but not yet synced (`Interval`).
-    awaiting: Vec<Done>,
+    awaiting: Vec<Waiter>,
     /// Chunks written but not yet synced, kept to write again if the sync fails (not with `Never`).
     unsynced_msg: Vec<Chunk>,
     unsynced_ack: Vec<Chunk>,

@@ -199,6 +199,53 @@ pub(super) fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// A publisher's view of the store's outcomes: what it was told, and whether each was flushed.
+#[derive(Default)]
+struct Sink {
+    log: std::sync::Mutex<SinkLog>,
+}
+
+/// Outcomes told, flushes, and how many outcomes the last flush covered.
+type SinkLog = (Vec<(u64, bool)>, usize, usize);
+
+impl WriteSink for Sink {
+    fn written(&self, seq: u64, ok: bool) {
+        self.log.lock().unwrap().0.push((seq, ok));
+    }
+
+    fn flush(&self) {
+        let mut l = self.log.lock().unwrap();
+        l.1 += 1;
+        l.2 = l.0.len();
+    }
+}
+
+#[test]
+fn a_sink_hears_every_outcome_and_is_flushed_once_per_group_commit() {
+    let dir = TempDir::new("sink");
+    let cfg = config(&dir.0, 1 << 20, SyncPolicy::Always);
+    let (store, _) = open(&cfg);
+    let sink = Arc::new(Sink::default());
+    for i in 0..1000 {
+        let s: Arc<dyn WriteSink> = sink.clone();
+        store
+            .publish_waiting(&[("v/q", i)], &payload(i, 16), Waiter::Sink(s, i))
+            .unwrap();
+    }
+    store.sync_now().unwrap();
+    let (told, flushes, flushed) = {
+        let l = sink.log.lock().unwrap();
+        (l.0.clone(), l.1, l.2)
+    };
+    assert_eq!(told, (0..1000).map(|i| (i, true)).collect::<Vec<_>>());
+    assert_eq!(flushed, 1000, "outcomes told but never flushed");
+    // One flush per pass that had outcomes, never one per publish.
+    assert!(
+        flushes >= 1 && flushes as u64 <= store.stats().syncs,
+        "{flushes} flushes"
+    );
+}
+
 #[test]
 fn store_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
