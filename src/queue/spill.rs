@@ -19,6 +19,10 @@ pub const CHUNK: usize = 1024;
 /// Entries a run gathers at its head before it starts a tail (a chunk read back may hold more): what an idle
 /// backlog keeps in memory per level is this and a tail of fewer than `CHUNK`.
 const HEAD: usize = 256;
+/// The most bytes one encoded index entry takes (ten varints and a flags byte).
+const MAX_ENTRY: usize = 10 * 10 + 1;
+/// The least an in-memory run's buffer grows by.
+const RUN_GROWTH: usize = 512;
 /// Chunk ids live above every message id the transient key uses (queue sequence numbers).
 const CHUNK_ID_BASE: u64 = 1 << 63;
 const FORMAT: u8 = 2;
@@ -91,6 +95,12 @@ impl Run {
     }
 
     fn push(&mut self, p: Paged) {
+        // Grown by a quarter, not doubled: a thousand idle queues each hold a head and a tail, and doubling
+        // left up to half of each unused.
+        if self.bytes.capacity() - self.bytes.len() < MAX_ENTRY {
+            self.bytes
+                .reserve_exact((self.bytes.len() / 4).max(RUN_GROWTH));
+        }
         put_entry(&mut self.bytes, &mut self.enc, &p);
         self.len += 1;
         self.back_seq = p.seq;

@@ -327,9 +327,7 @@ impl SegScan {
                 }
             }
             for (&qid, &n) in &self.queues {
-                *s.queues
-                    .entry(names.names[qid as usize].clone())
-                    .or_default() += n;
+                s.queues.add(&names.names[qid as usize], n);
             }
             s.live += self.live;
             st.live += self.live;
@@ -410,7 +408,13 @@ pub(super) fn replay(
             s.durable = good;
             // An empty one stays `recovering` (out of GC's way) until it is deleted here.
             s.recovering = s.live == 0;
-            s.live == 0
+            let live = s.live;
+            if id != st.msg.active {
+                if let Some(s) = st.msg.segs.get_mut(&id) {
+                    s.queues.seal();
+                }
+            }
+            live == 0
         };
         if empty {
             let removed = fs::remove_file(&path);

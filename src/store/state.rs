@@ -15,8 +15,11 @@ use super::{Location, StoreError, Waiter};
 
 /// Most positions one ACK/DELIVERED record carries before a new record is started.
 const MAX_POSITIONS_PER_RECORD: u32 = 8192;
-/// Pending write buffers larger than this are not recycled.
-const MAX_SPARE_CAPACITY: usize = 8 << 20;
+/// Pending write buffers larger than this are not recycled: one grows large only while the disk stalls, and
+/// a few kept at that size would stay resident for nothing.
+const MAX_SPARE_CAPACITY: usize = 1 << 20;
+/// Recycled write buffers kept at most.
+const MAX_SPARES: usize = 4;
 
 /// Bytes waiting to be written to one segment at `start`. Always starts at a record boundary.
 pub(crate) struct Chunk {
@@ -54,7 +57,7 @@ pub(crate) struct Seg {
     pub settled: Vec<u64>,
     /// Msg log: live slots per queue (for `drop_queue`). An ack names its queue's own slot: the store
     /// checks that the queue has live slots here, not which ones are its.
-    pub queues: HashMap<Arc<str>, u64>,
+    pub queues: SegQueues,
     /// Msg log: queues dropped while this was the active segment, with its slot count then: their
     /// slots below it are gone, whatever a stale ack says (a queue redeclared under the name may add more).
     pub dropped: Vec<(Arc<str>, u32)>,
@@ -70,6 +73,77 @@ pub(crate) struct Seg {
     pub sealed_at: Option<Instant>,
 }
 
+/// Live slots per queue in one msg segment. A map while the segment takes appends; once sealed, a sorted
+/// slice of exactly its entries: a thousand queues over hundreds of segments made the maps' empty buckets a
+/// large part of the store's memory.
+pub(crate) enum SegQueues {
+    Active(HashMap<Arc<str>, u64>),
+    Sealed(Vec<(Arc<str>, u64)>),
+}
+
+impl Default for SegQueues {
+    fn default() -> Self {
+        SegQueues::Active(HashMap::default())
+    }
+}
+
+impl SegQueues {
+    pub(crate) fn seal(&mut self) {
+        if let SegQueues::Active(m) = self {
+            let mut v: Vec<(Arc<str>, u64)> = m.drain().collect();
+            v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            v.shrink_to_fit();
+            *self = SegQueues::Sealed(v);
+        }
+    }
+
+    fn find(v: &[(Arc<str>, u64)], q: &str) -> Result<usize, usize> {
+        v.binary_search_by(|(k, _)| (**k).cmp(q))
+    }
+
+    pub(crate) fn get_mut(&mut self, q: &str) -> Option<&mut u64> {
+        match self {
+            SegQueues::Active(m) => m.get_mut(q),
+            SegQueues::Sealed(v) => match Self::find(v, q) {
+                Ok(i) => Some(&mut v[i].1),
+                Err(_) => None,
+            },
+        }
+    }
+
+    pub(crate) fn contains_key(&self, q: &str) -> bool {
+        match self {
+            SegQueues::Active(m) => m.contains_key(q),
+            SegQueues::Sealed(v) => Self::find(v, q).is_ok(),
+        }
+    }
+
+    pub(crate) fn remove(&mut self, q: &str) -> Option<u64> {
+        match self {
+            SegQueues::Active(m) => m.remove(q),
+            SegQueues::Sealed(v) => Self::find(v, q).ok().map(|i| v.remove(i).1),
+        }
+    }
+
+    /// Adds `n` live slots of `name` (its first ones here: inserted).
+    pub(crate) fn add(&mut self, name: &Arc<str>, n: u64) {
+        match self {
+            SegQueues::Active(m) => *m.entry(name.clone()).or_default() += n,
+            SegQueues::Sealed(v) => match Self::find(v, name) {
+                Ok(i) => v[i].1 += n,
+                Err(i) => v.insert(i, (name.clone(), n)),
+            },
+        }
+    }
+
+    pub(crate) fn keys(&self) -> Box<dyn Iterator<Item = &Arc<str>> + '_> {
+        match self {
+            SegQueues::Active(m) => Box::new(m.keys()),
+            SegQueues::Sealed(v) => Box::new(v.iter().map(|(k, _)| k)),
+        }
+    }
+}
+
 impl Seg {
     pub(crate) fn new_active() -> Self {
         Seg {
@@ -80,7 +154,7 @@ impl Seg {
             live: 0,
             slots: 0,
             settled: Vec::new(),
-            queues: HashMap::default(),
+            queues: SegQueues::default(),
             dropped: Vec::new(),
             refs: HashSet::default(),
             deleting: false,
@@ -141,6 +215,7 @@ impl Log {
                 .ok_or(StoreError::Invalid("segment ids exhausted"))?;
             if let Some(s) = self.segs.get_mut(&self.active) {
                 s.sealed_at = Some(Instant::now());
+                s.queues.seal();
             }
             self.active = next;
             self.len = HEADER_LEN;
@@ -252,7 +327,7 @@ impl State {
 
     /// Returns a written buffer for reuse.
     pub(crate) fn recycle(&mut self, mut bytes: Vec<u8>) {
-        if bytes.capacity() <= MAX_SPARE_CAPACITY && self.spare.len() < 8 {
+        if bytes.capacity() <= MAX_SPARE_CAPACITY && self.spare.len() < MAX_SPARES {
             bytes.clear();
             self.spare.push(bytes);
         }
@@ -266,7 +341,7 @@ impl State {
         let first = s.slots;
         s.slots = s.slots.saturating_add(targets.len() as u32);
         for (q, _) in targets {
-            match s.queues.get_mut(*q) {
+            match s.queues.get_mut(q) {
                 Some(n) => *n += 1,
                 None => {
                     // One allocation per queue name, however many segments it has messages in.
@@ -278,7 +353,7 @@ impl State {
                             n
                         }
                     };
-                    s.queues.insert(name, 1);
+                    s.queues.add(&name, 1);
                 }
             }
         }
