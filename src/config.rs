@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 /// Messages a queue keeps in memory when their bodies are on disk anyway (`queue_in_memory_messages`).
 pub const DEFAULT_QUEUE_IN_MEMORY_MESSAGES: usize = 2048;
 /// Bytes of ready messages, all queues together, up to which queues keep `queue_in_memory_messages`.
-pub const DEFAULT_QUEUE_IN_MEMORY_TOTAL_BYTES: u64 = 16 << 20;
+pub const DEFAULT_QUEUE_IN_MEMORY_TOTAL_BYTES: u64 = 8 << 20;
 
 /// RabbitMQ 3.13's default max_message_size (128 MiB); 4.x's is 16 MiB.
 const DEFAULT_MAX_MESSAGE_SIZE: u64 = 134_217_728;
