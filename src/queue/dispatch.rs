@@ -21,6 +21,22 @@ impl Queue {
     }
 
     pub(super) fn dispatch_locked(self: &Arc<Self>, st: &mut QueueState, dead: &mut Dead) {
+        self.dispatch_round(st, dead, super::Unwoken::default());
+    }
+
+    /// `dispatch_locked` for a batch just read back from the store: its channels' writers are woken only at
+    /// the end, since a writer woken at the first of hundreds of deliveries contends with the rest for the
+    /// buffer they go to.
+    pub(super) fn dispatch_batch_locked(self: &Arc<Self>, st: &mut QueueState, dead: &mut Dead) {
+        self.dispatch_round(st, dead, super::Unwoken::at_end());
+    }
+
+    fn dispatch_round(
+        self: &Arc<Self>,
+        st: &mut QueueState,
+        dead: &mut Dead,
+        mut unwoken: super::Unwoken,
+    ) {
         let single = st.config.single_active_consumer;
         let mut notes = super::DeliveryNotes::default();
         'outer: loop {
@@ -40,7 +56,7 @@ impl Queue {
                     continue;
                 }
                 if c.channel.deliver(c, self, front) {
-                    notes.delivered_to(&c.channel);
+                    unwoken.note(&c.channel);
                     if c.no_ack {
                         self.stats.deliver_no_ack.bump(1);
                     } else {
@@ -63,6 +79,7 @@ impl Queue {
             }
             break;
         }
+        unwoken.wake(&st.consumers);
         notes.flush(self);
         self.start_load(st);
     }

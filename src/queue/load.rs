@@ -152,7 +152,7 @@ impl Queue {
         if st.over_limit() && st.config.overflow == super::Overflow::DropHead {
             st.drop_head_over_limit(dead);
         }
-        self.dispatch_locked(st, dead);
+        self.dispatch_batch_locked(st, dead);
         self.arm_timer(st);
         std::mem::take(&mut st.load_waiters)
     }

@@ -65,31 +65,32 @@ pub(super) fn run(shared: Arc<Shared>) {
 
 fn run_dones(dones: Vec<Waiter>, result: &Result<(), StoreError>) {
     let mut sinks: Vec<Arc<dyn WriteSink>> = Vec::new();
+    let mut calls = Vec::new();
     for d in dones {
-        let r = result.clone();
-        let sink = match d {
-            Waiter::Nobody => continue,
-            Waiter::Call(f) => {
-                if catch_unwind(AssertUnwindSafe(move || f(r))).is_err() {
-                    error!("message store: a publish callback panicked");
-                }
-                continue;
-            }
+        match d {
+            Waiter::Nobody => {}
+            Waiter::Call(f) => calls.push(f),
             Waiter::Sink(sink, seq) => {
-                if catch_unwind(AssertUnwindSafe(|| sink.written(seq, r.is_ok()))).is_err() {
+                if catch_unwind(AssertUnwindSafe(|| sink.written(seq, result.is_ok()))).is_err() {
                     error!("message store: a publish sink panicked");
                 }
-                sink
+                // Mostly one publisher per batch, or a few: the list stays short.
+                if !sinks.iter().any(|s| Arc::ptr_eq(s, &sink)) {
+                    sinks.push(sink);
+                }
             }
-        };
-        // Mostly one publisher per batch, or a few: the list stays short.
-        if !sinks.iter().any(|s| Arc::ptr_eq(s, &sink)) {
-            sinks.push(sink);
         }
     }
+    // Sinks first: whoever waits on a callback (`sync_now`) finds every earlier outcome passed on.
     for s in sinks {
         if catch_unwind(AssertUnwindSafe(|| s.flush())).is_err() {
             error!("message store: a publish sink panicked");
+        }
+    }
+    for f in calls {
+        let r = result.clone();
+        if catch_unwind(AssertUnwindSafe(move || f(r))).is_err() {
+            error!("message store: a publish callback panicked");
         }
     }
 }
