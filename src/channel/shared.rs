@@ -580,7 +580,7 @@ impl ConfirmSink for ChannelShared {
         self.confirms.lock().write_done(seq, ok);
     }
 
-    fn flush(&self) {
+    fn flush_written(&self) {
         self.flush_confirms();
     }
 }

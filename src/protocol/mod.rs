@@ -185,6 +185,47 @@ pub fn content_header_plausible(p: &[u8]) -> bool {
     p.len() >= 14 && p[..2] == [0, 60]
 }
 
+/// Whether content header `p` has the shape its flags promise: every property within bounds, short strings
+/// UTF-8, the headers table's length inside the header (its fields are not checked). Checked without
+/// allocating, for a message read back whose properties are decoded only if asked for.
+pub fn content_header_valid(p: &[u8]) -> bool {
+    if !content_header_plausible(p) {
+        return false;
+    }
+    // Bits 1 and 0 name no property here: whatever the publish path accepted stays accepted.
+    let flags = u16::from_be_bytes([p[12], p[13]]);
+    let mut i = 14usize;
+    for bit in (2..16).rev() {
+        if flags & (1 << bit) == 0 {
+            continue;
+        }
+        let len = match bit {
+            // headers: a long length, then the table
+            13 => match p.get(i..i + 4) {
+                Some(b) => 4 + u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize,
+                None => return false,
+            },
+            12 | 11 => 1,
+            6 => 8,
+            _ => {
+                let Some(&n) = p.get(i) else { return false };
+                let Some(s) = p.get(i + 1..i + 1 + n as usize) else {
+                    return false;
+                };
+                if std::str::from_utf8(s).is_err() {
+                    return false;
+                }
+                1 + n as usize
+            }
+        };
+        match i.checked_add(len) {
+            Some(end) if end <= p.len() => i = end,
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// The delivery-mode property of content header `p`, read without decoding the rest.
 pub fn delivery_mode_of(p: &[u8]) -> Option<u8> {
     if !content_header_plausible(p) {
@@ -601,6 +642,14 @@ mod tests {
                 *p.delivery_mode(),
                 "case {case}: delivery mode of {p:?}"
             );
+            assert!(content_header_valid(payload), "case {case}: {p:?}");
+            for cut in 0..payload.len() {
+                // Every property has at least one byte, so any cut leaves one out of bounds.
+                assert!(
+                    !content_header_valid(&payload[..cut]),
+                    "case {case}: cut {cut}"
+                );
+            }
             for cut in 0..payload.len() {
                 // Truncated, it reads the mode only if the mode itself is in what is left.
                 if let Some(m) = delivery_mode_of(&payload[..cut]) {

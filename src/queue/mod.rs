@@ -809,5 +809,7 @@ impl Unwoken {
                 }
             }
         }
+        // A channel noted but not found would never be woken and its consumer would stall.
+        debug_assert!(self.noted.is_empty(), "a round's consumer left during it");
     }
 }

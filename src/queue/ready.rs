@@ -297,9 +297,14 @@ impl ReadyList {
     }
 
     /// `begin_load` for a queue whose consumers take messages as they come: it reads the next batch while
-    /// fewer than a whole batch stand before it, so a drain does not wait for each read.
+    /// fewer than two batches stand before it (one, once queues are crowded), so a drain does not wait for
+    /// each read.
     pub fn begin_load_consumed(&mut self) -> Option<Load> {
-        self.begin_load_ahead(2 * LOAD_BATCH)
+        let crowded = self
+            .pager
+            .as_ref()
+            .is_some_and(|p| p.budget.floor(true).0 <= super::paging::KEEP_MIN);
+        self.begin_load_ahead(if crowded { LOAD_BATCH } else { 2 * LOAD_BATCH })
     }
 
     fn begin_load_ahead(&mut self, ahead: usize) -> Option<Load> {

@@ -651,8 +651,11 @@ fn scan_entries(
     Ok(out)
 }
 
-/// The indexer thread: indexes segments sealed for [`SEALED_FOR`] that still hold live messages.
+/// The indexer thread: indexes segments sealed for `index_after` ([`SEALED_FOR`] by default) that still hold
+/// live messages.
 pub(super) fn run(shared: Arc<Shared>) {
+    let after = shared.cfg.index_after;
+    let poll = after.clamp(Duration::from_millis(10), Duration::from_secs(1));
     loop {
         let job = {
             let mut st = shared.lock();
@@ -660,12 +663,12 @@ pub(super) fn run(shared: Arc<Shared>) {
                 if st.shutdown {
                     return;
                 }
-                if let Some(job) = st.next_to_index(Some(SEALED_FOR)) {
+                if let Some(job) = st.next_to_index(Some(after)) {
                     break job;
                 }
                 st = shared
                     .index_work
-                    .wait_timeout(st, Duration::from_secs(1))
+                    .wait_timeout(st, poll)
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .0;
             }

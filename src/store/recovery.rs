@@ -408,13 +408,9 @@ pub(super) fn replay(
             s.durable = good;
             // An empty one stays `recovering` (out of GC's way) until it is deleted here.
             s.recovering = s.live == 0;
-            let live = s.live;
-            if id != st.msg.active {
-                if let Some(s) = st.msg.segs.get_mut(&id) {
-                    s.queues.seal();
-                }
-            }
-            live == 0
+            // Replayed segments are never the active one (appends go to a new segment after recovery).
+            s.queues.seal();
+            s.live == 0
         };
         if empty {
             let removed = fs::remove_file(&path);

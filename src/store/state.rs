@@ -15,8 +15,8 @@ use super::{Location, StoreError, Waiter};
 
 /// Most positions one ACK/DELIVERED record carries before a new record is started.
 const MAX_POSITIONS_PER_RECORD: u32 = 8192;
-/// Pending write buffers larger than this are not recycled: one grows large only while the disk stalls, and
-/// a few kept at that size would stay resident for nothing.
+/// Pending write buffers are recycled shrunk to this: one grows large only while the disk stalls, and a few
+/// kept at that size would stay resident for nothing.
 const MAX_SPARE_CAPACITY: usize = 1 << 20;
 /// Recycled write buffers kept at most.
 const MAX_SPARES: usize = 4;
@@ -327,8 +327,9 @@ impl State {
 
     /// Returns a written buffer for reuse.
     pub(crate) fn recycle(&mut self, mut bytes: Vec<u8>) {
-        if bytes.capacity() <= MAX_SPARE_CAPACITY && self.spare.len() < MAX_SPARES {
+        if self.spare.len() < MAX_SPARES {
             bytes.clear();
+            bytes.shrink_to(MAX_SPARE_CAPACITY);
             self.spare.push(bytes);
         }
     }

@@ -51,6 +51,7 @@ pub(super) fn config(dir: &Path, segment_size: u64, sync: SyncPolicy) -> StoreCo
         segment_size,
         sync,
         weigh: None,
+        index_after: super::index::SEALED_FOR,
     }
 }
 
@@ -213,7 +214,7 @@ impl WriteSink for Sink {
         self.log.lock().unwrap().0.push((seq, ok));
     }
 
-    fn flush(&self) {
+    fn flush_written(&self) {
         let mut l = self.log.lock().unwrap();
         l.1 += 1;
         l.2 = l.0.len();
