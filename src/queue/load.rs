@@ -128,33 +128,30 @@ impl Queue {
                 )
             }
         };
+        self.after_load(|st| match done {
+            Loaded::Chunk(entries) => st.ready.finish_chunk(load, entries),
+            Loaded::Messages(decoded) => st.ready.finish_load(load, decoded),
+        });
+    }
+
+    /// Puts what a load read in place (`put`, under the queue lock), then what follows any load: overflow,
+    /// dispatch, timers, dead-lettering, and the getters waiting for it woken.
+    fn after_load(self: &Arc<Self>, put: impl FnOnce(&mut QueueState)) {
         let mut dead = Dead::new();
         let waiters = {
             let mut st = self.state.lock();
-            match done {
-                Loaded::Chunk(entries) => st.ready.finish_chunk(load, entries),
-                Loaded::Messages(decoded) => st.ready.finish_load(load, decoded),
+            put(&mut st);
+            if st.over_limit() && st.config.overflow == super::Overflow::DropHead {
+                st.drop_head_over_limit(&mut dead);
             }
-            self.after_load(&mut st, &mut dead)
+            self.dispatch_batch_locked(&mut st, &mut dead);
+            self.arm_timer(&mut st);
+            std::mem::take(&mut st.load_waiters)
         };
         self.dead_letter(dead);
         for w in waiters {
             let _ = w.send(());
         }
-    }
-
-    /// What follows any load: overflow, dispatch, timers; returns the getters to wake.
-    fn after_load(
-        self: &Arc<Self>,
-        st: &mut QueueState,
-        dead: &mut Dead,
-    ) -> Vec<oneshot::Sender<()>> {
-        if st.over_limit() && st.config.overflow == super::Overflow::DropHead {
-            st.drop_head_over_limit(dead);
-        }
-        self.dispatch_batch_locked(st, dead);
-        self.arm_timer(st);
-        std::mem::take(&mut st.load_waiters)
     }
 
     /// A recovered index block is back (on the store's reader thread): its entries become the paged head.
@@ -193,16 +190,7 @@ impl Queue {
             },
             _ => None,
         };
-        let mut dead = Dead::new();
-        let waiters = {
-            let mut st = self.state.lock();
-            st.ready.finish_chunk(load, entries);
-            self.after_load(&mut st, &mut dead)
-        };
-        self.dead_letter(dead);
-        for w in waiters {
-            let _ = w.send(());
-        }
+        self.after_load(|st| st.ready.finish_chunk(load, entries));
     }
 
     /// basic.get found the head paged: start reading it back and return a receiver for when it is in.

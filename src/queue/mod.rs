@@ -22,6 +22,8 @@ mod dispatch;
 pub mod enqueue;
 mod load;
 pub mod message;
+mod notes;
+use notes::{DeliveryNotes, Unwoken};
 pub mod paging;
 pub mod ready;
 mod settle;
@@ -726,90 +728,3 @@ fn per_message_ttl(msg: &message::Message) -> Option<u64> {
 
 #[cfg(test)]
 pub(crate) mod tests;
-
-/// Deliveries to tell the store about, gathered over a dispatch round and told with one lock each.
-#[derive(Default)]
-pub(super) struct DeliveryNotes {
-    settled: Vec<Location>,
-    delivered: Vec<Location>,
-}
-
-impl DeliveryNotes {
-    /// No-ack deliveries are settled, others marked delivered once so that they come back redelivered
-    /// after a restart.
-    pub(super) fn note(&mut self, q: &Queue, qm: &QueuedMessage, no_ack: bool) {
-        let (true, Some(loc)) = (q.stores(&qm.msg), qm.loc) else {
-            return;
-        };
-        if no_ack {
-            self.settled.push(loc);
-        } else if !qm.redelivered {
-            self.delivered.push(loc);
-        }
-    }
-
-    pub(super) fn flush(&mut self, q: &Queue) {
-        let Some(d) = &q.durable_store else { return };
-        if !self.settled.is_empty() {
-            d.store.ack(&d.key, &self.settled);
-            self.settled.clear();
-        }
-        d.store.delivered_many(&d.key, &self.delivered);
-        self.delivered.clear();
-    }
-}
-
-/// Channels a dispatch round delivered to. Each is woken (`ConsumerChannel::flush`) at its first delivery
-/// (unless `at_end`), so that its writer starts sending while the round goes on, and once more at the end
-/// for the rest: a round of hundreds costs one or two wake-ups, not hundreds. Kept as addresses, not
-/// clones: an `Arc` clone per round cost a no-ack consumer 8% of its rate.
-#[derive(Default)]
-pub(super) struct Unwoken {
-    /// Each channel, and whether it was sent something since it was last woken.
-    noted: smallvec::SmallVec<[(*const (), bool); 4]>,
-    at_end: bool,
-}
-
-impl Unwoken {
-    pub(super) fn at_end() -> Unwoken {
-        Unwoken {
-            at_end: true,
-            ..Unwoken::default()
-        }
-    }
-
-    /// Most channels remembered; past that, each is woken after each delivery.
-    const MAX: usize = 8;
-
-    pub(super) fn note(&mut self, ch: &Arc<dyn ConsumerChannel>) {
-        let p = Arc::as_ptr(ch) as *const ();
-        if let Some(n) = self.noted.iter_mut().find(|(x, _)| *x == p) {
-            n.1 = true;
-            return;
-        }
-        if self.noted.len() < Self::MAX {
-            self.noted.push((p, self.at_end));
-            if self.at_end {
-                return;
-            }
-        }
-        ch.flush();
-    }
-
-    /// Wake the channels noted, all of which belong to `consumers` (the round does not remove any).
-    pub(super) fn wake(&mut self, consumers: &[Arc<Consumer>]) {
-        for c in consumers {
-            if self.noted.is_empty() {
-                return;
-            }
-            let p = Arc::as_ptr(&c.channel) as *const ();
-            if let Some(i) = self.noted.iter().position(|(x, _)| *x == p) {
-                if self.noted.swap_remove(i).1 {
-                    c.channel.flush();
-                }
-            }
-        }
-        // A channel noted but not found would never be woken and its consumer would stall.
-        debug_assert!(self.noted.is_empty(), "a round's consumer left during it");
-    }
-}
