@@ -3,12 +3,13 @@
 //! are sent strictly in sequence order, coalesced into `multiple` acks, so no tag is ever confirmed twice even
 //! though disk writes complete out of order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, VecDeque};
 
 #[derive(Debug, Default)]
 pub struct Confirms {
-    /// Sequence numbers still waiting for durable writes, with how many are outstanding.
-    waiting: BTreeMap<u64, u32>,
+    /// Sequence numbers still waiting for durable writes, in order, with how many are outstanding (0: done,
+    /// behind one that is not). Publishes register in sequence order, so this is a queue, not a map.
+    waiting: VecDeque<(u64, u32)>,
     /// Completed as nack but not yet sent.
     nacked: BTreeSet<u64>,
     /// The highest sequence number registered.
@@ -29,7 +30,13 @@ impl Confirms {
             self.nacked.insert(seq);
         }
         if writes > 0 {
-            self.waiting.insert(seq, writes);
+            match self.waiting.back() {
+                Some(&(last, _)) if last >= seq => {
+                    let at = self.waiting.partition_point(|&(s, _)| s < seq);
+                    self.waiting.insert(at, (seq, writes));
+                }
+                _ => self.waiting.push_back((seq, writes)),
+            }
         }
     }
 
@@ -40,14 +47,24 @@ impl Confirms {
 
     /// One durable write of `seq` finished; a failed write turns the outcome into a nack.
     pub fn write_done(&mut self, seq: u64, ok: bool) {
-        if !ok {
-            self.nacked.insert(seq);
-        }
-        if let Some(n) = self.waiting.get_mut(&seq) {
-            *n -= 1;
-            if *n == 0 {
-                self.waiting.remove(&seq);
+        self.writes_done(seq, seq, ok);
+    }
+
+    /// One durable write of each of `first..=last` finished.
+    pub fn writes_done(&mut self, first: u64, last: u64, ok: bool) {
+        let mut at = self.waiting.partition_point(|&(s, _)| s < first);
+        while let Some((seq, n)) = self.waiting.get_mut(at) {
+            if *seq > last {
+                break;
             }
+            if !ok {
+                self.nacked.insert(*seq);
+            }
+            *n = n.saturating_sub(1);
+            at += 1;
+        }
+        while self.waiting.front().is_some_and(|&(_, n)| n == 0) {
+            self.waiting.pop_front();
         }
     }
 
@@ -58,8 +75,8 @@ impl Confirms {
 
     /// The frames that can be sent now, in order.
     pub fn drain(&mut self, out: &mut Vec<Outcome>) {
-        let limit = match self.waiting.keys().next() {
-            Some(&first) => first - 1,
+        let limit = match self.waiting.front() {
+            Some(&(first, _)) => first - 1,
             None => self.published,
         };
         if limit <= self.sent {
@@ -129,5 +146,39 @@ mod tests {
         assert_eq!(drain(&mut c), vec![(2, true, true), (3, false, true)]);
         c.write_done(4, false);
         assert_eq!(drain(&mut c), vec![(4, false, true), (5, true, false)]);
+    }
+
+    #[test]
+    fn runs_of_writes_settle_together_in_any_order() {
+        let mut c = Confirms::default();
+        for s in 1..=10 {
+            // 4 and 8 are settled at once; the rest wait for two writes (store and routing).
+            c.register(s, if s % 4 == 0 { 0 } else { 2 }, true);
+        }
+        c.writes_done(1, 10, true);
+        assert!(drain(&mut c).is_empty());
+        c.writes_done(6, 10, true);
+        c.write_done(9, true);
+        assert!(drain(&mut c).is_empty());
+        c.writes_done(2, 5, false);
+        c.write_done(1, true);
+        assert_eq!(
+            drain(&mut c),
+            vec![
+                (1, true, false),
+                (2, false, true),
+                (3, false, true),
+                (4, true, false),
+                (5, false, true),
+                (10, true, true)
+            ]
+        );
+        // A late registration below the last still goes in order.
+        c.register(12, 1, true);
+        c.register(11, 1, true);
+        c.write_done(12, true);
+        assert!(drain(&mut c).is_empty());
+        c.write_done(11, true);
+        assert_eq!(drain(&mut c), vec![(12, true, true)]);
     }
 }

@@ -576,8 +576,8 @@ impl ConsumerChannel for ChannelShared {
 }
 
 impl ConfirmSink for ChannelShared {
-    fn written(&self, seq: u64, ok: bool) {
-        self.confirms.lock().write_done(seq, ok);
+    fn written(&self, first: u64, last: u64, ok: bool) {
+        self.confirms.lock().writes_done(first, last, ok);
     }
 
     fn flush_written(&self) {

@@ -72,6 +72,8 @@ impl Connection {
             return;
         }
         loop {
+            // The publishes of this read reach the store's sync thread together (see `DeferWakes`).
+            let mut defer = self.broker.store().map(|s| s.defer_wakes());
             // Frames already buffered (a client may pipeline the whole handshake in one write) go first.
             loop {
                 let frame = match split_frame(&mut buf, self.shared.frame_max()) {
@@ -96,6 +98,8 @@ impl Connection {
                     return;
                 }
                 while let Some(p) = self.pending.take() {
+                    // Nothing may wait on the store's wake-ups across an await.
+                    defer = None;
                     if !self.wait_pending(p).await {
                         return;
                     }
@@ -108,6 +112,7 @@ impl Connection {
                 }
             }
             self.flush_confirms();
+            drop(defer);
             if std::mem::take(&mut self.published)
                 && self.machine.is_running()
                 && self.broker.alarms.active() != 0

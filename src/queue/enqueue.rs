@@ -50,7 +50,7 @@ pub fn enqueue(routed: &Routed, msg: &MessageRef, confirm: Option<&ConfirmRef>) 
                 .map(|q| (q.store_key().unwrap_or_default(), id))
                 .collect();
             let done = match confirm {
-                Some(c) => crate::store::Waiter::Sink(c.sink.clone(), c.seq),
+                Some(c) => crate::store::Waiter::sink(&c.sink, c.seq),
                 None => crate::store::Waiter::Nobody,
             };
             match d.store.publish_waiting(&targets, &payload, done) {

@@ -26,7 +26,6 @@
 //! ```
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,6 +42,8 @@ pub(crate) const BLOCK: usize = 1024;
 /// A sealed segment is indexed once it has been sealed this long: in a queue that keeps up, it is gone by
 /// then and never costs a scan.
 pub(crate) const SEALED_FOR: Duration = Duration::from_secs(2);
+/// An index is written in pieces of about this size as it is built.
+const WRITE_CHUNK: usize = 256 << 10;
 const MAGIC: [u8; 8] = *b"WRNINDEX";
 const VERSION: u16 = 1;
 const FILE_HEADER: usize = 56;
@@ -237,7 +238,9 @@ impl Building {
 /// Builds an index from a segment's records, in order.
 pub(crate) struct Builder {
     weigh: Option<fn(&Head) -> u64>,
+    /// The file's bytes from `base` on, not yet written.
     out: Vec<u8>,
+    base: u64,
     groups: Vec<(String, Vec<RecoveredBlock>, Building)>,
     by_name: HashMap<String, usize>,
     last: Option<usize>,
@@ -250,6 +253,7 @@ impl Builder {
         Builder {
             weigh,
             out: vec![0u8; FILE_HEADER],
+            base: 0,
             groups: Vec::new(),
             by_name: HashMap::default(),
             last: None,
@@ -304,17 +308,29 @@ impl Builder {
             b.last_record = offset;
             b.weight += weight;
             if b.count as usize >= BLOCK {
-                flush(&mut self.out, blocks, b);
+                flush(&mut self.out, self.base, blocks, b);
             }
         }
     }
 
-    /// The whole file for segment `id` of `seg_len` bytes.
-    pub(crate) fn finish(mut self, id: u32, seg_len: u64) -> Vec<u8> {
+    /// Hands over the bytes built so far once there are at least `min` of them, with their offset in the
+    /// file: a segment's index is written as it is built, not held whole in memory.
+    pub(crate) fn take_bytes(&mut self, min: usize) -> Option<(u64, Vec<u8>)> {
+        if self.out.len() < min {
+            return None;
+        }
+        let at = self.base;
+        self.base += self.out.len() as u64;
+        Some((at, std::mem::take(&mut self.out)))
+    }
+
+    /// The rest of the file for segment `id` of `seg_len` bytes (at the offset given), and its header (at 0;
+    /// the first bytes handed over leave room for it).
+    pub(crate) fn finish(mut self, id: u32, seg_len: u64) -> (u64, Vec<u8>, [u8; FILE_HEADER]) {
         let mut table = Vec::new();
         table.extend_from_slice(&(self.groups.len() as u32).to_le_bytes());
         for (q, blocks, b) in &mut self.groups {
-            flush(&mut self.out, blocks, b);
+            flush(&mut self.out, self.base, blocks, b);
             table.extend_from_slice(&(q.len().min(usize::from(u16::MAX)) as u16).to_le_bytes());
             table.extend_from_slice(&q.as_bytes()[..q.len().min(usize::from(u16::MAX))]);
             table.extend_from_slice(&(blocks.len() as u32).to_le_bytes());
@@ -336,7 +352,7 @@ impl Builder {
                 table.extend_from_slice(&rb.first_head);
             }
         }
-        let table_off = self.out.len() as u64;
+        let table_off = self.base + self.out.len() as u64;
         let mut h = [0u8; FILE_HEADER];
         h[..8].copy_from_slice(&MAGIC);
         h[8..10].copy_from_slice(&VERSION.to_le_bytes());
@@ -348,16 +364,16 @@ impl Builder {
         h[48..56].copy_from_slice(&self.max_id.to_le_bytes());
         let sum = table_crc(&h, &table);
         h[40..44].copy_from_slice(&sum.to_le_bytes());
-        self.out[..FILE_HEADER].copy_from_slice(&h);
         self.out.extend_from_slice(&table);
-        self.out
+        (self.base, self.out, h)
     }
 }
 
 /// Closes a queue's block being built (if it has entries) and appends its bytes to `out`.
-fn flush(out: &mut Vec<u8>, blocks: &mut Vec<RecoveredBlock>, b: &mut Building) {
+fn flush(out: &mut Vec<u8>, base: u64, blocks: &mut Vec<RecoveredBlock>, b: &mut Building) {
     let Some(first) = b.first else { return };
-    let at = out.len() as u32;
+    // An index is far smaller than its segment, whose offsets are u32.
+    let at = (base + out.len() as u64) as u32;
     out.extend_from_slice(&b.bytes);
     blocks.push(RecoveredBlock {
         block: IndexBlock {
@@ -387,13 +403,43 @@ pub(crate) fn write(
     weigh: Option<fn(&Head) -> u64>,
 ) -> Result<usize, StoreError> {
     let seg_path = dir.join(format::segment_file_name(format::SegKind::Msg, id));
+    let tmp = tmp_path(dir, id);
+    let out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| StoreError::io("write index", &tmp, e))?;
+    let written = build(&seg_path, &tmp, &out, id, file, len, weigh).and_then(|n| {
+        out.sync_data()
+            .and_then(|()| fs::rename(&tmp, path(dir, id)))
+            .map_err(|e| StoreError::io("write index", &tmp, e))?;
+        Ok(n)
+    });
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Scans the segment into `out` (the index's temporary file); returns the index's length.
+fn build(
+    seg_path: &Path,
+    tmp: &Path,
+    out: &File,
+    id: u32,
+    file: &File,
+    len: u64,
+    weigh: Option<fn(&Head) -> u64>,
+) -> Result<usize, StoreError> {
+    let put = |at: u64, bytes: &[u8]| {
+        out.write_all_at(bytes, at)
+            .map_err(|e| StoreError::io("write index", tmp, e))
+    };
     let mut b = Builder::new(weigh);
     let mut sc = Scanner::new(file, len);
     loop {
-        match sc
-            .next()
-            .map_err(|e| StoreError::io("read", &seg_path, e))?
-        {
+        match sc.next().map_err(|e| StoreError::io("read", seg_path, e))? {
             Scan::End => break,
             Scan::Bad { .. } => return Err(StoreError::Invalid("segment does not scan clean")),
             Scan::Record { offset, ty, body } => {
@@ -410,24 +456,14 @@ pub(crate) fn write(
                 );
             }
         }
+        if let Some((at, bytes)) = b.take_bytes(WRITE_CHUNK) {
+            put(at, &bytes)?;
+        }
     }
-    let bytes = b.finish(id, len);
-    let tmp = tmp_path(dir, id);
-    let done = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(&bytes)?;
-            f.sync_data()
-        })
-        .and_then(|()| fs::rename(&tmp, path(dir, id)));
-    if let Err(e) = done {
-        let _ = fs::remove_file(&tmp);
-        return Err(StoreError::io("write index", &tmp, e));
-    }
-    Ok(bytes.len())
+    let (at, rest, header) = b.finish(id, len);
+    put(at, &rest)?;
+    put(0, &header)?;
+    Ok(at as usize + rest.len())
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {

@@ -82,8 +82,9 @@ pub type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// batch of outcomes every sink told something is flushed once, so that it can pass them on together (a
 /// publishing channel: one confirm frame and one wake-up of its writer per batch, not one per message).
 pub trait WriteSink: Send + Sync {
-    /// Publish `seq` is durable (`ok`) or failed.
-    fn written(&self, seq: u64, ok: bool);
+    /// Publishes `first..=last` are durable (`ok`) or failed: a publisher's consecutive publishes come
+    /// as one run, so the sink takes its lock once per run, not once per message.
+    fn written(&self, first: u64, last: u64, ok: bool);
     /// Pass on what `written` was told since the last flush. (A sink told twice in one batch, which happens
     /// past 64 sinks, is flushed twice: harmless.)
     fn flush_written(&self);
@@ -93,7 +94,42 @@ pub trait WriteSink: Send + Sync {
 pub enum Waiter {
     Nobody,
     Call(Done),
-    Sink(Arc<dyn WriteSink>, u64),
+    /// Publishes `first..=last` of this sink.
+    Sink {
+        sink: Arc<dyn WriteSink>,
+        first: u64,
+        last: u64,
+    },
+}
+
+impl Waiter {
+    /// The waiter for one publish, `seq`, of `sink`.
+    pub fn sink(sink: &Arc<dyn WriteSink>, seq: u64) -> Waiter {
+        Waiter::Sink {
+            sink: sink.clone(),
+            first: seq,
+            last: seq,
+        }
+    }
+
+    /// Takes `next` into this waiter when it continues its run (the same sink's next publish); otherwise
+    /// hands it back.
+    fn extend(&mut self, next: Waiter) -> Option<Waiter> {
+        match (self, next) {
+            (
+                Waiter::Sink { sink, last, .. },
+                Waiter::Sink {
+                    sink: s,
+                    first,
+                    last: l,
+                },
+            ) if Arc::ptr_eq(sink, &s) && last.checked_add(1) == Some(first) => {
+                *last = l;
+                None
+            }
+            (_, next) => Some(next),
+        }
+    }
 }
 
 /// Called once on the store's reader thread with the payloads `read_async` was asked for, in order.
@@ -265,6 +301,8 @@ pub(crate) struct Shared {
     pub written: Condvar,
     /// Wakes the indexer thread (at shutdown; it looks for work every second anyway).
     pub index_work: Condvar,
+    /// Holders of a [`DeferWakes`].
+    pub deferring: std::sync::atomic::AtomicU32,
     #[cfg(test)]
     pub faults: Faults,
 }
@@ -275,8 +313,39 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether a [`DeferWakes`] holder will wake the sync thread (noted in `st` under its lock, which the
+    /// last holder takes after letting go).
+    fn deferred(&self, st: &mut State) -> bool {
+        let deferring = self.deferring.load(std::sync::atomic::Ordering::Acquire) > 0;
+        st.wake_deferred |= deferring;
+        deferring
+    }
+
     pub(crate) fn path(&self, kind: SegKind, id: u32) -> PathBuf {
         self.cfg.dir.join(format::segment_file_name(kind, id))
+    }
+}
+
+/// While one is held, publishes leave a sleeping sync thread asleep, and the last holder to let go wakes it.
+/// A connection holds one while it handles the frames of one socket read: the sync thread then takes that
+/// read's publishes in one pass (one write, one sync, one confirm frame) instead of starting on the first
+/// alone and leaving the rest to a second pass. When syncs are quick (tmpfs, `sync = "never"`) that first
+/// publish alone is what every pass takes, and confirms trickle out one by one. Hold it only across
+/// synchronous work: every publisher's wake-up waits for it.
+pub struct DeferWakes {
+    shared: Arc<Shared>,
+}
+
+impl Drop for DeferWakes {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        if self.shared.deferring.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let mut st = self.shared.lock();
+            if std::mem::take(&mut st.wake_deferred) && st.sync_idle {
+                drop(st);
+                self.shared.work.notify_one();
+            }
+        }
     }
 }
 
@@ -344,6 +413,7 @@ impl MessageStore {
             work: Condvar::new(),
             written: Condvar::new(),
             index_work: Condvar::new(),
+            deferring: std::sync::atomic::AtomicU32::new(0),
             #[cfg(test)]
             faults: Faults::default(),
         });
@@ -475,10 +545,17 @@ impl MessageStore {
         format::write_publish(buf, targets, payload, crc, body_len as u32);
         let slot = st.add_slots(pos.seg, targets);
         st.publishes += 1;
-        st.dones.push(done);
+        // A publisher's consecutive confirms stay one run: one entry, one sink call per batch.
+        let done = match st.dones.last_mut() {
+            Some(last) => last.extend(done),
+            None => Some(done),
+        };
+        if let Some(d) = done {
+            st.dones.push(d);
+        }
         // A busy sync thread looks at the pending bytes before it sleeps again: only a sleeping one needs
         // the wake-up (a futex syscall per publish otherwise).
-        let wake = st.sync_idle;
+        let wake = st.sync_idle && !self.shared.deferred(st);
         drop(guard);
         if wake {
             self.shared.work.notify_one();
@@ -489,6 +566,16 @@ impl MessageStore {
             len: rec_len as u32,
             slot,
         })
+    }
+
+    /// Defer waking the sync thread until the returned guard is dropped (see [`DeferWakes`]).
+    pub fn defer_wakes(&self) -> DeferWakes {
+        self.shared
+            .deferring
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        DeferWakes {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Records acks of `queue`'s copies at these locations: the messages are consumed for good (or purged,

@@ -70,8 +70,12 @@ fn run_dones(dones: Vec<Waiter>, result: &Result<(), StoreError>) {
         match d {
             Waiter::Nobody => {}
             Waiter::Call(f) => calls.push(f),
-            Waiter::Sink(sink, seq) => {
-                if catch_unwind(AssertUnwindSafe(|| sink.written(seq, result.is_ok()))).is_err() {
+            Waiter::Sink { sink, first, last } => {
+                if catch_unwind(AssertUnwindSafe(|| {
+                    sink.written(first, last, result.is_ok())
+                }))
+                .is_err()
+                {
                     error!("message store: a publish sink panicked");
                 }
                 // Outcomes come in runs per publisher: the last one is checked first, and the list stays

@@ -206,12 +206,14 @@ struct Sink {
     log: std::sync::Mutex<SinkLog>,
 }
 
-/// Outcomes told, flushes, and how many outcomes the last flush covered.
-type SinkLog = (Vec<(u64, bool)>, usize, usize);
+/// Outcomes told, flushes, how many outcomes the last flush covered, and calls of `written`.
+type SinkLog = (Vec<(u64, bool)>, usize, usize, usize);
 
 impl WriteSink for Sink {
-    fn written(&self, seq: u64, ok: bool) {
-        self.log.lock().unwrap().0.push((seq, ok));
+    fn written(&self, first: u64, last: u64, ok: bool) {
+        let mut l = self.log.lock().unwrap();
+        l.0.extend((first..=last).map(|seq| (seq, ok)));
+        l.3 += 1;
     }
 
     fn flush_written(&self) {
@@ -227,24 +229,62 @@ fn a_sink_hears_every_outcome_and_is_flushed_once_per_group_commit() {
     let cfg = config(&dir.0, 1 << 20, SyncPolicy::Always);
     let (store, _) = open(&cfg);
     let sink = Arc::new(Sink::default());
+    let s: Arc<dyn WriteSink> = sink.clone();
+    // Publish 500 goes without a waiter: the runs on either side of it stay apart.
     for i in 0..1000 {
-        let s: Arc<dyn WriteSink> = sink.clone();
+        let w = if i == 500 {
+            Waiter::Nobody
+        } else {
+            Waiter::sink(&s, i)
+        };
         store
-            .publish_waiting(&[("v/q", i)], &payload(i, 16), Waiter::Sink(s, i))
+            .publish_waiting(&[("v/q", i)], &payload(i, 16), w)
             .unwrap();
     }
     store.sync_now().unwrap();
-    let (told, flushes, flushed) = {
+    let (told, flushes, flushed, calls) = {
         let l = sink.log.lock().unwrap();
-        (l.0.clone(), l.1, l.2)
+        (l.0.clone(), l.1, l.2, l.3)
     };
-    assert_eq!(told, (0..1000).map(|i| (i, true)).collect::<Vec<_>>());
-    assert_eq!(flushed, 1000, "outcomes told but never flushed");
+    let want: Vec<_> = (0..1000).filter(|&i| i != 500).map(|i| (i, true)).collect();
+    assert_eq!(told, want);
+    // Consecutive publishes of one sink are told as runs: at most a run per pass on each side of the gap.
+    assert!(
+        calls as u64 <= store.stats().syncs + 1,
+        "{calls} calls of written"
+    );
+    assert_eq!(flushed, 999, "outcomes told but never flushed");
     // One flush per pass that had outcomes, never one per publish.
     assert!(
         flushes >= 1 && flushes as u64 <= store.stats().syncs,
         "{flushes} flushes"
     );
+}
+
+#[test]
+fn publishes_under_defer_wakes_reach_the_sync_thread_together() {
+    let dir = TempDir::new("defer");
+    let cfg = config(&dir.0, 1 << 20, SyncPolicy::Always);
+    let (store, _) = open(&cfg);
+    let sink = Arc::new(Sink::default());
+    let s: Arc<dyn WriteSink> = sink.clone();
+    for round in 0..3u64 {
+        eventually("sync thread asleep", || store.shared.lock().sync_idle);
+        let calls_before = sink.log.lock().unwrap().3;
+        let defer = store.defer_wakes();
+        for i in 0..100 {
+            let seq = round * 100 + i;
+            store
+                .publish_waiting(&[("v/q", seq)], &payload(seq, 16), Waiter::sink(&s, seq))
+                .unwrap();
+        }
+        drop(defer);
+        // The guard's wake-up alone brings the sync thread: every outcome arrives, as one run.
+        eventually("outcomes told", || {
+            sink.log.lock().unwrap().0.len() as u64 == (round + 1) * 100
+        });
+        assert_eq!(sink.log.lock().unwrap().3, calls_before + 1);
+    }
 }
 
 #[test]
