@@ -67,7 +67,15 @@ async fn return_free_memory() {
     }
 }
 
+/// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (libmimalloc-sys exports no constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() -> ExitCode {
+    // Freed memory goes back to the OS at once rather than after mimalloc's default 10 ms: a publisher at
+    // 600k msg/s frees ~200 MB/s of messages it paged out, and the delay showed as RSS swinging by 40 MB
+    // over a thousand-queue backlog whose live heap stayed near 35 MB. No throughput cost was measurable.
+    // SAFETY: mi_option_set takes no pointers and may be called at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     let cli = Cli::parse();
     let mut config = match &cli.config {
         Some(path) => match Config::from_file(path) {

@@ -52,7 +52,11 @@ impl Confirms {
 
     /// One durable write of each of `first..=last` finished.
     pub fn writes_done(&mut self, first: u64, last: u64, ok: bool) {
-        let mut at = self.waiting.partition_point(|&(s, _)| s < first);
+        // A publish settling its own routing is the last one registered.
+        let mut at = match self.waiting.back() {
+            Some(&(s, _)) if s == first => self.waiting.len() - 1,
+            _ => self.waiting.partition_point(|&(s, _)| s < first),
+        };
         while let Some((seq, n)) = self.waiting.get_mut(at) {
             if *seq > last {
                 break;

@@ -236,12 +236,15 @@ impl ChannelShared {
             return;
         }
         self.journal_confirmed(&out);
-        self.conn.outbound.send(|b| {
+        self.conn.outbound.send_quiet(|b| {
             for (tag, ack, multiple) in out {
                 protocol::write_confirm(b, self.id, ack, tag, multiple);
             }
         });
+        // The wake-up (a syscall when the writer's worker sleeps) outside the lock the publishing
+        // connection takes for every publish.
         drop(confirms);
+        self.conn.outbound.wake();
     }
 
     pub fn mark_closed(&self) {

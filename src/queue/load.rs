@@ -32,7 +32,7 @@ impl Queue {
     pub(super) fn start_load(self: &Arc<Self>, st: &mut QueueState) {
         let load = if !st.consumers.is_empty() {
             st.ready.begin_load_consumed()
-        } else if !st.load_waiters.is_empty() || st.head_must_go(self.timers.now_ms()) {
+        } else if !st.load_waiters.is_empty() || st.head_must_go(|| self.timers.now_ms()) {
             st.ready.begin_load()
         } else {
             // Nobody to read for: an idle backlog stays on disk.

@@ -254,8 +254,9 @@ impl QueueState {
 
     /// The head is to be dropped (expired, or over a drop-head limit): if it is paged, it must be read
     /// back first (for its index entry, or its body when it is dead-lettered).
-    fn head_must_go(&self, now: u64) -> bool {
-        self.ready.front_expires().is_some_and(|e| e <= now)
+    /// `now` is asked only for a head that expires: an idle backlog's every publish comes through here.
+    fn head_must_go(&self, now: impl FnOnce() -> u64) -> bool {
+        self.ready.front_expires().is_some_and(|e| e <= now())
             || (self.over_limit() && self.config.overflow == Overflow::DropHead)
     }
 

@@ -19,13 +19,13 @@ pub const CHUNK: usize = 1024;
 /// Entries a run gathers at its head before it starts a tail (a chunk read back may hold more): what an idle
 /// backlog keeps in memory per level is this and a tail of fewer than `CHUNK`.
 const HEAD: usize = 256;
-/// The most bytes one encoded index entry takes (ten varints and a flags byte).
+/// The most bytes one encoded index entry takes (a flags byte and ten varints).
 const MAX_ENTRY: usize = 10 * 10 + 1;
 /// The least an in-memory run's buffer grows by.
 const RUN_GROWTH: usize = 512;
 /// Chunk ids live above every message id the transient key uses (queue sequence numbers).
 const CHUNK_ID_BASE: u64 = 1 << 63;
-const FORMAT: u8 = 2;
+const FORMAT: u8 = 3;
 
 /// Where a spilled chunk's entries are.
 #[derive(Debug, Clone, Copy)]
@@ -305,7 +305,7 @@ impl PagedRun {
             Ok(loc) => {
                 *next_chunk += 1;
                 let tail = std::mem::take(&mut self.tail);
-                self.spilled.push_back(Spilled {
+                self.keep(Spilled {
                     source: Source::Chunk { id, loc },
                     count: tail.len as u32,
                     first_seq: first.seq,
@@ -333,8 +333,17 @@ impl PagedRun {
         if !self.tail.is_empty() && !pager.is_some_and(|p| self.spill(p, next_chunk)) {
             return Err(s);
         }
-        self.spilled.push_back(s);
+        self.keep(s);
         Ok(())
+    }
+
+    /// Note a chunk in the store. The list grows by a quarter: with a thousand deep queues, doubling left
+    /// megabytes of it unused.
+    fn keep(&mut self, s: Spilled) {
+        if self.spilled.len() == self.spilled.capacity() {
+            self.spilled.reserve_exact((self.spilled.len() / 4).max(4));
+        }
+        self.spilled.push_back(s);
     }
 
     /// Empty the run: the entries in memory and the chunks in the store.
@@ -353,9 +362,9 @@ impl PagedRun {
     }
 }
 
-// Entries are stored as deltas from the previous one, in LEB128 varints: in a backlog consecutive entries
-// differ by one in seq, id and slot and by a record's length in offset, so most take 11 to 13 bytes instead
-// of 64.
+// Entries are stored as deltas from the previous one, in LEB128 varints after a flags byte: in a backlog
+// consecutive entries differ by one in seq, id and slot and by a record's length in offset, and have the
+// same expiry and no deliveries yet, so most take 8 to 12 bytes instead of 64.
 /// The difference `b - a` as a zigzag-mapped unsigned number (small either way).
 fn delta(a: u64, b: u64) -> u64 {
     let d = b.wrapping_sub(a) as i64;
@@ -378,18 +387,38 @@ struct Prev {
     exp: u64,
 }
 
+// The flags byte leads an entry; the fields a backlog's entries rarely have follow only when set.
+const REDELIVERED: u8 = 1;
+const TRANSIENT: u8 = 2;
+/// Delivery and acquire counts follow (a message that has been delivered before).
+const COUNTS: u8 = 4;
+/// The expiry differs from the previous entry's.
+const EXPIRES: u8 = 8;
+
 fn put_entry(out: &mut Vec<u8>, prev: &mut Prev, p: &Paged) {
+    let counts = p.delivery_count != 0 || p.acquired_count != 0;
+    let expires = p.expires != prev.exp;
+    let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+    out.push(
+        flag(p.redelivered, REDELIVERED)
+            | flag(p.transient, TRANSIENT)
+            | flag(counts, COUNTS)
+            | flag(expires, EXPIRES),
+    );
     put_varint(out, delta(prev.seq, p.seq));
     put_varint(out, delta(prev.id, p.id));
     put_varint(out, delta(prev.seg, u64::from(p.loc.segment)));
     put_varint(out, delta(prev.off, p.loc.offset));
     put_varint(out, u64::from(p.loc.len));
     put_varint(out, delta(prev.slot, u64::from(p.loc.slot)));
-    put_varint(out, delta(prev.exp, p.expires));
     put_varint(out, u64::from(p.body_len));
-    put_varint(out, u64::from(p.delivery_count));
-    put_varint(out, u64::from(p.acquired_count));
-    out.push(u8::from(p.redelivered) | (u8::from(p.transient) << 1));
+    if expires {
+        put_varint(out, delta(prev.exp, p.expires));
+    }
+    if counts {
+        put_varint(out, u64::from(p.delivery_count));
+        put_varint(out, u64::from(p.acquired_count));
+    }
     *prev = Prev {
         seq: p.seq,
         id: p.id,
@@ -402,6 +431,11 @@ fn put_entry(out: &mut Vec<u8>, prev: &mut Prev, p: &Paged) {
 
 fn get_entry(b: &[u8], pos: &mut usize, prev: &mut Prev) -> Option<Paged> {
     let small = |v: u64| u32::try_from(v).ok();
+    let flags = *b.get(*pos)?;
+    if flags & !(REDELIVERED | TRANSIENT | COUNTS | EXPIRES) != 0 {
+        return None;
+    }
+    *pos += 1;
     let mut next = || get_varint(b, pos);
     let seq = undelta(prev.seq, next()?);
     let id = undelta(prev.id, next()?);
@@ -409,12 +443,15 @@ fn get_entry(b: &[u8], pos: &mut usize, prev: &mut Prev) -> Option<Paged> {
     let off = undelta(prev.off, next()?);
     let len = small(next()?)?;
     let slot = undelta(prev.slot, next()?);
-    let exp = undelta(prev.exp, next()?);
     let body_len = small(next()?)?;
-    let delivery_count = small(next()?)?;
-    let acquired_count = small(next()?)?;
-    let flags = *b.get(*pos)?;
-    *pos += 1;
+    let exp = match flags & EXPIRES {
+        0 => prev.exp,
+        _ => undelta(prev.exp, next()?),
+    };
+    let (delivery_count, acquired_count) = match flags & COUNTS {
+        0 => (0, 0),
+        _ => (small(next()?)?, small(next()?)?),
+    };
     let p = Paged {
         seq,
         id,
@@ -428,8 +465,8 @@ fn get_entry(b: &[u8], pos: &mut usize, prev: &mut Prev) -> Option<Paged> {
         body_len,
         delivery_count,
         acquired_count,
-        redelivered: flags & 1 != 0,
-        transient: flags & 2 != 0,
+        redelivered: flags & REDELIVERED != 0,
+        transient: flags & TRANSIENT != 0,
     };
     *prev = Prev {
         seq,
@@ -454,8 +491,8 @@ pub fn check(b: &[u8], expected: u32) -> Option<Run> {
     if b.first() != Some(&FORMAT) || count != expected {
         return None;
     }
-    // Every entry takes at least 11 bytes: a count that the bytes cannot hold is corrupt.
-    if (count as usize).saturating_mul(11) > b.len() {
+    // Every entry takes at least 8 bytes: a count that the bytes cannot hold is corrupt.
+    if (count as usize).saturating_mul(8) > b.len() {
         return None;
     }
     let body = &b[5..];
@@ -528,16 +565,19 @@ mod tests {
         assert!(decode(&b, 41).is_none());
         assert!(decode(&b[..b.len() - 1], 40).is_none());
         assert!(decode(&[], 0).is_none());
-        // A backlog's entries cost about ten bytes each.
+        // A backlog's entries (never delivered, no expiry) cost about nine bytes each.
         let run: VecDeque<Paged> = (0..1000)
             .map(|s| Paged {
                 expires: u64::MAX,
                 transient: false,
+                redelivered: false,
+                delivery_count: 0,
+                acquired_count: 0,
                 ..entry(1_000_000 + s)
             })
             .collect();
         let b = encode(run.iter());
-        assert!(b.len() < 13 * 1000, "{} bytes", b.len());
+        assert!(b.len() < 10 * 1000, "{} bytes", b.len());
         assert_eq!(decode(&b, 1000).map(|v| v.len()), Some(1000));
         // Damaged chunks decode to something or nothing, never a panic.
         let small = encode(v.iter().take(5));
