@@ -12,45 +12,81 @@ pub fn content_header_plausible(p: &[u8]) -> bool {
     p.len() >= 14 && p[..2] == [0, 60]
 }
 
+/// The properties content header `p` holds per its flags, in order, as (flag bit, the property's bytes
+/// with any length prefix); `None` in place of one that runs past the header, after which it stops. Bits 1
+/// and 0 name no property and are passed over: whatever the publish path accepted stays accepted.
+struct Properties<'a> {
+    p: &'a [u8],
+    flags: u16,
+    bit: u32,
+    at: usize,
+}
+
+impl<'a> Properties<'a> {
+    fn of(p: &'a [u8]) -> Option<Self> {
+        let flags = u16::from_be_bytes(p.get(12..14)?.try_into().ok()?);
+        Some(Properties {
+            p,
+            flags,
+            bit: 16,
+            at: 14,
+        })
+    }
+
+    /// The length of property `bit` at `self.at`.
+    fn span(&self, bit: u32) -> Option<usize> {
+        let p = self.p;
+        let i = self.at;
+        Some(match bit {
+            // headers: a long length, then the table
+            13 => 4 + u32::from_be_bytes(p.get(i..i + 4)?.try_into().ok()?) as usize,
+            // delivery mode, priority
+            12 | 11 => 1,
+            // timestamp
+            6 => 8,
+            // short strings
+            _ => 1 + *p.get(i)? as usize,
+        })
+    }
+}
+
+impl<'a> Iterator for Properties<'a> {
+    type Item = Option<(u32, &'a [u8])>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.bit > 2 {
+            self.bit -= 1;
+            let bit = self.bit;
+            if self.flags & (1 << bit) == 0 {
+                continue;
+            }
+            let bytes = self
+                .span(bit)
+                .and_then(|n| self.at.checked_add(n))
+                .and_then(|end| self.p.get(self.at..end));
+            let Some(bytes) = bytes else {
+                self.bit = 0;
+                return Some(None);
+            };
+            self.at += bytes.len();
+            return Some(Some((bit, bytes)));
+        }
+        None
+    }
+}
+
 /// Whether content header `p` has the shape its flags promise: every property within bounds, short strings
 /// UTF-8, the headers table's length inside the header (its fields are not checked). Checked without
 /// allocating, for a message read back whose properties are decoded only if asked for.
 pub fn content_header_valid(p: &[u8]) -> bool {
-    if !content_header_plausible(p) {
-        return false;
-    }
-    // Bits 1 and 0 name no property here: whatever the publish path accepted stays accepted.
-    let flags = u16::from_be_bytes([p[12], p[13]]);
-    let mut i = 14usize;
-    for bit in (2..16).rev() {
-        if flags & (1 << bit) == 0 {
-            continue;
-        }
-        let len = match bit {
-            // headers: a long length, then the table
-            13 => match p.get(i..i + 4) {
-                Some(b) => 4 + u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize,
-                None => return false,
-            },
-            12 | 11 => 1,
-            6 => 8,
-            _ => {
-                let Some(&n) = p.get(i) else { return false };
-                let Some(s) = p.get(i + 1..i + 1 + n as usize) else {
-                    return false;
-                };
-                if std::str::from_utf8(s).is_err() {
-                    return false;
-                }
-                1 + n as usize
-            }
-        };
-        match i.checked_add(len) {
-            Some(end) if end <= p.len() => i = end,
-            _ => return false,
-        }
-    }
-    true
+    content_header_plausible(p)
+        && Properties::of(p).is_some_and(|mut props| {
+            props.all(|prop| match prop {
+                None => false,
+                Some((13 | 12 | 11 | 6, _)) => true,
+                Some((_, short)) => std::str::from_utf8(&short[1..]).is_ok(),
+            })
+        })
 }
 
 /// The delivery-mode property of content header `p`, read without decoding the rest.
@@ -58,21 +94,15 @@ pub fn delivery_mode_of(p: &[u8]) -> Option<u8> {
     if !content_header_plausible(p) {
         return None;
     }
-    let flags = u16::from_be_bytes([p[12], p[13]]);
-    let mut i = 14usize;
-    for bit in [0x8000u16, 0x4000] {
-        if flags & bit != 0 {
-            i = i.checked_add(1 + *p.get(i)? as usize)?;
-        }
-    }
-    if flags & 0x2000 != 0 {
-        let n = u32::from_be_bytes(p.get(i..i + 4)?.try_into().ok()?) as usize;
-        i = i.checked_add(4)?.checked_add(n)?;
-    }
-    if flags & 0x1000 == 0 {
-        return None;
-    }
-    p.get(i).copied()
+    property(p, 12).map(|b| b[0])
+}
+
+/// Property `bit` of content header `p` (with any length prefix), if present and within bounds.
+fn property(p: &[u8], bit: u32) -> Option<&[u8]> {
+    Properties::of(p)?
+        .map_while(|prop| prop)
+        .find(|&(b, _)| b <= bit)
+        .and_then(|(b, bytes)| (b == bit).then_some(bytes))
 }
 
 /// Decode a basic content header (class 60) by hand when its properties hold no header table: one arrives
@@ -159,19 +189,7 @@ pub fn decode_content_header(p: &[u8]) -> Option<(u64, amq_protocol::protocol::B
 /// The entries of the headers table in a basic content-header payload, as the publisher encoded them
 /// (in their order), or None when it has no headers or the payload is malformed.
 pub fn raw_headers(payload: &[u8]) -> Option<&[u8]> {
-    const FLAGS_AT: usize = 12;
-    let flags = u16::from_be_bytes(payload.get(FLAGS_AT..FLAGS_AT + 2)?.try_into().ok()?);
-    if flags & 0x2000 == 0 {
-        return None;
-    }
-    let mut at = FLAGS_AT + 2;
-    for bit in [0x8000u16, 0x4000] {
-        if flags & bit != 0 {
-            at += 1 + usize::from(*payload.get(at)?);
-        }
-    }
-    let len = u32::from_be_bytes(payload.get(at..at + 4)?.try_into().ok()?) as usize;
-    payload.get(at + 4..(at + 4).checked_add(len)?)
+    property(payload, 13).map(|table| &table[4..])
 }
 
 /// Encode a content header payload (class 60) for properties the broker built or changed.

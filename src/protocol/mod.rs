@@ -453,6 +453,21 @@ mod tests {
                 "case {case}: delivery mode of {p:?}"
             );
             assert!(content_header_valid(payload), "case {case}: {p:?}");
+            // The raw table is there exactly when the properties hold headers, and ends the header's
+            // table (whose four length bytes come before it).
+            match (raw_headers(payload), p.headers()) {
+                (Some(t), Some(h)) => {
+                    let at = t.as_ptr() as usize - payload.as_ptr() as usize;
+                    let (rest, table) = amq_protocol::types::parsing::parse_field_table(
+                        &payload[at - 4..at + t.len()],
+                    )
+                    .unwrap();
+                    assert!(rest.is_empty(), "case {case}");
+                    assert_eq!(&table, h, "case {case}");
+                }
+                (None, None) => {}
+                (t, h) => panic!("case {case}: raw headers {t:?} for {h:?}"),
+            }
             for cut in 0..payload.len() {
                 // Every property has at least one byte, so any cut leaves one out of bounds.
                 assert!(
