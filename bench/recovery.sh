@@ -73,6 +73,8 @@ start() {
 }
 
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$wpid/status"; }
+# The most RSS the process has had (the kernel's high-water mark).
+hwm_mib() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$wpid/status"; }
 
 url="amqp://guest:guest@127.0.0.1:$PORT/%2f"
 common=(--url "$url" -s "$SIZE" --persistent --durable --confirm 1000 --queue-prefix recovery -q --settle 3 -Q "$QUEUES")
@@ -87,6 +89,7 @@ start
 rss_empty=$(rss_mib)
 "$PERF" backlog "${common[@]}" -m "$MESSAGES" --phase fill >"$work/fill.txt"
 rss_full=$(rss_mib)
+hwm_fill=$(hwm_mib)
 disk=$(du -sm "$data" | cut -f1)
 kill -KILL "$wpid"
 wait "$wpid" 2>/dev/null || true
@@ -116,10 +119,12 @@ rss_recovered=$(rss_mib)
 # One consumer per queue.
 "$PERF" backlog "${common[@]}" -C "$QUEUES" -m "$MESSAGES" --phase drain --prefetch 1000 --multiple-ack 100 >"$work/drain.txt"
 rss_drained=$(rss_mib)
+hwm_drain=$(hwm_mib)
 
 cat "$work/fill.txt"
 echo "data dir after fill: ${disk} MiB"
 echo "broker RSS: empty ${rss_empty} MiB, ${MESSAGES} queued ${rss_full} MiB, after kill -9 + recovery ${rss_recovered} MiB, drained ${rss_drained} MiB"
+echo "broker peak RSS: ${hwm_fill} MiB while filling, ${hwm_drain} MiB from restart to drained"
 echo "broker: $BROKER"
 echo "restart after kill -9: ${start_ms} ms to accepting connections, ${ready_ms} ms until queue.declare reports all ${MESSAGES}"
 echo "  store log: ${store}"

@@ -81,6 +81,7 @@ impl Queue {
         }
         unwoken.wake(&st.consumers);
         notes.flush(self);
+        st.ready.trim();
         self.start_load(st);
     }
 

@@ -22,6 +22,8 @@ use std::sync::Arc;
 
 /// Paged messages read back at once when the head reaches them.
 const LOAD_BATCH: usize = 512;
+/// What a consumed queue reads at once (and ahead) once queues are crowded: twice what it may keep.
+const CROWDED_BATCH: usize = 2 * super::paging::KEEP_MIN;
 /// A level starts reading back once fewer than this many messages stand before its paged run.
 const READ_AHEAD: usize = super::paging::KEEP_MIN;
 /// What an in-memory message is charged beyond its body and header: the `Message` (128 bytes), its parsed
@@ -293,21 +295,27 @@ impl ReadyList {
     /// Start reading paged messages back: when the head is paged, or (read-ahead) when fewer than
     /// `READ_AHEAD` in-memory messages stand before the next paged one. At most one load is in flight per list.
     pub fn begin_load(&mut self) -> Option<Load> {
-        self.begin_load_ahead(READ_AHEAD)
+        self.begin_load_ahead(READ_AHEAD, LOAD_BATCH)
     }
 
     /// `begin_load` for a queue whose consumers take messages as they come: it reads the next batch while
-    /// fewer than two batches stand before it (one, once queues are crowded), so a drain does not wait for
-    /// each read.
+    /// fewer than two batches stand before it, so a drain does not wait for each read (once queues are
+    /// crowded, batches of `CROWDED_BATCH`, read while fewer than one stands before it).
     pub fn begin_load_consumed(&mut self) -> Option<Load> {
         let crowded = self
             .pager
             .as_ref()
             .is_some_and(|p| p.budget.floor(true).0 <= super::paging::KEEP_MIN);
-        self.begin_load_ahead(if crowded { LOAD_BATCH } else { 2 * LOAD_BATCH })
+        // Crowded, a queue reads what its share of the in-memory budget holds, not a full batch: a thousand
+        // consumed queues each reading 512 ahead held half a million messages.
+        if crowded {
+            self.begin_load_ahead(CROWDED_BATCH, CROWDED_BATCH)
+        } else {
+            self.begin_load_ahead(2 * LOAD_BATCH, LOAD_BATCH)
+        }
     }
 
-    fn begin_load_ahead(&mut self, ahead: usize) -> Option<Load> {
+    fn begin_load_ahead(&mut self, ahead: usize, batch: usize) -> Option<Load> {
         let l = self.head_level()?;
         let level = &mut self.levels[l];
         if level.loading > 0 || level.paged.is_empty() {
@@ -329,7 +337,7 @@ impl ReadyList {
                 generation: self.generation,
             });
         }
-        let items = level.paged.take_front(LOAD_BATCH);
+        let items = level.paged.take_front(batch);
         level.loading = items.len();
         level.loading_min = items.first().map_or(u64::MAX, |p| p.seq);
         Some(Load {
@@ -565,7 +573,12 @@ impl ReadyList {
     /// `page_out` for a queue that has consumers (`consumed`) or not.
     pub fn page_out_for(&mut self, consumed: bool) {
         self.page_out_to_floor(consumed);
-        // A list that once held thousands keeps their room otherwise (72 bytes each, per queue).
+        self.trim();
+    }
+
+    /// Give back the room of in-memory messages gone: a list that once held thousands (a batch read back,
+    /// a burst) keeps it otherwise, 72 bytes each, per queue — 37 MB over a thousand drained queues.
+    pub fn trim(&mut self) {
         for level in &mut self.levels {
             let want = level.mem.len().max(64) * 2;
             if level.mem.capacity() > 2 * want {
