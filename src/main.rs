@@ -71,7 +71,7 @@ async fn return_free_memory() {
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() -> ExitCode {
-    // Freed memory goes back to the OS at once rather than after mimalloc's default 10 ms: a publisher at
+    // Freed memory goes back to the OS at once rather than after mimalloc v3's default second: a publisher at
     // 600k msg/s frees ~200 MB/s of messages it paged out, and the delay showed as RSS swinging by 40 MB
     // over a thousand-queue backlog whose live heap stayed near 35 MB. No throughput cost was measurable.
     // SAFETY: mi_option_set takes no pointers and may be called at any time.

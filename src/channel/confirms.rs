@@ -70,6 +70,10 @@ impl Confirms {
         while self.waiting.front().is_some_and(|&(_, n)| n == 0) {
             self.waiting.pop_front();
         }
+        // A burst of unconfirmed publishes leaves its room behind otherwise, for the channel's life.
+        if self.waiting.is_empty() && self.waiting.capacity() > 1024 {
+            self.waiting.shrink_to(1024);
+        }
     }
 
     /// Publishes waiting for their outcome (RabbitMQ's messages_unconfirmed).

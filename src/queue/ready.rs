@@ -579,7 +579,12 @@ impl ReadyList {
     /// Give back the room of in-memory messages gone: a list that once held thousands (a batch read back,
     /// a burst) keeps it otherwise, 72 bytes each, per queue — 37 MB over a thousand drained queues.
     pub fn trim(&mut self) {
-        for level in &mut self.levels {
+        // A level still reading back from the store fills its room again with the next batch.
+        for level in self
+            .levels
+            .iter_mut()
+            .filter(|l| l.loading == 0 && l.paged.is_empty())
+        {
             let want = level.mem.len().max(64) * 2;
             if level.mem.capacity() > 2 * want {
                 level.mem.shrink_to(want);

@@ -303,6 +303,8 @@ pub(crate) struct Shared {
     pub index_work: Condvar,
     /// Holders of a [`DeferWakes`].
     pub deferring: std::sync::atomic::AtomicU32,
+    /// A publish left the sleeping sync thread to the next `DeferWakes` to be dropped.
+    pub wake_deferred: std::sync::atomic::AtomicBool,
     #[cfg(test)]
     pub faults: Faults,
 }
@@ -313,12 +315,13 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether a [`DeferWakes`] holder will wake the sync thread (noted in `st` under its lock, which the
-    /// last holder takes after letting go).
-    fn deferred(&self, st: &mut State) -> bool {
-        let deferring = self.deferring.load(std::sync::atomic::Ordering::Acquire) > 0;
-        st.wake_deferred |= deferring;
-        deferring
+    /// Whether a [`DeferWakes`] holder will wake the sleeping sync thread. The flag is set before the holders
+    /// are counted and a holder lets go before it looks at the flag, so one of the two always sees the
+    /// other: either this publisher wakes the thread or a holder does (both, at worst).
+    fn deferred(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.wake_deferred.store(true, SeqCst);
+        self.deferring.load(SeqCst) > 0
     }
 
     pub(crate) fn path(&self, kind: SegKind, id: u32) -> PathBuf {
@@ -326,25 +329,25 @@ impl Shared {
     }
 }
 
-/// While one is held, publishes leave a sleeping sync thread asleep, and the last holder to let go wakes it.
-/// A connection holds one while it handles the frames of one socket read: the sync thread then takes that
-/// read's publishes in one pass (one write, one sync, one confirm frame) instead of starting on the first
-/// alone and leaving the rest to a second pass. When syncs are quick (tmpfs, `sync = "never"`) that first
-/// publish alone is what every pass takes, and confirms trickle out one by one. Hold it only across
-/// synchronous work: every publisher's wake-up waits for it.
+/// While one is held, publishes leave a sleeping sync thread asleep until a holder lets go: the next guard
+/// dropped wakes it. A connection holds one while it handles the frames of one socket read, so the sync
+/// thread takes that read's publishes in one pass (one write, one sync, one confirm frame) instead of
+/// starting on the first alone and leaving the rest to a second pass. When syncs are quick (tmpfs,
+/// `sync = "never"`) that first publish alone is what every pass took, and confirms trickled out one by one.
+/// Any guard's drop wakes the thread, not only the last one's, so connections that overlap on other workers
+/// delay a wake-up by one read's handling at most. Hold it only across synchronous work.
 pub struct DeferWakes {
     shared: Arc<Shared>,
 }
 
 impl Drop for DeferWakes {
     fn drop(&mut self) {
-        use std::sync::atomic::Ordering;
-        if self.shared.deferring.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let mut st = self.shared.lock();
-            if std::mem::take(&mut st.wake_deferred) && st.sync_idle {
-                drop(st);
-                self.shared.work.notify_one();
-            }
+        use std::sync::atomic::Ordering::SeqCst;
+        self.shared.deferring.fetch_sub(1, SeqCst);
+        // No lock: the publisher set the flag under the store's lock while the sync thread slept in its
+        // condvar wait, so this notify finds it waiting (or awake already, and bound to look again).
+        if self.shared.wake_deferred.swap(false, SeqCst) {
+            self.shared.work.notify_one();
         }
     }
 }
@@ -414,6 +417,7 @@ impl MessageStore {
             written: Condvar::new(),
             index_work: Condvar::new(),
             deferring: std::sync::atomic::AtomicU32::new(0),
+            wake_deferred: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
             faults: Faults::default(),
         });
@@ -555,7 +559,7 @@ impl MessageStore {
         }
         // A busy sync thread looks at the pending bytes before it sleeps again: only a sleeping one needs
         // the wake-up (a futex syscall per publish otherwise).
-        let wake = st.sync_idle && !self.shared.deferred(st);
+        let wake = st.sync_idle && !self.shared.deferred();
         drop(guard);
         if wake {
             self.shared.work.notify_one();
@@ -572,7 +576,7 @@ impl MessageStore {
     pub fn defer_wakes(&self) -> DeferWakes {
         self.shared
             .deferring
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         DeferWakes {
             shared: self.shared.clone(),
         }

@@ -278,8 +278,6 @@ pub(crate) struct State {
     pub shutdown: bool,
     /// The sync thread is waiting on `work` (publishes wake it only then).
     pub sync_idle: bool,
-    /// A publish left the sleeping sync thread to a `DeferWakes` holder.
-    pub wake_deferred: bool,
     /// Recovery is replaying the msg log, and the queues dropped meanwhile (their messages in segments
     /// not yet counted die as the replay reaches them).
     pub replaying: bool,
@@ -312,7 +310,6 @@ impl State {
             force_sync: false,
             shutdown: false,
             sync_idle: false,
-            wake_deferred: false,
             replaying: false,
             dropped_in_replay: Vec::new(),
             names: HashSet::default(),
