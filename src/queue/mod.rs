@@ -308,6 +308,7 @@ impl Queue {
             durable_key: durable.then(|| key.clone()),
             transient_key: format!("{}{key}", paging::TRANSIENT_PREFIX),
             budget,
+            phase: paging::Pager::phase_of(&key),
         });
         let durable_store = store
             .filter(|_| durable)

@@ -91,9 +91,21 @@ pub struct Pager {
     /// The key under which messages are written only to free memory.
     pub transient_key: String,
     pub budget: Arc<MemoryBudget>,
+    /// Entries (below `spill::CHUNK`) by which a run's first spilled chunk is cut short, so that queues
+    /// filled in step spill out of step: see [`Pager::phase_of`].
+    pub phase: usize,
 }
 
 impl Pager {
+    /// A phase spread evenly over the queues by a hash of their key.
+    pub fn phase_of(key: &str) -> usize {
+        // FNV-1a: stable, and spreads keys that differ in a digit or two.
+        let h = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        (h % super::spill::CHUNK as u64) as usize
+    }
+
     /// "vhost/queue", for log lines.
     pub(super) fn queue_label(&self) -> String {
         self.transient_key

@@ -17,8 +17,9 @@ use std::collections::VecDeque;
 /// failed: the tail then waits for the next multiple, and is written whole).
 pub const CHUNK: usize = 1024;
 /// Entries a run gathers at its head before it starts a tail (a chunk read back may hold more): what an idle
-/// backlog keeps in memory per level is this and a tail of fewer than `CHUNK`.
-const HEAD: usize = 256;
+/// backlog keeps in memory per level is this and a tail of fewer than `CHUNK`. Small, because a thousand
+/// idle deep queues each keep one.
+pub const HEAD: usize = 64;
 /// The most bytes one encoded index entry takes (a flags byte and ten varints).
 const MAX_ENTRY: usize = 10 * 10 + 1;
 /// The least an in-memory run's buffer grows by.
@@ -282,11 +283,20 @@ impl PagedRun {
             return;
         }
         self.tail.push(p);
+        let Some(pager) = pager else {
+            return;
+        };
+        // A run's first chunk is cut short by the queue's phase. Queues filled in step (a publisher
+        // round-robining over a thousand) would otherwise fill their tails together and spill them together,
+        // so that memory swung by all of them at once; out of step, their tails add up to half as much, evenly.
+        let due = if self.spilled.is_empty() {
+            CHUNK - pager.phase
+        } else {
+            CHUNK
+        };
         // After a failed spill the next try waits for another chunk's worth.
-        if self.tail.len().is_multiple_of(CHUNK) {
-            if let Some(pager) = pager {
-                self.spill(pager, next_chunk);
-            }
+        if self.tail.len() >= due && (self.tail.len() - due).is_multiple_of(CHUNK) {
+            self.spill(pager, next_chunk);
         }
     }
 

@@ -47,6 +47,8 @@ const WRITE_CHUNK: usize = 256 << 10;
 const MAGIC: [u8; 8] = *b"WRNINDEX";
 const VERSION: u16 = 1;
 const FILE_HEADER: usize = 56;
+/// The most bytes one encoded entry takes: four varints, the head's mask and all its bytes.
+const MAX_ENTRY: usize = 4 * 10 + 3 + RECOVERED_HEAD;
 /// A block's row in the table, after its queue.
 const BLOCK_ROW: usize = 4 * 8 + 8 + RECOVERED_HEAD;
 
@@ -301,6 +303,11 @@ impl Builder {
                 head,
             };
             let (_, blocks, b) = &mut self.groups[g];
+            // Grown by a quarter: a segment shared by a thousand queues holds a few hundred entries of each
+            // until it is closed, and doubling left half of each buffer unused.
+            if b.bytes.capacity() - b.bytes.len() < MAX_ENTRY {
+                b.bytes.reserve_exact((b.bytes.len() / 4).max(256));
+            }
             put_entry(&mut b.bytes, &mut b.prev, &e);
             b.first.get_or_insert(e);
             b.count += 1;
@@ -313,24 +320,39 @@ impl Builder {
         }
     }
 
-    /// Hands over the bytes built so far once there are at least `min` of them, with their offset in the
-    /// file: a segment's index is written as it is built, not held whole in memory.
-    pub(crate) fn take_bytes(&mut self, min: usize) -> Option<(u64, Vec<u8>)> {
+    /// Writes the bytes built so far (at their offset in the file) once there are at least `min` of them:
+    /// a segment's index is written as it is built, not held whole in memory. The buffer is kept for the next
+    /// piece.
+    pub(crate) fn put_bytes<E>(
+        &mut self,
+        min: usize,
+        put: &mut impl FnMut(u64, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
         if self.out.len() < min {
-            return None;
+            return Ok(());
         }
-        let at = self.base;
+        put(self.base, &self.out)?;
         self.base += self.out.len() as u64;
-        Some((at, std::mem::take(&mut self.out)))
+        self.out.clear();
+        Ok(())
     }
 
-    /// The rest of the file for segment `id` of `seg_len` bytes (at the offset given), and its header (at 0;
-    /// the first bytes handed over leave room for it).
-    pub(crate) fn finish(mut self, id: u32, seg_len: u64) -> (u64, Vec<u8>, [u8; FILE_HEADER]) {
+    /// Writes the rest of the file for segment `id` of `seg_len` bytes, then its header (at 0; the first
+    /// bytes written left room for it). Returns the file's length.
+    pub(crate) fn finish<E>(
+        mut self,
+        id: u32,
+        seg_len: u64,
+        put: &mut impl FnMut(u64, &[u8]) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        for g in 0..self.groups.len() {
+            let (_, blocks, b) = &mut self.groups[g];
+            flush(&mut self.out, self.base, blocks, b);
+            self.put_bytes(WRITE_CHUNK, put)?;
+        }
         let mut table = Vec::new();
         table.extend_from_slice(&(self.groups.len() as u32).to_le_bytes());
-        for (q, blocks, b) in &mut self.groups {
-            flush(&mut self.out, self.base, blocks, b);
+        for (q, blocks, _) in &self.groups {
             table.extend_from_slice(&(q.len().min(usize::from(u16::MAX)) as u16).to_le_bytes());
             table.extend_from_slice(&q.as_bytes()[..q.len().min(usize::from(u16::MAX))]);
             table.extend_from_slice(&(blocks.len() as u32).to_le_bytes());
@@ -365,7 +387,10 @@ impl Builder {
         let sum = table_crc(&h, &table);
         h[40..44].copy_from_slice(&sum.to_le_bytes());
         self.out.extend_from_slice(&table);
-        (self.base, self.out, h)
+        let end = self.base as usize + self.out.len();
+        self.put_bytes(0, put)?;
+        put(0, &h)?;
+        Ok(end)
     }
 }
 
@@ -432,7 +457,7 @@ fn build(
     len: u64,
     weigh: Option<fn(&Head) -> u64>,
 ) -> Result<usize, StoreError> {
-    let put = |at: u64, bytes: &[u8]| {
+    let mut put = |at: u64, bytes: &[u8]| {
         out.write_all_at(bytes, at)
             .map_err(|e| StoreError::io("write index", tmp, e))
     };
@@ -456,14 +481,9 @@ fn build(
                 );
             }
         }
-        if let Some((at, bytes)) = b.take_bytes(WRITE_CHUNK) {
-            put(at, &bytes)?;
-        }
+        b.put_bytes(WRITE_CHUNK, &mut put)?;
     }
-    let (at, rest, header) = b.finish(id, len);
-    put(at, &rest)?;
-    put(0, &header)?;
-    Ok(at as usize + rest.len())
+    b.finish(id, len, &mut put)
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {

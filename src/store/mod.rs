@@ -704,13 +704,7 @@ impl MessageStore {
                 + st.ack.segs.values().map(|s| s.written).sum::<u64>(),
             pending_bytes: st.msg.pending_bytes() + st.ack.pending_bytes(),
             live_messages: st.live,
-            queues: st
-                .msg
-                .segs
-                .values()
-                .flat_map(|s| s.queues.keys())
-                .collect::<crate::FastSet<_>>()
-                .len(),
+            queues: st.queue_ids.len(),
             publishes: st.publishes,
             syncs: st.syncs,
             failed: st.failed.is_some(),

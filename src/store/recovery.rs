@@ -309,6 +309,7 @@ impl SegScan {
                     }
                 }
             }
+            let st = &mut *st;
             let Some(s) = st.msg.segs.get_mut(&id) else {
                 return;
             };
@@ -327,7 +328,10 @@ impl SegScan {
                 }
             }
             for (&qid, &n) in &self.queues {
-                s.queues.add(&names.names[qid as usize], n);
+                // A segment's slots are counted in a u32.
+                let n = u32::try_from(n).unwrap_or(u32::MAX);
+                s.queues
+                    .add(&names.names[qid as usize], n, &mut st.queue_ids);
             }
             s.live += self.live;
             st.live += self.live;
@@ -418,7 +422,10 @@ pub(super) fn replay(
             match removed {
                 Ok(()) => {
                     let _ = fs::remove_file(index::path(&p.dir, id));
-                    st.msg.segs.remove(&id);
+                    let st = &mut *st;
+                    if let Some(mut s) = st.msg.segs.remove(&id) {
+                        s.queues.clear(&mut st.queue_ids);
+                    }
                     r.deleted.push(id);
                 }
                 Err(e) => {

@@ -73,12 +73,70 @@ pub(crate) struct Seg {
     pub sealed_at: Option<Instant>,
 }
 
-/// Live slots per queue in one msg segment. A map while the segment takes appends; once sealed, a sorted
-/// slice of exactly its entries: a thousand queues over hundreds of segments made the maps' empty buckets a
-/// large part of the store's memory.
+/// Queue names the segments' counts refer to, as small ids: a sealed segment's count of one queue then takes
+/// 8 bytes instead of 24 (a name pointer and a u64), which over a thousand queues and a few hundred segments
+/// was megabytes. An id lives while some segment counts its queue, and is reused after.
+#[derive(Default)]
+pub(crate) struct QueueIds {
+    ids: HashMap<Arc<str>, u32>,
+    /// By id: the name and how many segments count it (`None`: free).
+    names: Vec<Option<(Arc<str>, u32)>>,
+    free: Vec<u32>,
+}
+
+impl QueueIds {
+    pub(crate) fn get(&self, q: &str) -> Option<u32> {
+        self.ids.get(q).copied()
+    }
+
+    /// Queues some segment counts.
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// One more segment counts `q`.
+    fn acquire(&mut self, q: &str) -> u32 {
+        if let Some(&id) = self.ids.get(q) {
+            if let Some(Some((_, refs))) = self.names.get_mut(id as usize) {
+                *refs += 1;
+            }
+            return id;
+        }
+        let name: Arc<str> = Arc::from(q);
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.names.push(None);
+                (self.names.len() - 1) as u32
+            }
+        };
+        self.names[id as usize] = Some((name.clone(), 1));
+        self.ids.insert(name, id);
+        id
+    }
+
+    /// One segment fewer counts queue `id`.
+    fn release(&mut self, id: u32) {
+        let Some(slot) = self.names.get_mut(id as usize) else {
+            return;
+        };
+        if let Some((name, refs)) = slot {
+            *refs -= 1;
+            if *refs == 0 {
+                self.ids.remove(&**name);
+                *slot = None;
+                self.free.push(id);
+            }
+        }
+    }
+}
+
+/// Live slots per queue (by [`QueueIds`] id) in one msg segment. A map while the segment takes appends;
+/// once sealed, a sorted slice of exactly its entries: a thousand queues over hundreds of segments made the
+/// maps' empty buckets a large part of the store's memory.
 pub(crate) enum SegQueues {
-    Active(HashMap<Arc<str>, u64>),
-    Sealed(Vec<(Arc<str>, u64)>),
+    Active(HashMap<u32, u32>),
+    Sealed(Vec<(u32, u32)>),
 }
 
 impl Default for SegQueues {
@@ -90,56 +148,70 @@ impl Default for SegQueues {
 impl SegQueues {
     pub(crate) fn seal(&mut self) {
         if let SegQueues::Active(m) = self {
-            let mut v: Vec<(Arc<str>, u64)> = m.drain().collect();
-            v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let mut v: Vec<(u32, u32)> = m.drain().collect();
+            v.sort_unstable();
             v.shrink_to_fit();
             *self = SegQueues::Sealed(v);
         }
     }
 
-    fn find(v: &[(Arc<str>, u64)], q: &str) -> Result<usize, usize> {
-        v.binary_search_by(|(k, _)| (**k).cmp(q))
-    }
-
-    pub(crate) fn get_mut(&mut self, q: &str) -> Option<&mut u64> {
+    pub(crate) fn get_mut(&mut self, q: u32) -> Option<&mut u32> {
         match self {
-            SegQueues::Active(m) => m.get_mut(q),
-            SegQueues::Sealed(v) => match Self::find(v, q) {
+            SegQueues::Active(m) => m.get_mut(&q),
+            SegQueues::Sealed(v) => match v.binary_search_by_key(&q, |e| e.0) {
                 Ok(i) => Some(&mut v[i].1),
                 Err(_) => None,
             },
         }
     }
 
-    pub(crate) fn contains_key(&self, q: &str) -> bool {
+    pub(crate) fn contains(&self, q: u32) -> bool {
         match self {
-            SegQueues::Active(m) => m.contains_key(q),
-            SegQueues::Sealed(v) => Self::find(v, q).is_ok(),
+            SegQueues::Active(m) => m.contains_key(&q),
+            SegQueues::Sealed(v) => v.binary_search_by_key(&q, |e| e.0).is_ok(),
         }
     }
 
-    pub(crate) fn remove(&mut self, q: &str) -> Option<u64> {
-        match self {
-            SegQueues::Active(m) => m.remove(q),
-            SegQueues::Sealed(v) => Self::find(v, q).ok().map(|i| v.remove(i).1),
-        }
+    /// Forgets queue `q` here, with its count.
+    pub(crate) fn remove(&mut self, q: u32, ids: &mut QueueIds) -> Option<u32> {
+        let n = match self {
+            SegQueues::Active(m) => m.remove(&q),
+            SegQueues::Sealed(v) => v
+                .binary_search_by_key(&q, |e| e.0)
+                .ok()
+                .map(|i| v.remove(i).1),
+        }?;
+        ids.release(q);
+        Some(n)
     }
 
     /// Adds `n` live slots of `name` (its first ones here: inserted).
-    pub(crate) fn add(&mut self, name: &Arc<str>, n: u64) {
+    pub(crate) fn add(&mut self, name: &str, n: u32, ids: &mut QueueIds) {
+        if let Some(c) = ids.get(name).and_then(|q| self.get_mut(q)) {
+            *c += n;
+            return;
+        }
+        let q = ids.acquire(name);
         match self {
-            SegQueues::Active(m) => *m.entry(name.clone()).or_default() += n,
-            SegQueues::Sealed(v) => match Self::find(v, name) {
-                Ok(i) => v[i].1 += n,
-                Err(i) => v.insert(i, (name.clone(), n)),
-            },
+            SegQueues::Active(m) => {
+                m.insert(q, n);
+            }
+            SegQueues::Sealed(v) => {
+                if let Err(i) = v.binary_search_by_key(&q, |e| e.0) {
+                    v.insert(i, (q, n));
+                }
+            }
         }
     }
 
-    pub(crate) fn keys(&self) -> Box<dyn Iterator<Item = &Arc<str>> + '_> {
-        match self {
-            SegQueues::Active(m) => Box::new(m.keys()),
-            SegQueues::Sealed(v) => Box::new(v.iter().map(|(k, _)| k)),
+    /// Forgets every queue (a segment being deleted: normally none is left by then).
+    pub(crate) fn clear(&mut self, ids: &mut QueueIds) {
+        let all: Vec<u32> = match self {
+            SegQueues::Active(m) => m.drain().map(|e| e.0).collect(),
+            SegQueues::Sealed(v) => v.drain(..).map(|e| e.0).collect(),
+        };
+        for q in all {
+            ids.release(q);
         }
     }
 }
@@ -282,8 +354,8 @@ pub(crate) struct State {
     /// not yet counted die as the replay reaches them).
     pub replaying: bool,
     pub dropped_in_replay: Vec<Arc<str>>,
-    /// Queue names the segments' counts share (pruned when no segment names one any more).
-    pub names: HashSet<Arc<str>>,
+    /// The ids the segments' counts name queues by.
+    pub queue_ids: QueueIds,
     /// A segment may have become deletable.
     pub gc_wanted: bool,
     /// Auto-acks of abandoned publishes are pending: sync the ack log before the msg log next time.
@@ -312,7 +384,7 @@ impl State {
             sync_idle: false,
             replaying: false,
             dropped_in_replay: Vec::new(),
-            names: HashSet::default(),
+            queue_ids: QueueIds::default(),
             gc_wanted: true,
             ack_urgent: false,
             ack_since: None,
@@ -342,21 +414,7 @@ impl State {
         let first = s.slots;
         s.slots = s.slots.saturating_add(targets.len() as u32);
         for (q, _) in targets {
-            match s.queues.get_mut(q) {
-                Some(n) => *n += 1,
-                None => {
-                    // One allocation per queue name, however many segments it has messages in.
-                    let name = match self.names.get(*q) {
-                        Some(n) => n.clone(),
-                        None => {
-                            let n: Arc<str> = Arc::from(*q);
-                            self.names.insert(n.clone());
-                            n
-                        }
-                    };
-                    s.queues.add(&name, 1);
-                }
-            }
+            s.queues.add(q, 1, &mut self.queue_ids);
         }
         s.live += targets.len() as u64;
         self.live += targets.len() as u64;
@@ -391,11 +449,17 @@ impl State {
     }
 
     pub(crate) fn is_live(&self, queue: &str, loc: Location) -> bool {
+        self.queue_ids
+            .get(queue)
+            .is_some_and(|q| self.is_live_id(q, queue, loc))
+    }
+
+    fn is_live_id(&self, q: u32, queue: &str, loc: Location) -> bool {
         let Some(s) = self.msg.segs.get(&loc.segment) else {
             return false;
         };
         loc.slot < s.slots
-            && s.queues.contains_key(queue)
+            && s.queues.contains(q)
             && !s
                 .dropped
                 .iter()
@@ -408,7 +472,10 @@ impl State {
     /// Settles one live slot of `queue`: sets its bit, updates live counts and asks for GC when a full
     /// segment empties. False (and nothing changes) if it is not live: acked twice, dropped, unknown.
     fn settle(&mut self, queue: &str, loc: Location) -> bool {
-        if !self.is_live(queue, loc) {
+        let Some(q) = self.queue_ids.get(queue) else {
+            return false;
+        };
+        if !self.is_live_id(q, queue, loc) {
             return false;
         }
         let active = self.msg.active;
@@ -422,10 +489,10 @@ impl State {
                 .resize((s.slots as usize).div_ceil(64).max(word + 1), 0);
         }
         s.settled[word] |= 1 << (loc.slot % 64);
-        if let Some(n) = s.queues.get_mut(queue) {
+        if let Some(n) = s.queues.get_mut(q) {
             *n -= 1;
             if *n == 0 {
-                s.queues.remove(queue);
+                s.queues.remove(q, &mut self.queue_ids);
             }
         }
         s.live = s.live.saturating_sub(1);
@@ -474,10 +541,14 @@ impl State {
         let active = self.msg.active;
         let mut segs = Vec::new();
         let mut gone = 0;
+        let Some(q) = self.queue_ids.get(queue) else {
+            return;
+        };
         for (&id, s) in self.msg.segs.iter_mut() {
-            let Some(n) = s.queues.remove(queue) else {
+            let Some(n) = s.queues.remove(q, &mut self.queue_ids) else {
                 continue;
             };
+            let n = u64::from(n);
             s.live = s.live.saturating_sub(n);
             gone += n;
             segs.push(id);
@@ -635,5 +706,40 @@ fn pos_of(l: Location) -> Pos {
     Pos {
         seg: l.segment,
         off: u32::try_from(l.offset).unwrap_or(u32::MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{QueueIds, SegQueues};
+
+    #[test]
+    fn segments_count_queues_by_ids_that_live_while_counted() {
+        let mut ids = QueueIds::default();
+        let mut active = SegQueues::default();
+        active.add("a", 2, &mut ids);
+        active.add("b", 1, &mut ids);
+        active.add("a", 1, &mut ids);
+        let (a, b) = (ids.get("a").unwrap(), ids.get("b").unwrap());
+        assert_ne!(a, b);
+        let mut sealed = std::mem::take(&mut active);
+        sealed.seal();
+        assert_eq!(sealed.get_mut(a).copied(), Some(3));
+        // A second segment counting "a" keeps its id alive after the first forgets it.
+        active.add("a", 5, &mut ids);
+        assert_eq!(ids.get("a"), Some(a));
+        assert_eq!(sealed.remove(a, &mut ids), Some(3));
+        assert_eq!(sealed.remove(a, &mut ids), None);
+        assert_eq!(ids.get("a"), Some(a));
+        assert_eq!(ids.len(), 2);
+        active.clear(&mut ids);
+        assert_eq!(ids.get("a"), None);
+        // The freed id is reused; "b" is untouched.
+        sealed.add("c", 1, &mut ids);
+        assert_eq!(ids.get("c"), Some(a));
+        assert!(sealed.contains(b) && sealed.contains(a));
+        assert_eq!(sealed.get_mut(b).copied(), Some(1));
+        sealed.clear(&mut ids);
+        assert_eq!(ids.len(), 0);
     }
 }

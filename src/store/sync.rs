@@ -512,11 +512,11 @@ impl SyncThread {
         let mut ack_victims = Vec::new();
         {
             let mut st = self.shared.lock();
+            let st = &mut *st;
             for id in &deleted {
-                st.msg.segs.remove(id);
-            }
-            if !deleted.is_empty() {
-                st.names.retain(|n| Arc::strong_count(n) > 1);
+                if let Some(mut s) = st.msg.segs.remove(id) {
+                    s.queues.clear(&mut st.queue_ids);
+                }
             }
             if dir_ok {
                 for s in st.ack.segs.values_mut() {

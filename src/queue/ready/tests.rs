@@ -28,6 +28,14 @@ fn qm(seq: u64, prio: Option<u8>) -> QueuedMessage {
 }
 
 fn paging_list(dir: &crate::store::tests::TempDir, limit: u64) -> (ReadyList, Arc<MemoryBudget>) {
+    paging_list_in_phase(dir, limit, 0)
+}
+
+fn paging_list_in_phase(
+    dir: &crate::store::tests::TempDir,
+    limit: u64,
+    phase: usize,
+) -> (ReadyList, Arc<MemoryBudget>) {
     let (store, _) = MessageStore::open(crate::store::StoreConfig::new(&dir.0)).unwrap();
     let budget = MemoryBudget::new(limit);
     let pager = Pager {
@@ -35,6 +43,7 @@ fn paging_list(dir: &crate::store::tests::TempDir, limit: u64) -> (ReadyList, Ar
         durable_key: Some("q".into()),
         transient_key: format!("{TRANSIENT_PREFIX}q"),
         budget: budget.clone(),
+        phase,
     };
     (ReadyList::with_pager(None, Some(pager)), budget)
 }
@@ -115,6 +124,34 @@ fn a_long_paged_run_keeps_a_bounded_index_in_memory() {
 }
 
 #[test]
+fn a_queues_phase_cuts_its_first_chunk_short() {
+    use crate::queue::spill::{CHUNK, HEAD};
+    let dir = crate::store::tests::TempDir::new("ready-phase");
+    let phase = 300;
+    let (mut r, _budget) = paging_list_in_phase(&dir, 0, phase);
+    // Where the index entries held in memory fell: each time the tail was spilled as a chunk.
+    let mut spilled_at = Vec::new();
+    let mut held = 0;
+    for s in 0..(KEEP_MIN + HEAD + 3 * CHUNK) as u64 {
+        r.push_back(qm(s, None));
+        r.page_out();
+        let now = r.paged_in_memory();
+        if now < held {
+            spilled_at.push(s as usize + 1 - KEEP_MIN);
+        }
+        held = now;
+    }
+    let first = HEAD + CHUNK - phase;
+    assert_eq!(spilled_at, vec![first, first + CHUNK, first + 2 * CHUNK]);
+    // Phases spread over the chunk for keys that differ in a digit.
+    let phases: std::collections::HashSet<usize> = (0..1000)
+        .map(|i| Pager::phase_of(&format!("/\u{1}recovery-{i}")))
+        .collect();
+    assert!(phases.len() > 400, "{}", phases.len());
+    assert!(phases.iter().all(|&p| p < CHUNK));
+}
+
+#[test]
 fn stored_messages_page_without_pressure_and_drain_reports_ids() {
     let dir = crate::store::tests::TempDir::new("ready-stored");
     let (mut r, budget) = paging_list(&dir, u64::MAX);
@@ -155,6 +192,7 @@ fn priority_levels_page_and_keep_their_order() {
         durable_key: None,
         transient_key: format!("{TRANSIENT_PREFIX}pq"),
         budget: budget.clone(),
+        phase: 0,
     };
     let mut r = ReadyList::with_pager(Some(3), Some(pager));
     // Enough for every level to spill chunks of its own under the one transient key.
