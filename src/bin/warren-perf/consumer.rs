@@ -45,12 +45,19 @@ pub async fn consume(
     let mut lat: Vec<u64> = Vec::with_capacity(4096);
     let mut unacked = 0u64;
     let (mut consumed, mut bytes) = (0u64, 0u64);
+    // Deliveries that arrived with consume-ok are already buffered: with a small prefetch they may be all the
+    // broker sends until they are acked, so they are handled before the first read.
+    let mut buffered = !rbuf.is_empty();
     loop {
         wire::reserve_for_next(&mut rbuf);
-        let n = tokio::select! {
-            biased;
-            _ = stop.changed() => break,
-            r = stream.read_buf(&mut rbuf) => r.map_err(|e| io_error(&label, "read", e))?,
+        let n = if std::mem::take(&mut buffered) {
+            rbuf.len()
+        } else {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                r = stream.read_buf(&mut rbuf) => r.map_err(|e| io_error(&label, "read", e))?,
+            }
         };
         if n == 0 {
             return Err(io_error(
