@@ -8,12 +8,69 @@ use crate::channel::link::Outbound;
 use crate::protocol::{self, OutBuf};
 use bytes::{Buf, Bytes};
 use std::io::IoSlice;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// A buffer grown past this is released after a write rather than kept.
 const KEEP_CAPACITY: usize = 4 << 20;
+/// A buffer this small is always kept (a thousand connections keep 8 MiB of them at most).
+const KEEP_SMALL: usize = 4 << 10;
+/// Grown buffers all writers together keep between writes. A busy connection keeps its grown buffer and
+/// does not regrow it for every write, but a thousand consumers each keeping a burst's worth of deliveries
+/// (two buffers of ~100 KiB each at prefetch 1,000) held a couple of hundred megabytes.
+const KEPT_TOTAL: usize = 8 << 20;
+static KEPT: AtomicUsize = AtomicUsize::new(0);
+
+/// One writer's share of what writers keep: the capacity of the buffer it last kept (the one it swaps into
+/// the connection's outbound side is about as large, so what is held is at most twice the total).
+struct Kept {
+    share: usize,
+    pool: &'static AtomicUsize,
+    limit: usize,
+}
+
+impl Kept {
+    fn new() -> Kept {
+        Kept {
+            share: 0,
+            pool: &KEPT,
+            limit: KEPT_TOTAL,
+        }
+    }
+
+    /// After a write: keep `spare` (cleared) if it is small or the pool has room for it, else let it go.
+    fn keep(&mut self, spare: &mut OutBuf) {
+        spare.clear();
+        let cap = spare.capacity();
+        let mine = self.share;
+        if cap > KEEP_SMALL
+            && cap <= KEEP_CAPACITY
+            && self
+                .pool
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                    let t = t - mine + cap;
+                    (t <= self.limit).then_some(t)
+                })
+                .is_ok()
+        {
+            self.share = cap;
+            return;
+        }
+        if cap > KEEP_SMALL {
+            *spare = OutBuf::default();
+        }
+        self.pool.fetch_sub(mine, Ordering::Relaxed);
+        self.share = 0;
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        self.pool.fetch_sub(self.share, Ordering::Relaxed);
+    }
+}
 
 /// Write every segment in order with as few `writev` calls as the socket allows.
 async fn write_segments(sock: &mut WriteSide, mut segs: Vec<Bytes>) -> std::io::Result<()> {
@@ -51,6 +108,7 @@ async fn write_segments(sock: &mut WriteSide, mut segs: Vec<Bytes>) -> std::io::
 /// The writer task: drains the outbound buffer to the socket, sends heartbeats when idle.
 pub async fn run_writer(mut sock: WriteSide, out: Arc<Outbound>) {
     let mut spare = OutBuf::default();
+    let mut kept = Kept::new();
     let mut last_write = tokio::time::Instant::now();
     loop {
         if out.take(&mut spare) {
@@ -71,10 +129,7 @@ pub async fn run_writer(mut sock: WriteSide, out: Arc<Outbound>) {
                 break;
             }
             last_write = tokio::time::Instant::now();
-            spare.clear();
-            if spare.capacity() > KEEP_CAPACITY {
-                spare = OutBuf::default();
-            }
+            kept.keep(&mut spare);
             if !out.congested() {
                 out.wake_waiters();
             }
@@ -96,4 +151,46 @@ pub async fn run_writer(mut sock: WriteSide, out: Arc<Outbound>) {
     }
     let _ = sock.shutdown().await;
     out.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grown(n: usize) -> OutBuf {
+        let mut b = OutBuf::default();
+        b.extend_from_slice(&vec![1u8; n]);
+        b
+    }
+
+    #[test]
+    fn writers_keep_grown_buffers_only_while_the_pool_has_room() {
+        static POOL: AtomicUsize = AtomicUsize::new(0);
+        let kept = |limit| Kept {
+            share: 0,
+            pool: &POOL,
+            limit,
+        };
+        let (mut a, mut b) = (kept(150 << 10), kept(150 << 10));
+        let mut buf_a = grown(100 << 10);
+        a.keep(&mut buf_a);
+        assert!(buf_a.is_empty() && buf_a.capacity() >= 100 << 10);
+        let share_a = buf_a.capacity();
+        assert_eq!(POOL.load(Ordering::Relaxed), share_a);
+        // No room for a second one: it is let go, and the pool is unchanged.
+        let mut buf_b = grown(100 << 10);
+        b.keep(&mut buf_b);
+        assert_eq!(buf_b.capacity(), 0);
+        assert_eq!(POOL.load(Ordering::Relaxed), share_a);
+        // A small buffer is always kept, outside the pool; keeping it returns the writer's old share.
+        let mut small = grown(100);
+        a.keep(&mut small);
+        assert!(small.capacity() > 0);
+        assert_eq!(POOL.load(Ordering::Relaxed), 0);
+        b.keep(&mut grown(100 << 10));
+        assert!(POOL.load(Ordering::Relaxed) >= 100 << 10);
+        drop(b);
+        assert_eq!(POOL.load(Ordering::Relaxed), 0);
+        drop(a);
+    }
 }

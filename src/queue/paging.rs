@@ -31,6 +31,8 @@ pub const KEEP_STORED_TOTAL: u64 = crate::config::DEFAULT_QUEUE_IN_MEMORY_TOTAL_
 #[derive(Debug)]
 pub struct MemoryBudget {
     pub(super) used: AtomicU64,
+    /// Bytes of messages being read back (see [`Reservation`]): not in memory yet, but on their way.
+    loading: AtomicU64,
     limit: u64,
     pub(super) keep_stored: usize,
     /// Above this many bytes in memory, stored messages page out down to `KEEP_MIN` per queue.
@@ -49,6 +51,7 @@ impl MemoryBudget {
     ) -> Arc<MemoryBudget> {
         Arc::new(MemoryBudget {
             used: AtomicU64::new(0),
+            loading: AtomicU64::new(0),
             limit,
             keep_stored,
             keep_stored_total,
@@ -73,12 +76,43 @@ impl MemoryBudget {
         self.used.load(Ordering::Relaxed)
     }
 
+    /// Whether a consumed queue should read back in small batches: queues are crowded, or will be once the
+    /// reads under way land. A thousand queues whose consumers started together each began a full batch
+    /// before any of it was counted.
+    pub(super) fn crowded(&self) -> bool {
+        self.floor(true).0 <= KEEP_MIN
+            || self.used() + self.loading.load(Ordering::Relaxed) > self.keep_stored_total
+    }
+
+    /// Counts `bytes` of messages being read back until the reservation is dropped.
+    pub(super) fn reserve(self: &Arc<Self>, bytes: u64) -> Reservation {
+        self.loading.fetch_add(bytes, Ordering::Relaxed);
+        Reservation {
+            budget: self.clone(),
+            bytes,
+        }
+    }
+
     pub fn limit(&self) -> u64 {
         self.limit
     }
 
     pub fn over(&self) -> bool {
         self.used() > self.limit
+    }
+}
+
+/// Messages being read back, counted in [`MemoryBudget::crowded`] until dropped (when they have landed and
+/// been charged, or the read was given up).
+#[derive(Debug)]
+pub struct Reservation {
+    budget: Arc<MemoryBudget>,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.loading.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
 

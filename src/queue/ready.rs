@@ -93,6 +93,8 @@ pub struct Load {
     /// A chunk of spilled index entries to read back first (then `items` is empty).
     pub chunk: Option<Spilled>,
     generation: u64,
+    /// The messages' share of the memory budget while they are read.
+    _reserved: Option<super::paging::Reservation>,
 }
 
 #[derive(Debug)]
@@ -302,10 +304,7 @@ impl ReadyList {
     /// fewer than two batches stand before it, so a drain does not wait for each read (once queues are
     /// crowded, batches of `CROWDED_BATCH`, read while fewer than one stands before it).
     pub fn begin_load_consumed(&mut self) -> Option<Load> {
-        let crowded = self
-            .pager
-            .as_ref()
-            .is_some_and(|p| p.budget.floor(true).0 <= super::paging::KEEP_MIN);
+        let crowded = self.pager.as_ref().is_some_and(|p| p.budget.crowded());
         // Crowded, a queue reads what its share of the in-memory budget holds, not a full batch: a thousand
         // consumed queues each reading 512 ahead held half a million messages.
         if crowded {
@@ -335,16 +334,26 @@ impl ReadyList {
                 items: Vec::new(),
                 chunk: Some(chunk),
                 generation: self.generation,
+                _reserved: None,
             });
         }
         let items = level.paged.take_front(batch);
         level.loading = items.len();
         level.loading_min = items.first().map_or(u64::MAX, |p| p.seq);
+        let reserved = self.pager.as_ref().map(|p| {
+            p.budget.reserve(
+                items
+                    .iter()
+                    .map(|m| u64::from(m.body_len) + MESSAGE_OVERHEAD)
+                    .sum(),
+            )
+        });
         Some(Load {
             level: l,
             items,
             chunk: None,
             generation: self.generation,
+            _reserved: reserved,
         })
     }
 
