@@ -7,9 +7,11 @@
 #   BROKER=lavinmq LAVINMQ=/tmp/lavinmq-build/bin/lavinmq bench/recovery.sh   # the same run on LavinMQ
 #   BROKER=rabbitmq MESSAGES=1000000 bench/recovery.sh   # on RabbitMQ 3.10 (../shared/tools/rabbitmq.sh)
 #   QUEUES=1000 bench/recovery.sh              # the messages spread over 1,000 queues
+#   QUEUES=1000 PREFETCH=100 bench/recovery.sh # ... drained with 100 unacked per consumer at most
 #
 # Environment (all optional): MESSAGES (default 10000000, in all), QUEUES (default 1), SIZE body bytes
-# (default 16), PORT (default 5694),
+# (default 16), PREFETCH per consumer (default 1000; a consumer acks a tenth of it at a time), PORT
+# (default 5694),
 # DATA_DIR (default a fresh temp dir, removed afterwards), SKIP_BUILD=1, BENCH_LOCK (default
 # /tmp/warren-bench.lock).
 set -euo pipefail
@@ -19,6 +21,8 @@ root=$(cd "$here/.." && pwd)
 MESSAGES=${MESSAGES:-10000000}
 QUEUES=${QUEUES:-1}
 SIZE=${SIZE:-16}
+PREFETCH=${PREFETCH:-1000}
+MULTIPLE_ACK=$(( PREFETCH >= 10 ? PREFETCH / 10 : 1 ))
 PORT=${PORT:-5694}
 BENCH_LOCK=${BENCH_LOCK:-/tmp/warren-bench.lock}
 cd "$root"
@@ -117,7 +121,7 @@ store=$(grep -o 'message store: recovered.*' "$work/broker.log" | head -1 || tru
 sleep 3
 rss_recovered=$(rss_mib)
 # One consumer per queue.
-"$PERF" backlog "${common[@]}" -C "$QUEUES" -m "$MESSAGES" --phase drain --prefetch 1000 --multiple-ack 100 >"$work/drain.txt"
+"$PERF" backlog "${common[@]}" -C "$QUEUES" -m "$MESSAGES" --phase drain --prefetch "$PREFETCH" --multiple-ack "$MULTIPLE_ACK" >"$work/drain.txt"
 rss_drained=$(rss_mib)
 hwm_drain=$(hwm_mib)
 

@@ -586,7 +586,7 @@ impl ReadyList {
     }
 
     /// Give back the room of in-memory messages gone: a list that once held thousands (a batch read back,
-    /// a burst) keeps it otherwise, 72 bytes each, per queue — 37 MB over a thousand drained queues.
+    /// a burst) keeps it otherwise, 88 bytes each, per queue — 37 MB over a thousand drained queues.
     pub fn trim(&mut self) {
         // A level still reading back from the store fills its room again with the next batch.
         for level in self
@@ -594,7 +594,9 @@ impl ReadyList {
             .iter_mut()
             .filter(|l| l.loading == 0 && l.paged.is_empty())
         {
-            let want = level.mem.len().max(64) * 2;
+            // An empty queue keeps room for a few messages, not a batch: a thousand drained queues each
+            // kept up to 256 slots of 88 bytes.
+            let want = level.mem.len().max(16) * 2;
             if level.mem.capacity() > 2 * want {
                 level.mem.shrink_to(want);
             }

@@ -130,7 +130,12 @@ impl Run {
             }
         }
         if self.len == 0 {
-            self.bytes.clear();
+            // An emptied run lets a grown buffer go: a thousand drained queues each kept a chunk's worth.
+            if self.bytes.capacity() > RUN_GROWTH {
+                self.bytes = Vec::new();
+            } else {
+                self.bytes.clear();
+            }
             self.pos = 0;
         } else if self.pos >= 4096 && self.pos * 2 >= self.bytes.len() {
             self.bytes.drain(..self.pos);
@@ -286,16 +291,19 @@ impl PagedRun {
         let Some(pager) = pager else {
             return;
         };
-        // A run's first chunk is cut short by the queue's phase. Queues filled in step (a publisher
-        // round-robining over a thousand) would otherwise fill their tails together and spill them together,
-        // so that memory swung by all of them at once; out of step, their tails add up to half as much, evenly.
+        // A chunk spilled while none is (a run's first) is cut short by the queue's phase. Queues filled in
+        // step (a publisher round-robining over a thousand) would otherwise fill their tails together and
+        // spill them together, so that memory swung by all of them at once; out of step, their tails add up
+        // to half as much, evenly.
         let due = if self.spilled.is_empty() {
-            CHUNK - pager.phase
+            CHUNK - pager.phase.min(CHUNK - 1)
         } else {
             CHUNK
         };
-        // After a failed spill the next try waits for another chunk's worth.
-        if self.tail.len() >= due && (self.tail.len() - due).is_multiple_of(CHUNK) {
+        // A tail already past `due` (the last chunk was read back meanwhile) or whose spill failed spills at
+        // the next multiple of a chunk.
+        let n = self.tail.len();
+        if n == due || (n > due && n.is_multiple_of(CHUNK)) {
             self.spill(pager, next_chunk);
         }
     }
@@ -562,6 +570,42 @@ mod tests {
             redelivered: seq.is_multiple_of(3),
             transient: seq.is_multiple_of(5),
         }
+    }
+
+    #[test]
+    fn a_tail_past_its_due_when_the_last_chunk_is_taken_spills_at_a_chunk() {
+        use crate::queue::paging::{MemoryBudget, TRANSIENT_PREFIX};
+        let dir = crate::store::tests::TempDir::new("spill-due");
+        let (store, _) =
+            crate::store::MessageStore::open(crate::store::StoreConfig::new(&dir.0)).unwrap();
+        let pager = Pager {
+            store,
+            durable_key: None,
+            transient_key: format!("{TRANSIENT_PREFIX}q"),
+            budget: MemoryBudget::new(0),
+            phase: 300,
+        };
+        let (mut run, mut chunks, mut seq) = (PagedRun::default(), 0, 0);
+        let mut push = |run: &mut PagedRun, n: usize| {
+            for _ in 0..n {
+                run.push_back(entry(seq), Some(&pager), &mut chunks);
+                seq += 1;
+            }
+        };
+        push(&mut run, HEAD + CHUNK - 300);
+        assert_eq!((run.spilled_chunks(), run.tail.len()), (1, 0));
+        push(&mut run, 900);
+        assert_eq!((run.spilled_chunks(), run.tail.len()), (1, 900));
+        // The head is taken, then the chunk: nothing is spilled, and the tail is past a first chunk's due.
+        assert_eq!(run.take_front(HEAD).len(), HEAD);
+        let chunk = run.take_chunk().expect("the spilled chunk");
+        run.finish_chunk(Some(Run::of((0..chunk.count as u64).map(entry))));
+        assert_eq!(run.spilled_chunks(), 0);
+        for _ in 0..2 * CHUNK {
+            push(&mut run, 1);
+            assert!(run.tail.len() < CHUNK, "{}", run.tail.len());
+        }
+        assert_eq!(run.spilled_chunks(), 2);
     }
 
     #[test]
