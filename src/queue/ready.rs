@@ -594,9 +594,9 @@ impl ReadyList {
             .iter_mut()
             .filter(|l| l.loading == 0 && l.paged.is_empty())
         {
-            // An empty queue keeps room for a few messages, not a batch: a thousand drained queues each
-            // kept up to 256 slots of 88 bytes.
-            let want = level.mem.len().max(16) * 2;
+            // Not smaller: a queue whose consumers keep up empties its list every round, and would regrow it
+            // every round.
+            let want = level.mem.len().max(64) * 2;
             if level.mem.capacity() > 2 * want {
                 level.mem.shrink_to(want);
             }
