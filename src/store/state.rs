@@ -155,10 +155,14 @@ impl SegQueues {
         }
     }
 
+    fn find(v: &[(u32, u32)], q: u32) -> Result<usize, usize> {
+        v.binary_search_by_key(&q, |e| e.0)
+    }
+
     pub(crate) fn get_mut(&mut self, q: u32) -> Option<&mut u32> {
         match self {
             SegQueues::Active(m) => m.get_mut(&q),
-            SegQueues::Sealed(v) => match v.binary_search_by_key(&q, |e| e.0) {
+            SegQueues::Sealed(v) => match Self::find(v, q) {
                 Ok(i) => Some(&mut v[i].1),
                 Err(_) => None,
             },
@@ -168,7 +172,7 @@ impl SegQueues {
     pub(crate) fn contains(&self, q: u32) -> bool {
         match self {
             SegQueues::Active(m) => m.contains_key(&q),
-            SegQueues::Sealed(v) => v.binary_search_by_key(&q, |e| e.0).is_ok(),
+            SegQueues::Sealed(v) => Self::find(v, q).is_ok(),
         }
     }
 
@@ -176,10 +180,7 @@ impl SegQueues {
     pub(crate) fn remove(&mut self, q: u32, ids: &mut QueueIds) -> Option<u32> {
         let n = match self {
             SegQueues::Active(m) => m.remove(&q),
-            SegQueues::Sealed(v) => v
-                .binary_search_by_key(&q, |e| e.0)
-                .ok()
-                .map(|i| v.remove(i).1),
+            SegQueues::Sealed(v) => Self::find(v, q).ok().map(|i| v.remove(i).1),
         }?;
         ids.release(q);
         Some(n)
@@ -197,7 +198,7 @@ impl SegQueues {
                 m.insert(q, n);
             }
             SegQueues::Sealed(v) => {
-                if let Err(i) = v.binary_search_by_key(&q, |e| e.0) {
+                if let Err(i) = Self::find(v, q) {
                     v.insert(i, (q, n));
                 }
             }
@@ -206,12 +207,9 @@ impl SegQueues {
 
     /// Forgets every queue (a segment being deleted: normally none is left by then).
     pub(crate) fn clear(&mut self, ids: &mut QueueIds) {
-        let all: Vec<u32> = match self {
-            SegQueues::Active(m) => m.drain().map(|e| e.0).collect(),
-            SegQueues::Sealed(v) => v.drain(..).map(|e| e.0).collect(),
-        };
-        for q in all {
-            ids.release(q);
+        match self {
+            SegQueues::Active(m) => m.drain().for_each(|(q, _)| ids.release(q)),
+            SegQueues::Sealed(v) => v.drain(..).for_each(|(q, _)| ids.release(q)),
         }
     }
 }
