@@ -180,7 +180,9 @@ impl Engine {
         c.close().await
     }
 
-    /// Open the consumer connections and start consuming (deliveries flow at once).
+    /// Open the consumer connections and start consuming: at once, or for a drain at [`Engine::go`], so that
+    /// the drain is timed from its first delivery (a thousand consumers take a while to connect, and the
+    /// first of them would otherwise drain their queues before the clock starts).
     pub async fn start_consumers(&mut self) -> Result<()> {
         for k in 0..self.w.consumers {
             let label = format!("warren-perf consumer {k}");
@@ -189,8 +191,12 @@ impl Engine {
             if !self.w.autoack && self.w.prefetch > 0 {
                 c.qos(1, self.w.prefetch).await?;
             }
-            c.consume(1, &self.w.queue_name(k % self.w.queues), self.w.autoack)
-                .await?;
+            let queue = self.w.queue_name(k % self.w.queues);
+            let autoack = self.w.autoack;
+            let mut go = self.w.drain_target.map(|_| self.go.subscribe());
+            if go.is_none() {
+                c.consume(1, &queue, autoack).await?;
+            }
             let counters = Arc::new(ConCounters::default());
             self.cons.push(counters.clone());
             let plan = ConPlan {
@@ -201,7 +207,16 @@ impl Engine {
             let stop = self.stop_con.subscribe();
             let fatal = self.fatal_tx.clone();
             self.con_tasks.push(tokio::spawn(async move {
-                if let Err(e) = consume(c, plan, counters, stop).await {
+                let r = async {
+                    if let Some(go) = go.as_mut() {
+                        if go.wait_for(|g| *g).await.is_err() {
+                            return Ok(());
+                        }
+                        c.consume(1, &queue, autoack).await?;
+                    }
+                    consume(c, plan, counters, stop).await
+                };
+                if let Err(e) = r.await {
                     let _ = fatal.send(e);
                 }
             }));
