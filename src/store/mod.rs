@@ -144,6 +144,28 @@ enum ReadJob {
     Block(String, IndexBlock, BlockDone),
 }
 
+/// The most jobs the reader thread takes in one pass (see [`run_reads`]).
+const READ_JOBS_AT_ONCE: usize = 256;
+
+/// Reads the records of every `Records` job in `batch` together (one pass over the files in order, see
+/// [`Shared::read_jobs`]), then answers the jobs in the order they came, reading blocks in their turn.
+fn run_reads(shared: &Shared, batch: Vec<ReadJob>, scratch: &mut Vec<u8>) {
+    let locs: Vec<&[Location]> = batch
+        .iter()
+        .filter_map(|j| match j {
+            ReadJob::Records(locs, _) => Some(locs.as_slice()),
+            ReadJob::Block(..) => None,
+        })
+        .collect();
+    let mut read = shared.read_jobs(&locs, scratch).into_iter();
+    for job in batch {
+        match job {
+            ReadJob::Records(_, done) => done(read.next().unwrap_or_default()),
+            ReadJob::Block(queue, b, done) => done(shared.read_block(&queue, &b)),
+        }
+    }
+}
+
 /// When a publish becomes durable, i.e. when its `done` callback runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SyncPolicy {
@@ -431,13 +453,17 @@ impl MessageStore {
         let reader = std::thread::Builder::new()
             .name("warren-store-read".into())
             .spawn(move || {
-                for job in jobs {
-                    match job {
-                        ReadJob::Records(locs, done) => done(reader_shared.read_many(&locs)),
-                        ReadJob::Block(queue, b, done) => {
-                            done(reader_shared.read_block(&queue, &b))
+                let mut scratch = Vec::new();
+                while let Ok(job) = jobs.recv() {
+                    // What else is waiting goes with it: many queues' loads read in one pass.
+                    let mut batch = vec![job];
+                    while batch.len() < READ_JOBS_AT_ONCE {
+                        match jobs.try_recv() {
+                            Ok(j) => batch.push(j),
+                            Err(_) => break,
                         }
                     }
+                    run_reads(&reader_shared, batch, &mut scratch);
                 }
             })
             .map_err(|e| StoreError::io("start the reader thread for", &cfg.dir, e))?;

@@ -101,22 +101,48 @@ impl Shared {
             .collect())
     }
 
-    /// Reads records in order, with one `pread` per run of records that lie close together in one
-    /// segment (a backlog's messages mostly do): a queue draining from disk costs a syscall and an
-    /// allocation per run, not per message.
-    pub(super) fn read_many(&self, locs: &[Location]) -> Vec<Result<Bytes, StoreError>> {
-        let mut out = Vec::with_capacity(locs.len());
+    /// Reads the records of several readers (the loads of the queues that reached the reader thread
+    /// together), answering each in its own order, with one `pread` per run of records that lie close
+    /// together in one segment. A queue draining from disk costs a syscall and an allocation per run, not
+    /// per message; and since the runs are taken over all the readers' records in file order, queues
+    /// filled side by side, whose records alternate in the segments, share their reads: a thousand queues
+    /// draining together read as one.
+    ///
+    /// `scratch` is the buffer for runs whose records are copied out, kept by the caller from one call to
+    /// the next: allocating (and zeroing) up to `READ_RUN` bytes per run cost more than the reads.
+    pub(super) fn read_jobs(
+        &self,
+        jobs: &[&[Location]],
+        scratch: &mut Vec<u8>,
+    ) -> Vec<Vec<Result<Bytes, StoreError>>> {
+        let mut out: Vec<Vec<Option<Result<Bytes, StoreError>>>> =
+            jobs.iter().map(|l| vec![None; l.len()]).collect();
+        // (location, job, index in the job), in file order.
+        let mut order: Vec<(Location, u32, u32)> = jobs
+            .iter()
+            .enumerate()
+            .flat_map(|(j, locs)| {
+                locs.iter()
+                    .enumerate()
+                    .map(move |(i, l)| (*l, j as u32, i as u32))
+            })
+            .collect();
+        order.sort_unstable_by_key(|(l, j, i)| (l.segment, l.offset, *j, *i));
+        let mut put = |j: u32, i: u32, r: Result<Bytes, StoreError>| {
+            out[j as usize][i as usize] = Some(r);
+        };
         let mut i = 0;
-        while i < locs.len() {
-            let first = locs[i];
+        while i < order.len() {
+            let (first, first_job, _) = order[i];
             let Some(mut end) = first.offset.checked_add(u64::from(first.len)) else {
-                out.push(Err(StoreError::NotFound(first)));
+                put(order[i].1, order[i].2, Err(StoreError::NotFound(first)));
                 i += 1;
                 continue;
             };
             let mut used = u64::from(first.len);
+            let mut one_job = true;
             let mut j = i + 1;
-            while let Some(l) = locs.get(j) {
+            while let Some((l, job, _)) = order.get(j) {
                 let Some(next_end) = l.offset.checked_add(u64::from(l.len)) else {
                     break;
                 };
@@ -130,9 +156,10 @@ impl Shared {
                 }
                 end = next_end;
                 used += u64::from(l.len);
+                one_job &= *job == first_job;
                 j += 1;
             }
-            let run = &locs[i..j];
+            let run = &order[i..j];
             i = j;
             let file = (run.len() > 1 && (first.len as usize) >= RECORD_HEADER_LEN)
                 .then(|| {
@@ -146,36 +173,54 @@ impl Shared {
                 .flatten();
             let Some(file) = file else {
                 // Not written yet, gone, or alone: one at a time.
-                out.extend(run.iter().map(|l| self.read(*l)));
+                for (l, job, k) in run {
+                    put(*job, *k, self.read(*l));
+                }
                 continue;
             };
-            let mut buf = vec![0u8; (end - first.offset) as usize];
-            // Payloads share a dense run's buffer; from a sparse one (other queues' records between) they
-            // are copied out, so that a kept message does not pin the bytes it skipped.
-            let dense = used * 4 >= (end - first.offset) * 3;
-            match file.read_exact_at(&mut buf, first.offset) {
+            let span = (end - first.offset) as usize;
+            // Payloads share a dense run's buffer when one reader asked for all of it; otherwise (other
+            // queues' records between, or in it) they are copied out, so that a kept message pins neither
+            // the bytes it skipped nor another queue's messages.
+            let share = one_job && used * 4 >= (end - first.offset) * 3;
+            let mut owned = Vec::new();
+            let buf = if share {
+                owned.resize(span, 0);
+                &mut owned
+            } else {
+                scratch.resize(span, 0);
+                &mut *scratch
+            };
+            match file.read_exact_at(buf, first.offset) {
                 Ok(()) => {
-                    let buf = Bytes::from(buf);
-                    out.extend(run.iter().map(|l| {
+                    let shared = share.then(|| Bytes::from(std::mem::take(&mut owned)));
+                    for (l, job, k) in run {
                         let from = (l.offset - first.offset) as usize;
-                        let rec = buf.slice(from..from + l.len as usize);
-                        decode_read(
-                            *l,
-                            if dense {
-                                rec
-                            } else {
-                                Bytes::copy_from_slice(&rec)
-                            },
-                        )
-                    }));
+                        let to = from + l.len as usize;
+                        let rec = match &shared {
+                            Some(b) => b.slice(from..to),
+                            None => Bytes::copy_from_slice(&scratch[from..to]),
+                        };
+                        put(*job, *k, decode_read(*l, rec));
+                    }
                 }
                 Err(e) => {
                     let err = StoreError::io("read", &self.path(SegKind::Msg, first.segment), e);
-                    out.extend(run.iter().map(|_| Err(err.clone())));
+                    for (_, job, k) in run {
+                        put(*job, *k, Err(err.clone()));
+                    }
                 }
             }
         }
-        out
+        out.into_iter()
+            .zip(jobs)
+            .map(|(v, locs)| {
+                v.into_iter()
+                    .zip(locs.iter())
+                    .map(|(r, l)| r.unwrap_or(Err(StoreError::NotFound(*l))))
+                    .collect()
+            })
+            .collect()
     }
 }
 

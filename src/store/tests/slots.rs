@@ -253,3 +253,69 @@ fn a_queue_dropped_while_recovery_runs_stays_dropped() {
     assert_eq!(ids(&rec, "v/a"), (0..3000).step_by(2).collect::<Vec<_>>());
     assert_eq!(store.stats().live_messages, 1500);
 }
+
+#[test]
+fn reads_for_queues_filled_side_by_side_are_read_together_and_answered_apart() {
+    let d = TempDir::new("read-jobs");
+    let cfg = config(&d.0, 1 << 20, SyncPolicy::Never);
+    let (store, _) = open(&cfg);
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    for i in 0..600u64 {
+        let (q, v) = if i % 2 == 0 {
+            ("v/a", &mut a)
+        } else {
+            ("v/b", &mut b)
+        };
+        v.push((i, store.publish(q, i, &payload(i, 60), noop()).unwrap()));
+    }
+    store.sync_now().unwrap();
+    // One reader asks out of file order, one asks for a record still in the write buffer, one asks for a
+    // record that is not there: each gets its own answers in its own order.
+    a.reverse();
+    let pending = store.publish("v/b", 999, b"pending", noop()).unwrap();
+    b.push((999, pending));
+    let bogus = Location { len: 4, ..a[3].1 };
+    let jobs: Vec<Vec<Location>> = vec![
+        a.iter().map(|(_, l)| *l).collect(),
+        b.iter().map(|(_, l)| *l).collect(),
+        vec![bogus],
+    ];
+    let refs: Vec<&[Location]> = jobs.iter().map(|j| j.as_slice()).collect();
+    let mut scratch = Vec::new();
+    let got = store.shared.read_jobs(&refs, &mut scratch);
+    assert_eq!(got.len(), 3);
+    for (want, got) in [&a, &b].into_iter().zip(&got) {
+        assert_eq!(got.len(), want.len());
+        for ((id, l), r) in want.iter().zip(got) {
+            let r = r.as_ref().unwrap_or_else(|e| panic!("{l:?}: {e}"));
+            if *id == 999 {
+                assert_eq!(&r[..], b"pending");
+            } else {
+                assert_eq!(&r[..], &payload(*id, 60)[..], "{l:?}");
+            }
+        }
+    }
+    assert!(got[2][0].is_err(), "{:?}", got[2]);
+    assert!(
+        !scratch.is_empty(),
+        "interleaved runs are read through the reused buffer"
+    );
+
+    // Through the reader thread: jobs sent together are all answered.
+    let (tx, rx) = mpsc::channel();
+    for job in jobs.iter().take(2) {
+        let tx = tx.clone();
+        let n = job.len();
+        store.read_async(
+            job.clone(),
+            Box::new(move |r| {
+                let _ = tx.send((n, r.iter().filter(|r| r.is_ok()).count()));
+            }),
+        );
+    }
+    for _ in 0..2 {
+        let (n, ok) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(n, ok);
+    }
+}
