@@ -22,8 +22,10 @@ use std::sync::Arc;
 
 /// Paged messages read back at once when the head reaches them.
 const LOAD_BATCH: usize = 512;
-/// What a consumed queue reads at once (and ahead) once queues are crowded: twice what it may keep.
+/// What a consumed queue reads at once (and ahead) once queues are crowded: twice what it may keep, and
+/// fewer as more is held ([`super::paging::MemoryBudget::crowded_batch`]), down to a quarter of that.
 const CROWDED_BATCH: usize = 2 * super::paging::KEEP_MIN;
+const CROWDED_BATCH_MIN: usize = super::paging::KEEP_MIN / 4;
 /// A level starts reading back once fewer than this many messages stand before its paged run.
 const READ_AHEAD: usize = super::paging::KEEP_MIN;
 /// What an in-memory message is charged beyond its body and header: the `Message` (128 bytes), its parsed
@@ -302,15 +304,18 @@ impl ReadyList {
 
     /// `begin_load` for a queue whose consumers take messages as they come: it reads the next batch while
     /// fewer than two batches stand before it, so a drain does not wait for each read (once queues are
-    /// crowded, batches of `CROWDED_BATCH`, read while fewer than one stands before it).
+    /// crowded, batches of `CROWDED_BATCH` or fewer, read while fewer than one stands before it).
     pub fn begin_load_consumed(&mut self) -> Option<Load> {
-        let crowded = self.pager.as_ref().is_some_and(|p| p.budget.crowded());
-        // Crowded, a queue reads what its share of the in-memory budget holds, not a full batch: a thousand
-        // consumed queues each reading 512 ahead held half a million messages.
-        if crowded {
-            self.begin_load_ahead(CROWDED_BATCH, CROWDED_BATCH)
-        } else {
-            self.begin_load_ahead(2 * LOAD_BATCH, LOAD_BATCH)
+        let crowded = self
+            .pager
+            .as_ref()
+            .filter(|p| p.budget.crowded())
+            .map(|p| p.budget.crowded_batch(CROWDED_BATCH, CROWDED_BATCH_MIN));
+        // Crowded, a queue reads its share of what the queues may hold in memory, not a full batch: a
+        // thousand consumed queues each reading 512 ahead held half a million messages.
+        match crowded {
+            Some(batch) => self.begin_load_ahead(batch, batch),
+            None => self.begin_load_ahead(2 * LOAD_BATCH, LOAD_BATCH),
         }
     }
 

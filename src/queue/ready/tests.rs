@@ -292,3 +292,21 @@ fn requeue_restores_positions() {
     let order: Vec<u64> = std::iter::from_fn(|| r.pop_front().map(|m| m.seq)).collect();
     assert_eq!(order, vec![1, 3, 4]);
 }
+
+#[test]
+fn crowded_queues_read_back_a_share_that_shrinks_as_more_is_held() {
+    let total = 1 << 20;
+    let budget = MemoryBudget::with_keep_stored(u64::MAX, KEEP_STORED, total);
+    let batch = || budget.crowded_batch(128, 16);
+    assert_eq!(batch(), 128, "nothing held");
+    budget.used.store(2 * total, Ordering::Relaxed);
+    assert_eq!(batch(), 128, "up to twice the kept total");
+    budget.used.store(4 * total, Ordering::Relaxed);
+    assert_eq!(batch(), 64, "in proportion past it");
+    budget.used.store(3 * total, Ordering::Relaxed);
+    let loading = budget.reserve(total);
+    assert_eq!(batch(), 64, "reads under way count");
+    drop(loading);
+    budget.used.store(1000 * total, Ordering::Relaxed);
+    assert_eq!(batch(), 16, "never below the floor");
+}
