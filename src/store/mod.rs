@@ -157,7 +157,9 @@ fn run_reads(shared: &Shared, batch: Vec<ReadJob>, scratch: &mut Vec<u8>) {
             ReadJob::Block(..) => None,
         })
         .collect();
-    let mut read = shared.read_jobs(&locs, scratch).into_iter();
+    let read = shared.read_jobs(&locs, scratch);
+    debug_assert!(read.iter().zip(&locs).all(|(r, l)| r.len() == l.len()));
+    let mut read = read.into_iter();
     for job in batch {
         match job {
             ReadJob::Records(_, done) => done(read.next().unwrap_or_default()),

@@ -141,8 +141,16 @@ impl Shared {
             };
             let mut used = u64::from(first.len);
             let mut one_job = true;
+            let mut last = first;
             let mut j = i + 1;
             while let Some((l, job, _)) = order.get(j) {
+                // The same record again, for another queue (one record serves every queue a fan-out
+                // reached, at locations that differ only in their slot): it shares the run.
+                if (l.segment, l.offset, l.len) == (last.segment, last.offset, last.len) {
+                    one_job &= *job == first_job;
+                    j += 1;
+                    continue;
+                }
                 let Some(next_end) = l.offset.checked_add(u64::from(l.len)) else {
                     break;
                 };
@@ -157,6 +165,7 @@ impl Shared {
                 end = next_end;
                 used += u64::from(l.len);
                 one_job &= *job == first_job;
+                last = *l;
                 j += 1;
             }
             let run = &order[i..j];

@@ -319,3 +319,39 @@ fn reads_for_queues_filled_side_by_side_are_read_together_and_answered_apart() {
         assert_eq!(n, ok);
     }
 }
+
+#[test]
+fn queues_a_fan_out_reached_read_its_records_together() {
+    let d = TempDir::new("read-fanout");
+    let cfg = config(&d.0, 1 << 20, SyncPolicy::Never);
+    let (store, _) = open(&cfg);
+    let queues = [("v/a", 0u64), ("v/b", 0), ("v/c", 0)];
+    let locs: Vec<Location> = (0..300u64)
+        .map(|i| {
+            store
+                .publish_many(&queues, &payload(i, 50), noop())
+                .unwrap()
+        })
+        .collect();
+    store.sync_now().unwrap();
+    let jobs: Vec<Vec<Location>> = (0..queues.len())
+        .map(|q| locs.iter().map(|l| l.target(q)).collect())
+        .collect();
+    let refs: Vec<&[Location]> = jobs.iter().map(|j| j.as_slice()).collect();
+    let mut scratch = Vec::new();
+    let got = store.shared.read_jobs(&refs, &mut scratch);
+    for answers in &got {
+        assert_eq!(answers.len(), locs.len());
+        for (i, r) in answers.iter().enumerate() {
+            assert_eq!(&r.as_ref().unwrap()[..], &payload(i as u64, 50)[..]);
+        }
+    }
+    // Three queues asking for the same records read them in one run (the buffer spans them all), not in
+    // a read per record or two.
+    let (first, last) = (locs[0], locs[locs.len() - 1]);
+    assert_eq!(first.segment, last.segment);
+    assert_eq!(
+        scratch.len() as u64,
+        last.offset + u64::from(last.len) - first.offset
+    );
+}
