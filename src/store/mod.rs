@@ -71,6 +71,7 @@ pub use error::StoreError;
 pub(crate) use format::{get_varint, put_varint};
 use format::{SegKind, RECORD_HEADER_LEN};
 pub use index::{IndexBlock, RecoveredBlock};
+use read::ReadJob;
 use state::State;
 
 /// Called exactly once, from the store's sync thread, when a publish is durable (or failed). It must be
@@ -138,35 +139,6 @@ pub type ReadDone = Box<dyn FnOnce(Vec<Result<Bytes, StoreError>>) + Send>;
 /// Called once on the store's reader thread with the live entries of a block `read_block_async` was asked
 /// for.
 pub type BlockDone = Box<dyn FnOnce(Result<Vec<RecoveredMessage>, StoreError>) + Send>;
-
-enum ReadJob {
-    Records(Vec<Location>, ReadDone),
-    Block(String, IndexBlock, BlockDone),
-}
-
-/// The most jobs the reader thread takes in one pass (see [`run_reads`]).
-const READ_JOBS_AT_ONCE: usize = 256;
-
-/// Reads the records of every `Records` job in `batch` together (one pass over the files in order, see
-/// [`Shared::read_jobs`]), then answers the jobs in the order they came, reading blocks in their turn.
-fn run_reads(shared: &Shared, batch: Vec<ReadJob>, scratch: &mut Vec<u8>) {
-    let locs: Vec<&[Location]> = batch
-        .iter()
-        .filter_map(|j| match j {
-            ReadJob::Records(locs, _) => Some(locs.as_slice()),
-            ReadJob::Block(..) => None,
-        })
-        .collect();
-    let read = shared.read_jobs(&locs, scratch);
-    debug_assert!(read.iter().zip(&locs).all(|(r, l)| r.len() == l.len()));
-    let mut read = read.into_iter();
-    for job in batch {
-        match job {
-            ReadJob::Records(_, done) => done(read.next().unwrap_or_default()),
-            ReadJob::Block(queue, b, done) => done(shared.read_block(&queue, &b)),
-        }
-    }
-}
 
 /// When a publish becomes durable, i.e. when its `done` callback runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -454,20 +426,7 @@ impl MessageStore {
         let reader_shared = shared.clone();
         let reader = std::thread::Builder::new()
             .name("warren-store-read".into())
-            .spawn(move || {
-                let mut scratch = Vec::new();
-                while let Ok(job) = jobs.recv() {
-                    // What else is waiting goes with it: many queues' loads read in one pass.
-                    let mut batch = vec![job];
-                    while batch.len() < READ_JOBS_AT_ONCE {
-                        match jobs.try_recv() {
-                            Ok(j) => batch.push(j),
-                            Err(_) => break,
-                        }
-                    }
-                    run_reads(&reader_shared, batch, &mut scratch);
-                }
-            })
+            .spawn(move || read::serve(&reader_shared, jobs))
             .map_err(|e| StoreError::io("start the reader thread for", &cfg.dir, e))?;
         let index_shared = shared.clone();
         let indexer = std::thread::Builder::new()

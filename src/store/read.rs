@@ -1,6 +1,6 @@
 //! Reading back: a record by its location (from the file, or from the write buffer while it is in flight),
-//! runs of nearby records with one `pread`, and a block of an index file. Every payload is checked against
-//! its record's checksum.
+//! runs of nearby records with one `pread`, and a block of an index file; and the reader thread, which serves
+//! `read_async` and `read_block_async`. Every payload is checked against its record's checksum.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::format::{self, SegKind, HEADER_LEN, RECORD_HEADER_LEN};
-use super::{index, IndexBlock, Location, RecoveredMessage, Shared, StoreError};
+use super::{
+    index, BlockDone, IndexBlock, Location, ReadDone, RecoveredMessage, Shared, StoreError,
+};
 
 /// How long a `read` of a record that is being written waits for the write before giving up.
 const READ_WAIT: Duration = Duration::from_secs(30);
@@ -18,6 +20,52 @@ const READ_WAIT: Duration = Duration::from_secs(30);
 const READ_GAP: u64 = 16 << 10;
 /// The most one such read spans.
 const READ_RUN: u64 = 256 << 10;
+
+/// A request to the reader thread, answered through its callback.
+pub(super) enum ReadJob {
+    Records(Vec<Location>, ReadDone),
+    Block(String, IndexBlock, BlockDone),
+}
+
+/// The most jobs the reader thread takes in one pass (see [`run_reads`]).
+const READ_JOBS_AT_ONCE: usize = 256;
+
+/// Reads the records of every `Records` job in `batch` together (one pass over the files in order, see
+/// [`Shared::read_jobs`]), then answers the jobs in the order they came, reading blocks in their turn.
+fn run_reads(shared: &Shared, batch: Vec<ReadJob>, scratch: &mut Vec<u8>) {
+    let locs: Vec<&[Location]> = batch
+        .iter()
+        .filter_map(|j| match j {
+            ReadJob::Records(locs, _) => Some(locs.as_slice()),
+            ReadJob::Block(..) => None,
+        })
+        .collect();
+    let read = shared.read_jobs(&locs, scratch);
+    debug_assert!(read.iter().zip(&locs).all(|(r, l)| r.len() == l.len()));
+    let mut read = read.into_iter();
+    for job in batch {
+        match job {
+            ReadJob::Records(_, done) => done(read.next().unwrap_or_default()),
+            ReadJob::Block(queue, b, done) => done(shared.read_block(&queue, &b)),
+        }
+    }
+}
+
+/// The reader thread: jobs until the store closes its end of the channel. What else is waiting goes with
+/// each job, so many queues' loads are read in one pass.
+pub(super) fn serve(shared: &Shared, jobs: std::sync::mpsc::Receiver<ReadJob>) {
+    let mut scratch = Vec::new();
+    while let Ok(job) = jobs.recv() {
+        let mut batch = vec![job];
+        while batch.len() < READ_JOBS_AT_ONCE {
+            match jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        run_reads(shared, batch, &mut scratch);
+    }
+}
 
 impl Shared {
     pub(super) fn read(&self, loc: Location) -> Result<Bytes, StoreError> {
