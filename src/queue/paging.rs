@@ -85,18 +85,20 @@ impl MemoryBudget {
     }
 
     /// How many messages a consumed queue reads back at once while queues are crowded: `max` until the
-    /// messages in memory and on their way reach twice the total queues keep, then fewer in proportion, down
-    /// to `min`. What a drain must hold ahead is what it consumes while a read is under way, which depends on
-    /// the broker's drain rate, not on how many queues share it; a fixed batch per queue made it grow with
-    /// their number (1,000 queues whose consumers took 10 at a time held 128-256 messages each: +150 MiB).
+    /// messages in memory and on their way reach the total queues keep, then fewer, down to `min` at twice
+    /// that. What a drain must hold ahead is what it consumes while a read is under way, which depends on the
+    /// broker's drain rate, not on how many queues share it. A fixed batch per queue made it grow with their
+    /// number (1,000 queues whose consumers took 10 at a time held 128-256 messages each: +150 MiB); a batch
+    /// in inverse proportion to what is held still let it grow with the square root (~75 each: +90 MiB).
     pub(super) fn crowded_batch(&self, max: usize, min: usize) -> usize {
         let held = self.used() + self.loading.load(Ordering::Relaxed);
-        let room = self.keep_stored_total.max(1).saturating_mul(2);
-        if held <= room {
+        let total = self.keep_stored_total.max(1);
+        if held <= total {
             return max;
         }
-        let share = (max as u128 * u128::from(room) / u128::from(held)) as usize;
-        share.clamp(min, max)
+        let past = u128::from((held - total).min(total));
+        let cut = (max.saturating_sub(min) as u128 * past / u128::from(total)) as usize;
+        max.saturating_sub(cut).max(min)
     }
 
     /// Counts `bytes` of messages being read back until the reservation is dropped.

@@ -23,7 +23,7 @@ use std::sync::Arc;
 /// Paged messages read back at once when the head reaches them.
 const LOAD_BATCH: usize = 512;
 /// What a consumed queue reads at once (and ahead) once queues are crowded: twice what it may keep, and
-/// fewer as more is held ([`super::paging::MemoryBudget::crowded_batch`]), down to a quarter of that.
+/// fewer once more is held ([`super::paging::MemoryBudget::crowded_batch`]), down to a quarter of that.
 const CROWDED_BATCH: usize = 2 * super::paging::KEEP_MIN;
 const CROWDED_BATCH_MIN: usize = super::paging::KEEP_MIN / 4;
 /// A level starts reading back once fewer than this many messages stand before its paged run.

@@ -299,14 +299,16 @@ fn crowded_queues_read_back_a_share_that_shrinks_as_more_is_held() {
     let budget = MemoryBudget::with_keep_stored(u64::MAX, KEEP_STORED, total);
     let batch = || budget.crowded_batch(128, 16);
     assert_eq!(batch(), 128, "nothing held");
-    budget.used.store(2 * total, Ordering::Relaxed);
-    assert_eq!(batch(), 128, "up to twice the kept total");
-    budget.used.store(4 * total, Ordering::Relaxed);
-    assert_eq!(batch(), 64, "in proportion past it");
-    budget.used.store(3 * total, Ordering::Relaxed);
-    let loading = budget.reserve(total);
-    assert_eq!(batch(), 64, "reads under way count");
+    budget.used.store(total, Ordering::Relaxed);
+    assert_eq!(batch(), 128, "up to the kept total");
+    budget.used.store(total + total / 2, Ordering::Relaxed);
+    assert_eq!(batch(), 72, "fewer past it");
+    budget.used.store(total, Ordering::Relaxed);
+    let loading = budget.reserve(total / 2);
+    assert_eq!(batch(), 72, "reads under way count");
     drop(loading);
+    budget.used.store(2 * total, Ordering::Relaxed);
+    assert_eq!(batch(), 16, "the floor at twice the total");
     budget.used.store(1000 * total, Ordering::Relaxed);
     assert_eq!(batch(), 16, "never below the floor");
 }
