@@ -19,8 +19,9 @@ const KEEP_CAPACITY: usize = 4 << 20;
 const KEEP_SMALL: usize = 4 << 10;
 /// Grown buffers all writers together keep between writes. A busy connection keeps its grown buffer and
 /// does not regrow it for every write, but a thousand consumers each keeping a burst's worth of deliveries
-/// (two buffers of ~100 KiB each at prefetch 1,000) held a couple of hundred megabytes.
-const KEPT_TOTAL: usize = 8 << 20;
+/// (two buffers of ~100 KiB each at prefetch 1,000) held a couple of hundred megabytes. Regrowing one
+/// costs an allocation per write, which a thousand connections each writing a few kilobytes barely see.
+const KEPT_TOTAL: usize = 2 << 20;
 static KEPT: AtomicUsize = AtomicUsize::new(0);
 
 /// One writer's share of what writers keep: the capacity of the buffer it last kept (the one it swaps into
