@@ -418,3 +418,74 @@ async fn a_resource_alarm_blocks_publishers_until_it_clears() {
     assert_eq!(got.delivery.data, b"one");
     server.shutdown().await;
 }
+
+/// Once queues are crowded (here from the start: a queue keeps 8 stored messages in memory), a consumer's
+/// unacknowledged persistent messages are held by their place in the store only. Whatever comes back (a
+/// nack, a reject to a dead-letter queue, a closed channel's deliveries) is read back first and behaves as
+/// a message held whole does: in its place, ahead of what follows, with its headers.
+#[tokio::test]
+async fn deliveries_held_by_their_place_come_back_whole_and_in_order() {
+    let dir = data_dir("paging-held");
+    let (server, b) = start_with(warren::config::Config {
+        queue_in_memory_messages: 8,
+        ..on_disk(&dir)
+    })
+    .await;
+    let conn = connect(&b).await;
+    let ch = open(&conn).await;
+    confirm_select(&ch).await;
+    within(ch.queue_declare("held-dlq".into(), durable(), FieldTable::default()))
+        .await
+        .unwrap();
+    let mut args = FieldTable::default();
+    args.insert("x-dead-letter-exchange".into(), lstr(""));
+    args.insert("x-dead-letter-routing-key".into(), lstr("held-dlq"));
+    within(ch.queue_declare("held".into(), durable(), args))
+        .await
+        .unwrap();
+    publish_numbered(&ch, "held", 0, 20, true).await;
+
+    let cch = open(&conn).await;
+    within(cch.basic_qos(10, Default::default())).await.unwrap();
+    let mut d = consume(&cch, "held", manual_ack()).await;
+    let first = d.next_n(10).await;
+    assert_eq!(bodies(&first), numbered(0, 10));
+    nack(&cch, first[0].delivery_tag, true).await;
+    reject(&cch, first[1].delivery_tag, false).await;
+    within(cch.basic_ack(first[4].delivery_tag, BasicAckOptions { multiple: true }))
+        .await
+        .unwrap();
+    // The nacked message is redelivered before anything behind it.
+    let next = d.next_n(5).await;
+    let mut want = numbered(10, 14);
+    want.insert(0, "msg-0".into());
+    assert_eq!(bodies(&next), want);
+    let flags: Vec<bool> = next.iter().map(|m| m.redelivered).collect();
+    assert_eq!(flags, [true, false, false, false, false]);
+
+    // The rejected one is dead-lettered whole: body, properties and x-death.
+    wait_for_count(&ch, "held-dlq", 1).await;
+    let dead = get(&ch, "held-dlq", true).await.expect("dead-lettered");
+    assert_eq!(dead.delivery.data, b"msg-1");
+    assert_eq!(dead.delivery.properties.delivery_mode(), &Some(2));
+    assert_eq!(
+        dl_headers(&dead.delivery.properties),
+        expected_dl_headers(
+            vec![death(1, "rejected", "held", "", &["held"], None)],
+            ("rejected", "held", ""),
+            vec![],
+        )
+    );
+
+    // Closing the channel returns its ten outstanding deliveries to their places.
+    within(cch.close(200, "bye".into())).await.unwrap();
+    let head = get(&ch, "held", true).await.expect("requeued head");
+    assert_eq!(head.delivery.data, b"msg-0");
+    assert!(head.delivery.redelivered);
+    let mut rest = numbered(5, 20);
+    rest.retain(|m| m != "msg-0");
+    assert_eq!(drain(&ch, "held").await, rest);
+    drop(conn);
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,7 +5,7 @@
 //! 406 and settles nothing.
 
 use crate::error::{AmqpError, AmqpResult};
-use crate::queue::{Consumer, Queue, QueuedMessage};
+use crate::queue::{Consumer, Held, Queue};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,15 +15,15 @@ use std::sync::Arc;
 pub struct Unacked {
     pub tag: u64,
     pub queue: Arc<Queue>,
-    pub msg: QueuedMessage,
+    pub msg: Held,
     pub consumer: Option<Arc<Consumer>>,
     /// When it went out, on the broker clock (coarse): the consumer timeout counts from here.
     pub at: u64,
 }
 
 /// Settled deliveries grouped by their queue (first-seen order), so each queue is locked once.
-pub fn by_queue(entries: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<QueuedMessage>)> {
-    let mut groups: Vec<(Arc<Queue>, Vec<QueuedMessage>)> = Vec::new();
+pub fn by_queue(entries: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<Held>)> {
+    let mut groups: Vec<(Arc<Queue>, Vec<Held>)> = Vec::new();
     for u in entries {
         match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
             Some((_, v)) => v.push(u.msg),
@@ -261,7 +261,7 @@ mod tests {
         Unacked {
             tag,
             queue: q.clone(),
-            msg: QueuedMessage::new(tag, msg),
+            msg: Held::Whole(crate::queue::QueuedMessage::new(tag, msg)),
             consumer: None,
             at: 0,
         }

@@ -10,7 +10,7 @@ use crate::error::AmqpResult;
 use crate::journal::{Actor, Detail, Event, Kind};
 use crate::protocol;
 use crate::queue::message::Message;
-use crate::queue::{ConfirmSink, Consumer, ConsumerChannel, Queue, QueuedMessage};
+use crate::queue::{ConfirmSink, Consumer, ConsumerChannel, Held, Queue, QueuedMessage};
 use crate::FastMap as HashMap;
 use amq_protocol::protocol::{basic, AMQPClass};
 use parking_lot::Mutex;
@@ -411,8 +411,10 @@ impl ChannelShared {
         if !v.journal.on(&v.name) {
             return;
         }
+        // A delivery held by its place in the store was made while the journal was off.
         for u in entries {
-            let m = &u.msg.msg;
+            let Some(qm) = u.msg.whole() else { continue };
+            let m = &qm.msg;
             v.journal
                 .record(m.journal_event(kind, &v.name).in_queue(&u.queue.name).with(
                     Detail::Settled {
@@ -472,7 +474,7 @@ impl ConsumerChannel for ChannelShared {
                 let tag = d.push(Some(Unacked {
                     tag,
                     queue: queue.clone(),
-                    msg: qm.clone(),
+                    msg: queue.hold(qm),
                     consumer: Some(consumer.clone()),
                     at: self.stamp(),
                 }));
@@ -524,7 +526,7 @@ impl ConsumerChannel for ChannelShared {
             let tag = d.push(Some(Unacked {
                 tag,
                 queue: queue.clone(),
-                msg: qm,
+                msg: Held::Whole(qm),
                 consumer: None,
                 at: self.stamp(),
             }));

@@ -9,7 +9,7 @@ use super::{Api, Req};
 use crate::broker::vhost::queues::check_queue_name;
 use crate::broker::{Command, DeleteCause, VHost};
 use crate::protocol::fields;
-use crate::queue::{Consumer, ConsumerChannel, Got, Queue, QueuedMessage};
+use crate::queue::{Consumer, ConsumerChannel, Got, Held, Queue, QueuedMessage};
 use axum::http::StatusCode;
 use base64::Engine;
 use parking_lot::Mutex;
@@ -345,7 +345,7 @@ pub async fn get_messages(api: &Api, c: &Caller, r: &Req, vhost: &str, name: &st
     let truncate = number(body.get("truncate")).map(|t| t as usize);
     let grab = Arc::new(Grab::default());
     let ch: Arc<dyn ConsumerChannel> = grab.clone();
-    let mut taken: Vec<QueuedMessage> = Vec::new();
+    let mut taken: Vec<Held> = Vec::new();
     let mut out = Vec::new();
     while (out.len() as u64) < count {
         match q.get(&ch, no_ack) {
@@ -382,7 +382,7 @@ pub async fn get_messages(api: &Api, c: &Caller, r: &Req, vhost: &str, name: &st
             "payload_encoding": encoding,
         }));
         if !no_ack {
-            taken.push(qm);
+            taken.push(Held::Whole(qm));
         }
     }
     if !taken.is_empty() {

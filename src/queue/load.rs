@@ -128,7 +128,7 @@ impl Queue {
                 )
             }
         };
-        self.after_load(|st| match done {
+        self.after_load(|st, _| match done {
             Loaded::Chunk(entries) => st.ready.finish_chunk(load, entries),
             Loaded::Messages(decoded) => st.ready.finish_load(load, decoded),
         });
@@ -136,11 +136,11 @@ impl Queue {
 
     /// Puts what a load read in place (`put`, under the queue lock), then what follows any load: overflow,
     /// dispatch, timers, dead-lettering, and the getters waiting for it woken.
-    fn after_load(self: &Arc<Self>, put: impl FnOnce(&mut QueueState)) {
+    pub(super) fn after_load(self: &Arc<Self>, put: impl FnOnce(&mut QueueState, &mut Dead)) {
         let mut dead = Dead::new();
         let waiters = {
             let mut st = self.state.lock();
-            put(&mut st);
+            put(&mut st, &mut dead);
             if st.over_limit() && st.config.overflow == super::Overflow::DropHead {
                 st.drop_head_over_limit(&mut dead);
             }
@@ -190,7 +190,7 @@ impl Queue {
             },
             _ => None,
         };
-        self.after_load(|st| st.ready.finish_chunk(load, entries));
+        self.after_load(|st, _| st.ready.finish_chunk(load, entries));
     }
 
     /// basic.get found the head paged: start reading it back and return a receiver for when it is in.

@@ -33,6 +33,7 @@ mod timers;
 pub use consumer::{ConfirmRef, ConfirmSink, Consumer, ConsumerChannel, QueueHost, Routed};
 pub use enqueue::{enqueue, Enqueued};
 pub use load::Got;
+pub use settle::Held;
 
 use crate::clock::Scheduler;
 use crate::error::{AmqpError, AmqpResult};
@@ -112,6 +113,8 @@ pub struct Durable {
     pub store: Arc<MessageStore>,
     /// The queue's key in the store: vhost and name.
     pub key: String,
+    /// The broker's budget for messages in memory (whether deliveries are held whole).
+    pub budget: Arc<paging::MemoryBudget>,
 }
 
 /// The store key of a queue.
@@ -302,7 +305,9 @@ impl Queue {
         } = spec;
         let config = QueueConfig::from_args(&arguments).with_defaults(compat);
         let key = store_key(vhost, name);
-        let store = storage.as_ref().map(|s| s.store.clone());
+        let store = storage
+            .as_ref()
+            .map(|s| (s.store.clone(), s.budget.clone()));
         let pager = storage.map(|Storage { store, budget }| paging::Pager {
             store,
             durable_key: durable.then(|| key.clone()),
@@ -310,9 +315,10 @@ impl Queue {
             budget,
             phase: paging::Pager::phase_of(&key),
         });
-        let durable_store = store
-            .filter(|_| durable)
-            .map(|store| Durable { store, key });
+        let durable_store =
+            store
+                .filter(|_| durable)
+                .map(|(store, budget)| Durable { store, key, budget });
         let now = timers.now_ms();
         let created_at = timers.wall_ms();
         let consumer_timeout = AtomicU64::new(config.consumer_timeout.unwrap_or(u64::MAX));

@@ -115,6 +115,9 @@ pub struct ReadyList {
     generation: u64,
     /// Spilled chunks written so far: their store ids under the transient key, shared by all levels.
     next_chunk: u64,
+    /// Messages on their way back from consumers, being read from the store (see [`super::Held`]): the
+    /// head waits for them, since they go before what is here.
+    returning: usize,
 }
 
 impl Default for ReadyList {
@@ -144,6 +147,7 @@ impl ReadyList {
             paged_transient: false,
             generation: 0,
             next_chunk: 0,
+            returning: 0,
         }
     }
 
@@ -247,6 +251,9 @@ impl ReadyList {
 
     /// Where the next message to deliver is.
     pub fn head(&self) -> Head {
+        if self.returning > 0 {
+            return Head::Loading;
+        }
         self.head_level()
             .map_or(Head::Empty, |l| self.levels[l].head())
     }
@@ -254,15 +261,38 @@ impl ReadyList {
     /// The head message, when it is in memory (see `head`).
     pub fn front(&self) -> Option<&QueuedMessage> {
         let l = self.head_level()?;
-        match self.levels[l].head() {
+        match self.head() {
             Head::InMemory => self.levels[l].mem.front(),
             _ => None,
         }
     }
 
+    /// `n` messages are being read back to be requeued (see `returning`).
+    pub fn begin_return(&mut self, n: usize) {
+        self.returning += n;
+    }
+
+    /// They are back (or could not be read).
+    pub fn end_return(&mut self, n: usize) {
+        self.returning = self.returning.saturating_sub(n);
+    }
+
+    /// Messages being read back to be requeued.
+    pub fn returning(&self) -> usize {
+        self.returning
+    }
+
+    /// Bumped whenever the list is emptied.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// The head's expiry deadline, whether it is in memory or paged (not while it is being read back).
     pub fn front_expires(&self) -> Option<u64> {
         let level = &self.levels[self.head_level()?];
+        if self.returning > 0 {
+            return None;
+        }
         match level.head() {
             Head::InMemory => level.mem.front().and_then(|m| m.expires),
             Head::Paged => level.paged.front_expires(),
@@ -273,7 +303,7 @@ impl ReadyList {
     /// Take the head message, when it is in memory.
     pub fn pop_front(&mut self) -> Option<QueuedMessage> {
         let l = self.head_level()?;
-        if self.levels[l].head() != Head::InMemory {
+        if self.head() != Head::InMemory {
             return None;
         }
         let m = self.levels[l].mem.pop_front()?;
@@ -287,7 +317,7 @@ impl ReadyList {
     /// caller tells the store to forget it.
     pub fn pop_paged_front(&mut self) -> Option<Paged> {
         let l = self.head_level()?;
-        if self.levels[l].head() != Head::Paged {
+        if self.head() != Head::Paged {
             return None;
         }
         let p = self.levels[l].paged.pop_front()?;

@@ -16,18 +16,18 @@ pub(crate) struct Recorder {
     /// (consumer tag, body, redelivered)
     got: Mutex<Vec<(String, String, bool)>>,
     /// Deliveries taken per consumer, not yet acked, in order.
-    held: Mutex<Vec<(String, QueuedMessage)>>,
+    held: Mutex<Vec<(String, Held)>>,
     cancelled: Mutex<Vec<String>>,
 }
 
 impl ConsumerChannel for Recorder {
-    fn deliver(&self, c: &Arc<Consumer>, _q: &Arc<Queue>, qm: &QueuedMessage) -> bool {
+    fn deliver(&self, c: &Arc<Consumer>, q: &Arc<Queue>, qm: &QueuedMessage) -> bool {
         if !c.no_ack && c.prefetch != 0 && c.unacked.load(Ordering::Relaxed) >= c.prefetch {
             return false;
         }
         if !c.no_ack {
             c.unacked.fetch_add(1, Ordering::Relaxed);
-            self.held.lock().push((c.tag.to_string(), qm.clone()));
+            self.held.lock().push((c.tag.to_string(), q.hold(qm)));
         }
         self.got.lock().push((
             c.tag.to_string(),
@@ -62,7 +62,7 @@ impl Recorder {
     }
 
     /// Take back the held deliveries of `tag` (for ack or requeue).
-    fn take(&self, tag: &str, consumers: &[Arc<Consumer>]) -> Vec<QueuedMessage> {
+    fn take(&self, tag: &str, consumers: &[Arc<Consumer>]) -> Vec<Held> {
         let mut held = self.held.lock();
         let (mine, rest): (Vec<_>, Vec<_>) = held.drain(..).partition(|(t, _)| t == tag);
         *held = rest;
@@ -126,6 +126,36 @@ impl Fixture {
             host,
             timers: self.timers.clone(),
             storage: None,
+            journal: crate::journal::Journal::off(),
+            compat: Default::default(),
+        }))
+    }
+
+    /// A durable queue on a store in `dir`, crowded from the start: it keeps 8 stored messages in memory.
+    fn stored_queue(
+        &self,
+        dir: &crate::store::tests::TempDir,
+        name: &str,
+        args: &[(&str, AMQPValue)],
+    ) -> Arc<Queue> {
+        let mut t = FieldTable::default();
+        for (k, v) in args {
+            t.insert((*k).into(), v.clone());
+        }
+        let (store, _) =
+            crate::store::MessageStore::open(crate::store::StoreConfig::new(&dir.0)).unwrap();
+        let budget = paging::MemoryBudget::with_keep_stored(u64::MAX, 8, paging::KEEP_STORED_TOTAL);
+        let host: Weak<dyn QueueHost> = Arc::downgrade(&self.host) as Weak<dyn QueueHost>;
+        Arc::new(Queue::new(QueueSpec {
+            name,
+            vhost: "/",
+            durable: true,
+            exclusive_owner: None,
+            auto_delete: false,
+            arguments: t,
+            host,
+            timers: self.timers.clone(),
+            storage: Some(Storage { store, budget }),
             journal: crate::journal::Journal::off(),
             compat: Default::default(),
         }))
@@ -386,4 +416,70 @@ fn detach_and_restore_undo_a_deletion() {
         "a restored queue takes messages again"
     );
     assert_eq!(q.discard_all(), 1);
+}
+
+fn publish_stored(q: &Arc<Queue>, bodies: &[&str]) {
+    let routed: Routed = std::iter::once(q.clone()).collect();
+    for b in bodies {
+        enqueue(
+            &routed,
+            &msg(b, BasicProperties::default().with_delivery_mode(2)),
+            None,
+        );
+    }
+}
+
+/// Wait (for the store's reader thread) until `done`, for at most ten seconds.
+fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn crowded_deliveries_are_held_by_place_and_read_back_when_they_return() {
+    let f = Fixture::new();
+    let dir = crate::store::tests::TempDir::new("queue-held");
+    let dlq = f.queue("dlq", &[]);
+    *f.host.target.lock() = Some(dlq.clone());
+    let q = f.stored_queue(&dir, "q", &[("x-dead-letter-exchange", text("dlx"))]);
+    let c = f.consumer(&q, "c", 0, 3);
+    publish_stored(&q, &["1", "2", "3", "4", "5"]);
+    assert_eq!(f.ch.bodies_of("c"), ["1", "2", "3"]);
+    let mut held = f.ch.take("c", std::slice::from_ref(&c));
+    assert!(
+        held.iter().all(|h| matches!(h, Held::Stored(_))),
+        "a crowded queue's stored deliveries are held by their place"
+    );
+    assert_eq!(q.unacked_count(), 3);
+
+    // Rejected: read back, then dead-lettered whole.
+    q.remove_consumer(&c);
+    q.discard(vec![held.remove(1)]);
+    until("the rejected message reaches the dead-letter queue", || {
+        dlq.message_count() == 1
+    });
+    let ch: Arc<dyn ConsumerChannel> = f.ch.clone();
+    assert!(matches!(dlq.get(&ch, true), Got::Delivered));
+    let dead = f.ch.got.lock().last().cloned().unwrap();
+    assert_eq!(dead.1, "2");
+
+    // Requeued: the head waits for them, and they go first, in their places, marked redelivered.
+    q.requeue(held.into_iter().rev().collect());
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        match q.get(&ch, true) {
+            Got::Delivered => got.push(f.ch.got.lock().last().cloned().unwrap()),
+            Got::Wait(rx) => {
+                let _ = rx.blocking_recv();
+            }
+            Got::Empty => panic!("empty with {got:?} taken"),
+        }
+    }
+    let got: Vec<(String, bool)> = got.into_iter().map(|(_, b, r)| (b, r)).collect();
+    let want = [("1", true), ("3", true), ("4", false), ("5", false)];
+    assert_eq!(got, want.map(|(b, r)| (b.to_string(), r)));
+    assert_eq!((q.message_count(), q.unacked_count()), (0, 0));
 }
