@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 use warren::queue::paging::KEEP_STORED;
 
@@ -485,6 +485,36 @@ async fn deliveries_held_by_their_place_come_back_whole_and_in_order() {
     let mut rest = numbered(5, 20);
     rest.retain(|m| m != "msg-0");
     assert_eq!(drain(&ch, "held").await, rest);
+
+    // A quorum queue's returns go to its back, counted; past the delivery limit, to the dead-letter queue.
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), lstr("quorum"));
+    args.insert("x-delivery-limit".into(), AMQPValue::LongInt(1));
+    args.insert("x-dead-letter-exchange".into(), lstr(""));
+    args.insert("x-dead-letter-routing-key".into(), lstr("held-dlq"));
+    within(ch.queue_declare("held-qq".into(), durable(), args))
+        .await
+        .unwrap();
+    publish_numbered(&ch, "held-qq", 0, 2, true).await;
+    let cch = open(&conn).await;
+    within(cch.basic_qos(2, Default::default())).await.unwrap();
+    let mut d = consume(&cch, "held-qq", manual_ack()).await;
+    let first = d.next_n(2).await;
+    assert_eq!(bodies(&first), numbered(0, 2));
+    nack(&cch, first[0].delivery_tag, true).await;
+    let again = d.next().await;
+    assert_eq!(again.data, b"msg-0");
+    assert!(again.redelivered);
+    let count = again
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-delivery-count").cloned());
+    assert_eq!(count, Some(AMQPValue::LongLongInt(1)));
+    nack(&cch, again.delivery_tag, true).await;
+    wait_for_count(&ch, "held-dlq", 1).await;
+    let dead = get(&ch, "held-dlq", true).await.expect("past the limit");
+    assert_eq!(dead.delivery.data, b"msg-0");
     drop(conn);
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// A buffer grown past this is released after a write rather than kept.
-const KEEP_CAPACITY: usize = 4 << 20;
+const KEEP_CAPACITY: usize = KEPT_TOTAL / 2;
 /// A buffer this small is always kept (a thousand connections keep 8 MiB of them at most).
 const KEEP_SMALL: usize = 4 << 10;
 /// Grown buffers all writers together keep between writes. A busy connection keeps its grown buffer and

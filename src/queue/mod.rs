@@ -512,7 +512,9 @@ impl Queue {
         if self.queue_type == QueueType::Quorum && st.config.single_active_consumer {
             consumers = consumers.min(1);
         }
-        (st.ready.len() as u32, consumers)
+        // Messages on their way back from a consumer are ready already, as in RabbitMQ, whose queue takes
+        // a requeue before whatever the client sends next.
+        ((st.ready.len() + st.ready.returning()) as u32, consumers)
     }
 
     /// Whether a ready message waits while a consumer could take it (the queue is not settled yet): the

@@ -115,9 +115,11 @@ pub struct ReadyList {
     generation: u64,
     /// Spilled chunks written so far: their store ids under the transient key, shared by all levels.
     next_chunk: u64,
-    /// Messages on their way back from consumers, being read from the store (see [`super::Held`]): the
-    /// head waits for them, since they go before what is here.
+    /// Messages on their way back from consumers while some are read from the store (see
+    /// [`super::Held`]): counted as ready. Forgotten when the list is emptied (they go with the rest).
     returning: usize,
+    /// Of those, the ones that go back to their places: the head waits for them, as they go before it.
+    holding: usize,
 }
 
 impl Default for ReadyList {
@@ -148,6 +150,7 @@ impl ReadyList {
             generation: 0,
             next_chunk: 0,
             returning: 0,
+            holding: 0,
         }
     }
 
@@ -251,7 +254,7 @@ impl ReadyList {
 
     /// Where the next message to deliver is.
     pub fn head(&self) -> Head {
-        if self.returning > 0 {
+        if self.holding > 0 {
             return Head::Loading;
         }
         self.head_level()
@@ -267,30 +270,38 @@ impl ReadyList {
         }
     }
 
-    /// `n` messages are being read back to be requeued (see `returning`).
-    pub fn begin_return(&mut self, n: usize) {
+    /// `n` messages are on their way back while some are read from the store, to their places (`hold`:
+    /// the head waits for them) or to the back. Returns the list's generation, for `end_return`.
+    pub fn begin_return(&mut self, n: usize, hold: bool) -> u64 {
         self.returning += n;
+        if hold {
+            self.holding += n;
+        }
+        self.generation
     }
 
-    /// They are back (or could not be read).
-    pub fn end_return(&mut self, n: usize) {
+    /// They are in (or could not be read). False when the list was emptied since `begin_return`: they
+    /// went with the rest.
+    pub fn end_return(&mut self, n: usize, hold: bool, generation: u64) -> bool {
+        if generation != self.generation {
+            return false;
+        }
         self.returning = self.returning.saturating_sub(n);
+        if hold {
+            self.holding = self.holding.saturating_sub(n);
+        }
+        true
     }
 
-    /// Messages being read back to be requeued.
+    /// Messages on their way back (see `begin_return`).
     pub fn returning(&self) -> usize {
         self.returning
-    }
-
-    /// Bumped whenever the list is emptied.
-    pub fn generation(&self) -> u64 {
-        self.generation
     }
 
     /// The head's expiry deadline, whether it is in memory or paged (not while it is being read back).
     pub fn front_expires(&self) -> Option<u64> {
         let level = &self.levels[self.head_level()?];
-        if self.returning > 0 {
+        if self.holding > 0 {
             return None;
         }
         match level.head() {
@@ -586,6 +597,8 @@ impl ReadyList {
             level.loading = 0;
         }
         self.generation += 1;
+        self.returning = 0;
+        self.holding = 0;
         self.len = 0;
         self.bytes = 0;
         self.mem_len = 0;

@@ -130,10 +130,13 @@ impl Queue {
 
     /// Settle `msgs` (no longer unacknowledged) with `then`, under the queue lock, once they are whole: at
     /// once, or on the store's reader thread when some are held by their place only. Messages `returning`
-    /// to the queue hold its head until they are in (and go with the rest if it is purged meanwhile). A
-    /// message that cannot be read back leaves the queue (a durable one returns at the next start).
+    /// to the queue count as ready meanwhile, hold its head until they are in when they go back to their
+    /// places, and go with the rest if it is purged. A message that cannot be read back leaves the queue
+    /// until the next start (it stays in the store).
     fn made_whole(self: &Arc<Self>, msgs: Vec<Held>, returning: bool, then: Then) {
         let n = msgs.len();
+        // A quorum queue puts what returns at its back: nothing waits for it.
+        let hold = self.queue_type != QueueType::Quorum;
         let bytes = msgs.iter().map(Held::body_len).sum();
         let mut whole = Vec::with_capacity(n);
         let mut stored = Vec::new();
@@ -147,10 +150,8 @@ impl Queue {
             let mut st = self.state.lock();
             match st.ready.pager().cloned() {
                 Some(p) if !stored.is_empty() => {
-                    if returning {
-                        st.ready.begin_return(stored.len());
-                    }
-                    (p, st.ready.generation())
+                    let generation = returning.then(|| st.ready.begin_return(n, hold));
+                    (p, generation)
                 }
                 _ => {
                     if !stored.is_empty() {
@@ -177,12 +178,12 @@ impl Queue {
                     whole.extend(decode_loaded(&pager, p, r, &mut exchange));
                 }
                 // Whatever follows a load follows this too: dispatch, timers, getters waiting for the head.
+                // In the order they were delivered, as when they are all held whole.
+                whole.sort_by_key(|m| m.seq);
                 q.after_load(|st, dead| {
                     q.unheld(st, n, bytes);
-                    if returning {
-                        st.ready.end_return(stored.len());
-                    }
-                    if !returning || st.ready.generation() == generation {
+                    let current = generation.is_none_or(|g| st.ready.end_return(n, hold, g));
+                    if current {
                         then(&q, st, whole, dead);
                     } else {
                         // The queue was purged while they were read: they went with the rest.

@@ -461,6 +461,7 @@ fn crowded_deliveries_are_held_by_place_and_read_back_when_they_return() {
     until("the rejected message reaches the dead-letter queue", || {
         dlq.message_count() == 1
     });
+    assert_eq!(q.unacked_count(), 2);
     let ch: Arc<dyn ConsumerChannel> = f.ch.clone();
     assert!(matches!(dlq.get(&ch, true), Got::Delivered));
     let dead = f.ch.got.lock().last().cloned().unwrap();
@@ -468,6 +469,11 @@ fn crowded_deliveries_are_held_by_place_and_read_back_when_they_return() {
 
     // Requeued: the head waits for them, and they go first, in their places, marked redelivered.
     q.requeue(held.into_iter().rev().collect());
+    assert_eq!(
+        (q.message_count(), q.unacked_count()),
+        (4, 0),
+        "on their way back, they count as ready"
+    );
     let mut got = Vec::new();
     while got.len() < 4 {
         match q.get(&ch, true) {
@@ -482,4 +488,17 @@ fn crowded_deliveries_are_held_by_place_and_read_back_when_they_return() {
     let want = [("1", true), ("3", true), ("4", false), ("5", false)];
     assert_eq!(got, want.map(|(b, r)| (b.to_string(), r)));
     assert_eq!((q.message_count(), q.unacked_count()), (0, 0));
+
+    // Purged on their way back: counted by the purge, and gone with the rest.
+    let c = f.consumer(&q, "c2", 0, 2);
+    publish_stored(&q, &["6", "7"]);
+    let held = f.ch.take("c2", std::slice::from_ref(&c));
+    assert_eq!(held.len(), 2);
+    q.remove_consumer(&c);
+    q.requeue(held);
+    assert_eq!(q.purge(), 2);
+    until("the purged messages are read back", || {
+        q.unacked_count() == 0
+    });
+    assert_eq!(q.message_count(), 0);
 }
