@@ -148,6 +148,7 @@ impl Queue {
         }
         let (pager, generation) = {
             let mut st = self.state.lock();
+            self.unheld(&mut st, n, bytes);
             match st.ready.pager().cloned() {
                 Some(p) if !stored.is_empty() => {
                     let generation = returning.then(|| st.ready.begin_return(n, hold));
@@ -158,7 +159,6 @@ impl Queue {
                         tracing::error!(queue = %self.name, messages = stored.len(), "messages held by their place in a store the queue no longer has");
                     }
                     let mut dead = Dead::new();
-                    self.unheld(&mut st, n, bytes);
                     then(self, &mut st, whole, &mut dead);
                     drop(st);
                     self.dead_letter(dead);
@@ -177,11 +177,10 @@ impl Queue {
                 for (p, r) in stored.iter().zip(read) {
                     whole.extend(decode_loaded(&pager, p, r, &mut exchange));
                 }
-                // Whatever follows a load follows this too: dispatch, timers, getters waiting for the head.
                 // In the order they were delivered, as when they are all held whole.
                 whole.sort_by_key(|m| m.seq);
+                // Whatever follows a load follows this too: dispatch, timers, getters waiting for the head.
                 q.after_load(|st, dead| {
-                    q.unheld(st, n, bytes);
                     let current = generation.is_none_or(|g| st.ready.end_return(n, hold, g));
                     if current {
                         then(&q, st, whole, dead);
