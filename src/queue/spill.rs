@@ -11,7 +11,8 @@
 
 use super::paging::{Paged, Pager};
 use crate::store::{get_varint, put_varint, IndexBlock, Location};
-use std::collections::VecDeque;
+
+mod chunks;
 
 /// Index entries per spilled chunk, and what the head or the tail holds in memory at most (unless a spill
 /// failed: the tail then waits for the next multiple, and is written whole).
@@ -157,7 +158,7 @@ impl Run {
 #[derive(Debug, Default)]
 pub struct PagedRun {
     head: Run,
-    spilled: VecDeque<Spilled>,
+    spilled: chunks::Chunks,
     /// Never taken from: it becomes the head first (see `front_run`), so it can be written as a chunk.
     tail: Run,
     /// The front chunk is being read back (its last `seq`): new entries must still go behind it.
@@ -177,9 +178,9 @@ impl PagedRun {
         self.head.len() + self.tail.len()
     }
 
-    /// Bytes those entries take.
+    /// Bytes those entries and the list of spilled chunks take.
     pub fn in_memory_bytes(&self) -> usize {
-        self.head.bytes.capacity() + self.tail.bytes.capacity()
+        self.head.bytes.capacity() + self.tail.bytes.capacity() + self.spilled.capacity()
     }
 
     /// Chunks in the store.
@@ -355,12 +356,8 @@ impl PagedRun {
         Ok(())
     }
 
-    /// Note a chunk in the store. The list grows by a quarter: with a thousand deep queues, doubling left
-    /// megabytes of it unused.
+    /// Note a chunk in the store.
     fn keep(&mut self, s: Spilled) {
-        if self.spilled.len() == self.spilled.capacity() {
-            self.spilled.reserve_exact((self.spilled.len() / 4).max(4));
-        }
         self.spilled.push_back(s);
     }
 
@@ -376,7 +373,7 @@ impl PagedRun {
         self.head = Run::default();
         self.tail = Run::default();
         self.reading = None;
-        (entries, self.spilled.drain(..).collect())
+        (entries, self.spilled.drain())
     }
 }
 
@@ -552,6 +549,7 @@ pub fn decode(b: &[u8], expected: u32) -> Option<Vec<Paged>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::VecDeque;
 
     fn entry(seq: u64) -> Paged {
         Paged {

@@ -1,0 +1,311 @@
+//! The spilled chunks of a run, in order, held encoded: each as deltas from the one before in LEB128 varints
+//! (about 30 bytes instead of a 88-byte [`Spilled`]). A recovered backlog has a chunk per segment for each
+//! queue: 100 million messages over a thousand queues, in 216 segments, kept 216,000 of them (17 MB).
+
+use super::{delta, undelta, Source, Spilled};
+use crate::store::{get_varint, put_varint, IndexBlock, Location};
+
+/// The most bytes one encoded chunk takes (a tag, four crc bytes and at most 15 varints).
+const MAX_CHUNK: usize = 1 + 4 + 15 * 10;
+/// The least the buffer grows by.
+const GROWTH: usize = 256;
+
+const TAG_CHUNK: u8 = 0;
+const TAG_INDEX: u8 = 1;
+const TAG_INDEX_REDELIVERED: u8 = 2;
+
+/// The previous chunk's fields the next one is encoded against.
+#[derive(Debug, Default, Clone, Copy)]
+struct Last {
+    seq: u64,
+    seg: u64,
+    id: u64,
+    off: u64,
+    exp: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Chunks {
+    bytes: Vec<u8>,
+    /// Where the chunk after `front` starts, and the decoding state there.
+    pos: usize,
+    dec: Last,
+    /// The encoding state after the last chunk appended.
+    enc: Last,
+    front: Option<Spilled>,
+    back: Option<Spilled>,
+    len: usize,
+}
+
+impl Chunks {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn front(&self) -> Option<&Spilled> {
+        self.front.as_ref()
+    }
+
+    pub fn back(&self) -> Option<&Spilled> {
+        self.back.as_ref()
+    }
+
+    /// Bytes held.
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
+    pub fn push_back(&mut self, s: Spilled) {
+        // Grown by a quarter, not doubled: a thousand deep queues each hold one.
+        if self.bytes.capacity() - self.bytes.len() < MAX_CHUNK {
+            self.bytes.reserve_exact((self.bytes.len() / 4).max(GROWTH));
+        }
+        put(&mut self.bytes, &mut self.enc, &s);
+        self.len += 1;
+        self.back = Some(s);
+        if self.front.is_none() {
+            self.front = get(&self.bytes, &mut self.pos, &mut self.dec);
+        }
+    }
+
+    pub fn pop_front(&mut self) -> Option<Spilled> {
+        let out = self.front.take()?;
+        self.len -= 1;
+        if self.len > 0 {
+            self.front = get(&self.bytes, &mut self.pos, &mut self.dec);
+            if self.front.is_none() {
+                // Only this module encodes these bytes.
+                tracing::error!(lost = self.len, "undecodable spilled chunk list");
+                self.len = 0;
+            }
+        }
+        if self.len == 0 {
+            *self = Chunks::default();
+        } else if self.pos >= 4096 && self.pos * 2 >= self.bytes.len() {
+            self.bytes.drain(..self.pos);
+            self.pos = 0;
+        }
+        Some(out)
+    }
+
+    /// Take them all, in order.
+    pub fn drain(&mut self) -> Vec<Spilled> {
+        let mut out = Vec::with_capacity(self.len);
+        while let Some(s) = self.pop_front() {
+            out.push(s);
+        }
+        out
+    }
+}
+
+fn put(out: &mut Vec<u8>, last: &mut Last, s: &Spilled) {
+    match s.source {
+        Source::Chunk { id, loc } => {
+            out.push(TAG_CHUNK);
+            put_varint(out, delta(last.id, id));
+            put_varint(out, delta(last.seg, u64::from(loc.segment)));
+            put_varint(out, delta(last.off, loc.offset));
+            put_varint(out, u64::from(loc.len));
+            put_varint(out, u64::from(loc.slot));
+            last.id = id;
+            last.seg = u64::from(loc.segment);
+            last.off = loc.offset;
+        }
+        Source::Index { block, redelivered } => {
+            out.push(if redelivered {
+                TAG_INDEX_REDELIVERED
+            } else {
+                TAG_INDEX
+            });
+            put_varint(out, delta(last.seg, u64::from(block.segment)));
+            put_varint(out, u64::from(block.at));
+            put_varint(out, u64::from(block.len));
+            put_varint(out, u64::from(block.count));
+            out.extend_from_slice(&block.crc.to_le_bytes());
+            put_varint(out, u64::from(block.first_slot));
+            put_varint(
+                out,
+                delta(u64::from(block.first_slot), u64::from(block.last_slot)),
+            );
+            put_varint(out, u64::from(block.first_record));
+            put_varint(
+                out,
+                delta(u64::from(block.first_record), u64::from(block.last_record)),
+            );
+            last.seg = u64::from(block.segment);
+        }
+    }
+    put_varint(out, u64::from(s.count));
+    put_varint(out, delta(last.seq, s.first_seq));
+    put_varint(out, delta(s.first_seq, s.last_seq));
+    put_varint(out, delta(last.exp, s.first_expires));
+    put_varint(out, s.body_bytes);
+    last.seq = s.last_seq;
+    last.exp = s.first_expires;
+}
+
+fn get(b: &[u8], pos: &mut usize, last: &mut Last) -> Option<Spilled> {
+    let small = |v: u64| u32::try_from(v).ok();
+    let tag = *b.get(*pos)?;
+    *pos += 1;
+    let source = match tag {
+        TAG_CHUNK => {
+            let id = undelta(last.id, get_varint(b, pos)?);
+            let seg = undelta(last.seg, get_varint(b, pos)?);
+            let off = undelta(last.off, get_varint(b, pos)?);
+            let loc = Location {
+                segment: small(seg)?,
+                offset: off,
+                len: small(get_varint(b, pos)?)?,
+                slot: small(get_varint(b, pos)?)?,
+            };
+            last.id = id;
+            last.seg = seg;
+            last.off = off;
+            Source::Chunk { id, loc }
+        }
+        TAG_INDEX | TAG_INDEX_REDELIVERED => {
+            let seg = undelta(last.seg, get_varint(b, pos)?);
+            let at = small(get_varint(b, pos)?)?;
+            let len = small(get_varint(b, pos)?)?;
+            let count = small(get_varint(b, pos)?)?;
+            let crc = u32::from_le_bytes(b.get(*pos..*pos + 4)?.try_into().ok()?);
+            *pos += 4;
+            let first_slot = get_varint(b, pos)?;
+            let last_slot = undelta(first_slot, get_varint(b, pos)?);
+            let first_record = get_varint(b, pos)?;
+            let last_record = undelta(first_record, get_varint(b, pos)?);
+            last.seg = seg;
+            Source::Index {
+                block: IndexBlock {
+                    segment: small(seg)?,
+                    at,
+                    len,
+                    count,
+                    crc,
+                    first_slot: small(first_slot)?,
+                    last_slot: small(last_slot)?,
+                    first_record: small(first_record)?,
+                    last_record: small(last_record)?,
+                },
+                redelivered: tag == TAG_INDEX_REDELIVERED,
+            }
+        }
+        _ => return None,
+    };
+    let count = small(get_varint(b, pos)?)?;
+    let first_seq = undelta(last.seq, get_varint(b, pos)?);
+    let last_seq = undelta(first_seq, get_varint(b, pos)?);
+    let first_expires = undelta(last.exp, get_varint(b, pos)?);
+    let body_bytes = get_varint(b, pos)?;
+    last.seq = last_seq;
+    last.exp = first_expires;
+    Some(Spilled {
+        source,
+        count,
+        first_seq,
+        last_seq,
+        first_expires,
+        body_bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(seg: u32, first_seq: u64, redelivered: bool) -> Spilled {
+        Spilled {
+            source: Source::Index {
+                block: IndexBlock {
+                    segment: seg,
+                    at: 1 << 20 | seg,
+                    len: 4000 + seg,
+                    count: 463,
+                    crc: 0xdead_beef ^ seg,
+                    first_slot: 7,
+                    last_slot: 3,
+                    first_record: 100 * seg,
+                    last_record: 100 * seg + 462_000,
+                },
+                redelivered,
+            },
+            count: 463,
+            first_seq,
+            last_seq: first_seq + 462,
+            first_expires: if seg.is_multiple_of(3) {
+                u64::MAX
+            } else {
+                1_700_000_000_000 + u64::from(seg)
+            },
+            body_bytes: 463 * 16,
+        }
+    }
+
+    fn chunk(id: u64, first_seq: u64) -> Spilled {
+        Spilled {
+            source: Source::Chunk {
+                id,
+                loc: Location {
+                    segment: (id % 5) as u32,
+                    offset: u64::MAX - id,
+                    len: 12_000,
+                    slot: u32::MAX,
+                },
+            },
+            count: 1024,
+            first_seq,
+            last_seq: first_seq + 5000,
+            first_expires: 0,
+            body_bytes: u64::MAX / 3,
+        }
+    }
+
+    fn same(a: &Spilled, b: &Spilled) -> bool {
+        format!("{a:?}") == format!("{b:?}")
+    }
+
+    #[test]
+    fn chunks_come_back_as_they_went_in_and_small() {
+        let mut want = Vec::new();
+        let mut seq = 0;
+        for seg in 0..3000u32 {
+            want.push(index(seg, seq, seg % 2 == 0));
+            seq += 463;
+            if seg % 7 == 0 {
+                want.push(chunk(u64::from(seg) + (1 << 63), seq));
+                seq += 5001;
+            }
+        }
+        let mut c = Chunks::default();
+        for (i, s) in want.iter().enumerate() {
+            c.push_back(*s);
+            assert!(same(c.back().unwrap(), s));
+            assert!(same(c.front().unwrap(), &want[0]));
+            assert_eq!(c.len(), i + 1);
+        }
+        assert!(
+            c.capacity() < want.len() * 48,
+            "{} bytes for {} chunks",
+            c.capacity(),
+            want.len()
+        );
+        // Taken from the front while more come at the back.
+        for s in &want[..1000] {
+            assert!(same(&c.pop_front().unwrap(), s));
+        }
+        c.push_back(index(9999, seq, false));
+        let rest = c.drain();
+        assert_eq!(rest.len(), want.len() - 1000 + 1);
+        for (a, b) in rest.iter().zip(&want[1000..]) {
+            assert!(same(a, b));
+        }
+        assert!(same(rest.last().unwrap(), &index(9999, seq, false)));
+        assert!(c.is_empty() && c.front().is_none() && c.pop_front().is_none());
+        assert_eq!(c.capacity(), 0, "an emptied list lets its buffer go");
+    }
+}
