@@ -547,7 +547,7 @@ impl Queue {
     pub fn status(&self) -> QueueStatus {
         let st = self.state.lock();
         QueueStatus {
-            ready: st.ready.len() as u64,
+            ready: (st.ready.len() + st.ready.returning()) as u64,
             unacked: u64::from(st.unacked),
             unacked_bytes: st.unacked_bytes,
             consumers: st.consumers.len() as u64,

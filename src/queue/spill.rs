@@ -219,8 +219,8 @@ impl PagedRun {
         if !self.tail.is_empty() {
             return Some(self.tail.back_seq);
         }
-        match self.spilled.back() {
-            Some(s) => Some(s.last_seq),
+        match self.spilled.back_seq() {
+            Some(s) => Some(s),
             None => self
                 .reading
                 .or_else(|| (!self.head.is_empty()).then_some(self.head.back_seq)),

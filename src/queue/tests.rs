@@ -498,4 +498,22 @@ fn crowded_deliveries_are_held_by_place_and_read_back_when_they_return() {
     q.requeue(held);
     assert_eq!(q.purge(), 2);
     assert_eq!((q.message_count(), q.unacked_count()), (0, 0));
+    // A later return, read after theirs, comes back alone: theirs did not come back after the purge (they
+    // would go first, in their places).
+    let c = f.consumer(&q, "c3", 0, 1);
+    publish_stored(&q, &["8"]);
+    let held = f.ch.take("c3", std::slice::from_ref(&c));
+    q.remove_consumer(&c);
+    q.requeue(held);
+    loop {
+        match q.get(&ch, true) {
+            Got::Delivered => break,
+            Got::Wait(rx) => {
+                let _ = rx.blocking_recv();
+            }
+            Got::Empty => panic!("the requeued message is gone"),
+        }
+    }
+    assert_eq!(f.ch.got.lock().last().unwrap().1, "8");
+    assert_eq!(q.message_count(), 0);
 }

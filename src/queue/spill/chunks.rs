@@ -33,7 +33,6 @@ pub struct Chunks {
     /// The encoding state after the last chunk appended.
     enc: Last,
     front: Option<Spilled>,
-    back: Option<Spilled>,
     len: usize,
 }
 
@@ -50,8 +49,9 @@ impl Chunks {
         self.front.as_ref()
     }
 
-    pub fn back(&self) -> Option<&Spilled> {
-        self.back.as_ref()
+    /// The last chunk's last `seq`.
+    pub fn back_seq(&self) -> Option<u64> {
+        (self.len > 0).then_some(self.enc.seq)
     }
 
     /// Bytes held.
@@ -66,9 +66,9 @@ impl Chunks {
         }
         put(&mut self.bytes, &mut self.enc, &s);
         self.len += 1;
-        self.back = Some(s);
         if self.front.is_none() {
             self.front = get(&self.bytes, &mut self.pos, &mut self.dec);
+            debug_assert!(self.front.is_some(), "a chunk just encoded decodes");
         }
     }
 
@@ -284,7 +284,7 @@ mod tests {
         let mut c = Chunks::default();
         for (i, s) in want.iter().enumerate() {
             c.push_back(*s);
-            assert!(same(c.back().unwrap(), s));
+            assert_eq!(c.back_seq(), Some(s.last_seq));
             assert!(same(c.front().unwrap(), &want[0]));
             assert_eq!(c.len(), i + 1);
         }
@@ -295,17 +295,23 @@ mod tests {
             want.len()
         );
         // Taken from the front while more come at the back.
-        for s in &want[..1000] {
+        let before = c.bytes.len();
+        for s in &want[..2000] {
             assert!(same(&c.pop_front().unwrap(), s));
         }
+        assert!(c.bytes.len() < before, "the taken front was let go");
         c.push_back(index(9999, seq, false));
         let rest = c.drain();
-        assert_eq!(rest.len(), want.len() - 1000 + 1);
-        for (a, b) in rest.iter().zip(&want[1000..]) {
+        assert_eq!(rest.len(), want.len() - 2000 + 1);
+        for (a, b) in rest.iter().zip(&want[2000..]) {
             assert!(same(a, b));
         }
         assert!(same(rest.last().unwrap(), &index(9999, seq, false)));
         assert!(c.is_empty() && c.front().is_none() && c.pop_front().is_none());
         assert_eq!(c.capacity(), 0, "an emptied list lets its buffer go");
+        assert_eq!(c.back_seq(), None);
+        // And starts afresh.
+        c.push_back(chunk(7, 3));
+        assert!(same(&c.pop_front().unwrap(), &chunk(7, 3)));
     }
 }
