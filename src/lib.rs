@@ -36,9 +36,11 @@
 //! consumer connection's outbound buffer, registering the delivery as unacked on the consumer's channel (a
 //! large body is attached by reference, not copied). That connection's writer task flushes the buffer in one
 //! write or `writev`. A queue that holds more than it should in memory keeps only index entries for the rest;
-//! the store's reader thread brings bodies back ahead of the consumers. basic.ack settles the delivery and
-//! lets the queue dispatch again; nack/reject with requeue, recover, or a closing channel put the message
-//! back at its original position marked redelivered.
+//! the store's reader thread brings bodies back ahead of the consumers. While queues are crowded, a channel
+//! holds a stored delivery by its place in the store only. basic.ack settles the delivery and lets the queue
+//! dispatch again; nack/reject with requeue, recover, or a closing channel put the message back at its
+//! original position marked redelivered (read back first if it was held by its place, the queue's head
+//! waiting for it).
 //!
 //! # The life of a topology change
 //! queue.declare (or a management call, or a definitions import) becomes a `Command`. `Broker::execute`
