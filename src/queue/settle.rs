@@ -21,12 +21,6 @@ pub enum Held {
     Stored(Paged),
 }
 
-impl From<QueuedMessage> for Held {
-    fn from(m: QueuedMessage) -> Held {
-        Held::Whole(m)
-    }
-}
-
 impl Held {
     pub fn body_len(&self) -> u64 {
         match self {
