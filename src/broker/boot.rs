@@ -245,6 +245,7 @@ impl Broker {
             if !r.batch.is_empty() {
                 r.queue.recover(r.batch);
             }
+            r.queue.recovered();
         }
         for (key, loc) in unreadable {
             store.ack(&key, &[loc]);

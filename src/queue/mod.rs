@@ -459,6 +459,11 @@ impl Queue {
         self.arm_timer(&mut st);
     }
 
+    /// Recovery handed this queue all it will: what it holds in memory of its index goes to the store.
+    pub fn recovered(&self) {
+        self.state.lock().ready.spill_tails();
+    }
+
     /// Append a block of recovered messages unread (see [`crate::store::RecoveredBlock`]); they come
     /// back marked redelivered when `redelivered`. False when this queue cannot take a block as it is (a
     /// priority queue): the caller reads it and hands its messages to `recover`.

@@ -138,9 +138,12 @@ impl Run {
                 self.bytes.clear();
             }
             self.pos = 0;
-        } else if self.pos >= 4096 && self.pos * 2 >= self.bytes.len() {
+        } else if self.pos >= 1024 && self.pos * 2 >= self.bytes.len() {
             self.bytes.drain(..self.pos);
             self.pos = 0;
+            // A chunk read back is a head of 1,024 entries, taken a batch at a time: each queue of a
+            // thousand draining from disk held its whole chunk's room (13 MB in all) until the last entry.
+            self.bytes.shrink_to_fit();
         }
         Some(out)
     }
@@ -354,6 +357,13 @@ impl PagedRun {
         }
         self.keep(s);
         Ok(())
+    }
+
+    /// Write the tail as a chunk now, however short (see [`super::ready::ReadyList::spill_tails`]).
+    pub fn spill_tail(&mut self, pager: &Pager, next_chunk: &mut u64) {
+        if !self.tail.is_empty() {
+            self.spill(pager, next_chunk);
+        }
     }
 
     /// Note a chunk in the store.
@@ -604,6 +614,18 @@ mod tests {
             assert!(run.tail.len() < CHUNK, "{}", run.tail.len());
         }
         assert_eq!(run.spilled_chunks(), 2);
+    }
+
+    #[test]
+    fn a_run_taken_from_gives_back_the_room_of_what_was_taken() {
+        let mut run = Run::of((0..CHUNK as u64).map(entry));
+        let full = run.bytes.capacity();
+        for s in 0..(3 * CHUNK / 4) as u64 {
+            assert_eq!(run.pop().map(|p| p.seq), Some(s));
+        }
+        assert!(run.bytes.capacity() * 2 <= full, "{} of {full}", run.bytes.capacity());
+        let rest: Vec<u64> = std::iter::from_fn(|| run.pop().map(|p| p.seq)).collect();
+        assert_eq!(rest, ((3 * CHUNK / 4) as u64..CHUNK as u64).collect::<Vec<_>>());
     }
 
     #[test]

@@ -124,6 +124,32 @@ fn a_long_paged_run_keeps_a_bounded_index_in_memory() {
 }
 
 #[test]
+fn spilled_tails_leave_only_the_heads_in_memory_in_order() {
+    use crate::queue::spill::{CHUNK, HEAD};
+    let dir = crate::store::tests::TempDir::new("ready-spill-tails");
+    let (mut r, _budget) = paging_list(&dir, 0);
+    // In memory, then a paged head, then a tail of half a chunk: too short to spill by itself.
+    let n = (KEEP_MIN + HEAD + CHUNK / 2) as u64;
+    for s in 0..n {
+        r.push_back(qm(s, None));
+        r.page_out();
+    }
+    assert_eq!(r.paged_in_memory(), HEAD + CHUNK / 2);
+    r.spill_tails();
+    assert_eq!(r.paged_in_memory(), HEAD);
+    assert_eq!(r.len(), n as usize);
+    // Nothing to spill a second time; what follows goes behind the chunk.
+    r.spill_tails();
+    r.push_back(qm(n, None));
+    r.page_out();
+    let order: Vec<String> = std::iter::from_fn(|| pop(&mut r).map(|m| body(&m))).collect();
+    assert_eq!(
+        order,
+        (0..=n).map(|s| format!("m{s}")).collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn a_queues_phase_cuts_its_first_chunk_short() {
     use crate::queue::spill::{CHUNK, HEAD};
     let dir = crate::store::tests::TempDir::new("ready-phase");
