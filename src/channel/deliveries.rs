@@ -77,6 +77,16 @@ impl Deliveries {
         tag
     }
 
+    /// Make room for a consumer's whole prefetch before its first delivery. Grown by doubling, the window
+    /// of a consumer at prefetch 100 took 128 slots of ~120 bytes: 15 MB over a thousand consumers, a fifth
+    /// of it never used. Capped: the prefetch is the client's number.
+    pub fn expect(&mut self, prefetch: u32) {
+        const MOST: u32 = 1024;
+        if self.window.capacity() == 0 && prefetch > 0 {
+            self.window.reserve_exact(prefetch.min(MOST) as usize);
+        }
+    }
+
     fn trim(&mut self) {
         while let Some(None) = self.window.front() {
             self.window.pop_front();

@@ -470,6 +470,7 @@ impl ConsumerChannel for ChannelShared {
         } else {
             consumer.unacked.fetch_add(1, Ordering::Relaxed);
             {
+                d.expect(consumer.prefetch);
                 let tag = d.next_tag;
                 let tag = d.push(Some(Unacked {
                     tag,

@@ -26,6 +26,8 @@ const LOAD_BATCH: usize = 512;
 /// fewer once more is held ([`super::paging::MemoryBudget::crowded_batch`]), down to a quarter of that.
 const CROWDED_BATCH: usize = 2 * super::paging::KEEP_MIN;
 const CROWDED_BATCH_MIN: usize = super::paging::KEEP_MIN / 4;
+/// Index entries per chunk that recovery spills (see `push_paged`).
+const RECOVERED_CHUNK: usize = super::spill::CHUNK / 4;
 /// A level starts reading back once fewer than this many messages stand before its paged run.
 const READ_AHEAD: usize = super::paging::KEEP_MIN;
 /// What an in-memory message is charged beyond its body and header: the `Message` (128 bytes), its parsed
@@ -225,10 +227,17 @@ impl ReadyList {
         let l = self.level_of(priority);
         self.len += 1;
         self.bytes += u64::from(p.body_len);
-        self.levels[l]
-            .paged
-            .push_back(p, self.pager.as_deref(), &mut self.next_chunk);
-        self.paged_transient |= self.levels[l].paged.spilled_chunks() > 0;
+        let run = &mut self.levels[l].paged;
+        run.push_back(p, self.pager.as_deref(), &mut self.next_chunk);
+        // Shorter chunks than a run spills: a recovered backlog's unindexed last segments come back here
+        // message by message, and a thousand queues that drain together read these chunks back together at
+        // the end, each holding one whole (12.8 MB in all at 1,024 entries).
+        if run.tail_len() >= RECOVERED_CHUNK {
+            if let Some(pager) = self.pager.as_deref() {
+                run.spill_tail(pager, &mut self.next_chunk);
+            }
+        }
+        self.paged_transient |= run.spilled_chunks() > 0;
     }
 
     /// Append a block of recovered messages, unread (a single-level list only). Handed back when it
@@ -246,10 +255,10 @@ impl ReadyList {
         Ok(())
     }
 
-    /// Write every level's tail to the store, at the end of recovery. A recovered backlog's last segments
-    /// (not yet indexed when the broker stopped) come back message by message, and left each queue a tail
-    /// of up to a chunk's entries, ~12 KB: 12 MB held over a thousand idle queues, for nothing until the
-    /// drain reaches them.
+    /// Write every level's tail to the store (if at least a head long), at the end of recovery. A recovered
+    /// backlog's last segments (not yet indexed when the broker stopped) come back message by message, and
+    /// left each queue a tail of up to a chunk's entries, ~12 KB: 12 MB held over a thousand idle queues,
+    /// for nothing until the drain reaches them.
     pub fn spill_tails(&mut self) {
         let Some(pager) = self.pager.as_deref() else {
             return;

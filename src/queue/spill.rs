@@ -359,11 +359,17 @@ impl PagedRun {
         Ok(())
     }
 
-    /// Write the tail as a chunk now, however short (see [`super::ready::ReadyList::spill_tails`]).
+    /// Write the tail as a chunk now, if it holds at least a head's length (see
+    /// [`super::ready::ReadyList::spill_tails`]); shorter, it costs less in memory than a write and a read.
     pub fn spill_tail(&mut self, pager: &Pager, next_chunk: &mut u64) {
-        if !self.tail.is_empty() {
+        if self.tail.len() >= HEAD {
             self.spill(pager, next_chunk);
         }
+    }
+
+    /// Entries in the tail.
+    pub fn tail_len(&self) -> usize {
+        self.tail.len()
     }
 
     /// Note a chunk in the store.
@@ -623,9 +629,16 @@ mod tests {
         for s in 0..(3 * CHUNK / 4) as u64 {
             assert_eq!(run.pop().map(|p| p.seq), Some(s));
         }
-        assert!(run.bytes.capacity() * 2 <= full, "{} of {full}", run.bytes.capacity());
+        assert!(
+            run.bytes.capacity() * 2 <= full,
+            "{} of {full}",
+            run.bytes.capacity()
+        );
         let rest: Vec<u64> = std::iter::from_fn(|| run.pop().map(|p| p.seq)).collect();
-        assert_eq!(rest, ((3 * CHUNK / 4) as u64..CHUNK as u64).collect::<Vec<_>>());
+        assert_eq!(
+            rest,
+            ((3 * CHUNK / 4) as u64..CHUNK as u64).collect::<Vec<_>>()
+        );
     }
 
     #[test]

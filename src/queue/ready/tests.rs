@@ -143,10 +143,7 @@ fn spilled_tails_leave_only_the_heads_in_memory_in_order() {
     r.push_back(qm(n, None));
     r.page_out();
     let order: Vec<String> = std::iter::from_fn(|| pop(&mut r).map(|m| body(&m))).collect();
-    assert_eq!(
-        order,
-        (0..=n).map(|s| format!("m{s}")).collect::<Vec<_>>()
-    );
+    assert_eq!(order, (0..=n).map(|s| format!("m{s}")).collect::<Vec<_>>());
 }
 
 #[test]
