@@ -15,6 +15,13 @@ struct Pki {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
+impl Drop for Pki {
+    fn drop(&mut self) {
+        // Every run of the suite left its certificates behind in the temp dir.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 impl Pki {
     fn new(tag: &str) -> Pki {
         let dir = data_dir(tag);

@@ -7,6 +7,7 @@ Usage: pika_tls.py WARREN_BIN
 
 import json
 import os
+import shutil
 import signal
 import ssl
 import subprocess
@@ -99,8 +100,18 @@ def round_trip(conn, body):
 
 
 def main():
-    warren = sys.argv[1]
+    # Every run left its certificates behind in the temp dir.
+    made = []
+    try:
+        run(sys.argv[1], made)
+    finally:
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def run(warren, made):
     d = tempfile.mkdtemp(prefix="warren-tls-")
+    made.append(d)
     make_pki(d)
     p, ports = start(warren, d)
     try:
@@ -134,6 +145,7 @@ def main():
 
         # New certificates from a new CA; SIGHUP; new clients need the new CA, old connections live on.
         old = tempfile.mkdtemp(prefix="warren-tls-old-")
+        made.append(old)
         for f in ("ca.pem", "client.pem", "client.key"):
             os.replace(os.path.join(d, f), os.path.join(old, f))
         make_pki(d, ca_name="second-ca")

@@ -519,7 +519,7 @@ impl Queue {
         }
         // Messages on their way back from a consumer are ready already, as in RabbitMQ, whose queue takes
         // a requeue before whatever the client sends next.
-        ((st.ready.len() + st.ready.returning()) as u32, consumers)
+        (st.ready.counted() as u32, consumers)
     }
 
     /// Whether a ready message waits while a consumer could take it (the queue is not settled yet): the
@@ -552,7 +552,7 @@ impl Queue {
     pub fn status(&self) -> QueueStatus {
         let st = self.state.lock();
         QueueStatus {
-            ready: (st.ready.len() + st.ready.returning()) as u64,
+            ready: st.ready.counted() as u64,
             unacked: u64::from(st.unacked),
             unacked_bytes: st.unacked_bytes,
             consumers: st.consumers.len() as u64,

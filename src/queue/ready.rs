@@ -227,12 +227,16 @@ impl ReadyList {
         let l = self.level_of(priority);
         self.len += 1;
         self.bytes += u64::from(p.body_len);
+        let single = self.levels.len() == 1;
         let run = &mut self.levels[l].paged;
         run.push_back(p, self.pager.as_deref(), &mut self.next_chunk);
-        // Shorter chunks than a run spills: a recovered backlog's unindexed last segments come back here
-        // message by message, and a thousand queues that drain together read these chunks back together at
-        // the end, each holding one whole (12.8 MB in all at 1,024 entries).
-        if run.tail_len() >= RECOVERED_CHUNK {
+        // Shorter chunks than a run spills: what a single-level queue gets here is its recovered backlog's
+        // unindexed last segments (the rest comes as blocks), and a thousand queues that drain together
+        // read these chunks back together at the end, each holding one whole (12.8 MB in all at 1,024
+        // entries). A priority queue gets its whole backlog here: it keeps full chunks. At multiples, so
+        // that a spill that failed (a full disk) is not retried at every message.
+        let n = run.tail_len();
+        if single && n > 0 && n.is_multiple_of(RECOVERED_CHUNK) {
             if let Some(pager) = self.pager.as_deref() {
                 run.spill_tail(pager, &mut self.next_chunk);
             }
@@ -316,9 +320,10 @@ impl ReadyList {
         true
     }
 
-    /// Messages on their way back (see `begin_return`).
-    pub fn returning(&self) -> usize {
-        self.returning
+    /// Messages ready, with those on their way back from a consumer (see `begin_return`): what declare-ok,
+    /// a purge and the management API count.
+    pub fn counted(&self) -> usize {
+        self.len + self.returning
     }
 
     /// The head's expiry deadline, whether it is in memory or paged (not while it is being read back).
@@ -750,8 +755,6 @@ fn merge_into(run: &mut VecDeque<QueuedMessage>, mut msgs: Vec<QueuedMessage>) {
         return;
     }
     msgs.sort_by_key(|m| m.seq);
-    // Exact: a drain's loads arrive one batch at a time, and doubling left each queue twice the room.
-    run.reserve_exact(msgs.len());
     if run.back().is_some_and(|b| msgs[0].seq > b.seq) {
         // All behind what is in memory, as the loads of a drain are: no merge, no new deque.
         run.extend(msgs);

@@ -251,7 +251,7 @@ impl Queue {
     /// Drop all ready messages; returns how many (with those on their way back from a consumer).
     pub fn purge(&self) -> u32 {
         let mut st = self.state.lock();
-        let n = (st.ready.len() + st.ready.returning()) as u32;
+        let n = st.ready.counted() as u32;
         let (mem, paged) = st.ready.drain(true);
         self.forget_stored(mem.iter());
         if let (Some(d), false) = (&self.durable_store, paged.is_empty()) {

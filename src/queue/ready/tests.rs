@@ -147,6 +147,29 @@ fn spilled_tails_leave_only_the_heads_in_memory_in_order() {
 }
 
 #[test]
+fn recovered_messages_spill_in_short_chunks_and_keep_their_order() {
+    use crate::queue::message::RecordMeta;
+    use crate::queue::paging::Paged;
+    use crate::queue::spill::HEAD;
+    let dir = crate::store::tests::TempDir::new("ready-recovered");
+    let (mut r, _budget) = paging_list(&dir, 0);
+    let store = r.pager.as_ref().unwrap().store.clone();
+    let n = (HEAD + 3 * RECOVERED_CHUNK + 100) as u64;
+    for s in 0..n {
+        let m = qm(s, None);
+        let rec = m.msg.encode_record(RecordMeta::default());
+        let loc = store.publish("q", s, &rec, Box::new(|_| {})).unwrap();
+        r.push_paged(0, Paged::of(&m, loc, false));
+        assert!(r.paged_in_memory() < HEAD + RECOVERED_CHUNK, "at {s}");
+    }
+    r.spill_tails();
+    assert_eq!(r.paged_in_memory(), HEAD);
+    assert_eq!(r.len(), n as usize);
+    let order: Vec<String> = std::iter::from_fn(|| pop(&mut r).map(|m| body(&m))).collect();
+    assert_eq!(order, (0..n).map(|s| format!("m{s}")).collect::<Vec<_>>());
+}
+
+#[test]
 fn a_queues_phase_cuts_its_first_chunk_short() {
     use crate::queue::spill::{CHUNK, HEAD};
     let dir = crate::store::tests::TempDir::new("ready-phase");
