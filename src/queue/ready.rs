@@ -541,7 +541,7 @@ impl ReadyList {
         merge_into(mem, loaded);
         // Room for what it holds and one more batch like this one. `trim` leaves a level that is reading
         // back alone, and such a level's room only grew: a thousand queues drained from disk after a
-        // restart kept the room of their first, uncrowded batches, 22 MB, while holding a few dozen each.
+        // restart kept the room of their first, uncrowded batches (8.6 MB) while holding a few dozen each.
         let want = (mem.len() + load.items.len()).max(CROWDED_BATCH_MIN);
         if mem.capacity() > 2 * want {
             mem.shrink_to(want);
