@@ -14,7 +14,6 @@
 use super::paging::{Paged, Pager};
 use super::spill::{PagedRun, Run, Source, Spilled};
 use super::QueuedMessage;
-use crate::queue::message::RecordMeta;
 use crate::store::Location;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -656,89 +655,6 @@ impl ReadyList {
             self.paged_transient = false;
         }
     }
-
-    /// Move messages from the back of memory to the store while the queue holds more in memory than it
-    /// should (see the module docs). Messages already stored cost no write.
-    pub fn page_out(&mut self) {
-        self.page_out_for(true)
-    }
-
-    /// `page_out` for a queue that has consumers (`consumed`) or not.
-    pub fn page_out_for(&mut self, consumed: bool) {
-        self.page_out_to_floor(consumed);
-        self.trim();
-    }
-
-    /// Give back the room of in-memory messages gone: a list that once held thousands (a batch read back,
-    /// a burst) keeps it otherwise, 88 bytes each, per queue — 37 MB over a thousand drained queues.
-    pub fn trim(&mut self) {
-        // A level still reading back from the store fills its room again with the next batch.
-        for level in self
-            .levels
-            .iter_mut()
-            .filter(|l| l.loading == 0 && l.paged.is_empty())
-        {
-            // Not smaller: a queue whose consumers keep up empties its list every round, and would regrow it
-            // every round.
-            let want = level.mem.len().max(64) * 2;
-            if level.mem.capacity() > 2 * want {
-                level.mem.shrink_to(want);
-            }
-        }
-    }
-
-    fn page_out_to_floor(&mut self, consumed: bool) {
-        let Some(pager) = &self.pager else { return };
-        loop {
-            let (floor, over) = pager.budget.floor(consumed);
-            if self.mem_len <= floor {
-                return;
-            }
-            // Lowest priority first: it is delivered last.
-            let pick = (0..self.levels.len()).find(|&l| {
-                let level = &self.levels[l];
-                level.mem.back().is_some_and(|m| {
-                    level.paged.back_seq().is_none_or(|s| s < m.seq) && (over || m.loc.is_some())
-                })
-            });
-            let Some(l) = pick else { return };
-            let Some(m) = self.levels[l].mem.pop_back() else {
-                return;
-            };
-            let paged = match m.loc {
-                Some(loc) => Paged::of(&m, loc, false),
-                None => {
-                    let meta = RecordMeta {
-                        priority: m.msg.props().priority().unwrap_or(0),
-                        ..RecordMeta::default()
-                    };
-                    let rec = m.msg.encode_record(meta);
-                    match pager
-                        .store
-                        .publish(&pager.transient_key, m.id, &rec, Box::new(|_| {}))
-                    {
-                        Ok(loc) => {
-                            self.paged_transient = true;
-                            Paged::of(&m, loc, true)
-                        }
-                        Err(e) => {
-                            tracing::warn!(queue = %pager.queue_label(), error = %e, "cannot page a message out; keeping it in memory");
-                            self.levels[l].mem.push_back(m);
-                            return;
-                        }
-                    }
-                }
-            };
-            // `release` inlined: `pager` borrows a field of self.
-            let c = cost(&m);
-            self.mem_len -= 1;
-            self.mem_cost -= c;
-            pager.budget.used.fetch_sub(c, Ordering::Relaxed);
-            let run = &mut self.levels[l].paged;
-            run.push_back(paged, Some(pager), &mut self.next_chunk);
-            self.paged_transient |= run.spilled_chunks() > 0;
-        }
-    }
 }
 
 impl Drop for ReadyList {
@@ -819,5 +735,6 @@ pub fn load_now(list: &mut ReadyList, load: Load) {
     list.finish_load(load, read);
 }
 
+mod page_out;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! The ready list with a real store under it: paging, spilling, priorities, read-ahead.
 
 use super::*;
-use crate::queue::message::Message;
+use crate::queue::message::{Message, RecordMeta};
 use crate::queue::paging::KEEP_MIN;
 use crate::queue::paging::{MemoryBudget, KEEP_STORED, TRANSIENT_PREFIX};
 use crate::store::MessageStore;
@@ -148,7 +148,6 @@ fn spilled_tails_leave_only_the_heads_in_memory_in_order() {
 
 #[test]
 fn recovered_messages_spill_in_short_chunks_and_keep_their_order() {
-    use crate::queue::message::RecordMeta;
     use crate::queue::paging::Paged;
     use crate::queue::spill::HEAD;
     let dir = crate::store::tests::TempDir::new("ready-recovered");
