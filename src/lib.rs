@@ -65,6 +65,7 @@ pub mod queue;
 pub mod server;
 pub mod store;
 pub mod tls;
+mod varint;
 
 pub use config::Config;
 pub use server::Server;

@@ -29,7 +29,7 @@ crate::counters! {
 /// What a connection negotiated and said about itself, fixed once it is open.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
-    pub client_properties: amq_protocol::types::FieldTable,
+    pub client_properties: crate::protocol::fields::EncodedTable,
     pub mechanism: String,
     pub channel_max: u16,
     pub frame_max: u32,

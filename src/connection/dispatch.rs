@@ -54,7 +54,9 @@ impl Connection {
                 }
                 Action::Opened { user, vhost } => {
                     let info = super::ConnInfo {
-                        client_properties: std::mem::take(&mut self.machine.client_properties),
+                        client_properties: crate::protocol::fields::EncodedTable::new(
+                            &std::mem::take(&mut self.machine.client_properties),
+                        ),
                         mechanism: std::mem::take(&mut self.machine.mechanism),
                         channel_max: self.channel_max,
                         frame_max: self.shared.frame_max(),

@@ -85,12 +85,14 @@ fn conn_object(api: &Api, c: &ConnShared, r: &Req, single: bool) -> Result<Value
         json!(info.map_or(0, |i| i.channel_max)),
     );
     o.insert("channels".into(), json!(c.channels.lock().len()));
+    let props = info.map(|i| i.client_properties.table());
     o.insert(
         "client_properties".into(),
-        info.map_or(json!({}), |i| fields::table_to_json(&i.client_properties)),
+        props.as_ref().map_or(json!({}), fields::table_to_json),
     );
-    let provided = info
-        .and_then(|i| fields::get(&i.client_properties, "connection_name"))
+    let provided = props
+        .as_ref()
+        .and_then(|t| fields::get(t, "connection_name"))
         .and_then(fields::as_str)
         .map(|s| s.into_owned());
     o.insert("user_provided_name".into(), json!(provided));

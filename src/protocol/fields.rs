@@ -216,9 +216,48 @@ pub fn table_to_json(t: &FieldTable) -> serde_json::Value {
     )
 }
 
+/// `t` in its wire encoding (length prefix included); `None` only for a table no decoder produced.
+pub fn encode_table(t: &FieldTable) -> Option<Box<[u8]>> {
+    let ctx = amq_protocol::frame::WriteContext::from(Vec::new());
+    amq_protocol::types::generation::gen_field_table(t)(ctx)
+        .ok()
+        .map(|ctx| ctx.into_inner().0.into_boxed_slice())
+}
+
+/// A field table kept in its wire encoding, for tables held long and read rarely (a connection's client
+/// properties): parsed, a client's dozen properties with their capabilities took ~1.5 KB; encoded, a
+/// fifth of that.
+#[derive(Debug, Clone, Default)]
+pub struct EncodedTable(Box<[u8]>);
+
+impl EncodedTable {
+    pub fn new(t: &FieldTable) -> EncodedTable {
+        EncodedTable(encode_table(t).unwrap_or_default())
+    }
+
+    pub fn table(&self) -> FieldTable {
+        amq_protocol::types::parsing::parse_field_table(&self.0[..])
+            .map(|(_, t)| t)
+            .unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_encoded_table_reads_back_as_it_was() {
+        let mut caps = FieldTable::default();
+        caps.insert("basic.nack".into(), AMQPValue::Boolean(true));
+        let mut t = FieldTable::default();
+        t.insert("product".into(), AMQPValue::LongString("pika".into()));
+        t.insert("capabilities".into(), AMQPValue::FieldTable(caps));
+        t.insert("n".into(), AMQPValue::LongLongInt(-3));
+        let e = EncodedTable::new(&t);
+        assert_eq!(e.table(), t);
+        assert_eq!(EncodedTable::default().table(), FieldTable::default());
+    }
 
     #[test]
     fn integer_widths_are_equivalent() {

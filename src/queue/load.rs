@@ -4,12 +4,16 @@
 //! thread and goes on; the reader's callback puts the messages back in place, then dispatches. A basic.get
 //! that finds the head paged gets a receiver that fires when the batch is in.
 
-use super::paging::{block_run, decode_loaded};
+use super::paging::{block_run, decode_loaded, head_deadline};
 use super::ready::Load;
 use super::spill::{Source, Spilled};
 use super::{Dead, Queue, QueueState};
 use std::sync::Arc;
 use tokio::sync::oneshot;
+
+/// Entries of a recovered index block read back at once: a queue holds a part's entries in memory, not a
+/// whole block's (up to 1,024 entries; a few hundred in each of a thousand queues' backlog).
+const BLOCK_PART: usize = 256;
 
 /// A load's result, decoded outside the queue lock.
 enum Loaded {
@@ -51,13 +55,14 @@ impl Queue {
         {
             let Some(key) = st.ready.pager().and_then(|p| p.durable_key.clone()) else {
                 // Only durable queues get blocks; were it otherwise, the head must not stay loading.
-                st.ready.finish_chunk(load, None);
+                st.ready.finish_chunk(load, None, None);
                 return;
             };
             let weak = Arc::downgrade(self);
             store.read_block_async(
                 key,
                 block,
+                BLOCK_PART,
                 Box::new(move |read| {
                     if let Some(q) = weak.upgrade() {
                         q.finish_block(load, read);
@@ -129,7 +134,7 @@ impl Queue {
             }
         };
         self.after_load(|st, _| match done {
-            Loaded::Chunk(entries) => st.ready.finish_chunk(load, entries),
+            Loaded::Chunk(entries) => st.ready.finish_chunk(load, entries, None),
             Loaded::Messages(decoded) => st.ready.finish_load(load, decoded),
         });
     }
@@ -154,43 +159,58 @@ impl Queue {
         }
     }
 
-    /// A recovered index block is back (on the store's reader thread): its entries become the paged head.
+    /// A part of a recovered index block is back (on the store's reader thread): its entries become the paged
+    /// head, and what is left of the block goes back before the next chunk.
     fn finish_block(
         self: &Arc<Self>,
         load: Load,
-        read: Result<Vec<crate::store::RecoveredMessage>, crate::store::StoreError>,
+        read: Result<crate::store::BlockPart, crate::store::StoreError>,
     ) {
         let (pager, ttl) = {
             let st = self.state.lock();
             (st.ready.pager().cloned(), st.config.message_ttl)
         };
-        let entries = match (&load.chunk, pager) {
+        let (entries, rest) = match (&load.chunk, pager) {
             (
                 Some(
                     chunk @ Spilled {
-                        source: Source::Index { redelivered, .. },
+                        source: Source::Index { redelivered, block },
                         ..
                     },
                 ),
                 Some(pager),
             ) => match read {
-                Ok(v) => {
+                Ok(part) => {
+                    let clock = self.timers.clock();
                     let (run, unreadable) =
-                        block_run(chunk.first_seq, &v, ttl, self.timers.clock(), *redelivered);
+                        block_run(chunk.first_seq, &part.entries, ttl, clock, *redelivered);
                     if let (Some(k), false) = (&pager.durable_key, unreadable.is_empty()) {
                         tracing::warn!(queue = %pager.queue_label(), messages = unreadable.len(), "stored messages in an unknown format skipped");
                         pager.store.ack(k, &unreadable);
                     }
-                    Some(run)
+                    // The part took the seqs of its entries, read or not: the rest's follow them.
+                    let rest = part.rest.map(|r| Spilled {
+                        source: Source::Index {
+                            block: r.block,
+                            redelivered: *redelivered,
+                        },
+                        count: r.block.count.saturating_sub(r.block.skip),
+                        first_seq: chunk.first_seq
+                            + u64::from(r.block.skip.saturating_sub(block.skip)),
+                        last_seq: chunk.last_seq,
+                        first_expires: head_deadline(&r.first_head, ttl, clock),
+                        body_bytes: chunk.body_bytes.saturating_sub(run.body_bytes()),
+                    });
+                    (Some(run), rest)
                 }
                 Err(e) => {
                     tracing::error!(queue = %pager.queue_label(), messages = chunk.count, error = %e, "a block of recovered messages cannot be read; they leave the queue until the next start");
-                    None
+                    (None, None)
                 }
             },
-            _ => None,
+            _ => (None, None),
         };
-        self.after_load(|st, _| st.ready.finish_chunk(load, entries));
+        self.after_load(|st, _| st.ready.finish_chunk(load, entries, rest));
     }
 
     /// basic.get found the head paged: start reading it back and return a receiver for when it is in.

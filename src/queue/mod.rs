@@ -474,10 +474,8 @@ impl Queue {
     ) -> bool {
         let mut st = self.state.lock();
         let count = u64::from(b.block.count);
-        let first_expires = match message::RecordMeta::decode(&b.first_head) {
-            Some(meta) => paging::wall_deadline(&meta, st.config.message_ttl, self.timers.clock()),
-            None => u64::MAX,
-        };
+        let first_expires =
+            paging::head_deadline(&b.first_head, st.config.message_ttl, self.timers.clock());
         let s = spill::Spilled {
             source: spill::Source::Index {
                 block: b.block,

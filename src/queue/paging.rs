@@ -261,6 +261,16 @@ pub fn wall_deadline(meta: &RecordMeta, ttl: Option<u64>, clock: &Clock) -> u64 
     }
 }
 
+/// The expiry deadline (`u64::MAX` for none) of the message whose payload starts with `head` (a recovered
+/// block's first, before the block is read).
+pub fn head_deadline(
+    head: &[u8; crate::store::RECOVERED_HEAD],
+    ttl: Option<u64>,
+    clock: &Clock,
+) -> u64 {
+    RecordMeta::decode(head).map_or(u64::MAX, |meta| wall_deadline(&meta, ttl, clock))
+}
+
 /// What a recovered block weighs: its messages' body lengths, from their records' fixed headers.
 pub fn body_len_of_head(head: &[u8; crate::store::RECOVERED_HEAD]) -> u64 {
     RecordMeta::decode(head).map_or(0, |m| u64::from(m.body_len))

@@ -431,13 +431,15 @@ impl ReadyList {
     }
 
     /// A spilled chunk's index entries are back (`None`: it could not be read, and its messages are gone
-    /// from the list; durable ones come back at the next start). They become the level's paged head.
-    pub fn finish_chunk(&mut self, load: Load, entries: Option<Run>) {
+    /// from the list; durable ones come back at the next start). They become the level's paged head, and
+    /// `rest` (what is left of an index block read in part) goes back before the next chunk.
+    pub fn finish_chunk(&mut self, load: Load, entries: Option<Run>, rest: Option<Spilled>) {
         if load.generation != self.generation {
             if let Some(mut run) = entries {
                 let v: Vec<Paged> = std::iter::from_fn(|| run.pop_entry()).collect();
                 self.forget_pages(&v);
             }
+            self.forget_chunks(rest.into_iter().collect());
             return;
         }
         if let Some(s) = &load.chunk {
@@ -445,12 +447,13 @@ impl ReadyList {
             let (n, bytes) = entries
                 .as_ref()
                 .map_or((0, 0), |r| (r.len(), r.body_bytes()));
-            self.len = (self.len + n).saturating_sub(s.count as usize);
-            self.bytes = (self.bytes + bytes).saturating_sub(s.body_bytes);
+            let (left, left_bytes) = rest.map_or((0, 0), |r| (r.count as usize, r.body_bytes));
+            self.len = (self.len + n + left).saturating_sub(s.count as usize);
+            self.bytes = (self.bytes + bytes + left_bytes).saturating_sub(s.body_bytes);
         }
         let level = &mut self.levels[load.level];
         level.loading = 0;
-        level.paged.finish_chunk(entries);
+        level.paged.finish_chunk(entries, rest);
     }
 
     /// Forget the messages spilled chunks index (a purge): read on the store's reader thread, then acked.
@@ -468,9 +471,11 @@ impl ReadyList {
                     pager.store.read_block_async(
                         key.clone(),
                         block,
+                        usize::MAX,
                         Box::new(move |read| match read {
-                            Ok(v) => {
-                                let locs: Vec<Location> = v.iter().map(|m| m.location).collect();
+                            Ok(part) => {
+                                let locs: Vec<Location> =
+                                    part.entries.iter().map(|m| m.location).collect();
                                 store.ack(&key, &locs);
                             }
                             Err(e) => {
@@ -724,7 +729,7 @@ pub fn load_now(list: &mut ReadyList, load: Load) {
                     })
                 }
             };
-        list.finish_chunk(load, entries);
+        list.finish_chunk(load, entries, None);
         return;
     }
     let read: Vec<Option<QueuedMessage>> = load

@@ -10,7 +10,8 @@
 //! from the store's own records.
 
 use super::paging::{Paged, Pager};
-use crate::store::{get_varint, put_varint, IndexBlock, Location};
+use crate::store::{IndexBlock, Location};
+use crate::varint::{delta, get_varint, put_varint, undelta};
 
 mod chunks;
 
@@ -271,12 +272,15 @@ impl PagedRun {
     }
 
     /// The chunk read back (checked by [`check`]): its entries are the new head (`None`: it could not be
-    /// read, they are gone).
-    pub fn finish_chunk(&mut self, entries: Option<Run>) {
+    /// read, they are gone), and what is left of it (an index block read in part) the next chunk.
+    pub fn finish_chunk(&mut self, entries: Option<Run>, rest: Option<Spilled>) {
         self.reading = None;
         if let Some(run) = entries {
             // The head was empty when the chunk was taken, and nothing joins it while a chunk is read.
             self.head = run;
+        }
+        if let Some(r) = rest {
+            self.spilled.push_front(r);
         }
     }
 
@@ -396,17 +400,6 @@ impl PagedRun {
 // Entries are stored as deltas from the previous one, in LEB128 varints after a flags byte: in a backlog
 // consecutive entries differ by one in seq, id and slot and by a record's length in offset, and have the
 // same expiry and no deliveries yet, so most take 8 to 12 bytes instead of 64.
-/// The difference `b - a` as a zigzag-mapped unsigned number (small either way).
-fn delta(a: u64, b: u64) -> u64 {
-    let d = b.wrapping_sub(a) as i64;
-    ((d << 1) ^ (d >> 63)) as u64
-}
-
-fn undelta(a: u64, z: u64) -> u64 {
-    let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
-    a.wrapping_add(d as u64)
-}
-
 /// The previous entry's fields the next one is encoded against.
 #[derive(Debug, Default, Clone, Copy)]
 struct Prev {
@@ -613,7 +606,7 @@ mod tests {
         // The head is taken, then the chunk: nothing is spilled, and the tail is past a first chunk's due.
         assert_eq!(run.take_front(HEAD).len(), HEAD);
         let chunk = run.take_chunk().expect("the spilled chunk");
-        run.finish_chunk(Some(Run::of((0..chunk.count as u64).map(entry))));
+        run.finish_chunk(Some(Run::of((0..chunk.count as u64).map(entry))), None);
         assert_eq!(run.spilled_chunks(), 0);
         for _ in 0..2 * CHUNK {
             push(&mut run, 1);

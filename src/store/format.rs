@@ -275,28 +275,7 @@ pub(crate) fn write_drop(out: &mut Vec<u8>, mark: Pos, queue: &str) {
     seal_record(&mut out[start..], DROP);
 }
 
-/// Appends `v` as a LEB128 varint (the index files' and queues' spilled entries).
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Reads a LEB128 varint at `*pos` and moves past it; `None` if truncated or longer than 64 bits.
-pub(crate) fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
-}
+pub(crate) use crate::varint::{get_varint, put_varint};
 
 /// One step of a segment scan.
 pub(crate) enum Scan<'a> {

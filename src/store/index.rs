@@ -35,6 +35,7 @@ use tracing::{debug, warn};
 
 use super::format::{self, get_varint, put_varint, Scan, Scanner, RECORD_HEADER_LEN};
 use super::{Shared, StoreError, RECOVERED_HEAD};
+use crate::varint::{unzigzag, zigzag};
 use crate::FastMap as HashMap;
 
 /// Entries per block: what a queue reads back at once.
@@ -67,6 +68,8 @@ pub struct IndexBlock {
     pub(crate) last_slot: u32,
     pub(crate) first_record: u32,
     pub(crate) last_record: u32,
+    /// Entries at its front already read back (a block read in parts, see [`super::BlockPart`]).
+    pub skip: u32,
 }
 
 /// A block as recovery hands it out.
@@ -115,14 +118,6 @@ pub(crate) fn parse_name(name: &str) -> Option<(u32, bool)> {
         return None;
     }
     digits.parse().ok().map(|id| (id, tmp))
-}
-
-fn zigzag(d: i64) -> u64 {
-    ((d << 1) ^ (d >> 63)) as u64
-}
-
-fn unzigzag(z: u64) -> i64 {
-    ((z >> 1) as i64) ^ -((z & 1) as i64)
 }
 
 /// The encoding state between entries of one block.
@@ -411,6 +406,7 @@ fn flush(out: &mut Vec<u8>, base: u64, blocks: &mut Vec<RecoveredBlock>, b: &mut
             last_slot: b.last_slot,
             first_record: first.offset,
             last_record: b.last_record,
+            skip: 0,
         },
         weight: b.weight,
         first_head: first.head,
@@ -576,6 +572,7 @@ fn parse_table(t: &[u8], id: u32, slots: u32, max_id: u64, table_off: u64) -> Op
                 last_slot: v(5)?,
                 first_record: v(6)?,
                 last_record: v(7)?,
+                skip: 0,
             };
             if u64::from(block.at) < FILE_HEADER as u64
                 || u64::from(block.at) + u64::from(block.len) > table_off
@@ -611,24 +608,28 @@ fn parse_table(t: &[u8], id: u32, slots: u32, max_id: u64, table_off: u64) -> Op
     })
 }
 
-/// The entries of a block, from the index file, or when that cannot be read or does not check, by scanning
-/// the part of the segment the block covers (`queue`'s records there).
+/// The first `limit` entries of a block (all, if it has fewer; its `skip` is the caller's), from the index
+/// file, or when that cannot be read or does not check, by scanning the part of the segment the block covers
+/// (`queue`'s records there).
 pub(crate) fn read_entries(
     dir: &Path,
     seg: &File,
     b: &IndexBlock,
     queue: &str,
+    limit: usize,
 ) -> Result<Vec<Entry>, StoreError> {
-    match read_from_index(dir, b) {
+    match read_from_index(dir, b, limit) {
         Ok(v) => return Ok(v),
         Err(reason) => {
             warn!(index = %path(dir, b.segment).display(), at = b.at, reason, "message store: index block unreadable; scanning its part of the segment")
         }
     }
-    scan_entries(dir, seg, b, queue)
+    let mut v = scan_entries(dir, seg, b, queue)?;
+    v.truncate(limit);
+    Ok(v)
 }
 
-fn read_from_index(dir: &Path, b: &IndexBlock) -> Result<Vec<Entry>, &'static str> {
+fn read_from_index(dir: &Path, b: &IndexBlock, limit: usize) -> Result<Vec<Entry>, &'static str> {
     let file = File::open(path(dir, b.segment)).map_err(|_| "cannot open")?;
     let mut buf = vec![0u8; b.len as usize];
     file.read_exact_at(&mut buf, u64::from(b.at))
@@ -636,16 +637,18 @@ fn read_from_index(dir: &Path, b: &IndexBlock) -> Result<Vec<Entry>, &'static st
     if crc(&buf) != b.crc {
         return Err("checksum mismatch");
     }
-    let mut out = Vec::with_capacity(b.count as usize);
+    // The checksum covers the whole block: what follows the part asked for need not be decoded.
+    let n = (b.count as usize).min(limit);
+    let mut out = Vec::with_capacity(n);
     let (mut pos, mut prev) = (0, Prev::default());
-    for _ in 0..b.count {
+    for _ in 0..n {
         let e = get_entry(&buf, &mut pos, &mut prev).ok_or("undecodable entry")?;
         if e.slot < b.first_slot || e.slot > b.last_slot {
             return Err("entry outside its block");
         }
         out.push(e);
     }
-    if pos != buf.len() {
+    if n == b.count as usize && pos != buf.len() {
         return Err("trailing bytes");
     }
     Ok(out)

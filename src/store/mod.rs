@@ -68,7 +68,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 pub use error::StoreError;
-pub(crate) use format::{get_varint, put_varint};
 use format::{SegKind, RECORD_HEADER_LEN};
 pub use index::{IndexBlock, RecoveredBlock};
 use read::ReadJob;
@@ -136,9 +135,25 @@ impl Waiter {
 /// Called once on the store's reader thread with the payloads `read_async` was asked for, in order.
 pub type ReadDone = Box<dyn FnOnce(Vec<Result<Bytes, StoreError>>) + Send>;
 
-/// Called once on the store's reader thread with the live entries of a block `read_block_async` was asked
-/// for.
-pub type BlockDone = Box<dyn FnOnce(Result<Vec<RecoveredMessage>, StoreError>) + Send>;
+/// Called once on the store's reader thread with the part of a block `read_block_async` was asked for.
+pub type BlockDone = Box<dyn FnOnce(Result<BlockPart, StoreError>) + Send>;
+
+/// A part of a block read back: its live entries, in order, and what is left of the block. A queue reads a
+/// block in parts so that it holds a part's entries, not a whole block's: a thousand queues each reading a
+/// block of several hundred messages held 6 MB of them.
+#[derive(Debug)]
+pub struct BlockPart {
+    pub entries: Vec<RecoveredMessage>,
+    pub rest: Option<BlockRest>,
+}
+
+/// The entries of a block after a part was read: the block with its `skip` past them, and the payload head of
+/// the first one (see [`RecoveredMessage::head`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BlockRest {
+    pub block: IndexBlock,
+    pub first_head: [u8; RECOVERED_HEAD],
+}
 
 /// When a publish becomes durable, i.e. when its `done` callback runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -620,18 +635,21 @@ impl MessageStore {
     }
 
     /// The live entries of `queue`'s block, in order (entries settled since recovery handed it out are
-    /// left out). Blocking: call it off the async runtime.
+    /// left out), past those its `skip` says were read. Blocking: call it off the async runtime.
     pub fn read_block(
         &self,
         queue: &str,
         block: &IndexBlock,
     ) -> Result<Vec<RecoveredMessage>, StoreError> {
-        self.shared.read_block(queue, block)
+        self.shared
+            .read_block(queue, block, usize::MAX)
+            .map(|p| p.entries)
     }
 
-    /// [`read_block`](Self::read_block) on the store's reader thread, then `done` there.
-    pub fn read_block_async(&self, queue: String, block: IndexBlock, done: BlockDone) {
-        self.send_read(ReadJob::Block(queue, block, done));
+    /// Reads the next `part` entries of `queue`'s block (past its `skip`) on the store's reader thread, then
+    /// calls `done` there with the live ones and what is left.
+    pub fn read_block_async(&self, queue: String, block: IndexBlock, part: usize, done: BlockDone) {
+        self.send_read(ReadJob::Block(queue, block, part, done));
     }
 
     fn send_read(&self, job: ReadJob) {
@@ -645,7 +663,7 @@ impl MessageStore {
                 ReadJob::Records(locs, done) => {
                     done(locs.into_iter().map(|_| Err(StoreError::Closed)).collect())
                 }
-                ReadJob::Block(_, _, done) => done(Err(StoreError::Closed)),
+                ReadJob::Block(_, _, _, done) => done(Err(StoreError::Closed)),
             };
             if let Err(e) = std::thread::Builder::new()
                 .name("store-read-closed".into())

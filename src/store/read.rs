@@ -11,7 +11,8 @@ use bytes::Bytes;
 
 use super::format::{self, SegKind, HEADER_LEN, RECORD_HEADER_LEN};
 use super::{
-    index, BlockDone, IndexBlock, Location, ReadDone, RecoveredMessage, Shared, StoreError,
+    index, BlockDone, BlockPart, BlockRest, IndexBlock, Location, ReadDone, RecoveredMessage,
+    Shared, StoreError,
 };
 
 /// How long a `read` of a record that is being written waits for the write before giving up.
@@ -24,7 +25,7 @@ const READ_RUN: u64 = 256 << 10;
 /// A request to the reader thread, answered through its callback.
 pub(super) enum ReadJob {
     Records(Vec<Location>, ReadDone),
-    Block(String, IndexBlock, BlockDone),
+    Block(String, IndexBlock, usize, BlockDone),
 }
 
 /// The most jobs the reader thread takes in one pass (see [`run_reads`]).
@@ -46,7 +47,7 @@ fn run_reads(shared: &Shared, batch: Vec<ReadJob>, scratch: &mut Vec<u8>) {
     for job in batch {
         match job {
             ReadJob::Records(_, done) => done(read.next().unwrap_or_default()),
-            ReadJob::Block(queue, b, done) => done(shared.read_block(&queue, &b)),
+            ReadJob::Block(queue, b, part, done) => done(shared.read_block(&queue, &b, part)),
         }
     }
 }
@@ -122,7 +123,8 @@ impl Shared {
         &self,
         queue: &str,
         b: &IndexBlock,
-    ) -> Result<Vec<RecoveredMessage>, StoreError> {
+        part: usize,
+    ) -> Result<BlockPart, StoreError> {
         let file = self
             .lock()
             .msg
@@ -130,10 +132,25 @@ impl Shared {
             .get(&b.segment)
             .and_then(|s| s.file.clone())
             .ok_or(StoreError::Invalid("the block's segment is gone"))?;
-        let entries = index::read_entries(&self.cfg.dir, &file, b, queue)?;
+        let skip = b.skip as usize;
+        let end = skip.saturating_add(part);
+        // One entry past the part, for the head of what is left.
+        let entries = index::read_entries(&self.cfg.dir, &file, b, queue, end.saturating_add(1))?;
+        let rest = entries
+            .get(end)
+            .filter(|_| end < b.count as usize)
+            .map(|e| BlockRest {
+                block: IndexBlock {
+                    skip: end as u32,
+                    ..*b
+                },
+                first_head: e.head,
+            });
         let st = self.lock();
-        Ok(entries
+        let entries = entries
             .into_iter()
+            .take(end)
+            .skip(skip)
             .map(|e| RecoveredMessage {
                 msg_id: e.msg_id,
                 location: Location {
@@ -146,7 +163,8 @@ impl Shared {
                 head: e.head,
             })
             .filter(|m| st.is_live(queue, m.location))
-            .collect())
+            .collect();
+        Ok(BlockPart { entries, rest })
     }
 
     /// Reads the records of several readers (the loads of the queues that reached the reader thread

@@ -566,7 +566,7 @@ fn replay_indexed(
         }
         let mut cursor = 0usize;
         for b in blocks {
-            for e in index::read_entries(&p.dir, file, &b.block, &q)? {
+            for e in index::read_entries(&p.dir, file, &b.block, &q, usize::MAX)? {
                 p.progress.record(e.len as usize);
                 if let Some((mark, a)) = drop {
                     if (Pos {

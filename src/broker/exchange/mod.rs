@@ -122,12 +122,9 @@ fn encode_args(args: &FieldTable) -> Box<[u8]> {
     if args.inner().is_empty() {
         return Box::default();
     }
-    let ctx = amq_protocol::frame::WriteContext::from(Vec::new());
-    match amq_protocol::types::generation::gen_field_table(args)(ctx) {
-        Ok(ctx) => ctx.into_inner().0.into_boxed_slice(),
-        // Cannot happen for a table that was decoded or built in memory; fall back to a distinct key.
-        Err(_) => format!("{args:?}").into_bytes().into_boxed_slice(),
-    }
+    // Cannot fail for a table that was decoded or built in memory; fall back to a distinct key.
+    crate::protocol::fields::encode_table(args)
+        .unwrap_or_else(|| format!("{args:?}").into_bytes().into_boxed_slice())
 }
 
 /// The per-type routing index, updated binding by binding.

@@ -4,7 +4,8 @@
 //! of them (17 MB as structs, 8.3 MB encoded field by field, under 4.3 MB now).
 
 use super::{delta, undelta, Source, Spilled};
-use crate::store::{get_varint, put_varint, IndexBlock, Location};
+use crate::store::{IndexBlock, Location};
+use crate::varint::{get_varint, put_varint};
 
 /// The most bytes one encoded chunk takes (a tag, four crc bytes and at most 15 varints).
 const MAX_CHUNK: usize = 1 + 4 + 15 * 10;
@@ -14,6 +15,8 @@ const GROWTH: usize = 256;
 const TAG_CHUNK: u8 = 0;
 const TAG_INDEX: u8 = 1;
 const TAG_INDEX_REDELIVERED: u8 = 2;
+/// With an index tag: the block's `skip` follows (what is left of a block read in part).
+const SKIPPED: u8 = 4;
 
 /// The previous chunk's fields the next one is encoded against.
 #[derive(Debug, Default, Clone, Copy)]
@@ -44,6 +47,9 @@ pub struct Chunks {
     /// The encoding state after the last chunk appended.
     enc: Last,
     front: Option<Spilled>,
+    /// Put back before `front`: what is left of a recovered block whose first part was read. Boxed: a level
+    /// of every queue holds a `Chunks`, and one rarely has it.
+    returned: Option<Box<Spilled>>,
     len: usize,
 }
 
@@ -57,17 +63,33 @@ impl Chunks {
     }
 
     pub fn front(&self) -> Option<&Spilled> {
-        self.front.as_ref()
+        self.returned.as_deref().or(self.front.as_ref())
     }
 
     /// The last chunk's last `seq`.
     pub fn back_seq(&self) -> Option<u64> {
-        (self.len > 0).then_some(self.enc.seq)
+        match (&self.front, &self.returned) {
+            (Some(_), _) => Some(self.enc.seq),
+            (None, r) => r.as_ref().map(|r| r.last_seq),
+        }
     }
 
     /// Bytes held.
     pub fn capacity(&self) -> usize {
-        self.bytes.capacity()
+        self.bytes.capacity() + self.returned.as_ref().map_or(0, |_| size_of::<Spilled>())
+    }
+
+    /// Put `s` back in front: it was the front chunk (taken to be read) and is now what is left of it.
+    pub fn push_front(&mut self, s: Spilled) {
+        if let Some(r) = self.returned.replace(Box::new(s)) {
+            // Only what was just taken comes back, so nothing is there; were it otherwise, keep the order
+            // (the one put back earlier is older).
+            debug_assert!(false, "a chunk put back twice");
+            self.returned = Some(r);
+            self.push_back(s);
+            return;
+        }
+        self.len += 1;
     }
 
     pub fn push_back(&mut self, s: Spilled) {
@@ -84,6 +106,10 @@ impl Chunks {
     }
 
     pub fn pop_front(&mut self) -> Option<Spilled> {
+        if let Some(r) = self.returned.take() {
+            self.len -= 1;
+            return Some(*r);
+        }
         let out = self.front.take()?;
         self.len -= 1;
         if self.len > 0 {
@@ -127,11 +153,17 @@ fn put(out: &mut Vec<u8>, last: &mut Last, s: &Spilled) {
             last.off = loc.offset;
         }
         Source::Index { block, redelivered } => {
-            out.push(if redelivered {
+            let tag = if redelivered {
                 TAG_INDEX_REDELIVERED
             } else {
                 TAG_INDEX
-            });
+            };
+            if block.skip > 0 {
+                out.push(tag | SKIPPED);
+                put_varint(out, u64::from(block.skip));
+            } else {
+                out.push(tag);
+            }
             let slot_span = delta(u64::from(block.first_slot), u64::from(block.last_slot));
             let record_span = delta(u64::from(block.first_record), u64::from(block.last_record));
             put_varint(out, delta(last.seg, u64::from(block.segment)));
@@ -194,7 +226,12 @@ fn get(b: &[u8], pos: &mut usize, last: &mut Last) -> Option<Spilled> {
             let count = small(get_varint(b, pos)?)?;
             (Source::Chunk { id, loc }, count)
         }
-        TAG_INDEX | TAG_INDEX_REDELIVERED => {
+        t if t & !SKIPPED == TAG_INDEX || t & !SKIPPED == TAG_INDEX_REDELIVERED => {
+            let skip = if t & SKIPPED != 0 {
+                small(get_varint(b, pos)?)?
+            } else {
+                0
+            };
             let seg = undelta(last.seg, get_varint(b, pos)?);
             let at = undelta(last.at, get_varint(b, pos)?);
             let blen = undelta(last.blen, get_varint(b, pos)?);
@@ -226,8 +263,9 @@ fn get(b: &[u8], pos: &mut usize, last: &mut Last) -> Option<Spilled> {
                         last_slot: small(undelta(first_slot, slot_span))?,
                         first_record: small(first_record)?,
                         last_record: small(undelta(first_record, record_span))?,
+                        skip,
                     },
-                    redelivered: tag == TAG_INDEX_REDELIVERED,
+                    redelivered: t & !SKIPPED == TAG_INDEX_REDELIVERED,
                 },
                 small(count)?,
             )
@@ -268,6 +306,7 @@ mod tests {
                     last_slot: 3,
                     first_record: 100 * seg,
                     last_record: 100 * seg + 462_000,
+                    skip: if seg % 5 == 1 { seg } else { 0 },
                 },
                 redelivered,
             },
@@ -321,6 +360,7 @@ mod tests {
                         last_slot: 462_417 + seg % 7,
                         first_record: 417 + seg % 4,
                         last_record: 462_417 + seg % 7,
+                        skip: 0,
                     },
                     redelivered: true,
                 },
@@ -388,5 +428,30 @@ mod tests {
         // And starts afresh.
         c.push_back(chunk(7, 3));
         assert!(same(&c.pop_front().unwrap(), &chunk(7, 3)));
+    }
+
+    #[test]
+    fn what_is_left_of_a_chunk_goes_back_in_front() {
+        let mut c = Chunks::default();
+        c.push_front(index(1, 0, false));
+        assert_eq!((c.len(), c.back_seq()), (1, Some(462)));
+        assert!(same(c.front().unwrap(), &index(1, 0, false)));
+        c.push_back(index(2, 463, false));
+        c.push_back(index(3, 926, true));
+        let taken = c.pop_front().unwrap();
+        assert!(same(&taken, &index(1, 0, false)));
+        let taken = c.pop_front().unwrap();
+        assert!(same(&taken, &index(2, 463, false)));
+        // Its first part was read: the rest goes back before the next.
+        let mut rest = taken;
+        if let Source::Index { block, .. } = &mut rest.source {
+            block.skip = 256;
+        }
+        c.push_front(rest);
+        assert_eq!((c.len(), c.back_seq()), (2, Some(926 + 462)));
+        assert!(same(c.front().unwrap(), &rest));
+        let all = c.drain();
+        assert!(same(&all[0], &rest) && same(&all[1], &index(3, 926, true)));
+        assert!(c.is_empty() && c.front().is_none());
     }
 }
