@@ -121,12 +121,15 @@ impl Queue {
             st.next_seq += 1;
             // The clock is read only for a message that can expire: most never do.
             let now = ttl.map(|_| self.timers.now_ms());
-            st.ready.push_back(QueuedMessage {
-                expires: ttl.zip(now).map(|(t, now)| now.saturating_add(t)),
+            let mut qm = QueuedMessage {
+                expires_at: ttl
+                    .zip(now)
+                    .map_or(u64::MAX, |(t, now)| now.saturating_add(t)),
                 id: stored.map_or(seq, |s| s.id),
-                loc: stored.map(|s| s.loc),
                 ..QueuedMessage::new(seq, msg)
-            });
+            };
+            qm.set_loc(stored.map(|s| s.loc));
+            st.ready.push_back(qm);
             let mut accepted = Accepted::Yes;
             if st.over_limit() {
                 match st.config.overflow {

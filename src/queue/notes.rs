@@ -16,7 +16,7 @@ impl DeliveryNotes {
     /// No-ack deliveries are settled, others marked delivered once so that they come back redelivered
     /// after a restart.
     pub(super) fn note(&mut self, q: &Queue, qm: &QueuedMessage, no_ack: bool) {
-        let (true, Some(loc)) = (q.stores(&qm.msg), qm.loc) else {
+        let (true, Some(loc)) = (q.stores(&qm.msg), qm.loc()) else {
             return;
         };
         if no_ack {

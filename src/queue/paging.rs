@@ -191,7 +191,7 @@ impl Paged {
             seq: m.seq,
             id: m.id,
             loc,
-            expires: m.expires.unwrap_or(u64::MAX),
+            expires: m.expires_at,
             body_len: m.msg.body.len().min(u32::MAX as usize) as u32,
             delivery_count: m.delivery_count,
             acquired_count: m.acquired_count,
@@ -320,9 +320,10 @@ pub fn decode_loaded(
         id: p.id,
         msg: Arc::new(msg),
         redelivered: p.redelivered,
-        expires: p.expires(),
+        expires_at: p.expires,
         delivery_count: p.delivery_count,
         acquired_count: p.acquired_count,
-        loc: (!p.transient).then_some(p.loc),
+        location: p.loc,
+        stored: !p.transient,
     })
 }

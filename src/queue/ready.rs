@@ -332,7 +332,7 @@ impl ReadyList {
             return None;
         }
         match level.head() {
-            Head::InMemory => level.mem.front().and_then(|m| m.expires),
+            Head::InMemory => level.mem.front().and_then(|m| m.expires()),
             Head::Paged => level.paged.front_expires(),
             Head::Empty | Head::Loading => None,
         }

@@ -45,7 +45,7 @@ impl Queue {
     /// How a channel should hold `qm`, just delivered: by its place in the store while queues are crowded
     /// (a stored message only, and not while the journal records what happens to messages).
     pub fn hold(&self, qm: &QueuedMessage) -> Held {
-        match (&self.durable_store, qm.loc) {
+        match (&self.durable_store, qm.loc()) {
             (Some(d), Some(loc))
                 if d.budget.crowded() && self.stores(&qm.msg) && !self.journal.on(&self.vhost) =>
             {
@@ -74,7 +74,7 @@ impl Queue {
         let locs: smallvec::SmallVec<[Location; 8]> = msgs
             .iter()
             .filter_map(|h| match h {
-                Held::Whole(m) => m.loc.filter(|_| self.stores(&m.msg)),
+                Held::Whole(m) => m.loc().filter(|_| self.stores(&m.msg)),
                 Held::Stored(p) => Some(p.loc),
             })
             .collect();

@@ -432,7 +432,7 @@ fn put_entry(out: &mut Vec<u8>, prev: &mut Prev, p: &Paged) {
     put_varint(out, delta(prev.seq, p.seq));
     put_varint(out, delta(prev.id, p.id));
     put_varint(out, delta(prev.seg, u64::from(p.loc.segment)));
-    put_varint(out, delta(prev.off, p.loc.offset));
+    put_varint(out, delta(prev.off, u64::from(p.loc.offset)));
     put_varint(out, u64::from(p.loc.len));
     put_varint(out, delta(prev.slot, u64::from(p.loc.slot)));
     put_varint(out, u64::from(p.body_len));
@@ -447,7 +447,7 @@ fn put_entry(out: &mut Vec<u8>, prev: &mut Prev, p: &Paged) {
         seq: p.seq,
         id: p.id,
         seg: u64::from(p.loc.segment),
-        off: p.loc.offset,
+        off: u64::from(p.loc.offset),
         slot: u64::from(p.loc.slot),
         exp: p.expires,
     };
@@ -481,7 +481,7 @@ fn get_entry(b: &[u8], pos: &mut usize, prev: &mut Prev) -> Option<Paged> {
         id,
         loc: Location {
             segment: small(seg)?,
-            offset: off,
+            offset: small(off)?,
             len,
             slot: small(slot)?,
         },
@@ -566,7 +566,7 @@ mod tests {
             id: seq * 10,
             loc: Location {
                 segment: 3,
-                offset: seq * 100,
+                offset: (seq * 100) as u32,
                 len: 77,
                 slot: seq as u32,
             },

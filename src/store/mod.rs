@@ -213,11 +213,12 @@ impl StoreConfig {
 /// Where a publish record is, and which of its queues' copies: enough to read its payload back and to
 /// settle it. `offset` is the record's first byte and `len` its whole length (header included); `slot`
 /// numbers the (record, queue) pairs of the segment in append order, so a record published to k queues
-/// has k consecutive slots (see [`Location::target`]).
+/// has k consecutive slots (see [`Location::target`]). A record starts below its segment's size, which is
+/// under 4 GiB: its offset is a u32, and a location is 16 bytes (held by every delivery awaiting its ack).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Location {
     pub segment: u32,
-    pub offset: u64,
+    pub offset: u32,
     pub len: u32,
     pub slot: u32,
 }
@@ -568,7 +569,7 @@ impl MessageStore {
         }
         Ok(Location {
             segment: pos.seg,
-            offset: u64::from(pos.off),
+            offset: pos.off,
             len: rec_len as u32,
             slot,
         })

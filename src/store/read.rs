@@ -70,17 +70,15 @@ pub(super) fn serve(shared: &Shared, jobs: std::sync::mpsc::Receiver<ReadJob>) {
 
 impl Shared {
     pub(super) fn read(&self, loc: Location) -> Result<Bytes, StoreError> {
-        let end = loc
-            .offset
-            .checked_add(u64::from(loc.len))
-            .ok_or(StoreError::NotFound(loc))?;
+        let start = u64::from(loc.offset);
+        let end = start + u64::from(loc.len);
         let waited = Instant::now();
         let mut st = self.lock();
         loop {
             let Some(seg) = st.msg.segs.get(&loc.segment) else {
                 return Err(StoreError::NotFound(loc));
             };
-            if loc.offset < HEADER_LEN || (loc.len as usize) < RECORD_HEADER_LEN || end > seg.len {
+            if start < HEADER_LEN || (loc.len as usize) < RECORD_HEADER_LEN || end > seg.len {
                 return Err(StoreError::NotFound(loc));
             }
             if end <= seg.written {
@@ -93,9 +91,9 @@ impl Shared {
                 .msg
                 .chunks
                 .iter()
-                .find(|c| c.seg == loc.segment && c.start <= loc.offset && end <= c.end());
+                .find(|c| c.seg == loc.segment && c.start <= start && end <= c.end());
             if let Some(c) = pending {
-                let from = (loc.offset - c.start) as usize;
+                let from = (start - c.start) as usize;
                 let buf = c.bytes[from..from + loc.len as usize].to_vec();
                 drop(st);
                 return decode_read(loc, Bytes::from(buf));
@@ -114,7 +112,7 @@ impl Shared {
 
     fn read_at(&self, file: &File, loc: Location) -> Result<Bytes, StoreError> {
         let mut buf = vec![0u8; loc.len as usize];
-        file.read_exact_at(&mut buf, loc.offset)
+        file.read_exact_at(&mut buf, u64::from(loc.offset))
             .map_err(|e| StoreError::io("read", &self.path(SegKind::Msg, loc.segment), e))?;
         decode_read(loc, Bytes::from(buf))
     }
@@ -155,7 +153,7 @@ impl Shared {
                 msg_id: e.msg_id,
                 location: Location {
                     segment: b.segment,
-                    offset: u64::from(e.offset),
+                    offset: e.offset,
                     len: e.len,
                     slot: e.slot,
                 },
@@ -200,11 +198,8 @@ impl Shared {
         let mut i = 0;
         while i < order.len() {
             let (first, first_job, _) = order[i];
-            let Some(mut end) = first.offset.checked_add(u64::from(first.len)) else {
-                put(order[i].1, order[i].2, Err(StoreError::NotFound(first)));
-                i += 1;
-                continue;
-            };
+            let start = u64::from(first.offset);
+            let mut end = start + u64::from(first.len);
             let mut used = u64::from(first.len);
             let mut one_job = true;
             let mut last = first;
@@ -217,13 +212,12 @@ impl Shared {
                     j += 1;
                     continue;
                 }
-                let Some(next_end) = l.offset.checked_add(u64::from(l.len)) else {
-                    break;
-                };
+                let (l_start, next_end) =
+                    (u64::from(l.offset), u64::from(l.offset) + u64::from(l.len));
                 if l.segment != first.segment
-                    || l.offset < end
-                    || l.offset - end > READ_GAP
-                    || next_end - first.offset > READ_RUN
+                    || l_start < end
+                    || l_start - end > READ_GAP
+                    || next_end - start > READ_RUN
                     || (l.len as usize) < RECORD_HEADER_LEN
                 {
                     break;
@@ -242,7 +236,7 @@ impl Shared {
                     st.msg
                         .segs
                         .get(&first.segment)
-                        .filter(|s| first.offset >= HEADER_LEN && end <= s.written)
+                        .filter(|s| start >= HEADER_LEN && end <= s.written)
                         .and_then(|s| s.file.clone())
                 })
                 .flatten();
@@ -253,11 +247,11 @@ impl Shared {
                 }
                 continue;
             };
-            let span = (end - first.offset) as usize;
+            let span = (end - start) as usize;
             // Payloads share a dense run's buffer when one reader asked for all of it; otherwise (other
             // queues' records between, or in it) they are copied out, so that a kept message pins neither
             // the bytes it skipped nor another queue's messages.
-            let share = one_job && used * 4 >= (end - first.offset) * 3;
+            let share = one_job && used * 4 >= (end - start) * 3;
             let mut owned = Vec::new();
             let buf = if share {
                 owned.resize(span, 0);
@@ -266,7 +260,7 @@ impl Shared {
                 scratch.resize(span, 0);
                 &mut *scratch
             };
-            match file.read_exact_at(buf, first.offset) {
+            match file.read_exact_at(buf, start) {
                 Ok(()) => {
                     let shared = share.then(|| Bytes::from(std::mem::take(&mut owned)));
                     for (l, job, k) in run {
@@ -303,7 +297,7 @@ impl Shared {
 fn decode_read(loc: Location, buf: Bytes) -> Result<Bytes, StoreError> {
     let corrupt = |reason| StoreError::Corrupt {
         segment: loc.segment,
-        offset: loc.offset,
+        offset: u64::from(loc.offset),
         reason,
     };
     let (len, crc, ty) = format::parse_record_header(&buf);

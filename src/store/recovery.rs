@@ -600,7 +600,7 @@ fn replay_indexed(
                         msg_id: e.msg_id,
                         location: Location {
                             segment: id,
-                            offset: u64::from(e.offset),
+                            offset: e.offset,
                             len: e.len,
                             slot: e.slot,
                         },
@@ -661,7 +661,7 @@ fn replay_scan(
                     &marks[cursor..marks[cursor..].partition_point(|m| m.off == off) + cursor];
                 let location = Location {
                     segment: id,
-                    offset,
+                    offset: off,
                     len: (RECORD_HEADER_LEN + body.len()) as u32,
                     slot: 0,
                 };

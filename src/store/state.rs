@@ -660,7 +660,8 @@ impl State {
                 let Some(body) = c.bytes.get(at + RECORD_HEADER_LEN..end) else {
                     break;
                 };
-                let offset = c.start + at as u64;
+                // A chunk lies in one segment, below its size (a u32).
+                let offset = (c.start + at as u64) as u32;
                 if ty == format::PUBLISH {
                     if let Some(p) = format::PublishBody::decode(body) {
                         for (q, _) in p.entries() {
@@ -703,7 +704,7 @@ impl State {
 fn pos_of(l: Location) -> Pos {
     Pos {
         seg: l.segment,
-        off: u32::try_from(l.offset).unwrap_or(u32::MAX),
+        off: l.offset,
     }
 }
 

@@ -48,14 +48,14 @@ impl ReadyList {
             let pick = (0..self.levels.len()).find(|&l| {
                 let level = &self.levels[l];
                 level.mem.back().is_some_and(|m| {
-                    level.paged.back_seq().is_none_or(|s| s < m.seq) && (over || m.loc.is_some())
+                    level.paged.back_seq().is_none_or(|s| s < m.seq) && (over || m.loc().is_some())
                 })
             });
             let Some(l) = pick else { return };
             let Some(m) = self.levels[l].mem.pop_back() else {
                 return;
             };
-            let paged = match m.loc {
+            let paged = match m.loc() {
                 Some(loc) => Paged::of(&m, loc, false),
                 None => {
                     let meta = RecordMeta {

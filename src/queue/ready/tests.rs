@@ -212,7 +212,7 @@ fn stored_messages_page_without_pressure_and_drain_reports_ids() {
                 Box::new(|_| {}),
             )
             .unwrap();
-        m.loc = Some(loc);
+        m.set_loc(Some(loc));
         r.push_back(m);
         r.page_out();
     }

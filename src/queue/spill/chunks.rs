@@ -145,12 +145,12 @@ fn put(out: &mut Vec<u8>, last: &mut Last, s: &Spilled) {
             out.push(TAG_CHUNK);
             put_varint(out, delta(last.id, id));
             put_varint(out, delta(last.seg, u64::from(loc.segment)));
-            put_varint(out, delta(last.off, loc.offset));
+            put_varint(out, delta(last.off, u64::from(loc.offset)));
             put_varint(out, u64::from(loc.len));
             put_varint(out, u64::from(loc.slot));
             last.id = id;
             last.seg = u64::from(loc.segment);
-            last.off = loc.offset;
+            last.off = u64::from(loc.offset);
         }
         Source::Index { block, redelivered } => {
             let tag = if redelivered {
@@ -216,7 +216,7 @@ fn get(b: &[u8], pos: &mut usize, last: &mut Last) -> Option<Spilled> {
             let off = undelta(last.off, get_varint(b, pos)?);
             let loc = Location {
                 segment: small(seg)?,
-                offset: off,
+                offset: small(off)?,
                 len: small(get_varint(b, pos)?)?,
                 slot: small(get_varint(b, pos)?)?,
             };
@@ -328,7 +328,7 @@ mod tests {
                 id,
                 loc: Location {
                     segment: (id % 5) as u32,
-                    offset: u64::MAX - id,
+                    offset: u32::MAX - id as u32,
                     len: 12_000,
                     slot: u32::MAX,
                 },

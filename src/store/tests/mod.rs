@@ -500,12 +500,12 @@ fn torn_tail_mid_record_is_truncated_to_last_good_record() {
     let path = last_msg_segment(&d.0);
     let last = locs[9];
     let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
-    f.set_len(last.offset + 100).unwrap(); // mid-record
+    f.set_len(u64::from(last.offset) + 100).unwrap(); // mid-record
     drop(f);
     {
         let (store, rec) = open(&cfg);
         assert_eq!(ids(&rec, "v/q"), (0..9).collect::<Vec<_>>());
-        assert_eq!(fs::metadata(&path).unwrap().len(), last.offset);
+        assert_eq!(fs::metadata(&path).unwrap().len(), u64::from(last.offset));
         for (i, loc) in locs[..9].iter().enumerate() {
             assert_eq!(&store.read(*loc).unwrap()[..], &payload(i as u64, 500)[..]);
         }
@@ -540,14 +540,14 @@ fn flipped_byte_in_last_record_is_truncated() {
         .write(true)
         .open(&path)
         .unwrap();
-    let at = last.offset + u64::from(last.len) - 10;
+    let at = u64::from(last.offset) + u64::from(last.len) - 10;
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, at).unwrap();
     f.write_all_at(&[b[0] ^ 0x40], at).unwrap();
     drop(f);
     let (store, rec) = open(&cfg);
     assert_eq!(ids(&rec, "v/q"), (0..9).collect::<Vec<_>>());
-    assert_eq!(fs::metadata(&path).unwrap().len(), last.offset);
+    assert_eq!(fs::metadata(&path).unwrap().len(), u64::from(last.offset));
     assert!(store.read(last).is_err());
 }
 
@@ -841,6 +841,6 @@ fn read_detects_corruption_on_disk() {
     let loc = publish_wait(&store, "v/q", 1, &payload(1, 1000));
     let path = last_msg_segment(&d.0);
     let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
-    f.write_all_at(b"rot", loc.offset + 500).unwrap();
+    f.write_all_at(b"rot", u64::from(loc.offset) + 500).unwrap();
     assert!(matches!(store.read(loc), Err(StoreError::Corrupt { .. })));
 }

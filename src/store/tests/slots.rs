@@ -198,7 +198,7 @@ fn batched_reads_check_every_record_of_a_run() {
     let victim = placed[5].1;
     let path = d.0.join(format!("msg-{:010}.seg", victim.segment));
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    f.write_all_at(b"X", victim.offset + u64::from(victim.len) - 1)
+    f.write_all_at(b"X", u64::from(victim.offset) + u64::from(victim.len) - 1)
         .unwrap();
     let (tx, rx) = mpsc::channel();
     store.read_async(
@@ -352,6 +352,6 @@ fn queues_a_fan_out_reached_read_its_records_together() {
     assert_eq!(first.segment, last.segment);
     assert_eq!(
         scratch.len() as u64,
-        last.offset + u64::from(last.len) - first.offset
+        u64::from(last.offset) + u64::from(last.len) - u64::from(first.offset)
     );
 }
