@@ -15,8 +15,10 @@ use tokio::io::AsyncWriteExt;
 
 /// A buffer grown past this is released after a write rather than kept.
 const KEEP_CAPACITY: usize = KEPT_TOTAL / 2;
-/// A buffer this small is always kept (a thousand connections keep 8 MiB of them at most).
-const KEEP_SMALL: usize = 4 << 10;
+/// A buffer this small is always kept (a thousand connections keep 4 MiB of them at most, two each). A
+/// consumer acking every tenth delivery at prefetch 100 is sent ten at a time, ~1.2 KB; at 4 KiB, a
+/// thousand of them drained a backlog 2 MiB higher.
+const KEEP_SMALL: usize = 2 << 10;
 /// Grown buffers all writers together keep between writes. A busy connection keeps its grown buffer and
 /// does not regrow it for every write, but a thousand consumers each keeping a burst's worth of deliveries
 /// (two buffers of ~100 KiB each at prefetch 1,000) held a couple of hundred megabytes. Regrowing one
