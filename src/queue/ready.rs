@@ -547,9 +547,7 @@ impl ReadyList {
         // back alone, and such a level's room only grew: a thousand queues drained from disk after a
         // restart kept the room of their first, uncrowded batches (8.6 MB) while holding a few dozen each.
         let want = (mem.len() + load.items.len()).max(CROWDED_BATCH_MIN);
-        if mem.capacity() > 2 * want {
-            mem.shrink_to(want);
-        }
+        shrink_room(mem, want);
     }
 
     /// Tell the store to forget paged messages that leave the list unread.
@@ -703,6 +701,14 @@ fn merge_into(run: &mut VecDeque<QueuedMessage>, mut msgs: Vec<QueuedMessage>) {
                 run.push_front(m);
             }
         }
+    }
+}
+
+/// Gives back a level's room down to `want` once it has more than twice that (not at every message: a room
+/// shrunk to fit regrows at the next push).
+fn shrink_room(mem: &mut VecDeque<QueuedMessage>, want: usize) {
+    if mem.capacity() > 2 * want {
+        mem.shrink_to(want);
     }
 }
 

@@ -365,10 +365,13 @@ impl PagedRun {
 
     /// Write the tail as a chunk now, if it holds at least a head's length (see
     /// [`super::ready::ReadyList::spill_tails`]); shorter, it costs less in memory than a write and a read.
+    /// The list of chunks, grown a quarter at a time while recovery handed them out, gives back its slack:
+    /// nothing joins it before the drain.
     pub fn spill_tail(&mut self, pager: &Pager, next_chunk: &mut u64) {
         if self.tail.len() >= HEAD {
             self.spill(pager, next_chunk);
         }
+        self.spilled.shrink_to_fit();
     }
 
     /// Entries in the tail.

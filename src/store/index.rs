@@ -38,7 +38,7 @@ use super::{Shared, StoreError, RECOVERED_HEAD};
 use crate::varint::{unzigzag, zigzag};
 use crate::FastMap as HashMap;
 
-/// Entries per block: what a queue reads back at once.
+/// Entries per block at most (a queue reads one back in parts, see `BlockPart`).
 pub(crate) const BLOCK: usize = 1024;
 /// A sealed segment is indexed once it has been sealed this long: in a queue that keeps up, it is gone by
 /// then and never costs a scan.

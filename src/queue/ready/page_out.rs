@@ -20,7 +20,7 @@ impl ReadyList {
     }
 
     /// Give back the room of in-memory messages gone: a list that once held thousands (a batch read back,
-    /// a burst) keeps it otherwise, 88 bytes each, per queue — 37 MB over a thousand drained queues.
+    /// a burst) keeps it otherwise: it took 37 MB over a thousand drained queues.
     pub fn trim(&mut self) {
         // A level still reading back from the store fills its room again with the next batch.
         for level in self
@@ -31,9 +31,7 @@ impl ReadyList {
             // Not smaller: a queue whose consumers keep up empties its list every round, and would regrow it
             // every round.
             let want = level.mem.len().max(64) * 2;
-            if level.mem.capacity() > 2 * want {
-                level.mem.shrink_to(want);
-            }
+            super::shrink_room(&mut level.mem, want);
         }
     }
 

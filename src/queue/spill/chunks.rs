@@ -79,12 +79,22 @@ impl Chunks {
         self.bytes.capacity() + self.returned.as_ref().map_or(0, |_| size_of::<Spilled>())
     }
 
+    /// Gives back the room past what is held (and before it: what was taken from the front).
+    pub fn shrink_to_fit(&mut self) {
+        self.bytes.drain(..self.pos);
+        self.pos = 0;
+        self.bytes.shrink_to_fit();
+    }
+
     /// Put `s` back in front: it was the front chunk (taken to be read) and is now what is left of it.
     pub fn push_front(&mut self, s: Spilled) {
         if let Some(r) = self.returned.replace(Box::new(s)) {
-            // Only what was just taken comes back, so nothing is there; were it otherwise, keep the order
-            // (the one put back earlier is older).
-            debug_assert!(false, "a chunk put back twice");
+            // Only what was just taken comes back (a level reads one chunk at a time), so nothing is there.
+            // Were it otherwise, `s` is kept, if out of order, rather than lost.
+            tracing::error!(
+                first_seq = s.first_seq,
+                "a spilled chunk put back before another; it goes to the back"
+            );
             self.returned = Some(r);
             self.push_back(s);
             return;
@@ -375,6 +385,11 @@ mod tests {
             want.push(s);
         }
         assert!(c.bytes.len() <= 216 * 20, "{} bytes", c.bytes.len());
+        // Recovery done, the slack goes, and what is held reads back the same.
+        let first = c.pop_front().unwrap();
+        assert!(same(&first, &want.remove(0)));
+        c.shrink_to_fit();
+        assert_eq!(c.capacity(), c.bytes.len());
         for (a, b) in c.drain().iter().zip(&want) {
             assert!(same(a, b));
         }

@@ -16,6 +16,42 @@ fn recover_all(cfg: &StoreConfig) -> (Arc<MessageStore>, Vec<(String, Recovered)
     (store, out)
 }
 
+/// Reads block `b` of `q` part by part on the reader thread, as a queue does: each part at most `part` live
+/// entries, each rest past the part, with the head of its first entry (checked when `all_live`).
+fn read_in_parts(
+    store: &MessageStore,
+    q: &str,
+    b: IndexBlock,
+    part: usize,
+    all_live: bool,
+) -> Vec<RecoveredMessage> {
+    let (mut out, mut next, mut head) = (Vec::new(), Some(b), None);
+    while let Some(b) = next {
+        let (tx, rx) = std::sync::mpsc::channel();
+        store.read_block_async(
+            q.to_string(),
+            b,
+            part,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        let p = rx.recv().unwrap().unwrap();
+        assert!(p.entries.len() <= part);
+        if let (Some(h), Some(first), true) = (head, p.entries.first(), all_live) {
+            assert_eq!(first.head, h);
+        }
+        if let Some(r) = &p.rest {
+            assert_eq!(r.block.skip, b.skip + part as u32);
+            assert!(r.block.skip < r.block.count);
+        }
+        head = p.rest.map(|r| r.first_head);
+        next = p.rest.map(|r| r.block);
+        out.extend(p.entries);
+    }
+    out
+}
+
 fn index_files(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .unwrap()
@@ -88,6 +124,7 @@ fn indexed_segments_come_back_as_blocks_read_on_demand() {
                 *blocks.entry(q.clone()).or_default() += 1;
                 let v = store.read_block(q, &b.block).unwrap();
                 assert_eq!(v.len(), b.block.count as usize);
+                assert_eq!(read_in_parts(&store, q, b.block, 7, true), v);
                 assert_eq!(b.first_head, v[0].head);
                 assert_eq!(b.weight, 40 * v.len() as u64);
                 for m in v {
@@ -122,6 +159,8 @@ fn indexed_segments_come_back_as_blocks_read_on_demand() {
     store.ack(&q, &[before[0].location]);
     let after = store.read_block(&q, &b.block).unwrap();
     assert_eq!(after.len(), before.len() - 2);
+    // Read in parts, settled entries are left out of theirs.
+    assert_eq!(read_in_parts(&store, &q, b.block, 2, false), after);
     assert_eq!(after[0], before[1]);
     assert_eq!(store.stats().live_messages, n - 2);
     store.sync_now().unwrap();
