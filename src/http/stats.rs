@@ -142,60 +142,22 @@ impl Sampler {
         all.retain(|_, s| s.seen);
     }
 
+    /// An object's history, decoded (empty when it has none).
+    fn history(&self, key: &Key) -> Vec<Sample> {
+        self.series
+            .lock()
+            .get(key)
+            .map_or_else(Vec::new, Series::samples)
+    }
+
     /// The per-second rate of each value over the last interval (zeros when there is no history).
     pub fn rates(&self, key: &Key, n: usize) -> Vec<f64> {
-        let all = self.series.lock();
-        let Some(s) = all.get(key) else {
-            return vec![0.0; n];
-        };
-        let samples = s.samples();
-        let len = samples.len();
-        if len < 2 {
-            return vec![0.0; n];
-        }
-        let (t1, v1) = &samples[len - 1];
-        let (t0, v0) = &samples[len - 2];
-        let dt = (t1.saturating_sub(*t0)) as f64 / 1000.0;
-        (0..n)
-            .map(|i| match (v1.get(i), v0.get(i)) {
-                (Some(a), Some(b)) if dt > 0.0 => a.saturating_sub(*b) as f64 / dt,
-                _ => 0.0,
-            })
-            .collect()
+        rates_of(&self.history(key), n)
     }
 
     /// When the object's counters last changed.
     pub fn changed_at(&self, key: &Key) -> Option<u64> {
         self.series.lock().get(key).map(|s| s.changed_at)
-    }
-
-    /// RabbitMQ's samples for value `i` over `age` seconds every `incr` seconds: (timestamp, value),
-    /// newest first.
-    fn samples(&self, key: &Key, i: usize, age: u64, incr: u64) -> Vec<(u64, u64)> {
-        let all = self.series.lock();
-        let Some(s) = all.get(key) else {
-            return Vec::new();
-        };
-        let samples = s.samples();
-        let Some((latest, _)) = samples.last() else {
-            return Vec::new();
-        };
-        let step = incr * 1000;
-        let newest = latest - latest % step.max(1);
-        let mut out = Vec::new();
-        let mut t = newest;
-        while out.len() as u64 <= age / incr.max(1) {
-            // The last sample at or before t.
-            let Some((_, v)) = samples.iter().rev().find(|(ts, _)| *ts <= t + 999) else {
-                break;
-            };
-            out.push((t, v.get(i).copied().unwrap_or(0)));
-            if t < step {
-                break;
-            }
-            t -= step;
-        }
-        out
     }
 
     /// `<name>` and `<name>_details` for every value, as RabbitMQ writes message_stats (and lengths).
@@ -208,7 +170,9 @@ impl Sampler {
         window: Option<(u64, u64)>,
         only_nonzero: bool,
     ) -> Map<String, Value> {
-        let rates = self.rates(key, names.len());
+        // Decoded once for every value's rate and samples.
+        let history = self.history(key);
+        let rates = rates_of(&history, names.len());
         let mut m = Map::new();
         for (i, name) in names.iter().enumerate() {
             let v = values.get(i).copied().unwrap_or(0);
@@ -218,7 +182,7 @@ impl Sampler {
             m.insert((*name).to_string(), json!(v));
             let mut d = json!({"rate": rates.get(i).copied().unwrap_or(0.0)});
             if let Some((age, incr)) = window {
-                let samples = self.samples(key, i, age, incr);
+                let samples = window_samples(&history, i, age, incr);
                 let list: Vec<Value> = samples
                     .iter()
                     .map(|(t, v)| json!({"sample": v, "timestamp": t}))
@@ -256,6 +220,47 @@ impl Sampler {
             }
         });
     }
+}
+
+/// The per-second rate of each value over the last interval of `samples` (zeros without two of them).
+fn rates_of(samples: &[Sample], n: usize) -> Vec<f64> {
+    let len = samples.len();
+    if len < 2 {
+        return vec![0.0; n];
+    }
+    let (t1, v1) = &samples[len - 1];
+    let (t0, v0) = &samples[len - 2];
+    let dt = (t1.saturating_sub(*t0)) as f64 / 1000.0;
+    (0..n)
+        .map(|i| match (v1.get(i), v0.get(i)) {
+            (Some(a), Some(b)) if dt > 0.0 => a.saturating_sub(*b) as f64 / dt,
+            _ => 0.0,
+        })
+        .collect()
+}
+
+/// RabbitMQ's samples for value `i` over `age` seconds every `incr` seconds: (timestamp, value), newest
+/// first.
+fn window_samples(samples: &[Sample], i: usize, age: u64, incr: u64) -> Vec<(u64, u64)> {
+    let Some((latest, _)) = samples.last() else {
+        return Vec::new();
+    };
+    let step = incr * 1000;
+    let newest = latest - latest % step.max(1);
+    let mut out = Vec::new();
+    let mut t = newest;
+    while out.len() as u64 <= age / incr.max(1) {
+        // The last sample at or before t.
+        let Some((_, v)) = samples.iter().rev().find(|(ts, _)| *ts <= t + 999) else {
+            break;
+        };
+        out.push((t, v.get(i).copied().unwrap_or(0)));
+        if t < step {
+            break;
+        }
+        t -= step;
+    }
+    out
 }
 
 /// A `*_details` window from the query (`msg_rates_age` and `msg_rates_incr`, say); RabbitMQ's 400 for a

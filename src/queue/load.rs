@@ -188,18 +188,16 @@ impl Queue {
                         tracing::warn!(queue = %pager.queue_label(), messages = unreadable.len(), "stored messages in an unknown format skipped");
                         pager.store.ack(k, &unreadable);
                     }
-                    // The part took the seqs of its entries, read or not: the rest's follow them.
-                    let rest = part.rest.map(|r| Spilled {
-                        source: Source::Index {
-                            block: r.block,
-                            redelivered: *redelivered,
-                        },
-                        count: r.block.count.saturating_sub(r.block.skip),
-                        first_seq: chunk.first_seq
-                            + u64::from(r.block.skip.saturating_sub(block.skip)),
-                        last_seq: chunk.last_seq,
-                        first_expires: head_deadline(&r.first_head, ttl, clock),
-                        body_bytes: chunk.body_bytes.saturating_sub(run.body_bytes()),
+                    // The part took the seqs of its entries, read or not: the rest's follow them (a block's
+                    // seqs are consecutive, so it ends where the chunk did).
+                    let rest = part.rest.map(|r| {
+                        Spilled::of_block(
+                            r.block,
+                            *redelivered,
+                            chunk.first_seq + u64::from(r.block.skip.saturating_sub(block.skip)),
+                            head_deadline(&r.first_head, ttl, clock),
+                            chunk.body_bytes.saturating_sub(run.body_bytes()),
+                        )
                     });
                     (Some(run), rest)
                 }

@@ -503,17 +503,8 @@ impl Queue {
         let count = u64::from(b.block.count);
         let first_expires =
             paging::head_deadline(&b.first_head, st.config.message_ttl, self.timers.clock());
-        let s = spill::Spilled {
-            source: spill::Source::Index {
-                block: b.block,
-                redelivered,
-            },
-            count: b.block.count,
-            first_seq: st.next_seq,
-            last_seq: st.next_seq + count.saturating_sub(1),
-            first_expires,
-            body_bytes: b.weight,
-        };
+        let s =
+            spill::Spilled::of_block(b.block, redelivered, st.next_seq, first_expires, b.weight);
         if st.ready.push_block(s).is_err() {
             return false;
         }

@@ -74,6 +74,27 @@ pub struct Run {
     body_bytes: u64,
 }
 
+impl Spilled {
+    /// An index block not read yet (its entries past its `skip`), whose first entry gets `first_seq`.
+    pub fn of_block(
+        block: IndexBlock,
+        redelivered: bool,
+        first_seq: u64,
+        first_expires: u64,
+        body_bytes: u64,
+    ) -> Spilled {
+        let count = block.count.saturating_sub(block.skip);
+        Spilled {
+            source: Source::Index { block, redelivered },
+            count,
+            first_seq,
+            last_seq: first_seq + u64::from(count).saturating_sub(1),
+            first_expires,
+            body_bytes,
+        }
+    }
+}
+
 impl Run {
     /// A run of these entries, in order.
     pub fn of(entries: impl IntoIterator<Item = Paged>) -> Run {
