@@ -195,6 +195,11 @@ impl Shared {
         let mut put = |j: u32, i: u32, r: Result<Bytes, StoreError>| {
             out[j as usize][i as usize] = Some(r);
         };
+        // Each reader's records copied out of shared runs, gathered into one buffer per reader: one
+        // allocation per queue's load instead of one (and a refcount header) per message. A message kept
+        // pins only its own queue's records of the same load, as a dense run's shared buffer does.
+        let mut gathered: Vec<Vec<u8>> = vec![Vec::new(); jobs.len()];
+        let mut copied: Vec<(u32, u32, Location, usize)> = Vec::new();
         let mut i = 0;
         while i < order.len() {
             let (first, first_job, _) = order[i];
@@ -266,11 +271,19 @@ impl Shared {
                     for (l, job, k) in run {
                         let from = (l.offset - first.offset) as usize;
                         let to = from + l.len as usize;
-                        let rec = match &shared {
-                            Some(b) => b.slice(from..to),
-                            None => Bytes::copy_from_slice(&scratch[from..to]),
-                        };
-                        put(*job, *k, decode_read(*l, rec));
+                        match &shared {
+                            Some(b) => put(*job, *k, decode_read(*l, b.slice(from..to))),
+                            None => {
+                                let g = &mut gathered[*job as usize];
+                                if g.capacity() == 0 {
+                                    g.reserve_exact(
+                                        jobs[*job as usize].iter().map(|l| l.len as usize).sum(),
+                                    );
+                                }
+                                copied.push((*job, *k, *l, g.len()));
+                                g.extend_from_slice(&scratch[from..to]);
+                            }
+                        }
                     }
                 }
                 Err(e) => {
@@ -280,6 +293,11 @@ impl Shared {
                     }
                 }
             }
+        }
+        let gathered: Vec<Bytes> = gathered.into_iter().map(Bytes::from).collect();
+        for (job, k, l, at) in copied {
+            let rec = gathered[job as usize].slice(at..at + l.len as usize);
+            out[job as usize][k as usize] = Some(decode_read(l, rec));
         }
         out.into_iter()
             .zip(jobs)

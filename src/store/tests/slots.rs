@@ -301,6 +301,21 @@ fn reads_for_queues_filled_side_by_side_are_read_together_and_answered_apart() {
         !scratch.is_empty(),
         "interleaved runs are read through the reused buffer"
     );
+    // What a reader gets from interleaved runs is gathered into one buffer of its own: its payloads lie
+    // within the span of its records, not in an allocation (and a malloc header) each. (Without the bogus
+    // location, which sends the rest of its run to be read a record at a time.)
+    let two = store.shared.read_jobs(&refs[..2], &mut scratch);
+    let spans: Vec<(usize, usize)> = two[0]
+        .iter()
+        .map(|r| {
+            let r = r.as_ref().expect("read");
+            (r.as_ptr() as usize, r.as_ptr() as usize + r.len())
+        })
+        .collect();
+    let lo = spans.iter().map(|s| s.0).min().unwrap_or(0);
+    let hi = spans.iter().map(|s| s.1).max().unwrap_or(0);
+    let records: usize = a.iter().map(|(_, l)| l.len as usize).sum();
+    assert!(hi - lo <= records, "{} bytes apart for {records}", hi - lo);
 
     // Through the reader thread: jobs sent together are all answered.
     let (tx, rx) = mpsc::channel();
