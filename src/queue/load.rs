@@ -123,12 +123,12 @@ impl Queue {
                 Loaded::Chunk(entries)
             }
             (None, Some(pager)) => {
-                let mut exchange = None;
+                let mut names = super::message::LastNames::default();
                 Loaded::Messages(
                     load.items
                         .iter()
                         .zip(read)
-                        .map(|(p, r)| decode_loaded(&pager, p, r, &mut exchange))
+                        .map(|(p, r)| decode_loaded(&pager, p, r, &mut names))
                         .collect(),
                 )
             }

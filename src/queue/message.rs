@@ -62,7 +62,7 @@ impl From<BasicProperties> for Props {
 #[derive(Debug)]
 pub struct Message {
     pub exchange: Arc<str>,
-    pub routing_key: Box<str>,
+    pub routing_key: Arc<str>,
     /// The content-header payload (class id, weight, body size, property flags and properties).
     pub header: Bytes,
     /// Boxed inside: the parsed properties are ~300 bytes and a message moves several times between its
@@ -72,6 +72,25 @@ pub struct Message {
     /// Its `x-death` header was written by this broker when it dead-lettered the message, not by a client
     /// (RabbitMQ 4.x reads back only its own).
     pub broker_deaths: bool,
+}
+
+/// The names the last record decoded in a batch carried (see [`Message::decode_record_sharing`]).
+#[derive(Default)]
+pub struct LastNames {
+    exchange: Option<Arc<str>>,
+    routing_key: Option<Arc<str>>,
+}
+
+/// `raw` as a string, sharing `last` when it holds the same one (and checking UTF-8 only when it does not);
+/// `None` when `raw` is not UTF-8.
+pub fn share_str(last: &mut Option<Arc<str>>, raw: &[u8]) -> Option<Arc<str>> {
+    match last {
+        Some(s) if s.as_bytes() == raw => Some(s.clone()),
+        _ => {
+            let s: Arc<str> = Arc::from(std::str::from_utf8(raw).ok()?);
+            Some(last.insert(s).clone())
+        }
+    }
 }
 
 impl Message {
@@ -247,14 +266,14 @@ impl Message {
 
     /// Decode a record written by `encode_record`; the body shares `rec`'s allocation.
     pub fn decode_record(rec: bytes::Bytes) -> Result<Message, RecordError> {
-        Message::decode_record_sharing(rec, &mut None)
+        Message::decode_record_sharing(rec, &mut LastNames::default())
     }
 
-    /// `decode_record` for a batch: `exchange` is the last exchange name decoded, shared when the next
-    /// record names the same one (a backlog's messages mostly do), so a batch allocates it once.
+    /// `decode_record` for a batch: the exchange and routing key are shared with the last record's when
+    /// they are the same (a backlog's messages mostly are), so a batch allocates each once.
     pub fn decode_record_sharing(
         rec: bytes::Bytes,
-        last_exchange: &mut Option<Arc<str>>,
+        last: &mut LastNames,
     ) -> Result<Message, RecordError> {
         if RecordMeta::decode(&rec).is_none() {
             return Err(RecordError("unknown record version"));
@@ -269,16 +288,11 @@ impl Message {
             Ok(r)
         };
         let xl = rec[take(&mut pos, 1)?.start] as usize;
-        let name = std::str::from_utf8(&rec[take(&mut pos, xl)?])
-            .map_err(|_| RecordError("exchange not UTF-8"))?;
-        let exchange = match last_exchange {
-            Some(x) if **x == *name => x.clone(),
-            _ => last_exchange.insert(Arc::from(name)).clone(),
-        };
+        let exchange = share_str(&mut last.exchange, &rec[take(&mut pos, xl)?])
+            .ok_or(RecordError("exchange not UTF-8"))?;
         let kl = rec[take(&mut pos, 1)?.start] as usize;
-        let routing_key: Box<str> = std::str::from_utf8(&rec[take(&mut pos, kl)?])
-            .map_err(|_| RecordError("routing key not UTF-8"))?
-            .into();
+        let routing_key = share_str(&mut last.routing_key, &rec[take(&mut pos, kl)?])
+            .ok_or(RecordError("routing key not UTF-8"))?;
         let hl = take(&mut pos, 4)?;
         let hl = u32::from_be_bytes([
             rec[hl.start],
@@ -305,6 +319,40 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_shares_names_that_repeat() {
+        let mut last = None;
+        let a = share_str(&mut last, b"orders").expect("utf-8");
+        let b = share_str(&mut last, b"orders").expect("utf-8");
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = share_str(&mut last, b"invoices").expect("utf-8");
+        assert_eq!(&*c, "invoices");
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert!(share_str(&mut last, b"\xff").is_none());
+        assert!(Arc::ptr_eq(last.as_ref().expect("kept"), &c));
+
+        let props = BasicProperties::default();
+        let m = Message {
+            exchange: "ex".into(),
+            routing_key: "rk".into(),
+            header: crate::protocol::encode_content_header(1, &props),
+            properties: Props::new(props),
+            body: Bytes::from_static(b"x"),
+            broker_deaths: false,
+        };
+        let rec = Bytes::from(m.encode_record(RecordMeta {
+            priority: 0,
+            published_at: 0,
+            expires_at: 0,
+            body_len: 0,
+        }));
+        let mut names = LastNames::default();
+        let one = Message::decode_record_sharing(rec.clone(), &mut names).expect("decodes");
+        let two = Message::decode_record_sharing(rec, &mut names).expect("decodes");
+        assert!(Arc::ptr_eq(&one.routing_key, &two.routing_key));
+        assert!(Arc::ptr_eq(&one.exchange, &two.exchange));
+    }
 
     #[test]
     fn record_round_trip() {

@@ -282,7 +282,7 @@ pub fn decode_loaded(
     pager: &Pager,
     p: &Paged,
     read: Result<bytes::Bytes, crate::store::StoreError>,
-    last_exchange: &mut Option<Arc<str>>,
+    last: &mut super::message::LastNames,
 ) -> Option<QueuedMessage> {
     let key = if p.transient {
         Some(pager.transient_key.as_str())
@@ -293,9 +293,9 @@ pub fn decode_loaded(
     // durable one stays in the store and comes back at the next start. A record that reads but does not
     // decode is corrupt and is forgotten.
     let read_failed = read.is_err();
-    let read = read.map_err(|e| e.to_string()).and_then(|rec| {
-        Message::decode_record_sharing(rec, last_exchange).map_err(|e| e.to_string())
-    });
+    let read = read
+        .map_err(|e| e.to_string())
+        .and_then(|rec| Message::decode_record_sharing(rec, last).map_err(|e| e.to_string()));
     if p.transient || (read.is_err() && !read_failed) {
         if let Some(k) = key {
             pager.store.ack(k, &[p.loc]);

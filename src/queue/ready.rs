@@ -741,7 +741,9 @@ pub fn load_now(list: &mut ReadyList, load: Load) {
     let read: Vec<Option<QueuedMessage>> = load
         .items
         .iter()
-        .map(|p| super::paging::decode_loaded(pager, p, pager.store.read(p.loc), &mut None))
+        .map(|p| {
+            super::paging::decode_loaded(pager, p, pager.store.read(p.loc), &mut Default::default())
+        })
         .collect();
     list.finish_load(load, read);
 }

@@ -167,9 +167,9 @@ impl Queue {
             locs,
             Box::new(move |read| {
                 let Some(q) = weak.upgrade() else { return };
-                let mut exchange = None;
+                let mut names = super::message::LastNames::default();
                 for (p, r) in stored.iter().zip(read) {
-                    whole.extend(decode_loaded(&pager, p, r, &mut exchange));
+                    whole.extend(decode_loaded(&pager, p, r, &mut names));
                 }
                 // In the order they were delivered, as when they are all held whole.
                 whole.sort_by_key(|m| m.seq);

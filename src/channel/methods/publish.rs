@@ -71,9 +71,13 @@ impl Channel {
         if self.confirm {
             self.publish_seq += 1;
         }
+        // A routing key that arrived as a String is UTF-8, so this always shares or allocates.
+        let routing_key =
+            crate::queue::message::share_str(&mut self.last_routing_key, p.routing_key.as_bytes())
+                .unwrap_or_default();
         let msg = self.rewrite_reply_to(Message {
             exchange: x.name.clone(),
-            routing_key: p.routing_key.into_boxed_str(),
+            routing_key,
             header,
             properties: crate::queue::message::Props::boxed(properties),
             body,
