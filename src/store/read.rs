@@ -123,13 +123,20 @@ impl Shared {
         b: &IndexBlock,
         part: usize,
     ) -> Result<BlockPart, StoreError> {
-        let file = self
-            .lock()
-            .msg
-            .segs
-            .get(&b.segment)
-            .and_then(|s| s.file.clone())
-            .ok_or(StoreError::Invalid("the block's segment is gone"))?;
+        let file = match self.lock().msg.segs.get(&b.segment) {
+            // Deleted because nothing in it was live any more: the block (what is left of a block read in
+            // part, when its queue was deleted or purged meanwhile) has no live entry.
+            None => {
+                return Ok(BlockPart {
+                    entries: Vec::new(),
+                    rest: None,
+                })
+            }
+            Some(s) => s
+                .file
+                .clone()
+                .ok_or(StoreError::Invalid("the block's segment is not open"))?,
+        };
         let skip = b.skip as usize;
         let end = skip.saturating_add(part);
         // One entry past the part, for the head of what is left.

@@ -265,3 +265,33 @@ fn dropped_and_refused_queues_die_with_their_blocks_and_gc_takes_the_index() {
     assert!(store.stats().msg_segments <= 1, "{:?}", store.stats());
     assert!(index_files(&d.0).is_empty(), "{:?}", index_files(&d.0));
 }
+
+#[test]
+fn a_block_whose_segment_is_gone_reads_as_empty() {
+    // What is left of a block read in part, once its queue is deleted: the queue sends it to be read and
+    // forgotten, and by then the segment may be collected. Nothing in it is live, which is no error.
+    let d = TempDir::new("idx-gone");
+    let cfg = config(&d.0, 16 << 10, SyncPolicy::Never);
+    fill(&cfg);
+    let (store, out) = recover_all(&cfg);
+    let blocks: Vec<IndexBlock> = out
+        .iter()
+        .filter_map(|(q, r)| match r {
+            Recovered::Block(b) if q == "v/a" => Some(b.block),
+            _ => None,
+        })
+        .collect();
+    assert!(blocks.len() > 5, "{}", blocks.len());
+    for q in ["v/a", "v/b", "v/c"] {
+        store.drop_queue(q);
+    }
+    store.sync_now().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.stats().msg_segments > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(store.stats().msg_segments <= 1, "{:?}", store.stats());
+    for b in blocks {
+        assert!(read_in_parts(&store, "v/a", b, 7, false).is_empty());
+    }
+}
