@@ -3,7 +3,7 @@
 //! cancels consumers here). Everything else about a channel is owned by its connection task.
 
 use super::ack_timeout::{AckSweep, Check};
-use super::deliveries::{Deliveries, Unacked};
+use super::deliveries::{Deliveries, Outstanding, Unacked};
 use super::link::ConnShared;
 use crate::broker::vhost::ReplySink;
 use crate::error::AmqpResult;
@@ -84,7 +84,7 @@ impl ChannelShared {
 
     /// The timeout for a delivery: (under RabbitMQ 4.3) its consumer's own, else its queue's, else the
     /// broker's.
-    fn timeout_for(&self, u: &Unacked) -> Option<u64> {
+    fn timeout_for(&self, u: &Outstanding) -> Option<u64> {
         let t = self.ack_sweep.as_ref()?;
         let own = if self.compat4() {
             // RabbitMQ 4.3's classic queues have no consumer timeout.
@@ -132,7 +132,7 @@ impl ChannelShared {
     /// The sweep's look at this channel: its oldest delivery, or under RabbitMQ 4.3 the first one due.
     pub(super) fn check_timeout(&self, sweep: &AckSweep, now: u64) -> Check {
         let mut d = self.deliveries.lock();
-        let due = |u: &Unacked| {
+        let due = |u: &Outstanding| {
             self.timeout_for(u)
                 .map(|ms| u.at.saturating_add(ms))
                 .unwrap_or(u64::MAX)
@@ -181,7 +181,7 @@ impl ChannelShared {
         let _ = consumer.queue.remove_consumer(consumer);
         let back = {
             let mut d = self.deliveries.lock();
-            let back = d.take_returned(consumer, |u| {
+            let back = d.take_returned(consumer, |_, u| {
                 self.timeout_for(u)
                     .is_some_and(|ms| now.saturating_sub(u.at) >= ms)
             });
@@ -471,9 +471,7 @@ impl ConsumerChannel for ChannelShared {
             consumer.unacked.fetch_add(1, Ordering::Relaxed);
             {
                 d.expect(consumer.prefetch);
-                let tag = d.next_tag;
-                let tag = d.push(Some(Unacked {
-                    tag,
+                let tag = d.push(Some(Outstanding {
                     queue: queue.clone(),
                     msg: queue.hold(qm),
                     consumer: Some(consumer.clone()),
@@ -523,9 +521,7 @@ impl ConsumerChannel for ChannelShared {
         let tag = if no_ack {
             d.push(None)
         } else {
-            let tag = d.next_tag;
-            let tag = d.push(Some(Unacked {
-                tag,
+            let tag = d.push(Some(Outstanding {
                 queue: queue.clone(),
                 msg: Held::Whole(qm),
                 consumer: None,
