@@ -127,9 +127,15 @@ impl Shared {
         part: usize,
     ) -> Result<BlockPart, StoreError> {
         let file = match self.lock().msg.segs.get(&b.segment) {
-            // Deleted because nothing in it was live any more: the block (what is left of a block read in
-            // part, when its queue was deleted or purged meanwhile) has no live entry.
+            // Deleted, or being deleted, because nothing in it is live any more: the block (what is left of
+            // a block read in part, when its queue was deleted meanwhile) has no live entry.
             None => {
+                return Ok(BlockPart {
+                    entries: Vec::new(),
+                    rest: None,
+                })
+            }
+            Some(s) if s.deleting => {
                 return Ok(BlockPart {
                     entries: Vec::new(),
                     rest: None,
@@ -177,8 +183,8 @@ impl Shared {
 
     /// Reads the records of several readers (the loads of the queues that reached the reader thread
     /// together), answering each in its own order, with one `pread` per run of records that lie close
-    /// together in one segment. A queue draining from disk costs a syscall and an allocation per run, not
-    /// per message; and since the runs are taken over all the readers' records in file order, queues
+    /// together in one segment. A queue draining from disk costs a syscall per run and an allocation per
+    /// run (or per piece of its own records, see below), not per message; and since the runs are taken over all the readers' records in file order, queues
     /// filled side by side, whose records alternate in the segments, share their reads: a thousand queues
     /// draining together read as one.
     ///
@@ -207,10 +213,12 @@ impl Shared {
         };
         // Each reader's records copied out of shared runs, gathered into pieces of its own of up to
         // `GATHER_PIECE` bytes: an allocation per piece instead of one (and a refcount header) per message,
-        // while a message kept pins at most a piece of its own queue's records. (One buffer per reader's
-        // whole load pinned it all until its last message went, 3 MiB over a 1,000-queue drain.)
+        // while a message kept pins at most a piece of its own queue's records (pieces give back their
+        // unused room when they are frozen). One buffer per reader's whole load pinned it all until its
+        // last message went: 2-3 MiB more at the peak of a 1,000-queue drain.
         let mut pieces: Vec<Vec<u8>> = Vec::new();
-        // Per reader: its open piece, and the bytes it has yet to copy (what a new piece needs at most).
+        // Per reader: its open piece, and its record bytes not copied yet (an upper bound on what a new piece
+        // needs: some of them come from runs it has alone, or are read one at a time).
         let mut open: Vec<Option<(usize, usize)>> = vec![None; jobs.len()];
         let mut copied: Vec<(u32, u32, Location, u32, usize)> = Vec::new();
         let mut i = 0;
@@ -320,7 +328,13 @@ impl Shared {
                 }
             }
         }
-        let pieces: Vec<Bytes> = pieces.into_iter().map(Bytes::from).collect();
+        let pieces: Vec<Bytes> = pieces
+            .into_iter()
+            .map(|mut p| {
+                p.shrink_to_fit();
+                Bytes::from(p)
+            })
+            .collect();
         for (job, k, l, piece, at) in copied {
             let rec = pieces[piece as usize].slice(at..at + l.len as usize);
             out[job as usize][k as usize] = Some(decode_read(l, rec));

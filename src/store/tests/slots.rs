@@ -303,8 +303,12 @@ fn reads_for_queues_filled_side_by_side_are_read_together_and_answered_apart() {
     );
     // What a reader gets from interleaved runs is gathered into pieces of its own: in file order, its
     // records mostly follow one another in memory (each payload starts a record's length after the last),
-    // not an allocation (and a malloc header) each.
-    let two = store.shared.read_jobs(&refs[..2], &mut scratch);
+    // not an allocation (and a malloc header) each. (Without the record that may still be in the write
+    // buffer: its whole run would be read a record at a time.)
+    let b_written = &jobs[1][..jobs[1].len() - 1];
+    let two = store
+        .shared
+        .read_jobs(&[jobs[0].as_slice(), b_written], &mut scratch);
     let mut a_read: Vec<(Location, usize)> = a
         .iter()
         .zip(&two[0])
