@@ -331,7 +331,10 @@ impl Shared {
         let pieces: Vec<Bytes> = pieces
             .into_iter()
             .map(|mut p| {
-                p.shrink_to_fit();
+                // Only where it is worth a call: most pieces are full to within a record.
+                if p.capacity() - p.len() > p.capacity() / 4 {
+                    p.shrink_to_fit();
+                }
                 Bytes::from(p)
             })
             .collect();
