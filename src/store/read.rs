@@ -21,8 +21,7 @@ const READ_WAIT: Duration = Duration::from_secs(30);
 const READ_GAP: u64 = 16 << 10;
 /// The most one such read spans.
 const READ_RUN: u64 = 256 << 10;
-/// The most bytes of one reader's records copied out of shared runs into one allocation (see
-/// [`Shared::read_jobs`]).
+/// The most bytes of one reader's records copied out of shared runs into one allocation (see [`Gather`]).
 const GATHER_PIECE: usize = 2 << 10;
 
 /// A request to the reader thread, answered through its callback.
@@ -126,16 +125,10 @@ impl Shared {
         b: &IndexBlock,
         part: usize,
     ) -> Result<BlockPart, StoreError> {
-        let file = match self.lock().msg.segs.get(&b.segment) {
+        let file = match self.lock().msg.segs.get(&b.segment).filter(|s| !s.deleting) {
             // Deleted, or being deleted, because nothing in it is live any more: the block (what is left of
             // a block read in part, when its queue was deleted meanwhile) has no live entry.
             None => {
-                return Ok(BlockPart {
-                    entries: Vec::new(),
-                    rest: None,
-                })
-            }
-            Some(s) if s.deleting => {
                 return Ok(BlockPart {
                     entries: Vec::new(),
                     rest: None,
@@ -184,9 +177,9 @@ impl Shared {
     /// Reads the records of several readers (the loads of the queues that reached the reader thread
     /// together), answering each in its own order, with one `pread` per run of records that lie close
     /// together in one segment. A queue draining from disk costs a syscall per run and an allocation per
-    /// run (or per piece of its own records, see below), not per message; and since the runs are taken over all the readers' records in file order, queues
-    /// filled side by side, whose records alternate in the segments, share their reads: a thousand queues
-    /// draining together read as one.
+    /// run (or per [`Gather`] piece of its own records), not per message; and since the runs are taken over
+    /// all the readers' records in file order, queues filled side by side, whose records alternate in the
+    /// segments, share their reads: a thousand queues draining together read as one.
     ///
     /// `scratch` is the buffer for runs whose records are copied out, kept by the caller from one call to
     /// the next: allocating (and zeroing) up to `READ_RUN` bytes per run cost more than the reads.
@@ -211,16 +204,7 @@ impl Shared {
         let mut put = |j: u32, i: u32, r: Result<Bytes, StoreError>| {
             out[j as usize][i as usize] = Some(r);
         };
-        // Each reader's records copied out of shared runs, gathered into pieces of its own of up to
-        // `GATHER_PIECE` bytes: an allocation per piece instead of one (and a refcount header) per message,
-        // while a message kept pins at most a piece of its own queue's records (pieces give back their
-        // unused room when they are frozen). One buffer per reader's whole load pinned it all until its
-        // last message went: 2-3 MiB more at the peak of a 1,000-queue drain.
-        let mut pieces: Vec<Vec<u8>> = Vec::new();
-        // Per reader: its open piece, and its record bytes not copied yet (an upper bound on what a new piece
-        // needs: some of them come from runs it has alone, or are read one at a time).
-        let mut open: Vec<Option<(usize, usize)>> = vec![None; jobs.len()];
-        let mut copied: Vec<(u32, u32, Location, u32, usize)> = Vec::new();
+        let mut gather = Gather::new(jobs.len());
         let mut i = 0;
         while i < order.len() {
             let (first, first_job, _) = order[i];
@@ -294,29 +278,7 @@ impl Shared {
                         let to = from + l.len as usize;
                         match &shared {
                             Some(b) => put(*job, *k, decode_read(*l, b.slice(from..to))),
-                            None => {
-                                let rec = &scratch[from..to];
-                                let slot = &mut open[*job as usize];
-                                let left = slot.map_or_else(
-                                    || jobs[*job as usize].iter().map(|l| l.len as usize).sum(),
-                                    |(_, left)| left,
-                                );
-                                let piece = match *slot {
-                                    Some((p, _))
-                                        if pieces[p].len() + rec.len() <= pieces[p].capacity() =>
-                                    {
-                                        p
-                                    }
-                                    _ => {
-                                        let cap = left.min(GATHER_PIECE).max(rec.len());
-                                        pieces.push(Vec::with_capacity(cap));
-                                        pieces.len() - 1
-                                    }
-                                };
-                                copied.push((*job, *k, *l, piece as u32, pieces[piece].len()));
-                                pieces[piece].extend_from_slice(rec);
-                                *slot = Some((piece, left.saturating_sub(rec.len())));
-                            }
+                            None => gather.copy(jobs, *job, *k, *l, &scratch[from..to]),
                         }
                     }
                 }
@@ -328,18 +290,7 @@ impl Shared {
                 }
             }
         }
-        let pieces: Vec<Bytes> = pieces
-            .into_iter()
-            .map(|mut p| {
-                // Only where it is worth a call: most pieces are full to within a record.
-                if p.capacity() - p.len() > p.capacity() / 4 {
-                    p.shrink_to_fit();
-                }
-                Bytes::from(p)
-            })
-            .collect();
-        for (job, k, l, piece, at) in copied {
-            let rec = pieces[piece as usize].slice(at..at + l.len as usize);
+        for (job, k, l, rec) in gather.finish() {
             out[job as usize][k as usize] = Some(decode_read(l, rec));
         }
         out.into_iter()
@@ -351,6 +302,69 @@ impl Shared {
                     .collect()
             })
             .collect()
+    }
+}
+
+/// Each reader's records copied out of runs shared with other readers, gathered into pieces of its own of
+/// up to `GATHER_PIECE` bytes: an allocation per piece instead of one (and a refcount header) per message,
+/// while a message kept pins at most a piece of its own queue's records. One buffer per reader's whole load
+/// pinned it all until its last message went: 2-3 MiB more at the peak of a 1,000-queue drain.
+struct Gather {
+    pieces: Vec<Vec<u8>>,
+    /// Per reader: its open piece, and its record bytes not copied yet (an upper bound on what a new piece
+    /// needs: some of them come from runs it has alone, or are read one at a time).
+    open: Vec<Option<(usize, usize)>>,
+    /// (reader, index in its job, location, piece, offset in the piece).
+    copied: Vec<(u32, u32, Location, u32, usize)>,
+}
+
+impl Gather {
+    fn new(readers: usize) -> Gather {
+        Gather {
+            pieces: Vec::new(),
+            open: vec![None; readers],
+            copied: Vec::new(),
+        }
+    }
+
+    /// Copies `rec`, the record at `loc` that reader `job` asked for as its `k`th.
+    fn copy(&mut self, jobs: &[&[Location]], job: u32, k: u32, loc: Location, rec: &[u8]) {
+        let slot = &mut self.open[job as usize];
+        let left = slot.map_or_else(
+            || jobs[job as usize].iter().map(|l| l.len as usize).sum(),
+            |(_, left)| left,
+        );
+        let piece = match *slot {
+            Some((p, _)) if self.pieces[p].len() + rec.len() <= self.pieces[p].capacity() => p,
+            _ => {
+                let cap = left.min(GATHER_PIECE).max(rec.len());
+                self.pieces.push(Vec::with_capacity(cap));
+                self.pieces.len() - 1
+            }
+        };
+        self.copied
+            .push((job, k, loc, piece as u32, self.pieces[piece].len()));
+        self.pieces[piece].extend_from_slice(rec);
+        *slot = Some((piece, left.saturating_sub(rec.len())));
+    }
+
+    /// Each copied record, as a slice of its frozen piece.
+    fn finish(self) -> impl Iterator<Item = (u32, u32, Location, Bytes)> {
+        let pieces: Vec<Bytes> = self
+            .pieces
+            .into_iter()
+            .map(|mut p| {
+                // Only where it is worth a call: most pieces are full to within a record.
+                if p.capacity() - p.len() > p.capacity() / 4 {
+                    p.shrink_to_fit();
+                }
+                Bytes::from(p)
+            })
+            .collect();
+        self.copied.into_iter().map(move |(job, k, l, piece, at)| {
+            let rec = pieces[piece as usize].slice(at..at + l.len as usize);
+            (job, k, l, rec)
+        })
     }
 }
 
