@@ -204,37 +204,46 @@ impl Broker {
                 let Some(RecoveringQueue { queue: q, ttl, batch }) = filling.get_mut(key) else {
                     return;
                 };
-                let msgs = match r {
-                    Recovered::Message(m) => vec![m],
+                let (mut msgs, mut next) = match r {
+                    Recovered::Message(m) => (vec![m], None),
                     Recovered::Block(b) => {
                         // Behind what the queue has been handed so far.
                         if !batch.is_empty() {
                             q.recover(std::mem::take(batch));
                         }
                         if q.recover_block(&b, !clean) {
-                            total += u64::from(b.block.count);
+                            total += u64::from(b.messages);
                             return;
                         }
-                        match store.read_block(key, &b.block) {
-                            Ok(v) => v,
-                            Err(e) => {
-                                failed.get_or_insert(e);
-                                return;
-                            }
-                        }
+                        // A queue that takes messages one by one reads the run a part at a time: it may
+                        // be the queue's whole backlog.
+                        (Vec::new(), Some(b.block))
                     }
                 };
-                for m in msgs {
-                    let Some(p) = paged_from_recovered(&m, *ttl, &clock, !clean) else {
-                        tracing::warn!(vhost = %q.vhost, queue = %q.name, msg_id = m.msg_id, "stored message in an unknown format skipped");
-                        unreadable.push((key.to_string(), m.location));
-                        continue;
-                    };
-                    batch.push(p);
-                    if batch.len() >= RECOVERY_BATCH {
-                        q.recover(std::mem::replace(batch, Vec::with_capacity(RECOVERY_BATCH)));
+                loop {
+                    for m in msgs.drain(..) {
+                        let Some(p) = paged_from_recovered(&m, *ttl, &clock, !clean) else {
+                            tracing::warn!(vhost = %q.vhost, queue = %q.name, msg_id = m.msg_id, "stored message in an unknown format skipped");
+                            unreadable.push((key.to_string(), m.location));
+                            continue;
+                        };
+                        batch.push(p);
+                        if batch.len() >= RECOVERY_BATCH {
+                            q.recover(std::mem::replace(batch, Vec::with_capacity(RECOVERY_BATCH)));
+                        }
+                        total += 1;
                     }
-                    total += 1;
+                    let Some(block) = next.take() else { break };
+                    match store.read_block_part(key, &block, RECOVERY_BATCH) {
+                        Ok(part) => {
+                            msgs = part.entries;
+                            next = part.rest.map(|r| r.block);
+                        }
+                        Err(e) => {
+                            failed.get_or_insert(e);
+                            return;
+                        }
+                    }
                 }
             },
         )?;

@@ -159,8 +159,8 @@ impl Queue {
         }
     }
 
-    /// A part of a recovered index block is back (on the store's reader thread): its entries become the paged
-    /// head, and what is left of the block goes back before the next chunk.
+    /// A part of a run of recovered index blocks is back (on the store's reader thread): its entries become
+    /// the paged head, and what is left of the run goes back before the next chunk.
     fn finish_block(
         self: &Arc<Self>,
         load: Load,
@@ -174,7 +174,7 @@ impl Queue {
             (
                 Some(
                     chunk @ Spilled {
-                        source: Source::Index { redelivered, block },
+                        source: Source::Index { redelivered, .. },
                         ..
                     },
                 ),
@@ -188,13 +188,14 @@ impl Queue {
                         tracing::warn!(queue = %pager.queue_label(), messages = unreadable.len(), "stored messages in an unknown format skipped");
                         pager.store.ack(k, &unreadable);
                     }
-                    // The part took the seqs of its entries, read or not: the rest's follow them (a block's
-                    // seqs are consecutive, so it ends where the chunk did).
+                    // The part took the seqs of the entries it went past, read or not: the rest's follow
+                    // them (a run's seqs are consecutive).
                     let rest = part.rest.map(|r| {
                         Spilled::of_block(
                             r.block,
                             *redelivered,
-                            chunk.first_seq + u64::from(r.block.skip.saturating_sub(block.skip)),
+                            chunk.count.saturating_sub(r.passed),
+                            chunk.first_seq + u64::from(r.passed),
                             head_deadline(&r.first_head, ttl, clock),
                             chunk.body_bytes.saturating_sub(run.body_bytes()),
                         )

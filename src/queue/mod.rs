@@ -491,8 +491,8 @@ impl Queue {
         self.state.lock().ready.spill_tails();
     }
 
-    /// Append a block of recovered messages unread (see [`crate::store::RecoveredBlock`]); they come
-    /// back marked redelivered when `redelivered`. False when this queue cannot take a block as it is (a
+    /// Append a run of blocks of recovered messages unread (see [`crate::store::RecoveredBlock`]); they
+    /// come back marked redelivered when `redelivered`. False when this queue cannot take a run as it is (a
     /// priority queue): the caller reads it and hands its messages to `recover`.
     pub fn recover_block(
         self: &Arc<Self>,
@@ -500,15 +500,20 @@ impl Queue {
         redelivered: bool,
     ) -> bool {
         let mut st = self.state.lock();
-        let count = u64::from(b.block.count);
         let first_expires =
             paging::head_deadline(&b.first_head, st.config.message_ttl, self.timers.clock());
-        let s =
-            spill::Spilled::of_block(b.block, redelivered, st.next_seq, first_expires, b.weight);
+        let s = spill::Spilled::of_block(
+            b.block,
+            redelivered,
+            b.messages,
+            st.next_seq,
+            first_expires,
+            b.weight,
+        );
         if st.ready.push_block(s).is_err() {
             return false;
         }
-        st.next_seq += count;
+        st.next_seq += u64::from(b.messages);
         self.arm_timer(&mut st);
         true
     }

@@ -14,7 +14,7 @@
 use super::paging::{Paged, Pager};
 use super::spill::{PagedRun, Run, Source, Spilled};
 use super::QueuedMessage;
-use crate::store::Location;
+use crate::store::{IndexBlock, Location, MessageStore};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -464,25 +464,9 @@ impl ReadyList {
             match s.source {
                 Source::Chunk { loc, .. } => written.push((s, loc)),
                 Source::Index { block, .. } => {
-                    let Some(key) = pager.durable_key.clone() else {
-                        continue;
-                    };
-                    let store = pager.store.clone();
-                    pager.store.read_block_async(
-                        key.clone(),
-                        block,
-                        usize::MAX,
-                        Box::new(move |read| match read {
-                            Ok(part) => {
-                                let locs: Vec<Location> =
-                                    part.entries.iter().map(|m| m.location).collect();
-                                store.ack(&key, &locs);
-                            }
-                            Err(e) => {
-                                tracing::error!(queue = %key.replace('\u{1}', "/"), messages = block.count, error = %e, "purged messages cannot be read to be forgotten; they come back at the next start")
-                            }
-                        }),
-                    );
+                    if let Some(key) = pager.durable_key.clone() {
+                        forget_run(pager.store.clone(), key, block);
+                    }
                 }
             }
         }
@@ -703,6 +687,32 @@ fn merge_into(run: &mut VecDeque<QueuedMessage>, mut msgs: Vec<QueuedMessage>) {
         }
     }
 }
+
+/// Reads a run of recovered blocks a part at a time on the store's reader thread and acks what it finds
+/// (a purge): a run may span a queue's whole recovered backlog.
+fn forget_run(store: Arc<MessageStore>, key: String, block: IndexBlock) {
+    let s = store.clone();
+    store.read_block_async(
+        key.clone(),
+        block,
+        FORGET_PART,
+        Box::new(move |read| match read {
+            Ok(part) => {
+                let locs: Vec<Location> = part.entries.iter().map(|m| m.location).collect();
+                s.ack(&key, &locs);
+                if let Some(rest) = part.rest {
+                    forget_run(s, key, rest.block);
+                }
+            }
+            Err(e) => {
+                tracing::error!(queue = %key.replace('\u{1}', "/"), segment = block.segment, error = %e, "purged messages cannot be read to be forgotten; they come back at the next start")
+            }
+        }),
+    );
+}
+
+/// Entries of a purged run read at a time (at most a block's).
+const FORGET_PART: usize = 1024;
 
 /// Gives back a level's room down to `want` once it has more than twice that (not at every message: a room
 /// shrunk to fit regrows at the next push).

@@ -35,8 +35,8 @@ const FORMAT: u8 = 3;
 pub enum Source {
     /// Written by this run under the queue's transient key, with this id.
     Chunk { id: u64, loc: Location },
-    /// A block of the store's index of a segment written before the last start (a recovered backlog),
-    /// whose messages come back marked redelivered when `redelivered`.
+    /// A run of blocks of the store's indexes of segments written before the last start (a recovered
+    /// backlog), from this block on, whose messages come back marked redelivered when `redelivered`.
     Index {
         block: IndexBlock,
         redelivered: bool,
@@ -75,15 +75,16 @@ pub struct Run {
 }
 
 impl Spilled {
-    /// An index block not read yet (its entries past its `skip`), whose first entry gets `first_seq`.
+    /// A run of index blocks not read yet (`count` entries from its block's `skip` on), whose first entry
+    /// gets `first_seq`.
     pub fn of_block(
         block: IndexBlock,
         redelivered: bool,
+        count: u32,
         first_seq: u64,
         first_expires: u64,
         body_bytes: u64,
     ) -> Spilled {
-        let count = block.count.saturating_sub(block.skip);
         Spilled {
             source: Source::Index { block, redelivered },
             count,

@@ -3,9 +3,10 @@
 //! Once a msg segment has been sealed for a while, the indexer thread scans it once and writes
 //! `msg-N.idx`: for each queue with records in the segment, that queue's entries (slot, record position,
 //! message id, the payload's first bytes) in checksummed blocks of up to [`BLOCK`], and a table of the
-//! blocks. Recovery reads the table instead of the segment and hands each queue its blocks as placeholders;
-//! a queue reads a block's entries when its head reaches it. So a restart reads no message and holds nothing
-//! per message, only per block. An index is a cache of its segment: a missing, stale or damaged table means
+//! blocks. Recovery reads the table instead of the segment and hands each queue the first of a run of its
+//! blocks as a placeholder; a queue reads a block's entries when its head reaches it, and the reader finds
+//! the run's next block in the tables again. So a restart reads no message and a queue holds nothing per
+//! message or per segment, only per run. An index is a cache of its segment: a missing, stale or damaged table means
 //! the segment is scanned as before, and a damaged block is rebuilt by scanning the part of the segment it
 //! covers.
 //!
@@ -70,13 +71,20 @@ pub struct IndexBlock {
     pub(crate) last_record: u32,
     /// Entries at its front already read back (a block read in parts, see [`super::BlockPart`]).
     pub skip: u32,
+    /// The last segment of the run this block belongs to (see [`RecoveredBlock::messages`]): the queue's
+    /// blocks in this segment after this one, then in later segments up to this one, follow it.
+    pub until: u32,
 }
 
-/// A block as recovery hands it out.
+/// A run of blocks as recovery hands it out: one queue's blocks in consecutive indexed segments, its first
+/// block here and the rest found by the store as the queue reads on (a queue holds a run, not a row per
+/// block: 100 million messages over a thousand queues made 216,000 rows).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecoveredBlock {
     pub block: IndexBlock,
-    /// The sum of the store's `weigh` over the block's entries (payload bytes by default).
+    /// Entries in the run from `block` on (`block.count` for a block alone), all live when it was handed out.
+    pub messages: u32,
+    /// The sum of the store's `weigh` over the run's entries (payload bytes by default).
     pub weight: u64,
     /// The first entry's payload head (see [`super::RecoveredMessage::head`]).
     pub first_head: Head,
@@ -407,7 +415,9 @@ fn flush(out: &mut Vec<u8>, base: u64, blocks: &mut Vec<RecoveredBlock>, b: &mut
             first_record: first.offset,
             last_record: b.last_record,
             skip: 0,
+            until: 0,
         },
+        messages: b.count,
         weight: b.weight,
         first_head: first.head,
     });
@@ -490,46 +500,75 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
 
+/// A segment's index table as it is on disk, checked: what the reader thread looks a queue's next blocks up
+/// in, long after recovery read it (an index file never changes once written).
+pub(crate) struct RawTable {
+    id: u32,
+    slots: u32,
+    max_id: u64,
+    table_off: u64,
+    bytes: Vec<u8>,
+}
+
 /// Reads segment `id`'s index table, if it has a valid one for the segment as it is (`seg_len` bytes).
 pub(crate) fn read_table(dir: &Path, id: u32, seg_len: u64) -> Option<Table> {
     let p = path(dir, id);
-    let file = File::open(&p).ok()?;
-    let file_len = file.metadata().ok()?.len();
-    let mut h = [0u8; FILE_HEADER];
-    file.read_exact_at(&mut h, 0).ok()?;
-    let why = (|| {
-        if h[..8] != MAGIC || u16::from_le_bytes([h[8], h[9]]) != VERSION {
-            return Err("not an index of this version");
+    let raw = match read_raw_table(dir, id, seg_len) {
+        Ok(raw) => raw,
+        Err(Some(reason)) => {
+            warn!(index = %p.display(), reason, "message store: ignoring index file; scanning its segment");
+            return None;
         }
-        if u32_at(&h, 12) != Some(id) || u64_at(&h, 16) != Some(seg_len) {
-            return Err("index of another segment, or of the segment as it was");
-        }
-        Ok(())
-    })();
-    if let Err(reason) = why {
-        warn!(index = %p.display(), reason, "message store: ignoring index file; scanning its segment");
-        return None;
-    }
-    let slots = u32_at(&h, 24)?;
-    let table_len = u32_at(&h, 28)? as u64;
-    let table_off = u64_at(&h, 32)?;
-    let table_crc = u32_at(&h, 40)?;
-    let max_id = u64_at(&h, 48)?;
-    if table_off < FILE_HEADER as u64 || table_off.checked_add(table_len)? != file_len {
-        warn!(index = %p.display(), "message store: index file of the wrong length; scanning its segment");
-        return None;
-    }
-    let mut t = vec![0u8; table_len as usize];
-    file.read_exact_at(&mut t, table_off).ok()?;
-    if self::table_crc(&h, &t) != table_crc {
-        warn!(index = %p.display(), "message store: index table checksum mismatch; scanning its segment");
-        return None;
-    }
-    let table = parse_table(&t, id, slots, max_id, table_off);
+        Err(None) => return None,
+    };
+    let table = parse_table(&raw);
     if table.is_none() {
         warn!(index = %p.display(), "message store: undecodable index table; scanning its segment");
     }
     table
+}
+
+/// Segment `id`'s index table, checked against its header and the segment (`Err(None)`: there is no index,
+/// or it cannot be read; `Err(Some(why))`: it is not valid).
+pub(crate) fn read_raw_table(
+    dir: &Path,
+    id: u32,
+    seg_len: u64,
+) -> Result<RawTable, Option<&'static str>> {
+    let file = File::open(path(dir, id)).map_err(|_| None)?;
+    let file_len = file.metadata().map_err(|_| None)?.len();
+    let mut h = [0u8; FILE_HEADER];
+    file.read_exact_at(&mut h, 0).map_err(|_| None)?;
+    if h[..8] != MAGIC || u16::from_le_bytes([h[8], h[9]]) != VERSION {
+        return Err(Some("not an index of this version"));
+    }
+    if u32_at(&h, 12) != Some(id) || u64_at(&h, 16) != Some(seg_len) {
+        return Err(Some(
+            "index of another segment, or of the segment as it was",
+        ));
+    }
+    let field = |v: Option<u64>| v.ok_or(Some("short header"));
+    let slots = field(u32_at(&h, 24).map(u64::from))? as u32;
+    let table_len = field(u32_at(&h, 28).map(u64::from))?;
+    let table_off = field(u64_at(&h, 32))?;
+    let table_crc = field(u32_at(&h, 40).map(u64::from))? as u32;
+    let max_id = field(u64_at(&h, 48))?;
+    if table_off < FILE_HEADER as u64 || table_off.checked_add(table_len) != Some(file_len) {
+        return Err(Some("index file of the wrong length"));
+    }
+    let mut bytes = vec![0u8; table_len as usize];
+    file.read_exact_at(&mut bytes, table_off)
+        .map_err(|_| None)?;
+    if self::table_crc(&h, &bytes) != table_crc {
+        return Err(Some("index table checksum mismatch"));
+    }
+    Ok(RawTable {
+        id,
+        slots,
+        max_id,
+        table_off,
+        bytes,
+    })
 }
 
 /// The checksum of an index's header fields (all but the magic and the checksum itself) and table.
@@ -541,71 +580,113 @@ fn table_crc(h: &[u8; FILE_HEADER], table: &[u8]) -> u32 {
     c.finalize()
 }
 
-fn parse_table(t: &[u8], id: u32, slots: u32, max_id: u64, table_off: u64) -> Option<Table> {
+fn parse_table(raw: &RawTable) -> Option<Table> {
+    let t = &raw.bytes;
     let n = u32_at(t, 0)? as usize;
     let mut at = 4;
     let mut groups = Vec::with_capacity(n.min(t.len() / 8));
     let mut total = 0u64;
     let mut seen = crate::FastSet::default();
     for _ in 0..n {
-        let qlen = usize::from(u16::from_le_bytes(t.get(at..at + 2)?.try_into().ok()?));
-        let q = std::str::from_utf8(t.get(at + 2..at + 2 + qlen)?).ok()?;
+        let (q, rows) = raw.group_at(&mut at)?;
         // One group per queue: a second would be handed out past the marks the first used up.
         if !seen.insert(q) {
             return None;
         }
-        at += 2 + qlen;
-        let nb = u32_at(t, at)? as usize;
-        at += 4;
-        let rows = t.get(at..at.checked_add(nb.checked_mul(BLOCK_ROW)?)?)?;
-        at += rows.len();
-        let mut blocks = Vec::with_capacity(nb);
+        let mut blocks: Vec<RecoveredBlock> = Vec::with_capacity(rows.len() / BLOCK_ROW);
         for r in rows.chunks_exact(BLOCK_ROW) {
-            let v = |i: usize| u32_at(r, i * 4);
-            let block = IndexBlock {
-                segment: id,
-                at: v(0)?,
-                len: v(1)?,
-                count: v(2)?,
-                crc: v(3)?,
-                first_slot: v(4)?,
-                last_slot: v(5)?,
-                first_record: v(6)?,
-                last_record: v(7)?,
-                skip: 0,
-            };
-            if u64::from(block.at) < FILE_HEADER as u64
-                || u64::from(block.at) + u64::from(block.len) > table_off
-                || block.count == 0
-                || block.count as usize > BLOCK
-                || block.first_slot > block.last_slot
-                || block.count - 1 > block.last_slot - block.first_slot
-                || block.last_slot >= slots
-                || block.first_record > block.last_record
-                || blocks.last().is_some_and(|p: &RecoveredBlock| {
-                    p.block.last_slot >= block.first_slot
-                        || p.block.last_record > block.first_record
-                })
-            {
+            let b = raw.row(r)?;
+            if blocks.last().is_some_and(|p| {
+                p.block.last_slot >= b.block.first_slot
+                    || p.block.last_record > b.block.first_record
+            }) {
                 return None;
             }
-            total += u64::from(block.count);
-            let mut first_head = [0u8; RECOVERED_HEAD];
-            first_head.copy_from_slice(r.get(40..40 + RECOVERED_HEAD)?);
-            blocks.push(RecoveredBlock {
-                block,
-                weight: u64_at(r, 32)?,
-                first_head,
-            });
+            total += u64::from(b.block.count);
+            blocks.push(b);
         }
         groups.push((q.to_string(), blocks));
     }
     // Every slot is one queue's entry: the counts must add up.
-    (at == t.len() && total == u64::from(slots)).then_some(Table {
-        slots,
-        max_id,
+    (at == t.len() && total == u64::from(raw.slots)).then_some(Table {
+        slots: raw.slots,
+        max_id: raw.max_id,
         groups,
     })
+}
+
+impl RawTable {
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The group at `at` (its queue and its rows), `at` moved past it.
+    fn group_at(&self, at: &mut usize) -> Option<(&str, &[u8])> {
+        let t = &self.bytes;
+        let qlen = usize::from(u16::from_le_bytes(t.get(*at..*at + 2)?.try_into().ok()?));
+        let q = std::str::from_utf8(t.get(*at + 2..*at + 2 + qlen)?).ok()?;
+        *at += 2 + qlen;
+        let nb = u32_at(t, *at)? as usize;
+        *at += 4;
+        let rows = t.get(*at..at.checked_add(nb.checked_mul(BLOCK_ROW)?)?)?;
+        *at += rows.len();
+        Some((q, rows))
+    }
+
+    /// A block's row, checked against the file.
+    fn row(&self, r: &[u8]) -> Option<RecoveredBlock> {
+        let v = |i: usize| u32_at(r, i * 4);
+        let block = IndexBlock {
+            segment: self.id,
+            at: v(0)?,
+            len: v(1)?,
+            count: v(2)?,
+            crc: v(3)?,
+            first_slot: v(4)?,
+            last_slot: v(5)?,
+            first_record: v(6)?,
+            last_record: v(7)?,
+            skip: 0,
+            until: self.id,
+        };
+        if u64::from(block.at) < FILE_HEADER as u64
+            || u64::from(block.at) + u64::from(block.len) > self.table_off
+            || block.count == 0
+            || block.count as usize > BLOCK
+            || block.first_slot > block.last_slot
+            || block.count - 1 > block.last_slot - block.first_slot
+            || block.last_slot >= self.slots
+            || block.first_record > block.last_record
+        {
+            return None;
+        }
+        let mut first_head = [0u8; RECOVERED_HEAD];
+        first_head.copy_from_slice(r.get(40..40 + RECOVERED_HEAD)?);
+        Some(RecoveredBlock {
+            block,
+            messages: block.count,
+            weight: u64_at(r, 32)?,
+            first_head,
+        })
+    }
+
+    /// `queue`'s block after the one at `after` in this segment (its first with `None`), if any.
+    pub(crate) fn next_block(&self, queue: &str, after: Option<u32>) -> Option<RecoveredBlock> {
+        let mut at = 4;
+        let n = u32_at(&self.bytes, 0)?;
+        for _ in 0..n {
+            let (q, rows) = self.group_at(&mut at)?;
+            if q != queue {
+                continue;
+            }
+            let mut rows = rows.chunks_exact(BLOCK_ROW);
+            if let Some(after) = after {
+                rows.position(|r| u32_at(r, 0) == Some(after))?;
+            }
+            return self.row(rows.next()?);
+        }
+        None
+    }
 }
 
 /// The first `limit` entries of a block (all, if it has fewer; its `skip` is the caller's), from the index

@@ -35,9 +35,10 @@
 //!   is above every id on disk and every id an ack record mentions).
 //! - **Index files**: a segment sealed for a couple of seconds that still holds live messages gets an index
 //!   (`index.rs`): per queue, blocks of its entries and their counts. Recovery reads an indexed segment's
-//!   table, not the segment, and hands queues [`RecoveredBlock`]s, which they read with
-//!   [`MessageStore::read_block`] when they get to them: a restart reads the ack log, the index tables and
-//!   the unindexed tail, never a body.
+//!   table, not the segment, and hands each queue a [`RecoveredBlock`] per run of its blocks in consecutive
+//!   segments, which it reads a part at a time when it gets to it, the store finding the run's next block
+//!   in the index tables: a restart reads the ack log, the index tables and the unindexed tail, never a
+//!   body, and a queue holds its backlog's first block, not a row per segment.
 //! - **Crash recovery**: every record of every unindexed segment is checked; the first torn or corrupt record ends
 //!   its segment, which is truncated there with a `warn!` (never a panic, never a refusal to start). The
 //!   store never appends to a segment that existed before `open`.
@@ -147,12 +148,14 @@ pub struct BlockPart {
     pub rest: Option<BlockRest>,
 }
 
-/// The entries of a block after a part was read: the block with its `skip` past them, and the payload head of
-/// the first one (see [`RecoveredMessage::head`]).
+/// What is left of a run after a part was read: its block with `skip` past the part, or the run's next block,
+/// and the payload head of its first entry (see [`RecoveredMessage::head`]).
 #[derive(Debug, Clone, Copy)]
 pub struct BlockRest {
     pub block: IndexBlock,
     pub first_head: [u8; RECOVERED_HEAD],
+    /// Entries of the run the part went past, live or not: the run's messages left are its own less these.
+    pub passed: u32,
 }
 
 /// When a publish becomes durable, i.e. when its `done` callback runs.
@@ -313,6 +316,8 @@ pub(crate) struct Shared {
     pub written: Condvar,
     /// Wakes the indexer thread (at shutdown; it looks for work every second anyway).
     pub index_work: Condvar,
+    /// Index tables looked up lately (see `read::TABLES`).
+    pub tables: Mutex<std::collections::VecDeque<Arc<index::RawTable>>>,
     /// Holders of a [`DeferWakes`].
     pub deferring: std::sync::atomic::AtomicU32,
     /// A publish left the sleeping sync thread to the next `DeferWakes` to be dropped.
@@ -428,6 +433,7 @@ impl MessageStore {
             work: Condvar::new(),
             written: Condvar::new(),
             index_work: Condvar::new(),
+            tables: Mutex::default(),
             deferring: std::sync::atomic::AtomicU32::new(0),
             wake_deferred: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
@@ -635,20 +641,36 @@ impl MessageStore {
         self.send_read(ReadJob::Records(locs, done));
     }
 
-    /// The live entries of `queue`'s block, in order (entries settled since recovery handed it out are
-    /// left out), past those its `skip` says were read. Blocking: call it off the async runtime.
+    /// The live entries of `queue`'s run of blocks, in order (entries settled since recovery handed it out
+    /// are left out), past those its `skip` says were read. All at once: for tests and small stores; a queue
+    /// reads a run in parts. Blocking: call it off the async runtime.
     pub fn read_block(
         &self,
         queue: &str,
         block: &IndexBlock,
     ) -> Result<Vec<RecoveredMessage>, StoreError> {
-        self.shared
-            .read_block(queue, block, usize::MAX)
-            .map(|p| p.entries)
+        let (mut out, mut next) = (Vec::new(), Some(*block));
+        while let Some(b) = next {
+            let part = self.shared.read_block(queue, &b, usize::MAX)?;
+            out.extend(part.entries);
+            next = part.rest.map(|r| r.block);
+        }
+        Ok(out)
     }
 
-    /// Reads the next `part` entries of `queue`'s block (past its `skip`) on the store's reader thread, then
-    /// calls `done` there with the live ones and what is left.
+    /// The next `part` entries of `queue`'s run of blocks (past its block's `skip`; fewer at the end of a
+    /// block), the live ones, and what is left of the run. Blocking: call it off the async runtime.
+    pub fn read_block_part(
+        &self,
+        queue: &str,
+        block: &IndexBlock,
+        part: usize,
+    ) -> Result<BlockPart, StoreError> {
+        self.shared.read_block(queue, block, part)
+    }
+
+    /// [`read_block_part`](Self::read_block_part) on the store's reader thread, then `done` there with
+    /// what it read.
     pub fn read_block_async(&self, queue: String, block: IndexBlock, part: usize, done: BlockDone) {
         self.send_read(ReadJob::Block(queue, block, part, done));
     }

@@ -4,15 +4,15 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::format::{self, SegKind, HEADER_LEN, RECORD_HEADER_LEN};
 use super::{
-    index, BlockDone, BlockPart, BlockRest, IndexBlock, Location, ReadDone, RecoveredMessage,
-    Shared, StoreError,
+    index, BlockDone, BlockPart, BlockRest, IndexBlock, Location, ReadDone, RecoveredBlock,
+    RecoveredMessage, Shared, StoreError,
 };
 
 /// How long a `read` of a record that is being written waits for the write before giving up.
@@ -23,6 +23,10 @@ const READ_GAP: u64 = 16 << 10;
 const READ_RUN: u64 = 256 << 10;
 /// The most bytes of one reader's records copied out of shared runs into one allocation (see [`Gather`]).
 const GATHER_PIECE: usize = 2 << 10;
+
+/// Index tables kept for [`Shared::next_block`]: a thousand queues draining side by side reach a segment's
+/// table at about the same time, and each is read once instead of once per queue (under 100 KB each).
+const TABLES: usize = 4;
 
 /// A request to the reader thread, answered through its callback.
 pub(super) enum ReadJob {
@@ -143,16 +147,21 @@ impl Shared {
         let end = skip.saturating_add(part);
         // One entry past the part, for the head of what is left.
         let entries = index::read_entries(&self.cfg.dir, &file, b, queue, end.saturating_add(1))?;
-        let rest = entries
-            .get(end)
-            .filter(|_| end < b.count as usize)
-            .map(|e| BlockRest {
+        let rest = match entries.get(end).filter(|_| end < b.count as usize) {
+            Some(e) => Some(BlockRest {
                 block: IndexBlock {
                     skip: end as u32,
                     ..*b
                 },
                 first_head: e.head,
-            });
+                passed: (end - skip) as u32,
+            }),
+            None => self.next_block(queue, b).map(|n| BlockRest {
+                block: n.block,
+                first_head: n.first_head,
+                passed: b.count.saturating_sub(b.skip),
+            }),
+        };
         let st = self.lock();
         let entries = entries
             .into_iter()
@@ -172,6 +181,66 @@ impl Shared {
             .filter(|m| st.is_live(queue, m.location))
             .collect();
         Ok(BlockPart { entries, rest })
+    }
+
+    /// The block of `queue`'s run after `b`: the next of the queue's blocks in `b`'s segment, or its first in
+    /// the next segment up to the run's last that still counts the queue (segments between may hold only
+    /// other queues' messages, or none left of this one's).
+    fn next_block(&self, queue: &str, b: &IndexBlock) -> Option<RecoveredBlock> {
+        let (mut seg, mut after) = (b.segment, Some(b.at));
+        let mut seg_len = self
+            .lock()
+            .msg
+            .segs
+            .get(&seg)
+            .filter(|s| !s.deleting)
+            .map(|s| s.len);
+        loop {
+            if let Some(len) = seg_len {
+                let found = self.table(seg, len)?.next_block(queue, after);
+                if let Some(mut n) = found {
+                    n.block.until = b.until;
+                    return Some(n);
+                }
+            }
+            let from = seg.checked_add(1).filter(|&f| f <= b.until)?;
+            let st = self.lock();
+            let qid = st.queue_ids.get(queue)?;
+            let (&id, s) = st
+                .msg
+                .segs
+                .range(from..=b.until)
+                .find(|(_, s)| !s.deleting && s.queues.contains(qid))?;
+            (seg, seg_len, after) = (id, Some(s.len), None);
+        }
+    }
+
+    /// Segment `id`'s index table, from the few the reader read last or from its file.
+    fn table(&self, id: u32, seg_len: u64) -> Option<Arc<index::RawTable>> {
+        let cached = self
+            .tables
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|t| t.id() == id)
+            .cloned();
+        if cached.is_some() {
+            return cached;
+        }
+        let t = match index::read_raw_table(&self.cfg.dir, id, seg_len) {
+            Ok(t) => Arc::new(t),
+            Err(reason) => {
+                // Recovery read this table: it was there and valid then.
+                tracing::error!(index = %index::path(&self.cfg.dir, id).display(), reason = reason.unwrap_or("unreadable"), "message store: an index table read at recovery cannot be read again; the recovered messages it lists leave their queues until the next start");
+                return None;
+            }
+        };
+        let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        if tables.len() >= TABLES {
+            tables.pop_front();
+        }
+        tables.push_back(t.clone());
+        Some(t)
     }
 
     /// Reads the records of several readers (the loads of the queues that reached the reader thread

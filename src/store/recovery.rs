@@ -21,7 +21,9 @@ use super::files::{list_segments, open_segment, sync_dir, truncate};
 use super::format::{self, Pos, Scan, Scanner, SegKind, HEADER_LEN, RECORD_HEADER_LEN};
 use super::index;
 use super::state::{Log, Seg, State};
-use super::{Location, Recovered, RecoveredMessage, Shared, StoreConfig, StoreError};
+use super::{
+    Location, Recovered, RecoveredBlock, RecoveredMessage, Shared, StoreConfig, StoreError,
+};
 
 /// A progress line is logged every this many records.
 const PROGRESS_EVERY_RECORDS: u64 = 1_000_000;
@@ -263,9 +265,10 @@ impl SegScan {
         shared: &Shared,
         id: u32,
         names: &Names,
-        dropped: &mut BTreeMap<u32, BTreeSet<u32>>,
+        r: &mut Replay,
         sink: &mut dyn FnMut(&str, Recovered),
     ) {
+        let dropped = &mut r.dropped;
         {
             let mut st = shared.lock();
             // Queues spill their indexes as they fill: those writes must not pile up in memory faster than
@@ -340,7 +343,60 @@ impl SegScan {
         self.queues.clear();
         self.live = 0;
         for (qid, m) in self.batch.drain(..) {
-            sink(&names.names[qid as usize], m);
+            r.runs.hand(qid, m, names, sink);
+        }
+    }
+}
+
+/// Each queue's run of blocks not handed out yet: a queue's blocks in consecutive indexed segments go out
+/// as one [`RecoveredBlock`], its first with the run's `until`, `messages` and `weight`, and the store finds
+/// the others as the queue reads on. A run ends where the queue gets a message (recovered from a scanned
+/// segment, or from a segment of its where something was acked or delivered) and at the end of replay; the
+/// segments it spans that hold none of its messages any more (acked or dropped ones) are skipped by the
+/// reader, which looks only in segments that still count the queue.
+#[derive(Default)]
+struct Runs(HashMap<u32, RecoveredBlock>);
+
+impl Runs {
+    fn hand(
+        &mut self,
+        qid: u32,
+        m: Recovered,
+        names: &Names,
+        sink: &mut dyn FnMut(&str, Recovered),
+    ) {
+        let q = &names.names[qid as usize];
+        match m {
+            Recovered::Block(b) => {
+                if let Some(run) = self.0.get_mut(&qid) {
+                    // A queue's count is a u32: a run longer than that ends.
+                    if let Some(n) = run.messages.checked_add(b.block.count) {
+                        run.messages = n;
+                        run.weight = run.weight.saturating_add(b.weight);
+                        run.block.until = b.block.segment;
+                        return;
+                    }
+                    if let Some(run) = self.0.remove(&qid) {
+                        sink(q, Recovered::Block(run));
+                    }
+                }
+                self.0.insert(qid, b);
+            }
+            Recovered::Message(_) => {
+                if let Some(run) = self.0.remove(&qid) {
+                    sink(q, Recovered::Block(run));
+                }
+                sink(q, m);
+            }
+        }
+    }
+
+    /// Hands out every run.
+    fn finish(&mut self, names: &Names, sink: &mut dyn FnMut(&str, Recovered)) {
+        let mut runs: Vec<(u32, RecoveredBlock)> = self.0.drain().collect();
+        runs.sort_unstable_by_key(|(qid, _)| *qid);
+        for (qid, run) in runs {
+            sink(&names.names[qid as usize], Recovered::Block(run));
         }
     }
 }
@@ -358,6 +414,7 @@ struct Replay {
     deleted: Vec<u32>,
     /// The queue of the last entry (consecutive records usually name the same queue).
     last: Option<u32>,
+    runs: Runs,
 }
 
 impl Replay {
@@ -439,6 +496,7 @@ pub(super) fn replay(
             }
         }
     }
+    r.runs.finish(&p.names, sink);
     let Replay {
         dropped,
         mut refs,
@@ -560,7 +618,7 @@ fn replay_indexed(
             scan.batch
                 .extend(blocks.into_iter().map(|b| (qid, Recovered::Block(b))));
             if scan.batch.len() >= BATCH {
-                scan.flush(shared, id, &p.names, &mut r.dropped, sink);
+                scan.flush(shared, id, &p.names, r, sink);
             }
             continue;
         }
@@ -609,12 +667,12 @@ fn replay_indexed(
                     }),
                 ));
                 if scan.batch.len() >= BATCH {
-                    scan.flush(shared, id, &p.names, &mut r.dropped, sink);
+                    scan.flush(shared, id, &p.names, r, sink);
                 }
             }
         }
     }
-    scan.flush(shared, id, &p.names, &mut r.dropped, sink);
+    scan.flush(shared, id, &p.names, r, sink);
     Ok(())
 }
 
@@ -711,7 +769,7 @@ fn replay_scan(
                     ));
                 }
                 if scan.batch.len() >= BATCH {
-                    scan.flush(shared, id, &p.names, &mut r.dropped, sink);
+                    scan.flush(shared, id, &p.names, r, sink);
                 }
             }
         }
@@ -724,6 +782,6 @@ fn replay_scan(
         }
         None => len,
     };
-    scan.flush(shared, id, &p.names, &mut r.dropped, sink);
+    scan.flush(shared, id, &p.names, r, sink);
     Ok(good)
 }

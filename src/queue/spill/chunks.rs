@@ -1,7 +1,8 @@
 //! The spilled chunks of a run, in order, held encoded: each as deltas from the one before in LEB128 varints
-//! (under 20 bytes for a recovered block instead of an 88-byte [`Spilled`]). A recovered backlog has a chunk
-//! per segment for each queue: 100 million messages over a thousand queues, in 216 segments, kept 216,000
-//! of them (17 MB as structs, 8.3 MB encoded field by field, under 4.3 MB now).
+//! (under 20 bytes for a recovered block instead of an 88-byte [`Spilled`]). A recovered backlog once had a
+//! chunk per segment for each queue (100 million messages over a thousand queues, in 216 segments, kept
+//! 216,000: 17 MB as structs, 4.3 MB encoded); it now comes as a run of blocks per queue, one chunk, unless
+//! acks or deliveries before the restart split it.
 
 use super::{delta, undelta, Source, Spilled};
 use crate::store::{IndexBlock, Location};
@@ -177,10 +178,11 @@ fn put(out: &mut Vec<u8>, last: &mut Last, s: &Spilled) {
             let slot_span = delta(u64::from(block.first_slot), u64::from(block.last_slot));
             let record_span = delta(u64::from(block.first_record), u64::from(block.last_record));
             put_varint(out, delta(last.seg, u64::from(block.segment)));
+            put_varint(out, delta(u64::from(block.segment), u64::from(block.until)));
             put_varint(out, delta(last.at, u64::from(block.at)));
             put_varint(out, delta(last.blen, u64::from(block.len)));
             put_varint(out, delta(last.count, u64::from(block.count)));
-            // The same as the block's, as recovery hands them out.
+            // The run's from the block's.
             put_varint(out, delta(u64::from(block.count), u64::from(s.count)));
             out.extend_from_slice(&block.crc.to_le_bytes());
             put_varint(out, delta(last.slot, u64::from(block.first_slot)));
@@ -243,6 +245,7 @@ fn get(b: &[u8], pos: &mut usize, last: &mut Last) -> Option<Spilled> {
                 0
             };
             let seg = undelta(last.seg, get_varint(b, pos)?);
+            let until = undelta(seg, get_varint(b, pos)?);
             let at = undelta(last.at, get_varint(b, pos)?);
             let blen = undelta(last.blen, get_varint(b, pos)?);
             let block_count = undelta(last.count, get_varint(b, pos)?);
@@ -274,6 +277,7 @@ fn get(b: &[u8], pos: &mut usize, last: &mut Last) -> Option<Spilled> {
                         first_record: small(first_record)?,
                         last_record: small(undelta(first_record, record_span))?,
                         skip,
+                        until: small(until)?,
                     },
                     redelivered: t & !SKIPPED == TAG_INDEX_REDELIVERED,
                 },
@@ -317,6 +321,7 @@ mod tests {
                     first_record: 100 * seg,
                     last_record: 100 * seg + 462_000,
                     skip: if seg % 5 == 1 { seg } else { 0 },
+                    until: seg + seg % 3,
                 },
                 redelivered,
             },
@@ -371,6 +376,7 @@ mod tests {
                         first_record: 417 + seg % 4,
                         last_record: 462_417 + seg % 7,
                         skip: 0,
+                        until: seg + 1,
                     },
                     redelivered: true,
                 },

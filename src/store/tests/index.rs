@@ -16,16 +16,17 @@ fn recover_all(cfg: &StoreConfig) -> (Arc<MessageStore>, Vec<(String, Recovered)
     (store, out)
 }
 
-/// Reads block `b` of `q` part by part on the reader thread, as a queue does: each part at most `part` live
-/// entries, each rest past the part, with the head of its first entry (checked when `all_live`).
+/// Reads the run from block `b` of `q` part by part on the reader thread, as a queue does: each part at most
+/// `part` live entries, each rest past the part or at the run's next block, with the head of its first entry
+/// and the entries it went past (checked when `all_live`, against the run's `messages`).
 fn read_in_parts(
     store: &MessageStore,
     q: &str,
     b: IndexBlock,
     part: usize,
-    all_live: bool,
+    all_live: Option<u32>,
 ) -> Vec<RecoveredMessage> {
-    let (mut out, mut next, mut head) = (Vec::new(), Some(b), None);
+    let (mut out, mut next, mut head, mut passed) = (Vec::new(), Some(b), None, 0u32);
     while let Some(b) = next {
         let (tx, rx) = std::sync::mpsc::channel();
         store.read_block_async(
@@ -38,12 +39,24 @@ fn read_in_parts(
         );
         let p = rx.recv().unwrap().unwrap();
         assert!(p.entries.len() <= part);
-        if let (Some(h), Some(first), true) = (head, p.entries.first(), all_live) {
+        if let (Some(h), Some(first), Some(_)) = (head, p.entries.first(), all_live) {
             assert_eq!(first.head, h);
         }
         if let Some(r) = &p.rest {
-            assert_eq!(r.block.skip, b.skip + part as u32);
-            assert!(r.block.skip < r.block.count);
+            assert_eq!(r.block.until, b.until);
+            if (r.block.segment, r.block.at) == (b.segment, b.at) {
+                assert_eq!(r.block.skip, b.skip + part as u32);
+                assert!(r.block.skip < r.block.count);
+                assert_eq!(r.passed, part as u32);
+            } else {
+                assert!(r.block.segment > b.segment || r.block.at > b.at);
+                assert!(r.block.segment <= b.until);
+                assert_eq!(r.block.skip, 0);
+                assert_eq!(r.passed, b.count - b.skip);
+            }
+            passed += r.passed;
+        } else if let Some(messages) = all_live {
+            assert_eq!(passed + p.entries.len() as u32, messages);
         }
         head = p.rest.map(|r| r.first_head);
         next = p.rest.map(|r| r.block);
@@ -123,8 +136,8 @@ fn indexed_segments_come_back_as_blocks_read_on_demand() {
             Recovered::Block(b) => {
                 *blocks.entry(q.clone()).or_default() += 1;
                 let v = store.read_block(q, &b.block).unwrap();
-                assert_eq!(v.len(), b.block.count as usize);
-                assert_eq!(read_in_parts(&store, q, b.block, 7, true), v);
+                assert_eq!(v.len(), b.messages as usize);
+                assert_eq!(read_in_parts(&store, q, b.block, 7, Some(b.messages)), v);
                 assert_eq!(b.first_head, v[0].head);
                 assert_eq!(b.weight, 40 * v.len() as u64);
                 for m in v {
@@ -138,8 +151,14 @@ fn indexed_segments_come_back_as_blocks_read_on_demand() {
         }
     }
     assert_eq!(got, live);
-    // v/a and v/c have nothing acked: blocks in every sealed segment. v/b has acks everywhere: entries.
-    assert!(blocks["v/a"] > 5 && blocks["v/c"] > 1, "{blocks:?}");
+    // v/a and v/c have nothing acked: blocks in every sealed segment, one run each, but for the segment
+    // where v/c has a delivered mark, which splits v/c's. v/b has acks everywhere: entries.
+    assert_eq!((blocks["v/a"], blocks["v/c"]), (1, 2), "{blocks:?}");
+    let a_run = out.iter().find_map(|(q, r)| match r {
+        Recovered::Block(b) if q == "v/a" => Some(b.block),
+        _ => None,
+    });
+    assert!(a_run.is_some_and(|b| b.until > b.segment + 5), "{a_run:?}");
     assert!(!blocks.contains_key("v/b"));
     // The segment where v/c has a delivered mark gives v/c's entries there one by one.
     assert_eq!(delivered, vec![("v/c".to_string(), 1004)]);
@@ -160,7 +179,7 @@ fn indexed_segments_come_back_as_blocks_read_on_demand() {
     let after = store.read_block(&q, &b.block).unwrap();
     assert_eq!(after.len(), before.len() - 2);
     // Read in parts, settled entries are left out of theirs.
-    assert_eq!(read_in_parts(&store, &q, b.block, 2, false), after);
+    assert_eq!(read_in_parts(&store, &q, b.block, 2, None), after);
     assert_eq!(after[0], before[1]);
     assert_eq!(store.stats().live_messages, n - 2);
     store.sync_now().unwrap();
@@ -242,7 +261,7 @@ fn dropped_and_refused_queues_die_with_their_blocks_and_gc_takes_the_index() {
         .recover(pending, &mut |q| q != "v/b", &mut |q, r| {
             *got.entry(q.to_string()).or_default() += match r {
                 Recovered::Message(_) => 1,
-                Recovered::Block(b) => b.block.count as usize,
+                Recovered::Block(b) => b.messages as usize,
             };
         })
         .unwrap();
@@ -274,14 +293,29 @@ fn a_block_whose_segment_is_gone_reads_as_empty() {
     let cfg = config(&d.0, 16 << 10, SyncPolicy::Never);
     fill(&cfg);
     let (store, out) = recover_all(&cfg);
-    let blocks: Vec<IndexBlock> = out
+    let run = out
         .iter()
-        .filter_map(|(q, r)| match r {
+        .find_map(|(q, r)| match r {
             Recovered::Block(b) if q == "v/a" => Some(b.block),
             _ => None,
         })
-        .collect();
-    assert!(blocks.len() > 5, "{}", blocks.len());
+        .unwrap();
+    // Every block of the run, as its queue would hold it between parts.
+    let mut blocks = Vec::new();
+    let mut next = Some(run);
+    while let Some(b) = next {
+        blocks.push(b);
+        next = store
+            .read_block_part("v/a", &b, 5)
+            .unwrap()
+            .rest
+            .map(|r| r.block);
+    }
+    assert!(
+        blocks.iter().filter(|b| b.skip == 0).count() > 5,
+        "{}",
+        blocks.len()
+    );
     for q in ["v/a", "v/b", "v/c"] {
         store.drop_queue(q);
     }
@@ -292,6 +326,64 @@ fn a_block_whose_segment_is_gone_reads_as_empty() {
     }
     assert!(store.stats().msg_segments <= 1, "{:?}", store.stats());
     for b in blocks {
-        assert!(read_in_parts(&store, "v/a", b, 7, false).is_empty());
+        assert!(read_in_parts(&store, "v/a", b, 7, None).is_empty());
     }
+}
+
+#[test]
+fn a_run_skips_the_segments_that_hold_nothing_left_of_its_queue() {
+    // Segment by segment (each holds 255 of these records): v/a, v/a, v/x alone, v/a and v/x with every
+    // v/a message there acked, v/a, v/a. One run for v/a, read across the segment where it has no group and
+    // the one where its group is all acked, in order and without an acked message coming back.
+    const PER_SEGMENT: u64 = 255;
+    let d = TempDir::new("idx-run-skips");
+    let cfg = config(&d.0, 16 << 10, SyncPolicy::Never);
+    let mut live = Vec::new();
+    {
+        let (store, _) = open(&cfg);
+        for i in 0..6 * PER_SEGMENT + 1 {
+            let (seg, n) = (i / PER_SEGMENT, i % PER_SEGMENT);
+            let a = match seg {
+                2 | 6 => false,
+                3 => n % 2 == 0,
+                _ => true,
+            };
+            if !a {
+                store.publish("v/x", i, &payload(i, 40), noop()).unwrap();
+                continue;
+            }
+            let loc = store.publish("v/a", i, &payload(i, 40), noop()).unwrap();
+            if seg == 3 {
+                store.ack("v/a", &[loc]);
+            } else {
+                live.push(i);
+            }
+        }
+        store.sync_now().unwrap();
+        store.index_now();
+    }
+    let (store, out) = recover_all(&cfg);
+    let runs: Vec<RecoveredBlock> = out
+        .iter()
+        .filter_map(|(q, r)| match r {
+            Recovered::Block(b) if q == "v/a" => Some(*b),
+            _ => None,
+        })
+        .collect();
+    let messages: Vec<u64> = out
+        .iter()
+        .filter_map(|(q, r)| match r {
+            Recovered::Message(m) if q == "v/a" => Some(m.msg_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!((runs.len(), messages.len()), (1, 0), "{runs:?}");
+    let run = runs[0];
+    assert_eq!(run.block.count as u64, PER_SEGMENT, "one block per segment");
+    assert_eq!(run.block.until, run.block.segment + 5, "{run:?}");
+    assert_eq!(run.messages as usize, live.len());
+    let got = read_in_parts(&store, "v/a", run.block, 100, Some(run.messages));
+    let ids: Vec<u64> = got.iter().map(|m| m.msg_id).chain(messages).collect();
+    assert_eq!(ids, live);
+    assert_eq!(run.weight, 40 * u64::from(run.messages));
 }
