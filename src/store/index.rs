@@ -616,10 +616,6 @@ fn parse_table(raw: &RawTable) -> Option<Table> {
 }
 
 impl RawTable {
-    pub(crate) fn id(&self) -> u32 {
-        self.id
-    }
-
     /// The group at `at` (its queue and its rows), `at` moved past it.
     fn group_at(&self, at: &mut usize) -> Option<(&str, &[u8])> {
         let t = &self.bytes;
@@ -695,11 +691,12 @@ impl RawTable {
 pub(crate) fn read_entries(
     dir: &Path,
     seg: &File,
+    idx: Option<&File>,
     b: &IndexBlock,
     queue: &str,
     limit: usize,
 ) -> Result<Vec<Entry>, StoreError> {
-    match read_from_index(dir, b, limit) {
+    match read_from_index(idx, b, limit) {
         Ok(v) => return Ok(v),
         Err(reason) => {
             warn!(index = %path(dir, b.segment).display(), at = b.at, reason, "message store: index block unreadable; scanning its part of the segment")
@@ -710,8 +707,17 @@ pub(crate) fn read_entries(
     Ok(v)
 }
 
-fn read_from_index(dir: &Path, b: &IndexBlock, limit: usize) -> Result<Vec<Entry>, &'static str> {
-    let file = File::open(path(dir, b.segment)).map_err(|_| "cannot open")?;
+/// Segment `id`'s index file, opened for reading.
+pub(crate) fn open(dir: &Path, id: u32) -> Option<File> {
+    File::open(path(dir, id)).ok()
+}
+
+fn read_from_index(
+    idx: Option<&File>,
+    b: &IndexBlock,
+    limit: usize,
+) -> Result<Vec<Entry>, &'static str> {
+    let file = idx.ok_or("cannot open")?;
     let mut buf = vec![0u8; b.len as usize];
     file.read_exact_at(&mut buf, u64::from(b.at))
         .map_err(|_| "cannot read")?;

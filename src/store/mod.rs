@@ -316,8 +316,9 @@ pub(crate) struct Shared {
     pub written: Condvar,
     /// Wakes the indexer thread (at shutdown; it looks for work every second anyway).
     pub index_work: Condvar,
-    /// Index tables looked up lately (see `read::TABLES`).
-    pub tables: Mutex<std::collections::VecDeque<Arc<index::RawTable>>>,
+    /// Index tables looked up lately, and index files read lately.
+    pub tables: read::Recent<index::RawTable>,
+    pub index_files: read::Recent<std::fs::File>,
     /// Holders of a [`DeferWakes`].
     pub deferring: std::sync::atomic::AtomicU32,
     /// A publish left the sleeping sync thread to the next `DeferWakes` to be dropped.
@@ -433,7 +434,8 @@ impl MessageStore {
             work: Condvar::new(),
             written: Condvar::new(),
             index_work: Condvar::new(),
-            tables: Mutex::default(),
+            tables: Default::default(),
+            index_files: Default::default(),
             deferring: std::sync::atomic::AtomicU32::new(0),
             wake_deferred: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]

@@ -24,9 +24,36 @@ const READ_RUN: u64 = 256 << 10;
 /// The most bytes of one reader's records copied out of shared runs into one allocation (see [`Gather`]).
 const GATHER_PIECE: usize = 2 << 10;
 
-/// Index tables kept for [`Shared::next_block`]: a thousand queues draining side by side reach a segment's
-/// table at about the same time, and each is read once instead of once per queue (under 100 KB each).
-const TABLES: usize = 4;
+/// Index tables and files kept open (see [`Recent`]).
+const RECENT: usize = 4;
+
+/// The few values per segment used last: index tables for [`Shared::next_block`] (under 100 KB each) and
+/// index files for block reads. A thousand queues draining side by side reach a segment at about the same
+/// time: each table is read and each file opened once, not once per queue or per block.
+pub(crate) struct Recent<T>(std::sync::Mutex<std::collections::VecDeque<(u32, Arc<T>)>>);
+
+impl<T> Default for Recent<T> {
+    fn default() -> Self {
+        Recent(Default::default())
+    }
+}
+
+impl<T> Recent<T> {
+    /// Segment `id`'s value, loaded (without the lock held) if it is not kept.
+    fn get_or(&self, id: u32, load: impl FnOnce() -> Option<T>) -> Option<Arc<T>> {
+        let lock = || self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, v)) = lock().iter().find(|(k, _)| *k == id) {
+            return Some(v.clone());
+        }
+        let v = Arc::new(load()?);
+        let mut kept = lock();
+        if kept.len() >= RECENT {
+            kept.pop_front();
+        }
+        kept.push_back((id, v.clone()));
+        Some(v)
+    }
+}
 
 /// A request to the reader thread, answered through its callback.
 pub(super) enum ReadJob {
@@ -146,7 +173,23 @@ impl Shared {
         let skip = b.skip as usize;
         let end = skip.saturating_add(part);
         // One entry past the part, for the head of what is left.
-        let entries = index::read_entries(&self.cfg.dir, &file, b, queue, end.saturating_add(1))?;
+        let idx = self
+            .index_files
+            .get_or(b.segment, || index::open(&self.cfg.dir, b.segment));
+        // A block that cannot be read is passed over, not the rest of its run with it (a run may be the
+        // queue's whole recovered backlog): its messages stay stored and come back at the next start.
+        let entries = index::read_entries(
+            &self.cfg.dir,
+            &file,
+            idx.as_deref(),
+            b,
+            queue,
+            end.saturating_add(1),
+        )
+        .unwrap_or_else(|e| {
+            tracing::error!(queue = %queue.replace('\u{1}', "/"), segment = b.segment, messages = b.count - b.skip.min(b.count), error = %e, "message store: a block of recovered messages cannot be read; they leave the queue until the next start");
+            Vec::new()
+        });
         let rest = match entries.get(end).filter(|_| end < b.count as usize) {
             Some(e) => Some(BlockRest {
                 block: IndexBlock {
@@ -163,6 +206,8 @@ impl Shared {
             }),
         };
         let st = self.lock();
+        // Looked up once, not by name for every entry.
+        let qid = st.queue_ids.get(queue);
         let entries = entries
             .into_iter()
             .take(end)
@@ -178,7 +223,7 @@ impl Shared {
                 delivered: false,
                 head: e.head,
             })
-            .filter(|m| st.is_live(queue, m.location))
+            .filter(|m| qid.is_some_and(|q| st.is_live_id(q, queue, m.location)))
             .collect();
         Ok(BlockPart { entries, rest })
     }
@@ -196,12 +241,11 @@ impl Shared {
             .filter(|s| !s.deleting)
             .map(|s| s.len);
         loop {
-            if let Some(len) = seg_len {
-                let found = self.table(seg, len)?.next_block(queue, after);
-                if let Some(mut n) = found {
-                    n.block.until = b.until;
-                    return Some(n);
-                }
+            // An unreadable table (logged) passes over its segment, not the rest of the run.
+            let table = seg_len.and_then(|len| self.table(seg, len));
+            if let Some(mut n) = table.and_then(|t| t.next_block(queue, after)) {
+                n.block.until = b.until;
+                return Some(n);
             }
             let from = seg.checked_add(1).filter(|&f| f <= b.until)?;
             let st = self.lock();
@@ -217,30 +261,14 @@ impl Shared {
 
     /// Segment `id`'s index table, from the few the reader read last or from its file.
     fn table(&self, id: u32, seg_len: u64) -> Option<Arc<index::RawTable>> {
-        let cached = self
-            .tables
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .find(|t| t.id() == id)
-            .cloned();
-        if cached.is_some() {
-            return cached;
-        }
-        let t = match index::read_raw_table(&self.cfg.dir, id, seg_len) {
-            Ok(t) => Arc::new(t),
-            Err(reason) => {
-                // Recovery read this table: it was there and valid then.
-                tracing::error!(index = %index::path(&self.cfg.dir, id).display(), reason = reason.unwrap_or("unreadable"), "message store: an index table read at recovery cannot be read again; the recovered messages it lists leave their queues until the next start");
-                return None;
-            }
-        };
-        let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
-        if tables.len() >= TABLES {
-            tables.pop_front();
-        }
-        tables.push_back(t.clone());
-        Some(t)
+        self.tables.get_or(id, || {
+            index::read_raw_table(&self.cfg.dir, id, seg_len)
+                .map_err(|reason| {
+                    // Recovery read this table: it was there and valid then.
+                    tracing::error!(index = %index::path(&self.cfg.dir, id).display(), reason = reason.unwrap_or("unreadable"), "message store: an index table read at recovery cannot be read again; the recovered messages in its segment leave their queues until the next start");
+                })
+                .ok()
+        })
     }
 
     /// Reads the records of several readers (the loads of the queues that reached the reader thread

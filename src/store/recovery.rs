@@ -357,6 +357,9 @@ impl SegScan {
 #[derive(Default)]
 struct Runs(HashMap<u32, RecoveredBlock>);
 
+/// Entries past which a run ends at the next segment.
+const RUN_MAX: u32 = u32::MAX / 2;
+
 impl Runs {
     fn hand(
         &mut self,
@@ -369,9 +372,12 @@ impl Runs {
         match m {
             Recovered::Block(b) => {
                 if let Some(run) = self.0.get_mut(&qid) {
-                    // A queue's count is a u32: a run longer than that ends.
-                    if let Some(n) = run.messages.checked_add(b.block.count) {
-                        run.messages = n;
+                    // A run's count is a u32. A run ends between segments, never inside one (the reader
+                    // goes on through the group of the segment it is in): past half of that, it ends at
+                    // the next segment, and one segment's group (under 4 GiB of records of 30 bytes and
+                    // more) cannot take it over.
+                    if b.block.segment == run.block.until || run.messages < RUN_MAX {
+                        run.messages = run.messages.saturating_add(b.block.count);
                         run.weight = run.weight.saturating_add(b.weight);
                         run.block.until = b.block.segment;
                         return;
@@ -574,6 +580,7 @@ fn replay_indexed(
     sink: &mut dyn FnMut(&str, Recovered),
 ) -> Result<(), StoreError> {
     p.progress.indexed += 1;
+    let idx = index::open(&p.dir, id);
     let mut by_queue: HashMap<u32, Vec<Mark>> = HashMap::default();
     for m in p.marks.remove(&id).unwrap_or_default() {
         by_queue.entry(m.qid).or_default().push(m);
@@ -624,7 +631,7 @@ fn replay_indexed(
         }
         let mut cursor = 0usize;
         for b in blocks {
-            for e in index::read_entries(&p.dir, file, &b.block, &q, usize::MAX)? {
+            for e in index::read_entries(&p.dir, file, idx.as_ref(), &b.block, &q, usize::MAX)? {
                 p.progress.record(e.len as usize);
                 if let Some((mark, a)) = drop {
                     if (Pos {

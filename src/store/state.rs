@@ -452,7 +452,7 @@ impl State {
             .is_some_and(|q| self.is_live_id(q, queue, loc))
     }
 
-    fn is_live_id(&self, q: u32, queue: &str, loc: Location) -> bool {
+    pub(crate) fn is_live_id(&self, q: u32, queue: &str, loc: Location) -> bool {
         let Some(s) = self.msg.segs.get(&loc.segment) else {
             return false;
         };

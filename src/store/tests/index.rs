@@ -16,6 +16,16 @@ fn recover_all(cfg: &StoreConfig) -> (Arc<MessageStore>, Vec<(String, Recovered)
     (store, out)
 }
 
+/// The runs recovery handed `queue`, in order.
+fn runs_of(out: &[(String, Recovered)], queue: &str) -> Vec<RecoveredBlock> {
+    out.iter()
+        .filter_map(|(q, r)| match r {
+            Recovered::Block(b) if q == queue => Some(*b),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Reads the run from block `b` of `q` part by part on the reader thread, as a queue does: each part at most
 /// `part` live entries, each rest past the part or at the run's next block, with the head of its first entry
 /// and the entries it went past (checked when `all_live`, against the run's `messages`).
@@ -154,11 +164,8 @@ fn indexed_segments_come_back_as_blocks_read_on_demand() {
     // v/a and v/c have nothing acked: blocks in every sealed segment, one run each, but for the segment
     // where v/c has a delivered mark, which splits v/c's. v/b has acks everywhere: entries.
     assert_eq!((blocks["v/a"], blocks["v/c"]), (1, 2), "{blocks:?}");
-    let a_run = out.iter().find_map(|(q, r)| match r {
-        Recovered::Block(b) if q == "v/a" => Some(b.block),
-        _ => None,
-    });
-    assert!(a_run.is_some_and(|b| b.until > b.segment + 5), "{a_run:?}");
+    let a_run = runs_of(&out, "v/a")[0].block;
+    assert!(a_run.until > a_run.segment + 5, "{a_run:?}");
     assert!(!blocks.contains_key("v/b"));
     // The segment where v/c has a delivered mark gives v/c's entries there one by one.
     assert_eq!(delivered, vec![("v/c".to_string(), 1004)]);
@@ -293,13 +300,7 @@ fn a_block_whose_segment_is_gone_reads_as_empty() {
     let cfg = config(&d.0, 16 << 10, SyncPolicy::Never);
     fill(&cfg);
     let (store, out) = recover_all(&cfg);
-    let run = out
-        .iter()
-        .find_map(|(q, r)| match r {
-            Recovered::Block(b) if q == "v/a" => Some(b.block),
-            _ => None,
-        })
-        .unwrap();
+    let run = runs_of(&out, "v/a")[0].block;
     // Every block of the run, as its queue would hold it between parts.
     let mut blocks = Vec::new();
     let mut next = Some(run);
@@ -363,13 +364,7 @@ fn a_run_skips_the_segments_that_hold_nothing_left_of_its_queue() {
         store.index_now();
     }
     let (store, out) = recover_all(&cfg);
-    let runs: Vec<RecoveredBlock> = out
-        .iter()
-        .filter_map(|(q, r)| match r {
-            Recovered::Block(b) if q == "v/a" => Some(*b),
-            _ => None,
-        })
-        .collect();
+    let runs = runs_of(&out, "v/a");
     let messages: Vec<u64> = out
         .iter()
         .filter_map(|(q, r)| match r {
@@ -386,4 +381,27 @@ fn a_run_skips_the_segments_that_hold_nothing_left_of_its_queue() {
     let ids: Vec<u64> = got.iter().map(|m| m.msg_id).chain(messages).collect();
     assert_eq!(ids, live);
     assert_eq!(run.weight, 40 * u64::from(run.messages));
+}
+
+#[test]
+fn an_index_table_that_cannot_be_read_again_passes_over_its_segment_only() {
+    let d = TempDir::new("idx-run-lost-table");
+    let cfg = config(&d.0, 16 << 10, SyncPolicy::Never);
+    fill(&cfg);
+    let (store, out) = recover_all(&cfg);
+    let run = runs_of(&out, "v/a")[0].block;
+    let all = read_in_parts(&store, "v/a", run, 50, None);
+    let segments: std::collections::BTreeSet<u32> =
+        all.iter().map(|m| m.location.segment).collect();
+    assert!(segments.len() > 6, "{segments:?}");
+    // Long gone from the few tables kept: its table must be read again, and is not there.
+    let lost = *segments.iter().nth(1).unwrap();
+    fs::remove_file(d.0.join(format!("msg-{lost:010}.idx"))).unwrap();
+    let want: Vec<RecoveredMessage> = all
+        .iter()
+        .filter(|m| m.location.segment != lost)
+        .copied()
+        .collect();
+    assert!(want.len() < all.len());
+    assert_eq!(read_in_parts(&store, "v/a", run, 50, None), want);
 }
