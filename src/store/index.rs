@@ -508,6 +508,14 @@ pub(crate) struct RawTable {
     max_id: u64,
     table_off: u64,
     bytes: Vec<u8>,
+    /// Each group's queue name hashed, with where the group starts, by hash: a lookup of one queue among
+    /// a thousand groups is a binary search, not a walk past every name.
+    by_queue: Vec<(u64, u32)>,
+}
+
+fn queue_hash(q: &str) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::default().hash_one(q)
 }
 
 /// Reads segment `id`'s index table, if it has a valid one for the segment as it is (`seg_len` bytes).
@@ -562,13 +570,16 @@ pub(crate) fn read_raw_table(
     if self::table_crc(&h, &bytes) != table_crc {
         return Err(Some("index table checksum mismatch"));
     }
-    Ok(RawTable {
+    let mut t = RawTable {
         id,
         slots,
         max_id,
         table_off,
         bytes,
-    })
+        by_queue: Vec::new(),
+    };
+    t.by_queue = t.group_starts();
+    Ok(t)
 }
 
 /// The checksum of an index's header fields (all but the magic and the checksum itself) and table.
@@ -666,12 +677,31 @@ impl RawTable {
         })
     }
 
+    /// Where each group starts, with its queue's hash, sorted by hash (as far as the table decodes).
+    fn group_starts(&self) -> Vec<(u64, u32)> {
+        let n = u32_at(&self.bytes, 0).unwrap_or(0) as usize;
+        let mut v = Vec::with_capacity(n.min(self.bytes.len() / 8));
+        let mut at = 4;
+        for _ in 0..n {
+            let start = at as u32;
+            let Some((q, _)) = self.group_at(&mut at) else {
+                break;
+            };
+            v.push((queue_hash(q), start));
+        }
+        v.sort_unstable();
+        v
+    }
+
     /// `queue`'s block after the one at `after` in this segment (its first with `None`), if any.
     pub(crate) fn next_block(&self, queue: &str, after: Option<u32>) -> Option<RecoveredBlock> {
-        let mut at = 4;
-        let n = u32_at(&self.bytes, 0)?;
-        for _ in 0..n {
-            let (q, rows) = self.group_at(&mut at)?;
+        let h = queue_hash(queue);
+        let from = self.by_queue.partition_point(|(k, _)| *k < h);
+        for &(_, start) in self.by_queue[from..].iter().take_while(|(k, _)| *k == h) {
+            let mut at = start as usize;
+            let Some((q, rows)) = self.group_at(&mut at) else {
+                continue;
+            };
             if q != queue {
                 continue;
             }
