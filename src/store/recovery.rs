@@ -397,12 +397,17 @@ impl Runs {
         }
     }
 
-    /// Hands out every run.
-    fn finish(&mut self, names: &Names, sink: &mut dyn FnMut(&str, Recovered)) {
+    /// Hands out every run but those of queues deleted while recovery ran (possibly by `sink` itself),
+    /// which go with them as their messages do in `flush`.
+    fn finish(&mut self, shared: &Shared, names: &Names, sink: &mut dyn FnMut(&str, Recovered)) {
         let mut runs: Vec<(u32, RecoveredBlock)> = self.0.drain().collect();
         runs.sort_unstable_by_key(|(qid, _)| *qid);
         for (qid, run) in runs {
-            sink(&names.names[qid as usize], Recovered::Block(run));
+            let q = &names.names[qid as usize];
+            let gone = shared.lock().dropped_in_replay.iter().any(|d| **d == **q);
+            if !gone {
+                sink(q, Recovered::Block(run));
+            }
         }
     }
 }
@@ -502,7 +507,7 @@ pub(super) fn replay(
             }
         }
     }
-    r.runs.finish(&p.names, sink);
+    r.runs.finish(shared, &p.names, sink);
     let Replay {
         dropped,
         mut refs,

@@ -405,3 +405,50 @@ fn an_index_table_that_cannot_be_read_again_passes_over_its_segment_only() {
     assert!(want.len() < all.len());
     assert_eq!(read_in_parts(&store, "v/a", run, 50, None), want);
 }
+
+#[test]
+fn a_queue_deleted_while_recovery_runs_gets_no_run() {
+    // Runs are handed out at the end of replay: one whose queue was deleted meanwhile (here by the sink,
+    // as an x-expires timer might) goes with the queue.
+    let d = TempDir::new("idx-run-dropped");
+    let cfg = config(&d.0, 16 << 10, SyncPolicy::Never);
+    {
+        let (store, _) = open(&cfg);
+        for i in 0..3000u64 {
+            let q = if i % 2 == 0 { "v/a" } else { "v/b" };
+            store.publish(q, i, &payload(i, 40), noop()).unwrap();
+        }
+        store.sync_now().unwrap();
+    }
+    {
+        // Reopened, the last segment is sealed too and gets its index: nothing breaks the runs.
+        let (store, _) = open(&cfg);
+        store.index_now();
+    }
+    {
+        let (store, pending) = MessageStore::open_recovering(cfg.clone()).unwrap();
+        let s = store.clone();
+        let (mut dropped, mut after, mut messages) = (false, Vec::new(), 0);
+        store
+            .recover(pending, &mut |_| true, &mut |q, r| {
+                messages += usize::from(matches!(r, Recovered::Message(_)));
+                // (Messages of the batch being handed out when it went may still follow.)
+                if let (true, "v/b", Recovered::Block(b)) = (dropped, q, &r) {
+                    after.push(*b);
+                }
+                if q == "v/a" && !dropped {
+                    dropped = true;
+                    s.drop_queue("v/b");
+                }
+            })
+            .unwrap();
+        assert!(dropped);
+        assert_eq!(messages, 0, "every segment indexed: runs only");
+        assert!(after.is_empty(), "{after:?}");
+        assert_eq!(store.stats().live_messages, 1500);
+        store.sync_now().unwrap();
+    }
+    let (_store, rec) = open(&cfg);
+    assert_eq!(ids(&rec, "v/b"), Vec::<u64>::new());
+    assert_eq!(ids(&rec, "v/a"), (0..3000).step_by(2).collect::<Vec<_>>());
+}
