@@ -726,10 +726,13 @@ pub(crate) fn read_entries(
     queue: &str,
     limit: usize,
 ) -> Result<Vec<Entry>, StoreError> {
-    match read_from_index(idx, b, limit) {
-        Ok(v) => return Ok(v),
-        Err(reason) => {
-            warn!(index = %path(dir, b.segment).display(), at = b.at, reason, "message store: index block unreadable; scanning its part of the segment")
+    // Without the file (`open` said so, once) the segment is scanned.
+    if let Some(idx) = idx {
+        match read_from_index(idx, b, limit) {
+            Ok(v) => return Ok(v),
+            Err(reason) => {
+                warn!(index = %path(dir, b.segment).display(), at = b.at, reason, "message store: index block unreadable; scanning its part of the segment")
+            }
         }
     }
     let mut v = scan_entries(dir, seg, b, queue)?;
@@ -737,17 +740,15 @@ pub(crate) fn read_entries(
     Ok(v)
 }
 
-/// Segment `id`'s index file, opened for reading.
+/// Segment `id`'s index file, opened for reading (`None`, logged: its blocks are read by scanning).
 pub(crate) fn open(dir: &Path, id: u32) -> Option<File> {
-    File::open(path(dir, id)).ok()
+    let p = path(dir, id);
+    File::open(&p)
+        .map_err(|e| warn!(index = %p.display(), error = %e, "message store: index file cannot be opened; its blocks are read by scanning the segment"))
+        .ok()
 }
 
-fn read_from_index(
-    idx: Option<&File>,
-    b: &IndexBlock,
-    limit: usize,
-) -> Result<Vec<Entry>, &'static str> {
-    let file = idx.ok_or("cannot open")?;
+fn read_from_index(file: &File, b: &IndexBlock, limit: usize) -> Result<Vec<Entry>, &'static str> {
     let mut buf = vec![0u8; b.len as usize];
     file.read_exact_at(&mut buf, u64::from(b.at))
         .map_err(|_| "cannot read")?;

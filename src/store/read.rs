@@ -30,7 +30,8 @@ const RECENT: usize = 4;
 /// The few values per segment used last: index tables for [`Shared::next_block`] (under 100 KB each) and
 /// index files for block reads. A thousand queues draining side by side reach a segment at about the same
 /// time: each table is read and each file opened once, not once per queue or per block.
-pub(crate) struct Recent<T>(std::sync::Mutex<std::collections::VecDeque<(u32, Arc<T>)>>);
+/// A failed load is kept too, as `None`: a lost table is read and logged once, not once per queue.
+pub(crate) struct Recent<T>(std::sync::Mutex<std::collections::VecDeque<(u32, Option<Arc<T>>)>>);
 
 impl<T> Default for Recent<T> {
     fn default() -> Self {
@@ -39,19 +40,27 @@ impl<T> Default for Recent<T> {
 }
 
 impl<T> Recent<T> {
+    fn kept(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(u32, Option<Arc<T>>)>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Segment `id`'s value, loaded (without the lock held) if it is not kept.
     fn get_or(&self, id: u32, load: impl FnOnce() -> Option<T>) -> Option<Arc<T>> {
-        let lock = || self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, v)) = lock().iter().find(|(k, _)| *k == id) {
-            return Some(v.clone());
+        if let Some((_, v)) = self.kept().iter().find(|(k, _)| *k == id) {
+            return v.clone();
         }
-        let v = Arc::new(load()?);
-        let mut kept = lock();
+        let v = load().map(Arc::new);
+        let mut kept = self.kept();
         if kept.len() >= RECENT {
             kept.pop_front();
         }
         kept.push_back((id, v.clone()));
-        Some(v)
+        v
+    }
+
+    /// Lets segment `id`'s value go (the segment was deleted: an open file would keep its disk space).
+    pub(crate) fn forget(&self, id: u32) {
+        self.kept().retain(|(k, _)| *k != id);
     }
 }
 

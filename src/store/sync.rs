@@ -487,6 +487,8 @@ impl SyncThread {
                 Ok(()) => {
                     // An index without its segment is deleted at the next start if this fails.
                     let _ = std::fs::remove_file(super::index::path(&self.shared.cfg.dir, id));
+                    self.shared.index_files.forget(id);
+                    self.shared.tables.forget(id);
                     deleted.push(id)
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => deleted.push(id),
