@@ -72,6 +72,7 @@ pub use error::StoreError;
 use format::{SegKind, RECORD_HEADER_LEN};
 pub use index::{IndexBlock, RecoveredBlock};
 use read::ReadJob;
+pub use read::{BlockPart, BlockRest};
 use state::State;
 
 /// Called exactly once, from the store's sync thread, when a publish is durable (or failed). It must be
@@ -138,25 +139,6 @@ pub type ReadDone = Box<dyn FnOnce(Vec<Result<Bytes, StoreError>>) + Send>;
 
 /// Called once on the store's reader thread with the part of a block `read_block_async` was asked for.
 pub type BlockDone = Box<dyn FnOnce(Result<BlockPart, StoreError>) + Send>;
-
-/// A part of a block read back: its live entries, in order, and what is left of the block. A queue reads a
-/// block in parts so that it holds a part's entries, not a whole block's: a thousand queues each reading a
-/// block of several hundred messages held 6 MB of them.
-#[derive(Debug)]
-pub struct BlockPart {
-    pub entries: Vec<RecoveredMessage>,
-    pub rest: Option<BlockRest>,
-}
-
-/// What is left of a run after a part was read: its block with `skip` past the part, or the run's next block,
-/// and the payload head of its first entry (see [`RecoveredMessage::head`]).
-#[derive(Debug, Clone, Copy)]
-pub struct BlockRest {
-    pub block: IndexBlock,
-    pub first_head: [u8; RECOVERED_HEAD],
-    /// Entries of the run the part went past, live or not: the run's messages left are its own less these.
-    pub passed: u32,
-}
 
 /// When a publish becomes durable, i.e. when its `done` callback runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

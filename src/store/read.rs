@@ -11,8 +11,8 @@ use bytes::Bytes;
 
 use super::format::{self, SegKind, HEADER_LEN, RECORD_HEADER_LEN};
 use super::{
-    index, BlockDone, BlockPart, BlockRest, IndexBlock, Location, ReadDone, RecoveredBlock,
-    RecoveredMessage, Shared, StoreError,
+    index, BlockDone, IndexBlock, Location, ReadDone, RecoveredBlock, RecoveredMessage, Shared,
+    StoreError, RECOVERED_HEAD,
 };
 
 /// How long a `read` of a record that is being written waits for the write before giving up.
@@ -23,6 +23,25 @@ const READ_GAP: u64 = 16 << 10;
 const READ_RUN: u64 = 256 << 10;
 /// The most bytes of one reader's records copied out of shared runs into one allocation (see [`Gather`]).
 const GATHER_PIECE: usize = 2 << 10;
+
+/// A part of a block read back: its live entries, in order, and what is left of the block. A queue reads a
+/// block in parts so that it holds a part's entries, not a whole block's: a thousand queues each reading a
+/// block of several hundred messages held 6 MB of them.
+#[derive(Debug)]
+pub struct BlockPart {
+    pub entries: Vec<RecoveredMessage>,
+    pub rest: Option<BlockRest>,
+}
+
+/// What is left of a run after a part was read: its block with `skip` past the part, or the run's next block,
+/// and the payload head of its first entry (see [`RecoveredMessage::head`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BlockRest {
+    pub block: IndexBlock,
+    pub first_head: [u8; RECOVERED_HEAD],
+    /// Entries of the run the part went past, live or not: the run's messages left are its own less these.
+    pub passed: u32,
+}
 
 /// Index tables and files kept open (see [`Recent`]).
 const RECENT: usize = 4;
