@@ -8,10 +8,12 @@
 #   BROKER=rabbitmq MESSAGES=1000000 bench/recovery.sh   # on RabbitMQ 3.10 (../shared/tools/rabbitmq.sh)
 #   QUEUES=1000 bench/recovery.sh              # the messages spread over 1,000 queues
 #   QUEUES=1000 PREFETCH=100 bench/recovery.sh # ... drained with 100 unacked per consumer at most
+#   DEEP=1000000 bench/recovery.sh             # also: the first million published into the empty queue
+#                                              # against the last million, into the deep backlog
 #
 # Environment (all optional): MESSAGES (default 10000000, in all), QUEUES (default 1), SIZE body bytes
-# (default 16), PREFETCH per consumer (default 1000; a consumer acks a tenth of it at a time), PORT
-# (default 5694),
+# (default 16), PREFETCH per consumer (default 1000; a consumer acks a tenth of it at a time), DEEP (default
+# 0: one fill), PORT (default 5694),
 # DATA_DIR (default a fresh temp dir, removed afterwards), SKIP_BUILD=1, BENCH_LOCK (default
 # /tmp/warren-bench.lock).
 set -euo pipefail
@@ -23,6 +25,10 @@ QUEUES=${QUEUES:-1}
 SIZE=${SIZE:-16}
 PREFETCH=${PREFETCH:-1000}
 MULTIPLE_ACK=$(( PREFETCH >= 10 ? PREFETCH / 10 : 1 ))
+DEEP=${DEEP:-0}
+if [ "$DEEP" -gt 0 ] && [ $((2 * DEEP)) -ge "$MESSAGES" ]; then
+  echo "DEEP must be under half of MESSAGES" >&2; exit 2
+fi
 PORT=${PORT:-5694}
 BENCH_LOCK=${BENCH_LOCK:-/tmp/warren-bench.lock}
 cd "$root"
@@ -91,7 +97,14 @@ fi
 
 start
 rss_empty=$(rss_mib)
-"$PERF" backlog "${common[@]}" -m "$MESSAGES" --phase fill >"$work/fill.txt"
+if [ "$DEEP" -gt 0 ]; then
+  # The same publishers into an empty queue, then (after the bulk) into the deep backlog.
+  "$PERF" backlog "${common[@]}" -m "$DEEP" --phase fill >"$work/first.txt"
+  "$PERF" backlog "${common[@]}" -m $((MESSAGES - 2 * DEEP)) --phase fill >"$work/fill.txt"
+  "$PERF" backlog "${common[@]}" -m "$DEEP" --phase fill >"$work/last.txt"
+else
+  "$PERF" backlog "${common[@]}" -m "$MESSAGES" --phase fill >"$work/fill.txt"
+fi
 rss_full=$(rss_mib)
 hwm_fill=$(hwm_mib)
 disk=$(du -sm "$data" | cut -f1)
@@ -126,6 +139,10 @@ rss_drained=$(rss_mib)
 hwm_drain=$(hwm_mib)
 
 cat "$work/fill.txt"
+if [ "$DEEP" -gt 0 ]; then
+  echo "publishing ${DEEP} into the empty queue(s): $(grep -oE '[0-9,]+ msg/s' "$work/first.txt" | head -1)"
+  echo "publishing ${DEEP} into a backlog of $((MESSAGES - DEEP)): $(grep -oE '[0-9,]+ msg/s' "$work/last.txt" | head -1)"
+fi
 echo "data dir after fill: ${disk} MiB"
 echo "broker RSS: empty ${rss_empty} MiB, ${MESSAGES} queued ${rss_full} MiB, after kill -9 + recovery ${rss_recovered} MiB, drained ${rss_drained} MiB"
 echo "broker peak RSS: ${hwm_fill} MiB while filling, ${hwm_drain} MiB from restart to drained"

@@ -94,7 +94,7 @@ const READ_JOBS_AT_ONCE: usize = 256;
 
 /// Reads the records of every `Records` job in `batch` together (one pass over the files in order, see
 /// [`Shared::read_jobs`]), then answers the jobs in the order they came, reading blocks in their turn.
-fn run_reads(shared: &Shared, batch: Vec<ReadJob>, scratch: &mut Vec<u8>) {
+fn run_reads(shared: &Shared, batch: Vec<ReadJob>, scratch: &mut ReadScratch) {
     let locs: Vec<&[Location]> = batch
         .iter()
         .filter_map(|j| match j {
@@ -116,7 +116,7 @@ fn run_reads(shared: &Shared, batch: Vec<ReadJob>, scratch: &mut Vec<u8>) {
 /// The reader thread: jobs until the store closes its end of the channel. What else is waiting goes with
 /// each job, so many queues' loads are read in one pass.
 pub(super) fn serve(shared: &Shared, jobs: std::sync::mpsc::Receiver<ReadJob>) {
-    let mut scratch = Vec::new();
+    let mut scratch = ReadScratch::default();
     while let Ok(job) = jobs.recv() {
         let mut batch = vec![job];
         while batch.len() < READ_JOBS_AT_ONCE {
@@ -126,6 +126,7 @@ pub(super) fn serve(shared: &Shared, jobs: std::sync::mpsc::Receiver<ReadJob>) {
             }
         }
         run_reads(shared, batch, &mut scratch);
+        scratch.trim();
     }
 }
 
@@ -306,30 +307,35 @@ impl Shared {
     /// all the readers' records in file order, queues filled side by side, whose records alternate in the
     /// segments, share their reads: a thousand queues draining together read as one.
     ///
-    /// `scratch` is the buffer for runs whose records are copied out, kept by the caller from one call to
-    /// the next: allocating (and zeroing) up to `READ_RUN` bytes per run cost more than the reads.
+    /// `scratch` holds the buffers of a pass, kept by the caller from one call to the next (see
+    /// [`ReadScratch`]).
     pub(super) fn read_jobs(
         &self,
         jobs: &[&[Location]],
-        scratch: &mut Vec<u8>,
+        scratch: &mut ReadScratch,
     ) -> Vec<Vec<Result<Bytes, StoreError>>> {
-        let mut out: Vec<Vec<Option<Result<Bytes, StoreError>>>> =
-            jobs.iter().map(|l| vec![None; l.len()]).collect();
-        // (location, job, index in the job), in file order.
-        let mut order: Vec<(Location, u32, u32)> = jobs
+        // Every answer is filled in below; one left as it starts says its record was not found.
+        let mut out: Vec<Vec<Result<Bytes, StoreError>>> = jobs
             .iter()
-            .enumerate()
-            .flat_map(|(j, locs)| {
-                locs.iter()
-                    .enumerate()
-                    .map(move |(i, l)| (*l, j as u32, i as u32))
-            })
+            .map(|locs| locs.iter().map(|l| Err(StoreError::NotFound(*l))).collect())
             .collect();
+        let ReadScratch {
+            bytes: scratch,
+            order,
+            copied,
+        } = scratch;
+        // (location, job, index in the job), in file order.
+        order.clear();
+        order.extend(jobs.iter().enumerate().flat_map(|(j, locs)| {
+            locs.iter()
+                .enumerate()
+                .map(move |(i, l)| (*l, j as u32, i as u32))
+        }));
         order.sort_unstable_by_key(|(l, j, i)| (l.segment, l.offset, *j, *i));
         let mut put = |j: u32, i: u32, r: Result<Bytes, StoreError>| {
-            out[j as usize][i as usize] = Some(r);
+            out[j as usize][i as usize] = r;
         };
-        let mut gather = Gather::new(jobs.len());
+        let mut gather = Gather::new(jobs.len(), copied);
         let mut i = 0;
         while i < order.len() {
             let (first, first_job, _) = order[i];
@@ -416,39 +422,61 @@ impl Shared {
             }
         }
         for (job, k, l, rec) in gather.finish() {
-            out[job as usize][k as usize] = Some(decode_read(l, rec));
+            out[job as usize][k as usize] = decode_read(l, rec);
         }
-        out.into_iter()
-            .zip(jobs)
-            .map(|(v, locs)| {
-                v.into_iter()
-                    .zip(locs.iter())
-                    .map(|(r, l)| r.unwrap_or(Err(StoreError::NotFound(*l))))
-                    .collect()
-            })
-            .collect()
+        out
     }
 }
+
+/// The reader thread's buffers for [`Shared::read_jobs`], kept from one pass to the next. A pass over a
+/// thousand queues' loads sorts and gathers thousands of records: allocated afresh, each pass's lists were
+/// faulted in, zeroed and handed back to the OS (the allocator purges freed memory at once), and a
+/// thousand-queue drain took 4% more CPU.
+#[derive(Default)]
+pub(super) struct ReadScratch {
+    /// Runs whose records are copied out: up to `READ_RUN` bytes.
+    pub(super) bytes: Vec<u8>,
+    order: Vec<(Location, u32, u32)>,
+    copied: Vec<Copied>,
+}
+
+/// Records a pass's lists keep room for between passes (1 MB). The queues' read-ahead budget keeps
+/// passes below it; a larger one (many queues with room to read far ahead) allocates its own.
+const SCRATCH_KEPT: usize = 1 << 14;
+
+impl ReadScratch {
+    fn trim(&mut self) {
+        if self.order.capacity() > SCRATCH_KEPT {
+            self.order = Vec::new();
+        }
+        if self.copied.capacity() > SCRATCH_KEPT {
+            self.copied = Vec::new();
+        }
+    }
+}
+
+/// A record copied by [`Gather`]: (reader, index in its job, location, piece, offset in the piece).
+type Copied = (u32, u32, Location, u32, usize);
 
 /// Each reader's records copied out of runs shared with other readers, gathered into pieces of its own of
 /// up to `GATHER_PIECE` bytes: an allocation per piece instead of one (and a refcount header) per message,
 /// while a message kept pins at most a piece of its own queue's records. One buffer per reader's whole load
 /// pinned it all until its last message went: 2-3 MiB more at the peak of a 1,000-queue drain.
-struct Gather {
+struct Gather<'a> {
     pieces: Vec<Vec<u8>>,
     /// Per reader: its open piece, and its record bytes not copied yet (an upper bound on what a new piece
     /// needs: some of them come from runs it has alone, or are read one at a time).
     open: Vec<Option<(usize, usize)>>,
-    /// (reader, index in its job, location, piece, offset in the piece).
-    copied: Vec<(u32, u32, Location, u32, usize)>,
+    copied: &'a mut Vec<Copied>,
 }
 
-impl Gather {
-    fn new(readers: usize) -> Gather {
+impl<'a> Gather<'a> {
+    fn new(readers: usize, copied: &'a mut Vec<Copied>) -> Gather<'a> {
+        copied.clear();
         Gather {
             pieces: Vec::new(),
             open: vec![None; readers],
-            copied: Vec::new(),
+            copied,
         }
     }
 
@@ -474,7 +502,7 @@ impl Gather {
     }
 
     /// Each copied record, as a slice of its frozen piece.
-    fn finish(self) -> impl Iterator<Item = (u32, u32, Location, Bytes)> {
+    fn finish(self) -> impl Iterator<Item = (u32, u32, Location, Bytes)> + 'a {
         let pieces: Vec<Bytes> = self
             .pieces
             .into_iter()
@@ -486,7 +514,7 @@ impl Gather {
                 Bytes::from(p)
             })
             .collect();
-        self.copied.into_iter().map(move |(job, k, l, piece, at)| {
+        self.copied.drain(..).map(move |(job, k, l, piece, at)| {
             let rec = pieces[piece as usize].slice(at..at + l.len as usize);
             (job, k, l, rec)
         })

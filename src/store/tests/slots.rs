@@ -282,7 +282,7 @@ fn reads_for_queues_filled_side_by_side_are_read_together_and_answered_apart() {
         vec![bogus],
     ];
     let refs: Vec<&[Location]> = jobs.iter().map(|j| j.as_slice()).collect();
-    let mut scratch = Vec::new();
+    let mut scratch = crate::store::read::ReadScratch::default();
     let got = store.shared.read_jobs(&refs, &mut scratch);
     assert_eq!(got.len(), 3);
     for (want, got) in [&a, &b].into_iter().zip(&got) {
@@ -298,7 +298,7 @@ fn reads_for_queues_filled_side_by_side_are_read_together_and_answered_apart() {
     }
     assert!(got[2][0].is_err(), "{:?}", got[2]);
     assert!(
-        !scratch.is_empty(),
+        !scratch.bytes.is_empty(),
         "interleaved runs are read through the reused buffer"
     );
     // What a reader gets from interleaved runs is gathered into pieces of its own: in file order, its
@@ -309,6 +309,11 @@ fn reads_for_queues_filled_side_by_side_are_read_together_and_answered_apart() {
     let two = store
         .shared
         .read_jobs(&[jobs[0].as_slice(), b_written], &mut scratch);
+    // The second pass reuses the first one's lists: it answers with its own records, nothing left over.
+    assert_eq!(two.len(), 2);
+    for ((id, _), r) in a.iter().zip(&two[0]).chain(b.iter().zip(&two[1])) {
+        assert_eq!(&r.as_ref().expect("read")[..], &payload(*id, 60)[..]);
+    }
     let mut a_read: Vec<(Location, usize)> = a
         .iter()
         .zip(&two[0])
@@ -361,7 +366,7 @@ fn queues_a_fan_out_reached_read_its_records_together() {
         .map(|q| locs.iter().map(|l| l.target(q)).collect())
         .collect();
     let refs: Vec<&[Location]> = jobs.iter().map(|j| j.as_slice()).collect();
-    let mut scratch = Vec::new();
+    let mut scratch = crate::store::read::ReadScratch::default();
     let got = store.shared.read_jobs(&refs, &mut scratch);
     for answers in &got {
         assert_eq!(answers.len(), locs.len());
@@ -374,7 +379,7 @@ fn queues_a_fan_out_reached_read_its_records_together() {
     let (first, last) = (locs[0], locs[locs.len() - 1]);
     assert_eq!(first.segment, last.segment);
     assert_eq!(
-        scratch.len() as u64,
+        scratch.bytes.len() as u64,
         u64::from(last.offset) + u64::from(last.len) - u64::from(first.offset)
     );
 }
