@@ -79,7 +79,8 @@ fn main() -> ExitCode {
     // freed and allocated again within the millisecond (a 64 KiB body per message) was unmapped and faulted
     // back in, zeroed, every time, which halved the 64 KiB row (14k against 28k msg/s) and cost a
     // thousand-queue drain a tenth of its CPU in page faults. A millisecond holds ~200 KB of that churn.
-    // mimalloc's own MIMALLOC_PURGE_DELAY, when given, wins: it is how the trade is measured.
+    // mimalloc's own MIMALLOC_PURGE_DELAY, when given (so spelled: mimalloc's other spellings of it are
+    // overridden), wins: it is how the trade is measured.
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: mi_option_set takes no pointers and may be called at any time.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };

@@ -326,6 +326,7 @@ impl Shared {
         } = scratch;
         // (location, job, index in the job), in file order.
         order.clear();
+        order.reserve(jobs.iter().map(|l| l.len()).sum());
         order.extend(jobs.iter().enumerate().flat_map(|(j, locs)| {
             locs.iter()
                 .enumerate()
@@ -430,8 +431,8 @@ impl Shared {
 
 /// The reader thread's buffers for [`Shared::read_jobs`], kept from one pass to the next. A pass over a
 /// thousand queues' loads sorts and gathers thousands of records: allocated afresh, each pass's lists were
-/// faulted in, zeroed and handed back to the OS (the allocator purges freed memory at once), and a
-/// thousand-queue drain took 4% more CPU.
+/// faulted in, zeroed and handed back to the OS (the allocator purges freed memory within a millisecond),
+/// and a thousand-queue drain took 4% more CPU.
 #[derive(Default)]
 pub(super) struct ReadScratch {
     /// Runs whose records are copied out: up to `READ_RUN` bytes.
@@ -440,7 +441,7 @@ pub(super) struct ReadScratch {
     copied: Vec<Copied>,
 }
 
-/// Records a pass's lists keep room for between passes (1 MB). The queues' read-ahead budget keeps
+/// Records a pass's lists keep room for between passes (1 MB). The queues' read-ahead budget usually keeps
 /// passes below it; a larger one (many queues with room to read far ahead) allocates its own.
 const SCRATCH_KEPT: usize = 1 << 14;
 

@@ -314,6 +314,14 @@ fn reads_for_queues_filled_side_by_side_are_read_together_and_answered_apart() {
     for ((id, _), r) in a.iter().zip(&two[0]).chain(b.iter().zip(&two[1])) {
         assert_eq!(&r.as_ref().expect("read")[..], &payload(*id, 60)[..]);
     }
+    // A pass of one record after a larger one: anything left over would name a record it did not ask for.
+    let one = store.shared.read_jobs(&[&jobs[0][..1]], &mut scratch);
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].len(), 1);
+    assert_eq!(
+        &one[0][0].as_ref().expect("read")[..],
+        &payload(a[0].0, 60)[..]
+    );
     let mut a_read: Vec<(Location, usize)> = a
         .iter()
         .zip(&two[0])
