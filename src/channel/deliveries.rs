@@ -73,6 +73,14 @@ impl Unacked {
 
 /// Settled deliveries grouped by their queue (first-seen order), so each queue is locked once.
 pub fn by_queue(entries: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<Held>)> {
+    let Some(first) = entries.first() else {
+        return Vec::new();
+    };
+    if entries.iter().all(|u| Arc::ptr_eq(&u.queue, &first.queue)) {
+        // The usual ack of many names one queue: one list, allocated once.
+        let q = first.queue.clone();
+        return vec![(q, entries.into_iter().map(|u| u.msg).collect())];
+    }
     let mut groups: Vec<(Arc<Queue>, Vec<Held>)> = Vec::new();
     for u in entries {
         match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {

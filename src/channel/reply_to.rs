@@ -77,8 +77,8 @@ impl Channel {
 
     /// A request's reply_to of amq.rabbitmq.reply-to becomes this channel's private reply name.
     pub(super) fn rewrite_reply_to(&self, msg: Message) -> AmqpResult<Message> {
-        match msg.props().reply_to() {
-            Some(r) if r.as_str() == PSEUDO_QUEUE => {}
+        match msg.reply_to() {
+            Some(r) if r == PSEUDO_QUEUE => {}
             _ => return Ok(msg),
         }
         let Some(reply) = &self.reply else {

@@ -91,15 +91,59 @@ pub fn content_header_valid(p: &[u8]) -> bool {
 
 /// The delivery-mode property of content header `p`, read without decoding the rest.
 pub fn delivery_mode_of(p: &[u8]) -> Option<u8> {
+    octet_property(p, bit::DELIVERY_MODE)
+}
+
+/// The body size of content header `p` when it can go on with its properties undecoded: it has no headers
+/// table (whose fields are checked only by decoding it) and is otherwise what `parse_content_header` would
+/// accept. The properties are then read in place until something needs them all (see `Props::lazy`).
+pub fn lazy_body_size(p: &[u8]) -> Option<u64> {
+    let flags = u16::from_be_bytes(p.get(12..14)?.try_into().ok()?);
+    if flags & 0x2003 != 0 || !content_header_valid(p) {
+        return None;
+    }
+    Some(u64::from_be_bytes(p[4..12].try_into().ok()?))
+}
+
+/// Property bits, as `Properties` and `property` number them.
+pub mod bit {
+    pub const HEADERS: u32 = 13;
+    pub const DELIVERY_MODE: u32 = 12;
+    pub const PRIORITY: u32 = 11;
+    pub const REPLY_TO: u32 = 9;
+    pub const EXPIRATION: u32 = 8;
+    pub const USER_ID: u32 = 4;
+}
+
+/// Whether content header `p` carries a headers table.
+pub fn has_headers(p: &[u8]) -> bool {
+    p.get(12).is_some_and(|f| f & 0x20 != 0)
+}
+
+/// Octet property `bit` (delivery mode, priority) of content header `p`.
+pub fn octet_property(p: &[u8], bit: u32) -> Option<u8> {
     if !content_header_plausible(p) {
         return None;
     }
-    property(p, 12).map(|b| b[0])
+    property(p, bit).map(|b| b[0])
+}
+
+/// Short-string property `bit` of content header `p`; `None` when absent or not UTF-8.
+pub fn short_property(p: &[u8], bit: u32) -> Option<&str> {
+    if !content_header_plausible(p) {
+        return None;
+    }
+    property(p, bit).and_then(|b| std::str::from_utf8(&b[1..]).ok())
 }
 
 /// Property `bit` of content header `p` (with any length prefix), if present and within bounds.
 fn property(p: &[u8], bit: u32) -> Option<&[u8]> {
-    Properties::of(p)?
+    let props = Properties::of(p)?;
+    // Absent, as most are: no walk.
+    if props.flags & (1 << bit) == 0 {
+        return None;
+    }
+    props
         .map_while(|prop| prop)
         .find(|&(b, _)| b <= bit)
         .and_then(|(b, bytes)| (b == bit).then_some(bytes))

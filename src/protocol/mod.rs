@@ -17,8 +17,9 @@ pub mod nesting;
 pub mod outbuf;
 
 pub use header::{
-    content_header_plausible, content_header_valid, decode_content_header, delivery_mode_of,
-    encode_content_header, parse_content_header, raw_headers,
+    bit, content_header_plausible, content_header_valid, decode_content_header, delivery_mode_of,
+    encode_content_header, has_headers, lazy_body_size, octet_property, parse_content_header,
+    raw_headers, short_property,
 };
 pub use outbuf::OutBuf;
 
@@ -453,6 +454,27 @@ mod tests {
                 "case {case}: delivery mode of {p:?}"
             );
             assert!(content_header_valid(payload), "case {case}: {p:?}");
+            // What the publish path reads in place says what the decoded properties say.
+            fn short(v: &Option<amq_protocol::types::ShortString>) -> Option<&str> {
+                v.as_ref().map(|s| s.as_str())
+            }
+            assert_eq!(
+                octet_property(payload, bit::PRIORITY),
+                *p.priority(),
+                "case {case}"
+            );
+            assert_eq!(
+                short_property(payload, bit::EXPIRATION),
+                short(p.expiration())
+            );
+            assert_eq!(short_property(payload, bit::REPLY_TO), short(p.reply_to()));
+            assert_eq!(short_property(payload, bit::USER_ID), short(p.user_id()));
+            assert_eq!(has_headers(payload), with_table, "case {case}");
+            assert_eq!(
+                lazy_body_size(payload),
+                (!with_table).then_some(body_size),
+                "case {case}: {p:?}"
+            );
             // The raw table is there exactly when the properties hold headers, and ends the header's
             // table (whose four length bytes come before it).
             match (raw_headers(payload), p.headers()) {
@@ -480,6 +502,12 @@ mod tests {
                 if let Some(m) = delivery_mode_of(&payload[..cut]) {
                     assert_eq!(Some(m), *p.delivery_mode());
                 }
+                // and takes no body size from a header it would not decode.
+                assert_eq!(
+                    lazy_body_size(&payload[..cut]),
+                    None,
+                    "case {case}: cut {cut}"
+                );
             }
             match parse_content_header(payload) {
                 Some((size, ours)) => {

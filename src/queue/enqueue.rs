@@ -38,7 +38,7 @@ pub fn enqueue(routed: &Routed, msg: &MessageRef, confirm: Option<&ConfirmRef>) 
             let first = storing[0];
             let id = d.store.allocate_id();
             let payload = msg.encode_record(RecordMeta {
-                priority: msg.props().priority().unwrap_or(0),
+                priority: msg.priority().unwrap_or(0),
                 published_at: first.timers.wall_ms(),
                 expires_at: per_message_ttl(msg)
                     .map_or(0, |t| first.timers.wall_ms().saturating_add(t).max(1)),

@@ -756,10 +756,7 @@ pub(crate) fn count_headers(h: &mut amq_protocol::types::FieldTable, delivery: u
 
 /// The per-message TTL from the expiration property (validated at publish).
 fn per_message_ttl(msg: &message::Message) -> Option<u64> {
-    msg.props()
-        .expiration()
-        .as_ref()
-        .and_then(|e| e.as_str().parse::<u64>().ok())
+    msg.expiration().and_then(|e| e.parse::<u64>().ok())
 }
 
 #[cfg(test)]

@@ -56,6 +56,14 @@ pub enum Head {
 
 impl Level {
     fn head(&self) -> Head {
+        if self.loading == 0 && self.paged.is_empty() {
+            // The usual case, on every publish and delivery: nothing of this level is on disk.
+            return if self.mem.is_empty() {
+                Head::Empty
+            } else {
+                Head::InMemory
+            };
+        }
         let mem = self.mem.front().map_or(u64::MAX, |m| m.seq);
         let paged = self.paged.front_seq().unwrap_or(u64::MAX);
         let loading = if self.loading > 0 {
@@ -164,7 +172,7 @@ impl ReadyList {
         if self.levels.len() == 1 {
             return 0;
         }
-        self.level_of(m.msg.props().priority().unwrap_or(0))
+        self.level_of(m.msg.priority().unwrap_or(0))
     }
 
     pub fn len(&self) -> usize {
@@ -289,9 +297,12 @@ impl ReadyList {
 
     /// The head message, when it is in memory (see `head`).
     pub fn front(&self) -> Option<&QueuedMessage> {
-        let l = self.head_level()?;
-        match self.head() {
-            Head::InMemory => self.levels[l].mem.front(),
+        if self.holding > 0 {
+            return None;
+        }
+        let level = &self.levels[self.head_level()?];
+        match level.head() {
+            Head::InMemory => level.mem.front(),
             _ => None,
         }
     }
@@ -327,10 +338,10 @@ impl ReadyList {
 
     /// The head's expiry deadline, whether it is in memory or paged (not while it is being read back).
     pub fn front_expires(&self) -> Option<u64> {
-        let level = &self.levels[self.head_level()?];
         if self.holding > 0 {
             return None;
         }
+        let level = &self.levels[self.head_level()?];
         match level.head() {
             Head::InMemory => level.mem.front().and_then(|m| m.expires()),
             Head::Paged => level.paged.front_expires(),
@@ -340,8 +351,11 @@ impl ReadyList {
 
     /// Take the head message, when it is in memory.
     pub fn pop_front(&mut self) -> Option<QueuedMessage> {
+        if self.holding > 0 {
+            return None;
+        }
         let l = self.head_level()?;
-        if self.head() != Head::InMemory {
+        if self.levels[l].head() != Head::InMemory {
             return None;
         }
         let m = self.levels[l].mem.pop_front()?;
@@ -374,6 +388,10 @@ impl ReadyList {
     /// fewer than two batches stand before it, so a drain does not wait for each read (once queues are
     /// crowded, batches of `CROWDED_BATCH` or fewer, read while fewer than one stands before it).
     pub fn begin_load_consumed(&mut self) -> Option<Load> {
+        if self.levels.iter().all(|l| l.paged.is_empty()) {
+            // Nothing on disk, as on every publish to a queue whose consumers keep up.
+            return None;
+        }
         let crowded = self
             .pager
             .as_ref()

@@ -136,7 +136,7 @@ impl VHost {
         let mut routed = Routed::new();
         let mut alternates = Vec::new();
         let alts = journal.then_some(&mut alternates);
-        let headers = msg.props().headers().as_ref();
+        let headers = msg.headers();
         let cc = headers.map(|h| (routing_list(h, "CC"), routing_list(h, "BCC")));
         match &cc {
             Some((cc, bcc)) if !cc.is_empty() || !bcc.is_empty() => {
@@ -191,7 +191,7 @@ impl VHost {
     /// (a transactional publish, traced when it is made).
     pub fn trace_publish(&self, x: &Arc<Exchange>, msg: &Arc<Message>, origin: &Origin<'_>) {
         let mut routed = Routed::new();
-        let headers = msg.props().headers().as_ref();
+        let headers = msg.headers();
         let (cc, bcc) = headers
             .map(|h| (routing_list(h, "CC"), routing_list(h, "BCC")))
             .unwrap_or_default();

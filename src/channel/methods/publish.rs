@@ -66,23 +66,32 @@ impl Channel {
                 p.exchange, ctx.vhost.name
             )));
         }
-        validate_properties(&properties, ctx.user)?;
-        self.shared.stats.publish.bump(1);
-        if self.confirm {
-            self.publish_seq += 1;
-        }
         // A routing key that arrived as a String is UTF-8, so this always shares or allocates.
         let routing_key =
             crate::queue::message::share_str(&mut self.last_routing_key, p.routing_key.as_bytes())
                 .unwrap_or_default();
-        let msg = self.rewrite_reply_to(Message {
+        let msg = Message {
             exchange: x.name.clone(),
             routing_key,
             header,
-            properties: crate::queue::message::Props::boxed(properties),
+            properties,
             body,
             broker_deaths: false,
-        })?;
+        };
+        validate(
+            Checked {
+                delivery_mode: msg.delivery_mode(),
+                user_id: msg.user_id(),
+                headers: msg.headers(),
+                expiration: msg.expiration(),
+            },
+            ctx.user,
+        )?;
+        self.shared.stats.publish.bump(1);
+        if self.confirm {
+            self.publish_seq += 1;
+        }
+        let msg = self.rewrite_reply_to(msg)?;
         let msg = Arc::new(msg);
         if let Some(ops) = &mut self.tx {
             // RabbitMQ traces a transactional publish when it is made, committed or not.
@@ -204,22 +213,42 @@ impl Channel {
 
 /// RabbitMQ's checks on a published message's properties.
 pub fn validate_properties(p: &BasicProperties, user: &str) -> AmqpResult<()> {
-    if let Some(mode) = p.delivery_mode() {
-        if *mode != 1 && *mode != 2 {
+    validate(
+        Checked {
+            delivery_mode: *p.delivery_mode(),
+            user_id: p.user_id().as_ref().map(|u| u.as_str()),
+            headers: p.headers().as_ref(),
+            expiration: p.expiration().as_ref().map(|e| e.as_str()),
+        },
+        user,
+    )
+}
+
+/// The properties RabbitMQ checks, read from decoded properties or in place from a raw header.
+struct Checked<'a> {
+    delivery_mode: Option<u8>,
+    user_id: Option<&'a str>,
+    headers: Option<&'a amq_protocol::types::FieldTable>,
+    expiration: Option<&'a str>,
+}
+
+fn validate(p: Checked<'_>, user: &str) -> AmqpResult<()> {
+    if let Some(mode) = p.delivery_mode {
+        if mode != 1 && mode != 2 {
             return Err(AmqpError::precondition_failed(format!(
                 "invalid message: {{delivery_mode_unknown,{mode}}}"
             )));
         }
     }
-    if let Some(uid) = p.user_id() {
-        if uid.as_str() != user {
+    if let Some(uid) = p.user_id {
+        if uid != user {
             return Err(AmqpError::precondition_failed(format!(
                 "user_id property set to '{}' but authenticated user was '{}'",
                 uid, user
             )));
         }
     }
-    if let Some(h) = p.headers() {
+    if let Some(h) = p.headers {
         for key in ["CC", "BCC"] {
             if let Some(v) = fields::get(h, key) {
                 let ok = match v {
@@ -237,8 +266,8 @@ pub fn validate_properties(p: &BasicProperties, user: &str) -> AmqpResult<()> {
             }
         }
     }
-    if let Some(exp) = p.expiration() {
-        validate_expiration(exp.as_str())?;
+    if let Some(exp) = p.expiration {
+        validate_expiration(exp)?;
     }
     Ok(())
 }

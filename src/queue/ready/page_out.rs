@@ -57,7 +57,7 @@ impl ReadyList {
                 Some(loc) => Paged::of(&m, loc, false),
                 None => {
                     let meta = RecordMeta {
-                        priority: m.msg.props().priority().unwrap_or(0),
+                        priority: m.msg.priority().unwrap_or(0),
                         ..RecordMeta::default()
                     };
                     let rec = m.msg.encode_record(meta);
