@@ -88,9 +88,6 @@ pub struct Channel {
     pub reply: Option<reply_to::ReplyConsumer>,
     /// The exchange this channel last passed the write-permission check for.
     pub write_ok: Option<Box<str>>,
-    /// The routing key of the last publish, shared by the next one that names it again (a publisher
-    /// mostly does): a message's key costs an allocation only when it changes.
-    pub last_routing_key: Option<Arc<str>>,
 }
 
 impl Channel {
@@ -104,7 +101,6 @@ impl Channel {
             publish_seq: 0,
             tx: None,
             write_ok: None,
-            last_routing_key: None,
             last_queue: None,
             reply: None,
         }

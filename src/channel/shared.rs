@@ -334,7 +334,22 @@ impl ChannelShared {
 
 impl ChannelShared {
     /// Copy a delivery to the firehose and the journal when either watches the vhost.
+    #[inline(always)]
     fn observe_delivery(
+        &self,
+        queue: &Arc<Queue>,
+        qm: &QueuedMessage,
+        consumer_tag: Option<&Arc<str>>,
+        delivery_tag: u64,
+    ) {
+        // Checked here, inline, at every delivery; the copying is out of line.
+        if self.conn.open_vhost().is_some_and(|v| v.observed()) {
+            self.observed_delivery(queue, qm, consumer_tag, delivery_tag);
+        }
+    }
+
+    #[inline(never)]
+    fn observed_delivery(
         &self,
         queue: &Arc<Queue>,
         qm: &QueuedMessage,
@@ -344,9 +359,6 @@ impl ChannelShared {
         let Some(v) = self.conn.open_vhost() else {
             return;
         };
-        if !v.observed() {
-            return;
-        }
         let Some(user) = self.conn.user_arc() else {
             return;
         };

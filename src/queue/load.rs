@@ -34,6 +34,10 @@ pub enum Got {
 impl Queue {
     /// Start reading paged messages back, if the list wants it and no load is in flight.
     pub(super) fn start_load(self: &Arc<Self>, st: &mut QueueState) {
+        if st.ready.nothing_paged() {
+            // Every dispatch round ends here; most find nothing to read.
+            return;
+        }
         let load = if !st.consumers.is_empty() {
             st.ready.begin_load_consumed()
         } else if !st.load_waiters.is_empty() || st.head_must_go(|| self.timers.now_ms()) {

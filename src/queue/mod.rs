@@ -647,11 +647,17 @@ impl Queue {
     }
 
     /// Republish dead messages to the queue's dead-letter exchange (called without the queue lock).
+    #[inline]
     fn dead_letter(self: &Arc<Self>, dead: Dead) {
-        use crate::journal::{Detail, Kind};
-        if dead.is_empty() {
-            return;
+        // Checked inline: every publish and settle passes here, almost always with nothing.
+        if !dead.is_empty() {
+            self.dead_letter_now(dead);
         }
+    }
+
+    #[inline(never)]
+    fn dead_letter_now(self: &Arc<Self>, dead: Dead) {
+        use crate::journal::{Detail, Kind};
         self.forget_stored(dead.iter().map(|(m, _)| m));
         let (dlx, dlrk) = {
             let st = self.state.lock();

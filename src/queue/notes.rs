@@ -41,11 +41,22 @@ impl DeliveryNotes {
 /// (unless `at_end`), so that its writer starts sending while the round goes on, and once more at the end
 /// for the rest: a round of hundreds costs one or two wake-ups, not hundreds. Kept as addresses, not
 /// clones: an `Arc` clone per round cost a no-ack consumer 8% of its rate.
-#[derive(Default)]
 pub(super) struct Unwoken {
-    /// Each channel, and whether it was sent something since it was last woken.
-    noted: smallvec::SmallVec<[(*const (), bool); 4]>,
+    /// Each channel, and whether it was sent something since it was last woken: `noted[..len]`. A plain
+    /// array: a round is usually one delivery, and a small vector's bookkeeping cost as much as the rest.
+    noted: [(*const (), bool); Unwoken::MAX],
+    len: usize,
     at_end: bool,
+}
+
+impl Default for Unwoken {
+    fn default() -> Unwoken {
+        Unwoken {
+            noted: [(std::ptr::null(), false); Unwoken::MAX],
+            len: 0,
+            at_end: false,
+        }
+    }
 }
 
 impl Unwoken {
@@ -59,14 +70,16 @@ impl Unwoken {
     /// Most channels remembered; past that, each is woken after each delivery.
     const MAX: usize = 8;
 
+    #[inline]
     pub(super) fn note(&mut self, ch: &Arc<dyn ConsumerChannel>) {
         let p = Arc::as_ptr(ch) as *const ();
-        if let Some(n) = self.noted.iter_mut().find(|(x, _)| *x == p) {
+        if let Some(n) = self.noted[..self.len].iter_mut().find(|(x, _)| *x == p) {
             n.1 = true;
             return;
         }
-        if self.noted.len() < Self::MAX {
-            self.noted.push((p, self.at_end));
+        if self.len < Self::MAX {
+            self.noted[self.len] = (p, self.at_end);
+            self.len += 1;
             if self.at_end {
                 return;
             }
@@ -74,20 +87,29 @@ impl Unwoken {
         ch.flush();
     }
 
-    /// Wake the channels noted, all of which belong to `consumers` (the round does not remove any).
-    pub(super) fn wake(&mut self, consumers: &[Arc<Consumer>]) {
+    /// At the end of the round: wake the channels noted that were sent something since they were woken;
+    /// all of them belong to `consumers` (the round does not remove any).
+    #[inline]
+    pub(super) fn wake(mut self, consumers: &[Arc<Consumer>]) {
+        let noted = &mut self.noted[..self.len];
+        let mut left = noted.iter().filter(|(_, sent)| *sent).count();
+        if left == 0 {
+            // Each was woken at its first delivery and sent nothing since (a round of one).
+            return;
+        }
         for c in consumers {
-            if self.noted.is_empty() {
-                return;
-            }
             let p = Arc::as_ptr(&c.channel) as *const ();
-            if let Some(i) = self.noted.iter().position(|(x, _)| *x == p) {
-                if self.noted.swap_remove(i).1 {
-                    c.channel.flush();
+            // Once each: a channel with several consumers on the queue is noted once.
+            if let Some(n) = noted.iter_mut().find(|(x, sent)| *sent && *x == p) {
+                n.1 = false;
+                c.channel.flush();
+                left -= 1;
+                if left == 0 {
+                    return;
                 }
             }
         }
         // A channel noted but not found would never be woken and its consumer would stall.
-        debug_assert!(self.noted.is_empty(), "a round's consumer left during it");
+        debug_assert!(left == 0, "a round's consumer left during it");
     }
 }

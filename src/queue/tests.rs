@@ -18,9 +18,14 @@ pub(crate) struct Recorder {
     /// Deliveries taken per consumer, not yet acked, in order.
     held: Mutex<Vec<(String, Held)>>,
     cancelled: Mutex<Vec<String>>,
+    /// Wake-ups of the channel's writer (`flush`) so far.
+    flushes: AtomicU32,
 }
 
 impl ConsumerChannel for Recorder {
+    fn flush(&self) {
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+    }
     fn deliver(&self, c: &Arc<Consumer>, q: &Arc<Queue>, qm: &QueuedMessage) -> bool {
         if !c.no_ack && c.prefetch != 0 && c.unacked.load(Ordering::Relaxed) >= c.prefetch {
             return false;
@@ -243,6 +248,41 @@ fn prefetch_holds_messages_until_acks() {
     q.acked(&held);
     assert_eq!(f.ch.bodies_of("c"), ["1", "2", "3", "4"]);
     assert_eq!((q.message_count(), q.unacked_count()), (1, 2));
+}
+
+/// A round wakes a channel's writer at its first delivery and once more at the end if it sent more since,
+/// once per channel however many of its consumers were served.
+#[test]
+fn a_dispatch_round_wakes_each_channel_once_at_first_and_once_at_the_end() {
+    let f = Fixture::new();
+    let q = f.queue("q", &[]);
+    let a = f.consumer(&q, "a", 0, 3);
+    let b = f.consumer(&q, "b", 0, 3);
+    let flushes = || f.ch.flushes.load(Ordering::Relaxed);
+    // Each publish is a round of one delivery: one wake-up.
+    publish_all(&q, &["1", "2"]);
+    assert_eq!(flushes(), 2);
+    publish_all(&q, &["3", "4", "5", "6", "7", "8", "9", "10"]);
+    assert_eq!(
+        flushes(),
+        6,
+        "four more rounds of one, then the consumers are full"
+    );
+    // Acks of both consumers' deliveries in one go free six places: one round delivers the last four to
+    // both consumers, on the one channel.
+    let mut held = f.ch.take("a", &[a.clone(), b.clone()]);
+    held.extend(f.ch.take("b", &[a.clone(), b.clone()]));
+    q.acked(&held);
+    assert_eq!(f.ch.bodies_of("a").len() + f.ch.bodies_of("b").len(), 10);
+    assert_eq!(q.message_count(), 0);
+    assert_eq!(
+        flushes(),
+        8,
+        "woken at the round's first delivery and once at its end"
+    );
+    // A round that delivers nothing wakes nobody.
+    q.dispatch();
+    assert_eq!(flushes(), 8);
 }
 
 #[test]

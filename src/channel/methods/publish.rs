@@ -66,10 +66,9 @@ impl Channel {
                 p.exchange, ctx.vhost.name
             )));
         }
-        // A routing key that arrived as a String is UTF-8, so this always shares or allocates.
-        let routing_key =
-            crate::queue::message::share_str(&mut self.last_routing_key, p.routing_key.as_bytes())
-                .unwrap_or_default();
+        // Not shared with the channel's previous publish: the delivering and acking threads would then
+        // bounce its count between cores at every message, which cost more than the allocation.
+        let routing_key: Arc<str> = Arc::from(p.routing_key.as_str());
         let msg = Message {
             exchange: x.name.clone(),
             routing_key,

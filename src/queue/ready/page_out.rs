@@ -13,10 +13,12 @@ impl ReadyList {
         self.page_out_for(true)
     }
 
-    /// `page_out` for a queue that has consumers (`consumed`) or not.
+    /// `page_out` for a queue that has consumers (`consumed`) or not. (A publish has just trimmed, at the
+    /// end of its dispatch round: the list needs it again only if something left.)
     pub fn page_out_for(&mut self, consumed: bool) {
-        self.page_out_to_floor(consumed);
-        self.trim();
+        if self.page_out_to_floor(consumed) {
+            self.trim();
+        }
     }
 
     /// Give back the room of in-memory messages gone: a list that once held thousands (a batch read back,
@@ -35,12 +37,16 @@ impl ReadyList {
         }
     }
 
-    fn page_out_to_floor(&mut self, consumed: bool) {
-        let Some(pager) = &self.pager else { return };
+    /// Whether it paged anything out.
+    fn page_out_to_floor(&mut self, consumed: bool) -> bool {
+        let Some(pager) = &self.pager else {
+            return false;
+        };
+        let mut paged_any = false;
         loop {
             let (floor, over) = pager.budget.floor(consumed);
             if self.mem_len <= floor {
-                return;
+                return paged_any;
             }
             // Lowest priority first: it is delivered last.
             let pick = (0..self.levels.len()).find(|&l| {
@@ -49,9 +55,9 @@ impl ReadyList {
                     level.paged.back_seq().is_none_or(|s| s < m.seq) && (over || m.loc().is_some())
                 })
             });
-            let Some(l) = pick else { return };
+            let Some(l) = pick else { return paged_any };
             let Some(m) = self.levels[l].mem.pop_back() else {
-                return;
+                return paged_any;
             };
             let paged = match m.loc() {
                 Some(loc) => Paged::of(&m, loc, false),
@@ -72,7 +78,7 @@ impl ReadyList {
                         Err(e) => {
                             tracing::warn!(queue = %pager.queue_label(), error = %e, "cannot page a message out; keeping it in memory");
                             self.levels[l].mem.push_back(m);
-                            return;
+                            return paged_any;
                         }
                     }
                 }
@@ -85,6 +91,7 @@ impl ReadyList {
             let run = &mut self.levels[l].paged;
             run.push_back(paged, Some(pager), &mut self.next_chunk);
             self.paged_transient |= run.spilled_chunks() > 0;
+            paged_any = true;
         }
     }
 }
