@@ -483,7 +483,13 @@ impl SyncThread {
         let mut deleted = Vec::new();
         for id in victims {
             let path = self.shared.path(SegKind::Msg, id);
-            match std::fs::remove_file(&path) {
+            let gone = match std::fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                // Already gone (removed by hand): its index and what is kept of it go all the same.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            };
+            match gone {
                 Ok(()) => {
                     // An index without its segment is deleted at the next start if this fails.
                     let _ = std::fs::remove_file(super::index::path(&self.shared.cfg.dir, id));
@@ -491,7 +497,6 @@ impl SyncThread {
                     self.shared.tables.forget(id);
                     deleted.push(id)
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => deleted.push(id),
                 Err(e) => {
                     warn!(segment = %path.display(), error = %e, "message store: cannot delete segment");
                     blocked = true;

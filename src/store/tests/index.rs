@@ -451,3 +451,29 @@ fn a_queue_deleted_while_recovery_runs_gets_no_run() {
     assert_eq!(ids(&rec, "v/b"), Vec::<u64>::new());
     assert_eq!(ids(&rec, "v/a"), (0..3000).step_by(2).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_segment_removed_by_hand_still_takes_its_index_when_collected() {
+    let d = TempDir::new("idx-by-hand");
+    let cfg = config(&d.0, 16 << 10, SyncPolicy::Never);
+    fill(&cfg);
+    let (store, rec) = open(&cfg);
+    let indexed = index_files(&d.0);
+    assert!(indexed.len() > 5, "{indexed:?}");
+    // Someone deletes the indexed segments behind the store's back; then everything is acked.
+    for f in &indexed {
+        let segment = f.replace(".idx", ".seg");
+        fs::remove_file(d.0.join(segment)).unwrap();
+    }
+    for q in &rec {
+        let locs: Vec<Location> = q.messages.iter().map(|m| m.location).collect();
+        store.ack(&q.queue, &locs);
+    }
+    store.sync_now().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !index_files(&d.0).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // GC found each segment already gone and let its index go as it would have with the segment.
+    assert!(index_files(&d.0).is_empty(), "{:?}", index_files(&d.0));
+}
