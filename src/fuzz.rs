@@ -49,18 +49,55 @@ pub fn publish(data: &[u8]) {
     }
 }
 
-/// Content headers: whenever the fast path decodes one, amq-protocol decodes the same size and properties.
+/// Content headers: whenever the fast path decodes one, amq-protocol decodes the same size and properties;
+/// the publish path keeps exactly those headers undecoded, and reads the same values from them in place.
 pub fn content_header(data: &[u8]) {
     if protocol::nesting::header_too_deep(data) {
         return;
     }
     let fast = protocol::parse_content_header(data);
     let generic = amq_protocol::frame::parsing::parse_content_header(data).ok();
-    if let Some((size, props)) = fast {
-        let (_, h) = generic.expect("fast path decoded a header amq-protocol refuses");
-        assert_eq!(size, h.body_size, "body size");
-        assert_eq!(props, h.properties, "properties");
+    let lazy = protocol::lazy_body_size(data);
+    let Some((size, props)) = fast else {
+        assert_eq!(lazy, None, "kept undecoded a header the fast path refuses");
+        return;
+    };
+    let (_, h) = generic.expect("fast path decoded a header amq-protocol refuses");
+    assert_eq!(size, h.body_size, "body size");
+    assert_eq!(props, h.properties, "properties");
+    assert_eq!(
+        lazy,
+        Some(size),
+        "a header the fast path decodes is kept undecoded"
+    );
+    use protocol::bit;
+    fn short(v: &Option<amq_protocol::types::ShortString>) -> Option<&str> {
+        v.as_ref().map(|s| s.as_str())
     }
+    assert_eq!(
+        protocol::octet_property(data, bit::DELIVERY_MODE),
+        *props.delivery_mode()
+    );
+    assert_eq!(
+        protocol::octet_property(data, bit::PRIORITY),
+        *props.priority()
+    );
+    assert_eq!(
+        protocol::short_property(data, bit::EXPIRATION),
+        short(props.expiration())
+    );
+    assert_eq!(
+        protocol::short_property(data, bit::REPLY_TO),
+        short(props.reply_to())
+    );
+    assert_eq!(
+        protocol::short_property(data, bit::USER_ID),
+        short(props.user_id())
+    );
+    assert!(
+        !protocol::has_headers(data),
+        "the fast path decoded a table"
+    );
 }
 
 /// A broker for the lifecycle target: one vhost "/", user guest/guest.

@@ -14,7 +14,7 @@ impl ReadyList {
     }
 
     /// `page_out` for a queue that has consumers (`consumed`) or not. (A publish has just trimmed, at the
-    /// end of its dispatch round: the list needs it again only if something left.)
+    /// end of its dispatch round; messages that expired since give their room back at the next round.)
     pub fn page_out_for(&mut self, consumed: bool) {
         if self.page_out_to_floor(consumed) {
             self.trim();
