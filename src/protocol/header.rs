@@ -1,7 +1,8 @@
 //! Basic content headers (class 60) read and written without amq-protocol's general codec where it pays: a
-//! shape check and the delivery mode read in place (for messages read back from the store, whose properties
-//! are decoded only if asked for), a decoder for headers without a table, the raw headers table, and the
-//! encoder for properties the broker built or changed. Cross-checked against amq-protocol in `super::tests`.
+//! shape check and the few properties the broker reads on every message, read in place (for messages whose
+//! properties are decoded only if asked for: read back from the store, or published without a headers
+//! table), a decoder for headers without a table, the raw headers table, and the encoder for properties the
+//! broker built or changed. Cross-checked against amq-protocol in `super::tests`.
 
 use amq_protocol::frame::{gen_frame, AMQPFrame, WriteContext};
 use bytes::Bytes;
@@ -89,11 +90,6 @@ pub fn content_header_valid(p: &[u8]) -> bool {
         })
 }
 
-/// The delivery-mode property of content header `p`, read without decoding the rest.
-pub fn delivery_mode_of(p: &[u8]) -> Option<u8> {
-    octet_property(p, bit::DELIVERY_MODE)
-}
-
 /// The body size of content header `p` when it can go on with its properties undecoded: it has no headers
 /// table (whose fields are checked only by decoding it) and is otherwise what `parse_content_header` would
 /// accept. The properties are then read in place until something needs them all (see `Props::lazy`).
@@ -117,7 +113,7 @@ pub mod bit {
 
 /// Whether content header `p` carries a headers table.
 pub fn has_headers(p: &[u8]) -> bool {
-    p.get(12).is_some_and(|f| f & 0x20 != 0)
+    Properties::of(p).is_some_and(|props| props.flags & (1 << bit::HEADERS) != 0)
 }
 
 /// Octet property `bit` (delivery mode, priority) of content header `p`.
@@ -233,7 +229,7 @@ pub fn decode_content_header(p: &[u8]) -> Option<(u64, amq_protocol::protocol::B
 /// The entries of the headers table in a basic content-header payload, as the publisher encoded them
 /// (in their order), or None when it has no headers or the payload is malformed.
 pub fn raw_headers(payload: &[u8]) -> Option<&[u8]> {
-    property(payload, 13).map(|table| &table[4..])
+    property(payload, bit::HEADERS).map(|table| &table[4..])
 }
 
 /// Encode a content header payload (class 60) for properties the broker built or changed.

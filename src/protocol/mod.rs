@@ -17,7 +17,7 @@ pub mod nesting;
 pub mod outbuf;
 
 pub use header::{
-    bit, content_header_plausible, content_header_valid, decode_content_header, delivery_mode_of,
+    bit, content_header_plausible, content_header_valid, decode_content_header,
     encode_content_header, has_headers, lazy_body_size, octet_property, parse_content_header,
     raw_headers, short_property,
 };
@@ -449,7 +449,7 @@ mod tests {
             let (_, theirs) = amq_protocol::frame::parsing::parse_content_header(payload).unwrap();
             assert_eq!(theirs.properties, p);
             assert_eq!(
-                delivery_mode_of(payload),
+                octet_property(payload, bit::DELIVERY_MODE),
                 *p.delivery_mode(),
                 "case {case}: delivery mode of {p:?}"
             );
@@ -499,7 +499,7 @@ mod tests {
             }
             for cut in 0..payload.len() {
                 // Truncated, it reads the mode only if the mode itself is in what is left.
-                if let Some(m) = delivery_mode_of(&payload[..cut]) {
+                if let Some(m) = octet_property(&payload[..cut], bit::DELIVERY_MODE) {
                     assert_eq!(Some(m), *p.delivery_mode());
                 }
                 // and takes no body size from a header it would not decode.
